@@ -1,0 +1,228 @@
+"""The `agent-runner` command: parse arguments, load settings once, wire the app, run.
+
+Exit codes: 0 success, 1 a task failed (`process`), 2 bad configuration or usage.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import signal
+import sys
+import threading
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from runner import __version__
+from runner.config import Settings, load_settings
+from runner.errors import ConfigError, RunnerError
+from runner.log import configure_logging, get_logger
+
+EPILOG = """\
+Settings come from environment variables and from ./.env (see .env.example).
+The essentials: GITHUB_TOKEN, DISPATCH_REPO; GITHUB_API_URL for GitHub Enterprise.
+
+examples:
+  agent-runner demo                      # the whole flow against the built-in emulator
+  agent-runner once                      # one pass over the dispatch repository, then exit
+  agent-runner run                       # poll forever (what the container runs)
+  agent-runner process 42                # run dispatch issue #42 now, even if processed
+  agent-runner emulator --port 8000      # a local GitHub for trying things out
+"""
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="agent-runner",
+        description="Turn dispatch issues labeled `copilot-agent` into one pull request each.",
+        epilog=EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("--version", action="version", version=f"agent-runner {__version__}")
+    parser.add_argument("--env-file", default=".env", metavar="PATH",
+                        help="read settings from this file as well as the environment (default: .env)")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+
+    sub.add_parser("run", help="poll the dispatch repository and process issues until stopped",
+                   description="Poll DISPATCH_REPO every POLL_INTERVAL_SECONDS and run WORKERS jobs in "
+                   "parallel. SIGTERM or SIGINT stops claiming, lets running jobs finish for "
+                   "SHUTDOWN_GRACE_SECONDS, releases the rest and exits 0. Serves /healthz, /readyz "
+                   "and /metrics on HEALTH_PORT.")
+    sub.add_parser("once", help="one pass: queue eligible issues, process what is due, exit",
+                   description="Poll once, run every job that is due, print a summary and exit 0. "
+                   "Useful from cron or CI.")
+    process = sub.add_parser("process", help="process exactly one dispatch issue now",
+                             description="Run one issue through the pipeline, re-queueing it first if it "
+                             "had finished. Exits 1 if the task failed.")
+    process.add_argument("issue", type=int, help="the dispatch issue number")
+
+    demo = sub.add_parser("demo", help="run the whole flow against the built-in GitHub emulator",
+                          description="Start the GitHub emulator, create a dispatch and a target "
+                          "repository, file a dispatch issue, run one pass and show the pull request. "
+                          "Needs no credentials and no network.")
+    demo.add_argument("--state-dir", type=Path, default=None,
+                      help="keep the emulator's repositories here (default: a temporary directory)")
+    demo.add_argument("--verbose", action="store_true", help="show the runner's log lines")
+
+    emulator = sub.add_parser("emulator", help="serve a local GitHub emulator (REST API and git)",
+                              description="Serve the GitHub emulator until stopped. The admin user is "
+                              "`octocat` with token `emulator-token`. Point GITHUB_API_URL at the "
+                              "printed URL.")
+    emulator.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1)")
+    emulator.add_argument("--port", type=int, default=0, help="port; 0 picks a free one (default)")
+    emulator.add_argument("--state-dir", type=Path, required=True,
+                          help="where repositories, issues and PRs are kept across restarts")
+
+    status = sub.add_parser("status", help="show the ledger: each task's status, attempt, owner, PR",
+                            description="Read the ledger at LEDGER_URL and print one row per task.")
+    status.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    status.add_argument("--limit", type=int, default=100, help="rows to show (default 100)")
+
+    retry = sub.add_parser("retry", help="re-queue a task (also done by removing `agent-failed`)")
+    retry.add_argument("issue", type=int, help="the dispatch issue number")
+
+    sub.add_parser("generators", help="list the installed generators, built-in and plugins")
+    sub.add_parser("check-config", help="validate the settings and print them (secrets hidden)")
+    health = sub.add_parser("healthcheck", help="exit 0 if the local runner answers /healthz (for Docker)")
+    health.add_argument("--url", default=None, help="default: http://127.0.0.1:$HEALTH_PORT/healthz")
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return _dispatch(args)
+    except ConfigError as exc:
+        print(f"agent-runner: configuration error: {exc}", file=sys.stderr)
+        return 2
+    except RunnerError as exc:
+        print(f"agent-runner: {exc}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        return 130
+
+
+def _dispatch(args: argparse.Namespace) -> int:
+    command = args.command
+    if command == "demo":
+        from runner.demo import run_demo
+
+        return run_demo(state_dir=args.state_dir, verbose=args.verbose, out=print)
+    if command == "emulator":
+        from runner.testing.github import serve_forever
+
+        serve_forever(host=args.host, port=args.port, state_dir=args.state_dir, print_fn=print)
+        return 0
+    if command == "generators":
+        return _list_generators()
+
+    settings = load_settings(args.env_file)
+    configure_logging(settings.log_level, settings.log_format, settings.secrets())
+    if command == "healthcheck":
+        from runner.health import probe
+
+        ok, detail = probe(args.url or f"http://127.0.0.1:{settings.health_port}/healthz")
+        print(detail)
+        return 0 if ok else 1
+    if command == "check-config":
+        return _check_config(settings)
+    if command in {"status", "retry"}:
+        return _ledger_command(settings, args)
+
+    from runner.app import build_app
+
+    app = build_app(settings)
+    try:
+        if command == "run":
+            return _serve(app)
+        if command == "once":
+            outcomes = app.runner.run_once()
+            counts: dict[str, int] = {}
+            for outcome in outcomes:
+                counts[outcome.status] = counts.get(outcome.status, 0) + 1
+            summary = ", ".join(f"{n} {s}" for s, n in sorted(counts.items())) or "nothing to do"
+            print(f"agent-runner: one pass done: {summary}")
+            return 0
+        if command == "process":
+            outcome = app.runner.process_issue(args.issue)
+            if outcome is None:
+                print(f"agent-runner: issue #{args.issue} is being processed by another worker")
+                return 1
+            print(f"agent-runner: issue #{args.issue}: {outcome.status}"
+                  + (f" {outcome.pr_url}" if outcome.pr_url else "")
+                  + (f" ({outcome.error})" if outcome.error and outcome.status != "succeeded" else ""))
+            return 0 if outcome.status in {"succeeded", "skipped"} else 1
+    finally:
+        app.close()
+    raise AssertionError(f"unhandled command {command}")
+
+
+def _serve(app: Any) -> int:
+    from runner.health import HealthServer
+
+    log = get_logger()
+    stop = threading.Event()
+
+    def on_signal(signum: int, _frame: Any) -> None:
+        log.info("shutting down", signal=signal.Signals(signum).name)
+        stop.set()
+
+    signal.signal(signal.SIGTERM, on_signal)
+    signal.signal(signal.SIGINT, on_signal)
+    settings = app.settings
+    health = HealthServer(app.metrics, settings.health_host, settings.health_port).start()
+    app.workspace.cleanup()
+    log.info("runner started", dispatch=settings.dispatch_repo, workers=settings.workers,
+             generators=",".join(settings.generators), health_port=health.port, owner=app.runner.owner)
+    try:
+        app.runner.serve(stop)
+    finally:
+        health.stop()
+    log.info("runner stopped")
+    return 0
+
+
+def _list_generators() -> int:
+    from runner.generators import registry
+
+    for name, (_factory, origin) in sorted(registry().items()):
+        print(f"{name:12} {origin}")
+    return 0
+
+
+def _check_config(settings: Settings) -> int:
+    settings.token()
+    settings.require_dispatch_repo()
+    from runner.generators import build_chain
+
+    build_chain(settings.generators, settings)
+    shown = settings.model_dump(mode="json")
+    print(json.dumps(shown, indent=2, sort_keys=True, default=str))
+    print("agent-runner: configuration is valid", file=sys.stderr)
+    return 0
+
+
+def _ledger_command(settings: Settings, args: argparse.Namespace) -> int:
+    from runner.app import utc_now
+    from runner.ledger import open_ledger
+    from runner.ledger.base import TaskKey
+    from runner.ledger.status import format_status_table, records_to_json
+
+    ledger = open_ledger(settings.ledger_location)
+    try:
+        if args.command == "retry":
+            key = TaskKey(settings.require_dispatch_repo(), args.issue)
+            if not ledger.requeue(key, now=utc_now()):
+                print(f"agent-runner: the ledger has no task for issue #{args.issue}", file=sys.stderr)
+                return 1
+            print(f"agent-runner: issue #{args.issue} re-queued")
+            return 0
+        records = ledger.list(limit=args.limit)
+        if args.json:
+            print(json.dumps(records_to_json(records), indent=2))
+        else:
+            print(format_status_table(records, utc_now()))
+        return 0
+    finally:
+        ledger.close()

@@ -1,0 +1,214 @@
+"""Load every setting once, validate it at start-up, and say which one is wrong.
+
+Settings come from the environment and from `.env` (pydantic-settings). The
+object is frozen and is passed down explicitly; nothing reads the environment
+at import time. Secrets are ``SecretStr`` so that they never print by accident.
+"""
+
+from __future__ import annotations
+
+import base64
+import fnmatch
+import json
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+from typing_extensions import Annotated
+
+from runner.errors import ConfigError, TaskSpecError
+from runner.task import normalize_repo
+
+LogLevel = Literal["DEBUG", "INFO", "WARNING", "ERROR"]
+CsvList = Annotated[tuple[str, ...], NoDecode]
+
+
+def _split_csv(value: Any) -> Any:
+    if isinstance(value, str):
+        return tuple(item.strip() for item in value.split(",") if item.strip())
+    return value
+
+
+class Settings(BaseSettings):
+    """All runner settings; see `.env.example` and the README for what each one does."""
+
+    model_config = SettingsConfigDict(
+        env_file=".env",
+        env_file_encoding="utf-8",
+        extra="ignore",
+        frozen=True,
+        case_sensitive=False,
+    )
+
+    # GitHub
+    github_token: SecretStr | None = None
+    github_api_url: str = "https://api.github.com"
+    dispatch_repo: str | None = None
+    trigger_label: str = "copilot-agent"
+    processed_label: str = "processed"
+    failed_label: str = "agent-failed"
+    allowed_target_repos: CsvList = ()
+    require_labeler_permission: bool = True
+    github_timeout_seconds: float = Field(default=30.0, gt=0)
+    github_max_retries: int = Field(default=5, ge=0, le=20)
+    github_throttle: bool = True  # PyGithub's pause between writes, against secondary rate limits
+
+    # Identity
+    agent_name: str = "agent-runner"
+    git_author_name: str | None = None
+    git_author_email: str = "agent-runner@users.noreply.github.com"
+
+    # Loop and storage
+    poll_interval_seconds: float = Field(default=60.0, gt=0)
+    workspace_dir: Path = Path("/workspace")
+    data_dir: Path = Path("/data")
+    ledger_url: str | None = None
+    workers: int = Field(default=1, ge=1, le=64)
+    max_attempts: int = Field(default=5, ge=1, le=100)
+    lease_seconds: float = Field(default=120.0, ge=1)
+    retry_base_seconds: float = Field(default=10.0, gt=0)
+    retry_max_seconds: float = Field(default=900.0, gt=0)
+    shutdown_grace_seconds: float = Field(default=30.0, ge=0)
+    health_host: str = "0.0.0.0"
+    health_port: int = Field(default=8080, ge=0, le=65535)
+    log_level: LogLevel = "INFO"
+    log_format: Literal["auto", "json", "console"] = "auto"
+
+    hooks: CsvList = ()
+
+    # Generators
+    generators: CsvList = ("patch",)
+    generator_timeout_seconds: float = Field(default=900.0, gt=0)
+    openai_api_key: SecretStr | None = None
+    openai_base_url: str | None = None
+    openai_model: str = "gpt-4o-mini"
+    anthropic_api_key: SecretStr | None = None
+    anthropic_base_url: str | None = None
+    anthropic_model: str = "claude-sonnet-4-5"
+    default_model: str | None = None
+    seniority_models: dict[str, str] = Field(default_factory=dict)
+    model_prices: dict[str, tuple[float, float]] = Field(default_factory=dict)
+    max_turns: int = Field(default=30, ge=1, le=500)
+    max_output_tokens: int = Field(default=4096, ge=1)
+    max_tokens_per_task: int | None = Field(default=None, ge=1)
+    max_cost_usd_per_task: float | None = Field(default=None, gt=0)
+    command_template: str | None = None
+    command_env_allowlist: CsvList = ("PATH", "HOME", "LANG", "LC_ALL", "TERM", "TMPDIR")
+    max_file_bytes: int = Field(default=1_000_000, ge=1)
+    allow_workflow_changes: bool = False
+
+    # Validation
+    validate_commands: CsvList = ()
+    validation_timeout_seconds: float = Field(default=600.0, gt=0)
+    validation_rounds: int = Field(default=2, ge=0, le=10)
+    on_validation_failure: Literal["draft", "fail"] = "draft"
+
+    _split = field_validator(
+        "allowed_target_repos", "generators", "command_env_allowlist", "validate_commands", "hooks",
+        mode="before",
+    )(_split_csv)
+
+    @field_validator("dispatch_repo")
+    @classmethod
+    def _check_dispatch_repo(cls, value: str | None) -> str | None:
+        if value is None or not value.strip():
+            return None
+        try:
+            return normalize_repo(value)
+        except TaskSpecError as exc:
+            raise ValueError(f"must be `owner/name`, got `{value}`") from exc
+
+    @field_validator("allowed_target_repos")
+    @classmethod
+    def _check_patterns(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        for pattern in value:
+            if pattern.count("/") != 1:
+                raise ValueError(f"`{pattern}` must look like `owner/name` or `owner/*`")
+        return value
+
+    @field_validator("generators")
+    @classmethod
+    def _check_generators(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        if not value:
+            raise ValueError("name at least one generator, for example `patch`")
+        return value
+
+    @field_validator("github_api_url", "openai_base_url", "anthropic_base_url")
+    @classmethod
+    def _check_url(cls, value: str | None) -> str | None:
+        if value is None:
+            return None
+        if not value.startswith(("http://", "https://")):
+            raise ValueError(f"must start with http:// or https://, got `{value}`")
+        return value.rstrip("/")
+
+    @field_validator("seniority_models", "model_prices", mode="before")
+    @classmethod
+    def _parse_json_map(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            try:
+                return json.loads(value) if value.strip() else {}
+            except json.JSONDecodeError as exc:
+                raise ValueError(f"must be a JSON object ({exc.msg})") from exc
+        return value
+
+    @model_validator(mode="after")
+    def _check_combination(self) -> Settings:
+        if self.retry_max_seconds < self.retry_base_seconds:
+            raise ValueError("RETRY_MAX_SECONDS must be at least RETRY_BASE_SECONDS")
+        return self
+
+    @property
+    def author_name(self) -> str:
+        return self.git_author_name or self.agent_name
+
+    @property
+    def ledger_location(self) -> str:
+        """The ledger URL, defaulting to a SQLite file in the data directory."""
+        return self.ledger_url or f"sqlite:///{self.data_dir / 'ledger.db'}"
+
+    def secrets(self) -> list[str]:
+        """Every configured secret value (and the git auth header made from the token)."""
+        values = [self.github_token, self.openai_api_key, self.anthropic_api_key]
+        found = [v.get_secret_value() for v in values if v is not None and v.get_secret_value()]
+        if self.github_token is not None and self.github_token.get_secret_value():
+            token = self.github_token.get_secret_value()
+            found.append(base64.b64encode(f"x-access-token:{token}".encode()).decode())
+        return found
+
+    def token(self) -> str:
+        if self.github_token is None or not self.github_token.get_secret_value():
+            raise ConfigError(
+                "GITHUB_TOKEN is not set. Create a token with `repo` scope and set it in `.env`."
+            )
+        return self.github_token.get_secret_value()
+
+    def require_dispatch_repo(self) -> str:
+        if not self.dispatch_repo:
+            raise ConfigError(
+                "DISPATCH_REPO is not set. Set it to the repository that holds dispatch "
+                "issues, for example `DISPATCH_REPO=octo-org/dispatch`."
+            )
+        return self.dispatch_repo
+
+    def target_allowed(self, target_repo: str) -> bool:
+        """Whether the runner may act on this repository (case-insensitive, `org/*` globs)."""
+        patterns = self.allowed_target_repos
+        if not patterns:
+            owner = (self.dispatch_repo or "").split("/")[0]
+            patterns = (f"{owner}/*",) if owner else ()
+        target = target_repo.lower()
+        return any(fnmatch.fnmatchcase(target, p.lower()) for p in patterns)
+
+
+def load_settings(env_file: str | Path | None = ".env", **overrides: Any) -> Settings:
+    """Build Settings from the environment, `.env` and overrides, or raise ConfigError."""
+    try:
+        return Settings(_env_file=env_file, **overrides)  # type: ignore[call-arg]
+    except ValidationError as exc:
+        problems = []
+        for error in exc.errors():
+            name = "_".join(str(p) for p in error["loc"]).upper() or "settings"
+            problems.append(f"{name}: {error['msg']}")
+        raise ConfigError("Invalid configuration: " + "; ".join(problems)) from None

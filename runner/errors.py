@@ -1,0 +1,192 @@
+"""Say what went wrong in a sentence a person can act on, and whether a retry may help.
+
+Every error the runner raises on purpose is a :class:`RunnerError`. Its message
+is written to be posted on the dispatch issue as it is, so it never contains a
+secret and always says what to do next. Whether an error is worth retrying is a
+property of its class (``transient``), never a match on its text.
+
+The tree::
+
+    RunnerError
+    ├── ConfigError                  bad settings; the CLI exits 2
+    ├── TaskSpecError                the issue body cannot be turned into a task
+    ├── PolicyRefused                the task is well-formed but not allowed
+    │   ├── TargetNotAllowed         target outside ALLOWED_TARGET_REPOS
+    │   └── LabelerNotTrusted        whoever labeled it lacks write permission
+    ├── ForgeError                   the GitHub API failed              (transient)
+    │   ├── RateLimited              403/429 with a reset time          (transient)
+    │   ├── PermissionDenied         our token may not do this          (permanent)
+    │   ├── Rejected                 GitHub refused the request (422)   (permanent)
+    │   └── NotFound                 repository, issue or ref missing   (permanent)
+    ├── WorkspaceError               git failed locally or over the wire (transient)
+    │   └── HumanCommitsOnBranch     a person pushed to the task branch (permanent)
+    ├── GeneratorError               a generator could not make the change
+    │   ├── GeneratorUnavailable     a backend is down or refused       (transient)
+    │   ├── BudgetExceeded           tokens or cost over the limit
+    │   └── GeneratorTimeout         the wall-clock deadline passed
+    ├── GuardRefused                 the change touches what it may not
+    ├── ValidationFailed             the validation commands did not pass
+    └── LeaseLost                    another worker owns the task now   (transient)
+"""
+
+from __future__ import annotations
+
+
+class RunnerError(Exception):
+    """Base of every error the runner raises on purpose."""
+
+    #: A retry later may succeed (network, 5xx, rate limits, lost leases).
+    transient: bool = False
+    #: A short hint appended to the issue comment: how a person can retry.
+    hint: str = "Fix the problem, then remove the `agent-failed` label to run the task again."
+
+    def __init__(self, message: str, *, hint: str | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        if hint is not None:
+            self.hint = hint
+
+    def __str__(self) -> str:
+        return self.message
+
+
+class ConfigError(RunnerError):
+    """A setting is missing or invalid; the message names the setting."""
+
+    hint = "Fix the setting in the environment or in `.env`, then start the runner again."
+
+
+class TaskSpecError(RunnerError):
+    """The dispatch issue body does not describe a valid task."""
+
+    hint = (
+        "Edit the issue body so it follows the dispatch format, then remove the "
+        "`agent-failed` label to run it again."
+    )
+
+
+class PolicyRefused(RunnerError):
+    """The task is well-formed, but the runner is not allowed to act on it."""
+
+
+class TargetNotAllowed(PolicyRefused):
+    """The target repository is outside ALLOWED_TARGET_REPOS."""
+
+    hint = (
+        "Ask the runner's operator to add the repository to `ALLOWED_TARGET_REPOS`, "
+        "then remove the `agent-failed` label."
+    )
+
+
+class LabelerNotTrusted(PolicyRefused):
+    """Whoever added the trigger label may not dispatch work."""
+
+    hint = (
+        "Ask someone with write access to the dispatch repository to remove and "
+        "re-add the trigger label."
+    )
+
+
+class ForgeError(RunnerError):
+    """The GitHub API failed in a way that may pass."""
+
+    transient = True
+    hint = "The runner retries this by itself; nothing to do unless it keeps failing."
+
+
+class RateLimited(ForgeError):
+    """GitHub asked us to slow down; ``retry_after`` says for how long."""
+
+    def __init__(self, message: str, *, retry_after: float = 60.0) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after
+
+
+class PermissionDenied(ForgeError):
+    """The runner's token may not do what was asked."""
+
+    transient = False
+    hint = "Give the runner's token access to the repository, then remove the `agent-failed` label."
+
+
+class Rejected(ForgeError):
+    """GitHub understood the request and refused it (422 Validation Failed)."""
+
+    transient = False
+
+    def __init__(self, message: str, *, detail: str = "") -> None:
+        super().__init__(message)
+        self.detail = detail
+
+
+class NotFound(ForgeError):
+    """A repository, issue, branch or file does not exist (or is hidden from us)."""
+
+    transient = False
+    hint = (
+        "Check that the repository exists and that the runner's token can see it, "
+        "then remove the `agent-failed` label."
+    )
+
+
+class WorkspaceError(RunnerError):
+    """A local or remote git operation failed."""
+
+    transient = True
+    hint = "The runner retries this by itself; nothing to do unless it keeps failing."
+
+
+class HumanCommitsOnBranch(WorkspaceError):
+    """Someone other than the bot pushed to the task branch; we will not overwrite it."""
+
+    transient = False
+    hint = (
+        "Merge or close the pull request yourself, or delete the branch and remove "
+        "the `processed` label to let the runner start over."
+    )
+
+
+class GeneratorError(RunnerError):
+    """A generator could not produce the change."""
+
+    hint = "Refine the instruction, then remove the `agent-failed` label to run it again."
+
+
+class GeneratorUnavailable(GeneratorError):
+    """The generator's backend is unreachable, overloaded or rejected the call."""
+
+    transient = True
+
+
+class BudgetExceeded(GeneratorError):
+    """The task used more tokens or money than allowed."""
+
+    hint = (
+        "Raise `MAX_TOKENS_PER_TASK` / `MAX_COST_USD_PER_TASK`, or make the instruction "
+        "smaller, then remove the `agent-failed` label."
+    )
+
+
+class GeneratorTimeout(GeneratorError):
+    """The generator ran past its wall-clock deadline."""
+
+    hint = "Raise the generator timeout or narrow the instruction, then remove the `agent-failed` label."
+
+
+class GuardRefused(RunnerError):
+    """The change writes where it may not (outside the tree, .git, workflows, secrets)."""
+
+    hint = "Change the instruction so it stays inside the repository, then remove the `agent-failed` label."
+
+
+class ValidationFailed(RunnerError):
+    """The configured validation commands failed on the change."""
+
+    hint = "Fix the instruction or the validation commands, then remove the `agent-failed` label."
+
+
+class LeaseLost(RunnerError):
+    """Another worker took over this task; this one must stop touching it."""
+
+    transient = True
+    hint = "Nothing to do: another worker is handling the task."

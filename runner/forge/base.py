@@ -1,0 +1,101 @@
+"""Describe what the runner needs from a forge, in our own values.
+
+PyGithub objects never cross this boundary: the adapter converts them into
+these frozen values, so that the pipeline, the tests and any future forge
+(GitLab, Gitea) share one small surface.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Protocol
+
+
+@dataclass(frozen=True)
+class Issue:
+    repo: str
+    number: int
+    title: str
+    body: str
+    labels: frozenset[str]
+    author: str
+    state: str
+    updated_at: str
+    html_url: str
+    is_pull_request: bool = False
+
+
+@dataclass(frozen=True)
+class Comment:
+    id: int
+    body: str
+    author: str
+    html_url: str
+
+
+@dataclass(frozen=True)
+class PullRequest:
+    number: int
+    html_url: str
+    state: str  # "open" or "closed"
+    merged: bool
+    head: str
+    base: str
+    title: str
+    body: str
+    draft: bool = False
+
+
+@dataclass(frozen=True)
+class RepoInfo:
+    full_name: str
+    default_branch: str
+    clone_url: str
+    private: bool
+
+
+class Forge(Protocol):
+    """The GitHub operations the pipeline uses; every failure is a ForgeError."""
+
+    def list_dispatch_issues(self, repo: str, label: str) -> Sequence[Issue]:
+        """Open issues carrying ``label``, pull requests excluded."""
+
+    def get_issue(self, repo: str, number: int) -> Issue: ...
+
+    def list_comments(self, repo: str, number: int) -> Sequence[Comment]: ...
+
+    def create_comment(self, repo: str, number: int, body: str) -> Comment: ...
+
+    def edit_comment(self, repo: str, comment_id: int, body: str) -> Comment: ...
+
+    def add_labels(self, repo: str, number: int, labels: Sequence[str]) -> None: ...
+
+    def remove_label(self, repo: str, number: int, label: str) -> None:
+        """Remove a label; a label that is not there is not an error."""
+
+    def label_actor(self, repo: str, number: int, label: str) -> str | None:
+        """Login of whoever most recently added ``label`` to the issue."""
+
+    def permission(self, repo: str, user: str) -> str:
+        """'admin', 'maintain', 'write', 'triage', 'read' or 'none'."""
+
+    def repo_info(self, repo: str) -> RepoInfo: ...
+
+    def find_pull(self, repo: str, head_branch: str) -> PullRequest | None:
+        """The newest PR from ``head_branch`` in any state (open, closed or merged)."""
+
+    def create_pull(
+        self, repo: str, *, head: str, base: str, title: str, body: str, draft: bool = False
+    ) -> PullRequest:
+        """Open a PR; if one already exists for ``head``, return that one instead."""
+
+    def update_pull(
+        self,
+        repo: str,
+        number: int,
+        *,
+        title: str | None = None,
+        body: str | None = None,
+        state: str | None = None,
+    ) -> PullRequest: ...

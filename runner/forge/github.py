@@ -1,0 +1,309 @@
+"""Talk to GitHub (or GitHub Enterprise, or the emulator) through PyGithub.
+
+This is the only module that imports PyGithub. It converts PyGithub objects into
+our frozen values and PyGithub/requests exceptions into :mod:`runner.errors`
+at the boundary, so nothing above it needs to know the library.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import threading
+import time
+from collections.abc import Iterator, Sequence
+from typing import Any
+
+import requests
+from github import Auth, Github, GithubException, GithubRetry
+from github.Issue import Issue as GhIssue
+from github.PullRequest import PullRequest as GhPull
+
+from runner.errors import ForgeError, NotFound, PermissionDenied, RateLimited, Rejected
+from runner.forge.base import Comment, Issue, PullRequest, RepoInfo
+
+
+class GitHubForge:
+    """The Forge protocol over PyGithub, with retries and conditional polling."""
+
+    def __init__(
+        self,
+        token: str,
+        *,
+        base_url: str = "https://api.github.com",
+        timeout: float = 30.0,
+        max_retries: int = 5,
+        throttle: bool = True,
+    ) -> None:
+        # GithubRetry retries 5xx and 403s that carry Retry-After or an exhausted
+        # rate limit (waiting for X-RateLimit-Reset); we add 429, which GitHub
+        # documents for secondary limits:
+        # https://docs.github.com/en/rest/using-the-rest-api/rate-limits-for-the-rest-api
+        retry = GithubRetry(
+            total=max_retries,
+            backoff_factor=0.5,
+            status_forcelist=[*range(500, 600), 429],
+            max_rate_limit_wait=900,
+        )
+        extra: dict[str, Any] = {}
+        if not throttle:
+            extra = {"seconds_between_requests": None, "seconds_between_writes": None}
+        self._gh = Github(
+            auth=Auth.Token(token),
+            base_url=base_url,
+            per_page=100,
+            timeout=int(timeout),
+            retry=retry,
+            lazy=True,
+            **extra,
+        )
+        self._etags: dict[tuple[str, str], tuple[str, list[Issue]]] = {}
+        self._etag_lock = threading.Lock()
+
+    # -- issues -----------------------------------------------------------------
+
+    def list_dispatch_issues(self, repo: str, label: str) -> Sequence[Issue]:
+        """List open issues with the label, re-using the last answer when GitHub says 304.
+
+        A conditional request answered with 304 does not count against the rate
+        limit, so polling every minute stays cheap:
+        https://docs.github.com/en/rest/using-the-rest-api/best-practices-for-using-the-rest-api#use-conditional-requests-if-appropriate
+        """
+        url = f"/repos/{repo}/issues"
+        params = {"labels": label, "state": "open", "per_page": 100, "sort": "created", "direction": "asc"}
+        cache_key = (repo, label)
+        with self._etag_lock:
+            cached = self._etags.get(cache_key)
+        headers = {"If-None-Match": cached[0]} if cached else {}
+        with _translate(f"list issues in {repo}"):
+            requester = self._gh.requester
+            resp_headers, data = requester.requestJsonAndCheck("GET", url, parameters=params, headers=headers)
+            if data is None and cached:  # 304 Not Modified
+                return list(cached[1])
+            pages = [data or []]
+            next_url = _next_link(resp_headers)
+            while next_url:
+                page_headers, page = requester.requestJsonAndCheck("GET", next_url)
+                pages.append(page or [])
+                next_url = _next_link(page_headers)
+        issues = [_issue_from_json(repo, item) for page in pages for item in page]
+        issues = [i for i in issues if not i.is_pull_request]
+        etag = resp_headers.get("etag")
+        if etag:
+            with self._etag_lock:
+                self._etags[cache_key] = (etag, issues)
+        return issues
+
+    def get_issue(self, repo: str, number: int) -> Issue:
+        with _translate(f"read issue {repo}#{number}"):
+            issue = self._gh.get_repo(repo, lazy=True).get_issue(number)
+            return _issue_value(repo, issue)
+
+    def list_comments(self, repo: str, number: int) -> Sequence[Comment]:
+        with _translate(f"list comments on {repo}#{number}"):
+            issue = self._gh.get_repo(repo, lazy=True).get_issue(number)
+            return [_comment_value(c) for c in issue.get_comments()]
+
+    def create_comment(self, repo: str, number: int, body: str) -> Comment:
+        with _translate(f"comment on {repo}#{number}"):
+            issue = self._gh.get_repo(repo, lazy=True).get_issue(number)
+            return _comment_value(issue.create_comment(body))
+
+    def edit_comment(self, repo: str, comment_id: int, body: str) -> Comment:
+        with _translate(f"edit comment {comment_id} in {repo}"):
+            comment = self._gh.get_repo(repo, lazy=True).get_issue_comment(comment_id)
+            comment.edit(body)
+            return _comment_value(comment)
+
+    def add_labels(self, repo: str, number: int, labels: Sequence[str]) -> None:
+        with _translate(f"label {repo}#{number}"):
+            self._gh.get_repo(repo, lazy=True).get_issue(number).add_to_labels(*labels)
+
+    def remove_label(self, repo: str, number: int, label: str) -> None:
+        try:
+            with _translate(f"unlabel {repo}#{number}"):
+                self._gh.get_repo(repo, lazy=True).get_issue(number).remove_from_labels(label)
+        except NotFound:
+            return  # Already gone: the outcome we wanted.
+
+    def label_actor(self, repo: str, number: int, label: str) -> str | None:
+        with _translate(f"read events of {repo}#{number}"):
+            actor: str | None = None
+            for event in self._gh.get_repo(repo, lazy=True).get_issue(number).get_events():
+                if event.event == "labeled" and event.label is not None and event.label.name == label:
+                    actor = event.actor.login if event.actor else None
+            return actor
+
+    def permission(self, repo: str, user: str) -> str:
+        with _translate(f"read {user}'s permission on {repo}"):
+            try:
+                return self._gh.get_repo(repo, lazy=True).get_collaborator_permission(user)
+            except GithubException as exc:
+                if exc.status == 404:
+                    return "none"
+                raise
+
+    def repo_info(self, repo: str) -> RepoInfo:
+        with _translate(f"read repository {repo}"):
+            r = self._gh.get_repo(repo)
+            return RepoInfo(
+                full_name=r.full_name,
+                default_branch=r.default_branch,
+                clone_url=r.clone_url,
+                private=bool(r.private),
+            )
+
+    # -- pull requests -----------------------------------------------------------
+
+    def find_pull(self, repo: str, head_branch: str) -> PullRequest | None:
+        owner = repo.split("/")[0]
+        with _translate(f"find the pull request for {head_branch} in {repo}"):
+            pulls = self._gh.get_repo(repo, lazy=True).get_pulls(state="all", head=f"{owner}:{head_branch}")
+            found = [_pull_value(p) for p in pulls]
+        # GitHub lists newest first; an open PR wins over older closed ones.
+        found.sort(key=lambda p: (p.state != "open", -p.number))
+        return found[0] if found else None
+
+    def create_pull(
+        self, repo: str, *, head: str, base: str, title: str, body: str, draft: bool = False
+    ) -> PullRequest:
+        try:
+            with _translate(f"open a pull request from {head} in {repo}"):
+                pull = self._gh.get_repo(repo, lazy=True).create_pull(
+                    base=base, head=head, title=title, body=body, draft=draft
+                )
+                return _pull_value(pull)
+        except Rejected as exc:
+            # 422 "A pull request already exists for owner:branch" means a previous
+            # attempt got this far: that PR is the one we want.
+            if "already exists" not in exc.detail:
+                raise
+            existing = self.find_pull(repo, head)
+            if existing is None:
+                raise
+            return existing
+
+    def update_pull(
+        self,
+        repo: str,
+        number: int,
+        *,
+        title: str | None = None,
+        body: str | None = None,
+        state: str | None = None,
+    ) -> PullRequest:
+        changes = {k: v for k, v in {"title": title, "body": body, "state": state}.items() if v is not None}
+        with _translate(f"update pull request {repo}#{number}"):
+            pull = self._gh.get_repo(repo, lazy=True).get_pull(number)
+            pull.edit(**changes)
+            return _pull_value(self._gh.get_repo(repo, lazy=True).get_pull(number))
+
+
+@contextlib.contextmanager
+def _translate(action: str) -> Iterator[None]:
+    """Map PyGithub and requests exceptions onto our tree, with a sentence for humans."""
+    try:
+        yield
+    except GithubException as exc:
+        raise _from_status(exc.status, exc.headers or {}, exc.data, action) from exc
+    except requests.exceptions.RequestException as exc:
+        raise ForgeError(f"Could not reach GitHub to {action} ({type(exc).__name__}).") from exc
+
+
+def _from_status(status: int, headers: dict[str, Any], data: Any, action: str) -> ForgeError:
+    message = data.get("message", "") if isinstance(data, dict) else str(data or "")
+    detail = _error_detail(data)
+    lowered = {k.lower(): v for k, v in headers.items()}
+    if status == 429 or (status == 403 and ("retry-after" in lowered or lowered.get("x-ratelimit-remaining") == "0")):
+        return RateLimited(f"GitHub rate-limited the request to {action}.", retry_after=_retry_after(lowered))
+    if status == 401:
+        return PermissionDenied(f"GitHub rejected the token while trying to {action} (401). Check GITHUB_TOKEN.")
+    if status == 403:
+        return PermissionDenied(f"The token may not {action} (403: {message}).")
+    if status == 404:
+        return NotFound(f"GitHub found nothing when trying to {action} (404).")
+    if status == 422:
+        return Rejected(f"GitHub refused to {action} (422: {detail or message}).", detail=detail or message)
+    return ForgeError(f"GitHub failed to {action} ({status}: {message or 'no message'}).")
+
+
+def _error_detail(data: Any) -> str:
+    if not isinstance(data, dict):
+        return ""
+    parts = [str(e.get("message", "")) for e in data.get("errors", []) if isinstance(e, dict)]
+    return "; ".join(p for p in parts if p)
+
+
+def _retry_after(headers: dict[str, Any]) -> float:
+    if "retry-after" in headers:
+        try:
+            return max(1.0, float(headers["retry-after"]))
+        except ValueError:
+            pass
+    reset = headers.get("x-ratelimit-reset")
+    if reset:
+        try:
+            return max(1.0, float(reset) - time.time())
+        except ValueError:
+            pass
+    return 60.0
+
+
+def _next_link(headers: dict[str, Any]) -> str | None:
+    link = {k.lower(): v for k, v in headers.items()}.get("link", "")
+    for part in link.split(","):
+        if 'rel="next"' in part:
+            return part.split(";")[0].strip().strip("<>")
+    return None
+
+
+def _issue_from_json(repo: str, item: dict[str, Any]) -> Issue:
+    return Issue(
+        repo=repo,
+        number=int(item["number"]),
+        title=item.get("title") or "",
+        body=item.get("body") or "",
+        labels=frozenset(label["name"] for label in item.get("labels", [])),
+        author=(item.get("user") or {}).get("login", ""),
+        state=item.get("state", "open"),
+        updated_at=item.get("updated_at") or "",
+        html_url=item.get("html_url") or "",
+        is_pull_request="pull_request" in item and item["pull_request"] is not None,
+    )
+
+
+def _issue_value(repo: str, issue: GhIssue) -> Issue:
+    return Issue(
+        repo=repo,
+        number=issue.number,
+        title=issue.title or "",
+        body=issue.body or "",
+        labels=frozenset(label.name for label in issue.labels),
+        author=issue.user.login if issue.user else "",
+        state=issue.state,
+        updated_at=issue.updated_at.isoformat() if issue.updated_at else "",
+        html_url=issue.html_url or "",
+        is_pull_request=issue.pull_request is not None,
+    )
+
+
+def _comment_value(comment: Any) -> Comment:
+    return Comment(
+        id=comment.id,
+        body=comment.body or "",
+        author=comment.user.login if comment.user else "",
+        html_url=comment.html_url or "",
+    )
+
+
+def _pull_value(pull: GhPull) -> PullRequest:
+    return PullRequest(
+        number=pull.number,
+        html_url=pull.html_url,
+        state=pull.state,
+        merged=bool(pull.merged),
+        head=pull.head.ref,
+        base=pull.base.ref,
+        title=pull.title or "",
+        body=pull.body or "",
+        draft=bool(pull.draft),
+    )

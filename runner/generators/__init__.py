@@ -1,0 +1,96 @@
+"""Find generators by name: built-ins in one literal dict, plugins from entry points.
+
+Third-party generators register under the entry point group
+``agent_runner.generators``; the entry point loads a factory ``build(settings)``
+(or a class taking ``settings``) that returns a :class:`Generator`. A duplicate
+name is a configuration error, and an unknown name lists the names that exist.
+"""
+
+from __future__ import annotations
+
+import importlib
+from collections.abc import Callable, Iterable, Sequence
+from importlib.metadata import EntryPoint, entry_points
+from typing import Any
+
+from runner.errors import ConfigError
+from runner.generators.base import (
+    Budget,
+    Changes,
+    GenerationContext,
+    Generator,
+    GeneratorFactory,
+    Usage,
+)
+
+ENTRY_POINT_GROUP = "agent_runner.generators"
+
+__all__ = [
+    "BUILTINS", "ENTRY_POINT_GROUP", "Budget", "Changes", "GenerationContext", "Generator",
+    "GeneratorFactory", "Usage", "build_chain", "registry",
+]
+
+
+def _lazy(module: str) -> GeneratorFactory:
+    """Import a built-in only when it is used, so the SDKs load only when needed."""
+
+    def factory(settings: Any) -> Generator:
+        return importlib.import_module(module).build(settings)  # type: ignore[no-any-return]
+
+    factory.__qualname__ = f"{module}.build"
+    return factory
+
+
+BUILTINS: dict[str, GeneratorFactory] = {
+    "trace": _lazy("runner.generators.trace"),
+    "patch": _lazy("runner.generators.patch"),
+    "openai": _lazy("runner.generators.openai_gen"),
+    "anthropic": _lazy("runner.generators.anthropic_gen"),
+    "command": _lazy("runner.generators.command"),
+}
+
+
+def registry(plugins: Iterable[EntryPoint] | None = None) -> dict[str, tuple[GeneratorFactory, str]]:
+    """Every generator name with its factory and where it comes from."""
+    found: dict[str, tuple[GeneratorFactory, str]] = {
+        name: (factory, "built-in") for name, factory in BUILTINS.items()
+    }
+    for ep in entry_points(group=ENTRY_POINT_GROUP) if plugins is None else plugins:
+        if ep.name in found:
+            raise ConfigError(
+                f"Two generators are called `{ep.name}` ({found[ep.name][1]} and {ep.value}). "
+                "Uninstall one of the plugins or rename its entry point."
+            )
+        found[ep.name] = (_plugin_factory(ep), ep.value)
+    return found
+
+
+def build_chain(names: Sequence[str], settings: Any) -> list[Generator]:
+    """Build the fallback chain, failing at start-up on a name that does not exist."""
+    known = registry()
+    chain: list[Generator] = []
+    for name in names:
+        if name not in known:
+            raise ConfigError(
+                f"GENERATORS names `{name}`, which is not installed. Known generators: "
+                f"{', '.join(sorted(known))}. Run `agent-runner generators` to list them."
+            )
+        generator = known[name][0](settings)
+        if not isinstance(generator, Generator):
+            raise ConfigError(f"The generator `{name}` does not have a `name` and a `generate(ctx)` method.")
+        chain.append(generator)
+    return chain
+
+
+def _plugin_factory(ep: EntryPoint) -> GeneratorFactory:
+    def factory(settings: Any) -> Generator:
+        try:
+            target: Callable[[Any], Generator] = ep.load()
+        except Exception as exc:  # a broken plugin must not take the runner down
+            raise ConfigError(f"The generator plugin `{ep.name}` ({ep.value}) failed to load: {exc}") from exc
+        build = getattr(target, "build", None) if not callable(target) else target
+        if build is None:
+            raise ConfigError(f"The generator plugin `{ep.name}` ({ep.value}) is not callable.")
+        return build(settings)
+
+    return factory

@@ -1,0 +1,107 @@
+"""The stable contract between the runner and every generator, built-in or plugin.
+
+A generator receives a read-only :class:`GenerationContext` and returns
+:class:`Changes`. It edits files in ``ctx.worktree`` only (through
+:func:`runner.guard.safe_write` when it writes on behalf of a model), never
+commits or pushes, and raises a :class:`runner.errors.GeneratorError` subclass
+when it cannot do the job. The runner commits, validates and publishes.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from types import MappingProxyType
+from typing import Any, Protocol, runtime_checkable
+
+from runner.task import DispatchTask
+
+
+@dataclass(frozen=True)
+class Budget:
+    """Limits for one task, enforced between turns by every backend."""
+
+    max_turns: int = 30
+    max_output_tokens: int = 4096
+    max_tokens: int | None = None
+    max_cost_usd: float | None = None
+
+
+@dataclass(frozen=True)
+class Usage:
+    """What a generation cost; cost is None when the price is unknown."""
+
+    input_tokens: int = 0
+    output_tokens: int = 0
+    cost_usd: float | None = None
+    duration_s: float = 0.0
+    model: str | None = None
+
+    @property
+    def total_tokens(self) -> int:
+        return self.input_tokens + self.output_tokens
+
+    def __add__(self, other: Usage) -> Usage:
+        cost = None
+        if self.cost_usd is not None or other.cost_usd is not None:
+            cost = (self.cost_usd or 0.0) + (other.cost_usd or 0.0)
+        return Usage(
+            input_tokens=self.input_tokens + other.input_tokens,
+            output_tokens=self.output_tokens + other.output_tokens,
+            cost_usd=cost,
+            duration_s=self.duration_s + other.duration_s,
+            model=other.model or self.model,
+        )
+
+
+@dataclass(frozen=True)
+class Changes:
+    """What a generator did: a summary for the PR body, the files it touched, its cost."""
+
+    summary: str
+    files: tuple[str, ...] = ()
+    usage: Usage = field(default_factory=Usage)
+    transcript: Path | None = None
+    generator: str = ""
+    notes: tuple[str, ...] = ()
+
+
+def _no_progress(message: str) -> None:
+    return None
+
+
+@dataclass(frozen=True)
+class GenerationContext:
+    """Everything a generator may read; it is frozen so a plugin cannot change the task."""
+
+    task: DispatchTask
+    worktree: Path
+    instruction: str
+    trace_path: str
+    log: Any
+    deadline: float  # time.monotonic() value after which the generator must stop
+    budget: Budget = field(default_factory=Budget)
+    model: str | None = None
+    metadata: Mapping[str, Any] = field(default_factory=lambda: MappingProxyType({}))
+    repo_instructions: str = ""
+    feedback: str | None = None  # validation output from the previous round, if any
+    transcript_dir: Path | None = None
+    report_progress: Callable[[str], None] = _no_progress
+
+    def seconds_left(self) -> float:
+        return self.deadline - time.monotonic()
+
+
+@runtime_checkable
+class Generator(Protocol):
+    """Make the change described by the context, in its worktree."""
+
+    name: str
+
+    def generate(self, ctx: GenerationContext) -> Changes: ...
+
+
+#: What the registry and entry points hold: build a generator from the settings.
+GeneratorFactory = Callable[[Any], Generator]

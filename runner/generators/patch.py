@@ -1,0 +1,105 @@
+"""Apply the fenced ``diff``/``patch`` blocks of an instruction, deterministically.
+
+This is the default generator: a person (or an upstream tool) writes the exact
+change as a unified diff in the issue, and the runner applies it with
+``git apply``. A block that is already applied (a re-run after a crash) is
+skipped, so the generator is idempotent.
+"""
+
+from __future__ import annotations
+
+import re
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import git
+
+from runner.errors import GeneratorError
+from runner.generators.base import Changes, GenerationContext
+
+_FENCE_RE = re.compile(
+    r"^(?P<fence>`{3,}|~{3,})[ \t]*(?P<lang>diff|patch|udiff)[^\n]*\n(?P<body>.*?)^(?P=fence)[ \t]*$",
+    re.MULTILINE | re.DOTALL | re.IGNORECASE,
+)
+
+
+def extract_patches(instruction: str) -> list[str]:
+    """The bodies of fenced blocks tagged diff or patch, in order."""
+    return [m.group("body") for m in _FENCE_RE.finditer(instruction)]
+
+
+class PatchGenerator:
+    """Apply each patch block with ``git apply``; no blocks means no change."""
+
+    name = "patch"
+
+    def generate(self, ctx: GenerationContext) -> Changes:
+        patches = extract_patches(ctx.instruction)
+        if not patches:
+            return Changes(
+                summary="The instruction has no `diff` or `patch` block, so only the trace file was written.",
+                generator=self.name,
+            )
+        repo = git.Git(ctx.worktree)
+        touched: list[str] = []
+        applied = skipped = 0
+        for index, body in enumerate(patches, start=1):
+            ctx.report_progress(f"applying patch block {index}/{len(patches)}")
+            with tempfile.NamedTemporaryFile("w", suffix=".patch", delete=False, encoding="utf-8") as fh:
+                fh.write(body if body.endswith("\n") else body + "\n")
+                patch_file = Path(fh.name)
+            try:
+                files = _numstat_files(repo, patch_file)
+                if _applies(repo, patch_file):
+                    repo.apply("--whitespace=nowarn", str(patch_file))
+                    applied += 1
+                elif _applies(repo, patch_file, reverse=True):
+                    skipped += 1  # already applied by an earlier attempt
+                else:
+                    raise GeneratorError(
+                        f"Patch block {index} does not apply to the target repository: "
+                        f"{_check_error(repo, patch_file)}",
+                        hint="Rebase the patch on the current base branch, update the issue, "
+                        "then remove the `agent-failed` label.",
+                    )
+            finally:
+                patch_file.unlink(missing_ok=True)
+            touched += [f for f in files if f not in touched]
+        summary = f"Applied {applied} patch block(s)"
+        if skipped:
+            summary += f"; {skipped} were already applied"
+        return Changes(summary=summary + ".", files=tuple(touched), generator=self.name)
+
+
+def _applies(repo: git.Git, patch_file: Path, *, reverse: bool = False) -> bool:
+    args = ["--check", "--whitespace=nowarn"] + (["--reverse"] if reverse else [])
+    try:
+        repo.apply(*args, str(patch_file))
+        return True
+    except git.GitCommandError:
+        return False
+
+
+def _check_error(repo: git.Git, patch_file: Path) -> str:
+    try:
+        repo.apply("--check", str(patch_file))
+    except git.GitCommandError as exc:
+        lines = [line for line in (exc.stderr or "").splitlines() if line.strip()]
+        return " ".join(line.strip().removeprefix("stderr: '").rstrip("'") for line in lines[-3:])
+    return "unknown reason"
+
+
+def _numstat_files(repo: git.Git, patch_file: Path) -> list[str]:
+    try:
+        out = repo.apply("--numstat", "-z", str(patch_file))
+    except git.GitCommandError as exc:
+        raise GeneratorError(
+            f"A patch block is not a valid unified diff: {(exc.stderr or '').strip()[-200:]}",
+            hint="Paste the output of `git diff` inside a ```diff fence, then remove the `agent-failed` label.",
+        ) from None
+    return [entry.split("\t")[-1] for entry in out.split("\0") if entry.count("\t") >= 2]
+
+
+def build(settings: Any) -> PatchGenerator:
+    return PatchGenerator()

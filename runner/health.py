@@ -1,0 +1,122 @@
+"""Expose liveness, readiness and Prometheus metrics over a small HTTP server.
+
+`/healthz` says the loop is turning, `/readyz` that the last poll reached GitHub,
+and `/metrics` is the Prometheus text format. The container's HEALTHCHECK runs
+`agent-runner healthcheck`, which asks `/healthz` on localhost.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Mapping
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+from prometheus_client.exposition import CONTENT_TYPE_LATEST
+
+
+class Metrics:
+    """The runner's counters, in a registry of its own so tests can make many."""
+
+    def __init__(self, *, stale_after_s: float = 300.0) -> None:
+        self.registry = CollectorRegistry()
+        self.tasks = Counter("agent_runner_tasks_total", "Jobs by outcome", ["outcome"], registry=self.registry)
+        self.task_seconds = Histogram("agent_runner_task_seconds", "Wall time of one job", registry=self.registry,
+                                      buckets=(1, 5, 15, 30, 60, 120, 300, 900, 1800))
+        self.stage_seconds = Histogram("agent_runner_stage_seconds", "Wall time of one stage", ["stage"],
+                                       registry=self.registry)
+        self.in_flight = Gauge("agent_runner_jobs_in_flight", "Jobs running now", registry=self.registry)
+        self.polls = Counter("agent_runner_polls_total", "Polls of the dispatch repository", ["result"],
+                             registry=self.registry)
+        self.last_poll = Gauge("agent_runner_last_poll_timestamp", "Unix time of the last good poll",
+                               registry=self.registry)
+        self.stale_after_s = stale_after_s
+        self._last_tick = time.monotonic()
+        self._last_good_poll: float | None = None
+
+    def loop_tick(self) -> None:
+        self._last_tick = time.monotonic()
+
+    def poll_done(self, seconds: float, issues: int) -> None:
+        self.polls.labels("ok").inc()
+        self.last_poll.set(time.time())
+        self._last_good_poll = time.monotonic()
+
+    def poll_failed(self) -> None:
+        self.polls.labels("error").inc()
+
+    def job_started(self) -> None:
+        self.in_flight.inc()
+
+    def job_finished(self) -> None:
+        self.in_flight.dec()
+
+    def job_done(self, outcome: str, seconds: float, stages: Mapping[str, float]) -> None:
+        self.tasks.labels(outcome).inc()
+        self.task_seconds.observe(seconds)
+        for stage, value in stages.items():
+            self.stage_seconds.labels(stage).observe(value)
+
+    def alive(self) -> bool:
+        return time.monotonic() - self._last_tick < self.stale_after_s
+
+    def ready(self) -> bool:
+        return self._last_good_poll is not None and time.monotonic() - self._last_good_poll < self.stale_after_s
+
+
+class HealthServer:
+    """Serve /healthz, /readyz and /metrics in a daemon thread."""
+
+    def __init__(self, metrics: Metrics, host: str = "0.0.0.0", port: int = 8080) -> None:
+        metrics_ref = metrics
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_GET(self) -> None:  # noqa: N802 (http.server's naming)
+                if self.path == "/healthz":
+                    self._reply(200 if metrics_ref.alive() else 503, b"ok\n" if metrics_ref.alive() else b"stalled\n")
+                elif self.path == "/readyz":
+                    ok = metrics_ref.ready()
+                    self._reply(200 if ok else 503, b"ready\n" if ok else b"not ready: no successful poll yet\n")
+                elif self.path == "/metrics":
+                    self._reply(200, generate_latest(metrics_ref.registry), CONTENT_TYPE_LATEST)
+                else:
+                    self._reply(404, b"try /healthz, /readyz or /metrics\n")
+
+            def _reply(self, status: int, body: bytes, ctype: str = "text/plain; charset=utf-8") -> None:
+                self.send_response(status)
+                self.send_header("Content-Type", ctype)
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+            def log_message(self, format: str, *args: object) -> None:
+                return None  # probes every few seconds would flood the log
+
+        self._server = ThreadingHTTPServer((host, port), Handler)
+        self._thread = threading.Thread(target=self._server.serve_forever, name="health", daemon=True)
+
+    @property
+    def port(self) -> int:
+        return int(self._server.server_address[1])
+
+    def start(self) -> HealthServer:
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        self._server.shutdown()
+        self._server.server_close()
+
+
+def probe(url: str, timeout: float = 3.0) -> tuple[bool, str]:
+    """What the container HEALTHCHECK runs: GET the URL, healthy on 200."""
+    try:
+        with urllib.request.urlopen(url, timeout=timeout) as resp:  # noqa: S310 (local URL)
+            return resp.status == 200, resp.read().decode(errors="replace").strip()
+    except urllib.error.HTTPError as exc:
+        return False, f"{exc.code} {exc.read().decode(errors='replace').strip()}"
+    except OSError as exc:
+        return False, f"unreachable: {exc}"

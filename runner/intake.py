@@ -1,0 +1,195 @@
+"""Find work and hand it to workers: poll the dispatch repo, queue tasks, claim and run jobs.
+
+The poll (a conditional request, cheap on the rate limit) only records tasks in
+the ledger; workers claim them from the ledger. So any number of threads and
+replicas can share the work, and a task whose worker died is picked up again
+once its lease expires.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable
+from datetime import datetime
+from typing import Any
+
+from runner import policy
+from runner.config import Settings
+from runner.errors import RunnerError, TaskSpecError
+from runner.forge.base import Forge, Issue
+from runner.health import Metrics
+from runner.ledger.base import Job, Ledger, TaskKey
+from runner.pipeline import Outcome, Pipeline
+from runner.task import body_hash, parse_metadata
+
+IDLE_TICK_S = 1.0
+
+
+class Runner:
+    """The poll loop and its worker threads; one per process."""
+
+    def __init__(
+        self,
+        *,
+        settings: Settings,
+        forge: Forge,
+        ledger: Ledger,
+        pipeline: Pipeline,
+        clock: Callable[[], datetime],
+        owner: str,
+        log: Any,
+        metrics: Metrics | None = None,
+    ) -> None:
+        self.settings = settings
+        self.forge = forge
+        self.ledger = ledger
+        self.pipeline = pipeline
+        self.clock = clock
+        self.owner = owner
+        self.log = log
+        self.metrics = metrics or Metrics()
+        self.repo = settings.require_dispatch_repo()
+        self.labels = policy.Labels(settings.trigger_label, settings.processed_label, settings.failed_label)
+        self._slots = threading.BoundedSemaphore(settings.workers)
+        self._active: dict[TaskKey, Job] = {}
+        self._active_lock = threading.Lock()
+
+    # -- intake ------------------------------------------------------------------
+
+    def poll(self) -> int:
+        """Queue every eligible issue; re-queue finished ones whose result label was removed."""
+        started = time.monotonic()
+        issues = self.forge.list_dispatch_issues(self.repo, self.labels.trigger)
+        queued = 0
+        for issue in issues:
+            if not policy.should_process(issue, self.labels)[0]:
+                continue
+            queued += self._enqueue(issue)
+        self.metrics.poll_done(time.monotonic() - started, len(issues))
+        return queued
+
+    def _enqueue(self, issue: Issue) -> int:
+        key = TaskKey(self.repo, issue.number)
+        now = self.clock()
+        if self.ledger.enqueue(key, task_id=_task_id(issue.body), body_hash=body_hash(issue.body), now=now):
+            self.log.info("task queued", issue=issue.number)
+            return 1
+        record = self.ledger.get(key)
+        if record is not None and record.status in {"succeeded", "dead"}:
+            # The issue is eligible again, so someone removed `processed`/`agent-failed`: a re-run.
+            if self.ledger.requeue(key, now=now):
+                self.log.info("re-run requested", issue=issue.number, previous=record.status)
+                return 1
+        return 0
+
+    # -- running -----------------------------------------------------------------
+
+    def run_once(self) -> list[Outcome]:
+        """One pass: poll, then run every job that is due, WORKERS at a time."""
+        self.poll()
+        outcomes: list[Outcome] = []
+        threads: list[threading.Thread] = []
+        while True:
+            self._slots.acquire()
+            job = self.ledger.claim(self.owner, now=self.clock(), lease_seconds=self.settings.lease_seconds)
+            if job is None:
+                self._slots.release()
+                break
+            threads.append(self._start(job, outcomes.append))
+        for thread in threads:
+            thread.join()
+        return outcomes
+
+    def process_issue(self, number: int) -> Outcome | None:
+        """Run exactly one issue now, re-queueing it if it had finished."""
+        key = TaskKey(self.repo, number)
+        issue = self.forge.get_issue(self.repo, number)
+        now = self.clock()
+        if not self.ledger.enqueue(key, task_id=_task_id(issue.body), body_hash=body_hash(issue.body), now=now):
+            self.ledger.requeue(key, now=now)
+        job = self.ledger.claim_key(key, self.owner, now=self.clock(), lease_seconds=self.settings.lease_seconds)
+        if job is None:
+            return None
+        return self._run(job)
+
+    def serve(self, stop: threading.Event) -> None:
+        """Poll every POLL_INTERVAL_SECONDS and keep WORKERS jobs running until ``stop`` is set."""
+        next_poll = 0.0
+        while not stop.is_set():
+            self.metrics.loop_tick()
+            if time.monotonic() >= next_poll:
+                next_poll = time.monotonic() + self.settings.poll_interval_seconds
+                try:
+                    self.poll()
+                except RunnerError as exc:
+                    self.metrics.poll_failed()
+                    self.log.warning("poll failed; will try again", error=str(exc))
+            self._claim_while_free(stop)
+            stop.wait(min(IDLE_TICK_S, max(0.0, next_poll - time.monotonic())))
+        self._drain()
+
+    def _claim_while_free(self, stop: threading.Event) -> None:
+        while not stop.is_set() and self._slots.acquire(blocking=False):
+            try:
+                job = self.ledger.claim(self.owner, now=self.clock(), lease_seconds=self.settings.lease_seconds)
+            except RunnerError as exc:
+                self._slots.release()
+                self.log.warning("claim failed; will try again", error=str(exc))
+                return
+            if job is None:
+                self._slots.release()
+                return
+            self._start(job, lambda _outcome: None)
+
+    def _drain(self) -> None:
+        """Stop claiming, let running jobs finish for the grace period, then release the rest."""
+        deadline = time.monotonic() + self.settings.shutdown_grace_seconds
+        while self.active_count() and time.monotonic() < deadline:
+            time.sleep(0.1)
+        with self._active_lock:
+            leftovers = list(self._active.values())
+        for job in leftovers:
+            try:
+                self.ledger.release(job, now=self.clock())
+                self.log.info("released lease on shutdown", issue=job.key.issue_number)
+            except RunnerError as exc:
+                self.log.warning("could not release lease", issue=job.key.issue_number, error=str(exc))
+
+    def active_count(self) -> int:
+        with self._active_lock:
+            return len(self._active)
+
+    def _start(self, job: Job, sink: Callable[[Outcome], None]) -> threading.Thread:
+        def work() -> None:
+            try:
+                sink(self._run(job))
+            finally:
+                with self._active_lock:
+                    self._active.pop(job.key, None)
+                self._slots.release()
+
+        with self._active_lock:
+            self._active[job.key] = job
+        thread = threading.Thread(target=work, name=f"job-{job.key.issue_number}", daemon=True)
+        thread.start()
+        return thread
+
+    def _run(self, job: Job) -> Outcome:
+        self.metrics.job_started()
+        started = time.monotonic()
+        try:
+            outcome = self.pipeline.run(job)
+        finally:
+            self.metrics.job_finished()
+        self.metrics.job_done(outcome.status, time.monotonic() - started, outcome.stage_seconds)
+        return outcome
+
+
+def _task_id(body: str) -> str | None:
+    try:
+        metadata = parse_metadata(body)
+    except TaskSpecError:
+        return None
+    value = metadata.get("task_id") if metadata else None
+    return str(value) if value is not None else None

@@ -1,0 +1,256 @@
+"""Describe the durable record of every task, and the lease arithmetic, purely.
+
+The ledger is the source of truth for "who works on what". A claim takes a
+runnable task in one atomic statement and bumps ``attempt``. The attempt is
+the fencing token: it only ever grows, and a worker that heartbeats, finishes
+or releases with a stale attempt gets :class:`runner.errors.LeaseLost`.
+
+The state machine (every arrow is one atomic SQL statement)::
+
+      enqueue
+         │
+         ▼       claim           complete
+      queued ───────────► running ────────► succeeded
+       ▲   ◄──────────── │  ▲  │ │
+       │      release    │  │  │ └── fail(retry_at=None) ──► dead
+       │                 │  │  └──── fail(retry_at=t) ─────► failed
+       │                 └──┘                                 │
+       │      claim after the lease expired                   │ claim once
+       │      (a takeover: failures += 1)                     ▼ t <= now
+       │                                                   running
+       └──── requeue (failures := 0) ◄── succeeded | failed | dead
+
+Every claim does ``attempt += 1``.
+
+- ``queued``: waiting for a worker (``next_attempt_at`` is None: due now).
+- ``running``: a worker holds the lease until ``lease_expires_at``.
+- ``failed``: the last attempt failed with ``last_error``; it runs again at
+  ``next_attempt_at``. Not terminal: it is the "backing off" state, so that
+  `agent-runner status` shows which tasks are waiting for a retry.
+- ``succeeded`` and ``dead`` are terminal. Only :meth:`Ledger.requeue` (a
+  person removed the ``processed``/``agent-failed`` label) leaves them.
+
+``attempt`` counts claims and never goes down, so it stays a valid fencing
+token across requeues. ``failures`` counts attempts that ended badly
+(``fail`` or an abandoned lease taken over) since the last requeue; the
+caller compares it with ``MAX_ATTEMPTS`` (see :func:`next_retry`).
+"""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Literal, Protocol
+
+from runner.errors import RunnerError
+
+Status = Literal["queued", "running", "succeeded", "failed", "dead"]
+STATUSES: tuple[Status, ...] = ("queued", "running", "succeeded", "failed", "dead")
+TERMINAL: frozenset[str] = frozenset({"succeeded", "dead"})
+
+
+class LedgerUnavailable(RunnerError):
+    """The ledger database could not be reached or stayed locked; the loop retries.
+
+    Lives here until ``runner.errors`` grows it (under ``RunnerError``, transient)."""
+
+    transient = True
+    hint = "The runner retries this by itself; check the ledger database if it keeps failing."
+
+
+@dataclass(frozen=True)
+class TaskKey:
+    """A task is identified by the dispatch issue that carries it."""
+
+    dispatch_repo: str
+    issue_number: int
+
+    def __str__(self) -> str:
+        return f"{self.dispatch_repo}#{self.issue_number}"
+
+
+@dataclass(frozen=True)
+class Job:
+    """A claimed task: valid while ``attempt`` is current (no one has taken it over).
+
+    ``failures`` is how many earlier attempts ended badly since the last
+    requeue; an abandoned lease counts, so a task that crashes its worker
+    every time still runs out of attempts.
+    """
+
+    key: TaskKey
+    attempt: int
+    owner: str
+    lease_expires_at: datetime
+    task_id: str | None = None
+    failures: int = 0
+
+
+@dataclass(frozen=True)
+class TaskRecord:
+    """One row of the ledger, as `agent-runner status` shows it.
+
+    ``lease_owner`` is kept after the task leaves ``running``: it names the
+    worker that ran it last. ``lease_expires_at`` is only set while running.
+    """
+
+    key: TaskKey
+    task_id: str | None
+    body_hash: str | None
+    status: Status
+    attempt: int
+    lease_owner: str | None
+    lease_expires_at: datetime | None
+    next_attempt_at: datetime | None
+    pr_url: str | None
+    last_error: str | None
+    created_at: datetime
+    updated_at: datetime
+    stage_seconds: Mapping[str, float] = field(default_factory=dict)
+    transcript: str | None = None
+    failures: int = 0
+
+
+class Ledger(Protocol):
+    """One interface, two backends (SQLite, PostgreSQL).
+
+    Every ``now`` is a timezone-aware UTC datetime passed by the caller; the
+    ledger never reads the database clock, so tests can fake time. Every
+    method that takes a :class:`Job` is fenced on (key, attempt, owner,
+    status ``running``) and raises :class:`runner.errors.LeaseLost` otherwise.
+    A lease that expired but was not yet taken over is still honoured: the
+    attempt, not the clock, decides who owns the task.
+    """
+
+    def enqueue(self, key: TaskKey, *, task_id: str | None, body_hash: str | None, now: datetime) -> bool:
+        """Record a task as ``queued`` if the ledger does not know it yet.
+
+        Returns True when a row was created. A known task is left exactly as it
+        is, whatever its body hash: editing a processed issue changes nothing
+        until a person asks for a re-run, which the caller turns into
+        :meth:`requeue`."""
+        ...
+
+    def requeue(
+        self,
+        key: TaskKey,
+        *,
+        now: datetime,
+        task_id: str | None = None,
+        body_hash: str | None = None,
+    ) -> bool:
+        """Put a ``succeeded``/``failed``/``dead`` task back to ``queued``, due now.
+
+        Resets ``failures`` (a fresh attempt budget) and ``last_error``; keeps
+        ``attempt`` (the fencing token) and ``pr_url``. ``task_id`` and
+        ``body_hash`` replace the stored ones when given (the issue may have been
+        edited). Returns False, changing nothing, for unknown, queued or running
+        tasks."""
+        ...
+
+    def claim(self, owner: str, *, now: datetime, lease_seconds: float) -> Job | None:
+        """Atomically take the runnable task that has been due the longest.
+
+        Runnable: ``queued`` or ``failed`` with ``next_attempt_at`` null or
+        <= now, or ``running`` with ``lease_expires_at`` <= now (taking over an
+        abandoned lease counts one failure). Sets the lease, bumps the attempt.
+        Returns None when nothing is runnable."""
+        ...
+
+    def claim_key(self, key: TaskKey, owner: str, *, now: datetime, lease_seconds: float) -> Job | None:
+        """Claim one specific task, for `agent-runner process N`.
+
+        Like :meth:`claim`, but ignores ``next_attempt_at`` (a person asked to
+        run it now). Returns None when the task is unknown, terminal, or held by
+        a live lease; requeue a terminal task first."""
+        ...
+
+    def heartbeat(self, job: Job, *, now: datetime, lease_seconds: float) -> Job:
+        """Extend the lease to now + lease_seconds and return the updated Job."""
+        ...
+
+    def complete(
+        self,
+        job: Job,
+        *,
+        now: datetime,
+        pr_url: str | None,
+        stage_seconds: Mapping[str, float],
+        transcript: str | None = None,
+    ) -> None:
+        """Mark ``succeeded``, store the PR URL, the per-stage durations of this
+        attempt and the transcript path (None keeps the stored one); clear
+        ``last_error``."""
+        ...
+
+    def fail(
+        self,
+        job: Job,
+        *,
+        now: datetime,
+        error: str,
+        retry_at: datetime | None,
+        stage_seconds: Mapping[str, float] | None = None,
+        transcript: str | None = None,
+    ) -> None:
+        """Record a failed attempt: ``failed`` until ``retry_at``, or ``dead`` when
+        it is None. ``error`` must already be redacted. Counts one failure."""
+        ...
+
+    def release(self, job: Job, *, now: datetime) -> None:
+        """Give the task back as ``queued`` and due now (shutdown), counting no failure."""
+        ...
+
+    def get(self, key: TaskKey) -> TaskRecord | None:
+        """The record of one task, or None when the ledger does not know it."""
+        ...
+
+    def list(self, *, limit: int = 100) -> Sequence[TaskRecord]:
+        """The most recently updated records first."""
+        ...
+
+    def close(self) -> None:
+        """Close every connection; the ledger must not be used afterwards."""
+        ...
+
+
+def lease_expiry(now: datetime, lease_seconds: float) -> datetime:
+    """When a lease taken (or renewed) at ``now`` runs out."""
+    return now + timedelta(seconds=lease_seconds)
+
+
+def backoff_delay(attempt: int, *, base: float, cap: float, rng: random.Random | None = None) -> float:
+    """Exponential backoff with "equal jitter": uniform(c/2, c), c = min(cap, base * 2**(attempt-1)).
+
+    Half of the delay is guaranteed so a flapping dependency gets real rest;
+    the other half spreads replicas apart."""
+    ceiling = min(cap, base * (2 ** max(0, attempt - 1)))
+    return (rng or random).uniform(ceiling / 2, ceiling)
+
+
+def next_retry(
+    now: datetime,
+    *,
+    failures: int,
+    max_attempts: int,
+    base: float,
+    cap: float,
+    rng: random.Random | None = None,
+) -> datetime | None:
+    """When a task that has now failed ``failures`` times should run again, or None.
+
+    None means the attempt budget is spent: pass it to :meth:`Ledger.fail` as
+    ``retry_at`` and the task goes ``dead``. Call it with ``job.failures + 1``."""
+    if failures >= max_attempts:
+        return None
+    return now + timedelta(seconds=backoff_delay(failures, base=base, cap=cap, rng=rng))
+
+
+def require_utc(value: datetime, name: str = "now") -> datetime:
+    """Refuse naive datetimes: the ledger compares times across machines."""
+    offset = value.utcoffset()
+    if offset is None:
+        raise ValueError(f"{name} must be timezone-aware (UTC), got naive {value!r}")
+    return value

@@ -1,0 +1,109 @@
+"""Configure one structlog chain for the whole process, with secrets redacted first.
+
+Redaction is a processor that runs before any renderer, so no log line, traceback
+or exception message ever carries a configured secret. The same :class:`Redactor`
+cleans issue comments, PR bodies and ledger errors before they leave the process.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import sys
+import threading
+from collections.abc import Iterable, MutableMapping
+from typing import Any
+
+import structlog
+
+MASK = "***"
+# Tokens GitHub and LLM vendors hand out, redacted even when not configured.
+_TOKEN_PATTERNS = re.compile(
+    r"\b(?:gh[pousr]_[A-Za-z0-9]{20,}|github_pat_[A-Za-z0-9_]{20,}|sk-(?:ant-)?[A-Za-z0-9_-]{20,})\b"
+)
+_AUTH_HEADER = re.compile(r"(?i)(authorization:\s*(?:bearer|token|basic)\s+)[^\s'\"]+")
+
+
+class Redactor:
+    """Replace every known secret (and anything shaped like a token) with ***."""
+
+    def __init__(self, secrets: Iterable[str] = ()) -> None:
+        self._lock = threading.Lock()
+        self._secrets: tuple[str, ...] = ()
+        self.add(secrets)
+
+    def add(self, secrets: Iterable[str]) -> None:
+        with self._lock:
+            merged = set(self._secrets) | {s for s in secrets if s and len(s) >= 4}
+            # Longest first, so a secret containing another is masked whole.
+            self._secrets = tuple(sorted(merged, key=len, reverse=True))
+
+    def __call__(self, text: str) -> str:
+        for secret in self._secrets:
+            if secret in text:
+                text = text.replace(secret, MASK)
+        text = _AUTH_HEADER.sub(lambda m: m.group(1) + MASK, text)
+        return _TOKEN_PATTERNS.sub(MASK, text)
+
+    def value(self, value: Any) -> Any:
+        """Redact inside strings, exceptions and nested containers."""
+        if isinstance(value, str):
+            return self(value)
+        if isinstance(value, BaseException):
+            return self(f"{type(value).__name__}: {value}")
+        if isinstance(value, dict):
+            return {k: self.value(v) for k, v in value.items()}
+        if isinstance(value, list | tuple):
+            return type(value)(self.value(v) for v in value)
+        return value
+
+    def processor(self, _logger: Any, _name: str, event_dict: MutableMapping[str, Any]) -> MutableMapping[str, Any]:
+        """The structlog processor: runs after tracebacks are formatted, before rendering."""
+        for key, item in list(event_dict.items()):
+            event_dict[key] = self.value(item)
+        return event_dict
+
+
+#: The process-wide redactor; `configure_logging` adds the configured secrets.
+REDACTOR = Redactor()
+
+
+def configure_logging(level: str = "INFO", fmt: str = "auto", secrets: Iterable[str] = ()) -> None:
+    """Set up structlog once: JSON off a TTY, colors on one, redaction before both."""
+    REDACTOR.add(secrets)
+    use_console = fmt == "console" or (fmt == "auto" and sys.stderr.isatty())
+    renderer: Any = (
+        structlog.dev.ConsoleRenderer(colors=True)
+        if use_console
+        else structlog.processors.JSONRenderer()
+    )
+    processors: list[Any] = [
+        structlog.contextvars.merge_contextvars,
+        structlog.processors.add_log_level,
+        structlog.processors.TimeStamper(fmt="iso", utc=True),
+        structlog.processors.StackInfoRenderer(),
+    ]
+    # Tracebacks become text before redaction, so they are redacted too.
+    processors += [structlog.processors.format_exc_info, REDACTOR.processor, renderer]
+    structlog.configure(
+        processors=processors,
+        wrapper_class=structlog.make_filtering_bound_logger(getattr(logging, level)),
+        logger_factory=structlog.PrintLoggerFactory(file=sys.stderr),
+        cache_logger_on_first_use=False,
+    )
+    # Libraries that log through stdlib (PyGithub, urllib3) go through the same redaction.
+    logging.basicConfig(level=max(logging.WARNING, getattr(logging, level)), stream=sys.stderr,
+                        format="%(levelname)s %(name)s %(message)s")
+    for handler in logging.getLogger().handlers:
+        handler.addFilter(_StdlibRedactFilter())
+
+
+class _StdlibRedactFilter(logging.Filter):
+    def filter(self, record: logging.LogRecord) -> bool:
+        record.msg = REDACTOR(record.getMessage())
+        record.args = ()
+        return True
+
+
+def get_logger(**bound: Any) -> Any:
+    return structlog.get_logger("agent-runner").bind(**bound)

@@ -1,0 +1,316 @@
+"""Take one claimed dispatch issue to one pull request, in one straight line.
+
+    issue ─► DispatchTask ─► checks ─► Workspace ─► Changes ─► guard ─► push ─► PR ─► report
+
+Every dependency is passed in (forge, workspace, generator chain, ledger, hooks,
+clock), so tests drive the real pipeline against the emulators. Failures are
+reported on the issue, recorded in the ledger, and never stop the loop.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass, field, replace
+from datetime import datetime, timedelta
+from typing import Any, Iterator, Literal
+
+from runner import guard, policy
+from runner.config import Settings
+from runner.errors import LeaseLost, PolicyRefused, RateLimited, RunnerError, TaskSpecError
+from runner.forge.base import Forge, Issue, PullRequest
+from runner.generators.base import Budget, Changes, GenerationContext, Generator
+from runner.generators.chain import run_chain
+from runner.generators.trace import write_trace
+from runner.hooks import CombinedHooks
+from runner.lease import LeaseKeeper
+from runner.ledger.base import Job, Ledger, backoff_delay
+from runner.log import Redactor
+from runner.publish import push_change, upsert_pull
+from runner.render import PullView, ResultView, commit_message, pull_title, render_pull_body
+from runner.report import Reporter
+from runner.task import DispatchTask, TaskNames, choose_names, parse_metadata, parse_task, task_names
+from runner.workspace import Mirror, Workspace
+
+OutcomeStatus = Literal["succeeded", "failed", "retrying", "skipped", "lost"]
+PROGRESS_EVERY_S = 5.0
+
+
+class InternalError(RunnerError):
+    """A bug in the runner or a plugin; retried a few times, then reported."""
+
+    transient = True
+    hint = "This is a bug in the runner. Check its logs; remove the `agent-failed` label to retry."
+
+
+@dataclass(frozen=True)
+class Outcome:
+    status: OutcomeStatus
+    pr_url: str | None = None
+    error: str | None = None
+    stage_seconds: dict[str, float] = field(default_factory=dict)
+
+
+@dataclass
+class _Run:
+    """The mutable bits of one job in flight: what the result comment shows so far."""
+
+    job: Job
+    lease: LeaseKeeper
+    log: Any
+    view: ResultView
+    stages: dict[str, float] = field(default_factory=dict)
+    task: DispatchTask | None = None
+    last_progress: float = 0.0
+
+    @contextmanager
+    def stage(self, name: str) -> Iterator[None]:
+        started = time.monotonic()
+        yield
+        self.stages[name] = round(time.monotonic() - started, 3)
+
+
+class Pipeline:
+    """Runs jobs; one instance is shared by all worker threads of a process."""
+
+    def __init__(
+        self,
+        *,
+        settings: Settings,
+        forge: Forge,
+        workspace: Workspace,
+        chain: Sequence[Generator],
+        ledger: Ledger,
+        hooks: CombinedHooks,
+        redactor: Redactor,
+        log: Any,
+        clock: Callable[[], datetime],
+    ) -> None:
+        self.settings = settings
+        self.forge = forge
+        self.workspace = workspace
+        self.chain = list(chain)
+        self.ledger = ledger
+        self.hooks = hooks
+        self.redact = redactor
+        self.log = log
+        self.clock = clock
+        self.labels = policy.Labels(settings.trigger_label, settings.processed_label, settings.failed_label)
+        self.reporter = Reporter(forge, self.labels, redactor, log)
+
+    def run(self, job: Job) -> Outcome:
+        """Process one claimed job to a final or retryable state; never raises RunnerError."""
+        log = self.log.bind(repo=job.key.dispatch_repo, issue=job.key.issue_number, attempt=job.attempt)
+        view = ResultView(status="running", task_id=job.task_id or "?", agent_name=self.settings.agent_name,
+                          attempt=job.attempt)
+        with LeaseKeeper(self.ledger, job, lease_seconds=self.settings.lease_seconds,
+                         clock=self.clock, log=log) as lease:
+            run = _Run(job=job, lease=lease, log=log, view=view)
+            try:
+                return self._process(run)
+            except LeaseLost as exc:
+                log.warning("stopping: lease lost", error=str(exc))
+                return Outcome("lost", error=str(exc))
+            except RunnerError as exc:
+                return self._fail(run, exc)
+            except Exception as exc:  # the loop boundary: a bug must not kill the runner
+                log.exception("internal error")
+                return self._fail(run, InternalError(f"Internal error ({type(exc).__name__}: {exc})."))
+
+    # -- the straight line -------------------------------------------------------
+
+    def _process(self, run: _Run) -> Outcome:
+        key = run.job.key
+        issue = self.forge.get_issue(key.dispatch_repo, key.issue_number)
+        eligible, why = policy.should_process(issue, self.labels)
+        if not eligible:
+            run.log.info("skipping issue", reason=why)
+            self._complete(run, pr_url=None)
+            return Outcome("skipped", error=why)
+
+        task = parse_task(issue.body, dispatch_repo=key.dispatch_repo, issue_number=issue.number,
+                          labels=issue.labels)
+        run.task = task
+        run.log = run.log.bind(task_id=task.task_id, target=task.target_repo)
+        self._check_trust(task, issue)
+        self.hooks.call("on_claimed", task=task, attempt=run.job.attempt)
+        self._show(run, task_id=task.task_id, stages_done=("claimed",))
+
+        info = self.forge.repo_info(task.target_repo)
+        base = task.base_branch or info.default_branch
+        with run.stage("clone"):
+            mirror = self.workspace.sync(task.target_repo, info.clone_url)
+        names, existing = self._names(task, mirror)
+        run.log = run.log.bind(branch=names.branch)
+        if policy.pull_action(existing) == "merged" and existing is not None:
+            return self._succeed(run, existing, Changes(summary="The pull request was already merged."))
+        self._show(run, stages_done=("claimed", "cloned"), branch=names.branch)
+
+        job_tag = f"{key.issue_number}-a{run.job.attempt}"
+        with self.workspace.checkout(mirror, branch=names.branch, base_branch=base, job=job_tag) as tree:
+            with run.stage("generate"):
+                ctx = self._context(run, task, tree.path, names)
+                changes = run_chain(self.chain, ctx, reset=lambda: self.workspace.reset(tree))
+                write_trace(ctx, branch=names.branch, max_bytes=self.settings.max_file_bytes)
+                files = self.workspace.changed_files(tree)
+                guard.check_tree(tree.path, files, allow_workflows=self.settings.allow_workflow_changes,
+                                 max_bytes=self.settings.max_file_bytes)
+            changes = replace(changes, files=tuple(files))
+            self.hooks.call("on_generated", task=task, changes=changes)
+            self._show(run, stages_done=("claimed", "cloned", "generated", "validated"))
+
+            run.lease.check()
+            with run.stage("push"):
+                head, _ = push_change(self.workspace, tree, clone_url=info.clone_url,
+                                      message=commit_message(task, changes.summary))
+            self.hooks.call("on_pushed", task=task, branch=names.branch, sha=head)
+            self._show(run, stages_done=("claimed", "cloned", "generated", "validated", "pushed"))
+
+        run.lease.check()
+        with run.stage("pull_request"):
+            body = self.redact(render_pull_body(PullView(
+                task=task, summary=changes.summary, files=changes.files, generator=changes.generator,
+                usage_line=_usage_line(changes), notes=changes.notes + tuple(self.hooks.failures),
+            )))
+            pull, action = upsert_pull(self.forge, repo=task.target_repo, branch=names.branch, base=base,
+                                       title=pull_title(task, issue.title), body=body, existing=existing)
+        run.log.info("pull request ready", pr=pull.html_url, action=action, head=head)
+        self.hooks.call("on_pull_request", task=task, pull=pull)
+        return self._succeed(run, pull, changes)
+
+    # -- stages ------------------------------------------------------------------
+
+    def _check_trust(self, task: DispatchTask, issue: Issue) -> None:
+        policy.check_target(task.target_repo, self.settings.target_allowed(task.target_repo),
+                            self.settings.allowed_target_repos, task.dispatch_repo.split("/")[0])
+        if not self.settings.require_labeler_permission:
+            return
+        actor = self.forge.label_actor(issue.repo, issue.number, self.labels.trigger)
+        permission = self.forge.permission(issue.repo, actor) if actor else None
+        policy.check_labeler(actor, permission, self.labels.trigger, issue.repo)
+
+    def _names(self, task: DispatchTask, mirror: Mirror) -> tuple[TaskNames, PullRequest | None]:
+        """Pick the branch, moving aside when another task id already owns the primary one."""
+        primary = task_names(task)
+        pull = self.forge.find_pull(task.target_repo, primary.branch)
+        text = pull.body if pull is not None else mirror.read_file(primary.branch, primary.trace_path)
+        names = choose_names(task, _task_id_in(text))
+        if not names.disambiguated:
+            return names, pull
+        return names, self.forge.find_pull(task.target_repo, names.branch)
+
+    def _context(self, run: _Run, task: DispatchTask, worktree: Any, names: TaskNames) -> GenerationContext:
+        s = self.settings
+        return GenerationContext(
+            task=task,
+            worktree=worktree,
+            instruction=task.instruction,
+            trace_path=names.trace_path,
+            log=run.log,
+            deadline=time.monotonic() + s.generator_timeout_seconds,
+            budget=Budget(max_turns=s.max_turns, max_output_tokens=s.max_output_tokens,
+                          max_tokens=s.max_tokens_per_task, max_cost_usd=s.max_cost_usd_per_task),
+            model=task.model or s.default_model,
+            metadata=task.metadata,
+            transcript_dir=s.data_dir / "transcripts" / task.dispatch_repo / str(task.issue_number),
+            report_progress=lambda message: self._progress(run, message),
+        )
+
+    def _succeed(self, run: _Run, pull: PullRequest, changes: Changes) -> Outcome:
+        assert run.task is not None
+        run.lease.check()
+        self._show(run, final=True, status="succeeded", pr_url=pull.html_url, pr_number=pull.number,
+                   summary=changes.summary, files=changes.files, stages_done=(), progress=None,
+                   notes=tuple(self.hooks.failures))
+        self.reporter.mark_processed(run.task.dispatch_repo, run.task.issue_number)
+        self.hooks.call("on_finished", task=run.task, pull=pull)
+        self._complete(run, pr_url=pull.html_url)
+        return Outcome("succeeded", pr_url=pull.html_url, stage_seconds=dict(run.stages))
+
+    def _fail(self, run: _Run, error: RunnerError) -> Outcome:
+        """Report, label and record a failure; transient ones are retried with backoff."""
+        key, job = run.job.key, run.job
+        message = self.redact(str(error))
+        failures = job.failures + 1
+        decision = policy.retry_decision(error, failures, self.settings.max_attempts)
+        run.log.warning("task failed", error=message, error_type=type(error).__name__, decision=decision,
+                        failures=failures)
+        retry_at: datetime | None = None
+        try:
+            if run.lease.lost:
+                raise LeaseLost("lease lost while failing")
+            if decision == "retry":
+                retry_at = self.clock() + timedelta(seconds=self._retry_delay(error, failures))
+                self._show(run, status="retrying", error=message)
+            else:
+                self._show(run, final=True, status="refused" if isinstance(error, PolicyRefused)
+                           else "failed", error=message, hint=error.hint, progress=None)
+                self.reporter.mark_failed(key.dispatch_repo, key.issue_number)
+                if run.task is not None:
+                    self.hooks.call("on_failed", task=run.task, error=error)
+        except LeaseLost:
+            return Outcome("lost", error=message)
+        except RunnerError as report_error:
+            # Could not even report: keep the task alive so the report happens later.
+            run.log.warning("could not report failure", error=self.redact(str(report_error)))
+            if failures < self.settings.max_attempts:
+                decision = "retry"
+                retry_at = self.clock() + timedelta(seconds=self._retry_delay(report_error, failures))
+        try:
+            self.ledger.fail(job, now=self.clock(), error=message, retry_at=retry_at)
+        except LeaseLost:
+            return Outcome("lost", error=message)
+        return Outcome("retrying" if decision == "retry" else "failed", error=message,
+                       stage_seconds=dict(run.stages))
+
+    # -- helpers -----------------------------------------------------------------
+
+    def _complete(self, run: _Run, *, pr_url: str | None) -> None:
+        self.ledger.complete(run.lease.job, now=self.clock(), pr_url=pr_url, stage_seconds=run.stages)
+
+    def _retry_delay(self, error: RunnerError, failures: int) -> float:
+        delay = backoff_delay(failures, base=self.settings.retry_base_seconds, cap=self.settings.retry_max_seconds)
+        if isinstance(error, RateLimited):
+            delay = max(delay, error.retry_after)
+        return delay
+
+    def _show(self, run: _Run, *, final: bool = False, **changes: Any) -> None:
+        """Update the result comment; progress updates are best effort, final ones are not."""
+        run.view = replace(run.view, **changes)
+        if not final:
+            run.lease.check()
+        key = run.job.key
+        if final:
+            self.reporter.post(key.dispatch_repo, key.issue_number, run.view)
+        else:
+            self.reporter.progress(key.dispatch_repo, key.issue_number, run.view)
+
+    def _progress(self, run: _Run, message: str) -> None:
+        run.log.info("progress", message=message)
+        now = time.monotonic()
+        if now - run.last_progress >= PROGRESS_EVERY_S:
+            run.last_progress = now
+            self._show(run, progress=message)
+
+
+def _task_id_in(text: str | None) -> str | None:
+    if not text:
+        return None
+    try:
+        metadata = parse_metadata(text)
+    except TaskSpecError:
+        return None
+    value = metadata.get("task_id") if metadata else None
+    return str(value) if value is not None else None
+
+
+def _usage_line(changes: Changes) -> str | None:
+    usage = changes.usage
+    if not usage.total_tokens and not usage.duration_s:
+        return None
+    parts = [f"model {usage.model}" if usage.model else None,
+             f"{usage.input_tokens} in / {usage.output_tokens} out tokens" if usage.total_tokens else None,
+             f"${usage.cost_usd:.4f}" if usage.cost_usd is not None else None,
+             f"{usage.duration_s:.1f} s" if usage.duration_s else None]
+    return "Usage: " + ", ".join(p for p in parts if p)
