@@ -82,8 +82,13 @@ def build_parser() -> argparse.ArgumentParser:
     retry = sub.add_parser("retry", help="re-queue a task (also done by removing `agent-failed`)")
     retry.add_argument("issue", type=int, help="the dispatch issue number")
 
-    sub.add_parser("generators", help="list the installed generators, built-in and plugins")
-    sub.add_parser("check-config", help="validate the settings and print them (secrets hidden)")
+    sub.add_parser("generators", help="list the installed generators, built-in and plugins",
+                   description="List every generator name you can put in GENERATORS: the built-ins "
+                   "and those installed by plugins under the `agent_runner.generators` entry point group.")
+    sub.add_parser("check-config", help="validate the settings and print them (secrets hidden)",
+                   description="Load the settings from the environment and .env, check them the way "
+                   "`run` does at start-up (token, dispatch repository, generator chain), and print "
+                   "them as JSON with secrets hidden. Exits 2 naming the setting that is wrong.")
     health = sub.add_parser("healthcheck", help="exit 0 if the local runner answers /healthz (for Docker)")
     health.add_argument("--url", default=None, help="default: http://127.0.0.1:$HEALTH_PORT/healthz")
     return parser
@@ -206,18 +211,12 @@ def _check_config(settings: Settings) -> int:
 def _ledger_command(settings: Settings, args: argparse.Namespace) -> int:
     from runner.app import utc_now
     from runner.ledger import open_ledger
-    from runner.ledger.base import TaskKey
     from runner.ledger.status import format_status_table, records_to_json
 
     ledger = open_ledger(settings.ledger_location)
     try:
         if args.command == "retry":
-            key = TaskKey(settings.require_dispatch_repo(), args.issue)
-            if not ledger.requeue(key, now=utc_now()):
-                print(f"agent-runner: the ledger has no task for issue #{args.issue}", file=sys.stderr)
-                return 1
-            print(f"agent-runner: issue #{args.issue} re-queued")
-            return 0
+            return _retry(settings, ledger, args.issue)
         records = ledger.list(limit=args.limit)
         if args.json:
             print(json.dumps(records_to_json(records), indent=2))
@@ -226,3 +225,29 @@ def _ledger_command(settings: Settings, args: argparse.Namespace) -> int:
         return 0
     finally:
         ledger.close()
+
+
+def _retry(settings: Settings, ledger: Any, number: int) -> int:
+    """Re-queue a finished task and clear its result label, as removing the label by hand would."""
+    from runner.app import utc_now
+    from runner.forge.github import GitHubForge
+    from runner.ledger.base import TaskKey
+
+    key = TaskKey(settings.require_dispatch_repo(), number)
+    record = ledger.get(key)
+    if record is not None and record.status in {"queued", "running", "failed"}:
+        state = {"queued": "is already queued", "running": f"is running now (attempt {record.attempt})",
+                 "failed": "is waiting to be retried"}[record.status]
+        print(f"agent-runner: issue #{number} {state}; nothing to do")
+        return 0
+    forge = GitHubForge(settings.token(), base_url=settings.github_api_url,
+                        throttle=settings.github_throttle)
+    for label in (settings.failed_label, settings.processed_label):
+        forge.remove_label(key.dispatch_repo, number, label)
+    if record is None:
+        print(f"agent-runner: issue #{number} is not in the ledger yet; it runs at the next poll "
+              f"if it is labeled `{settings.trigger_label}`")
+        return 0
+    ledger.requeue(key, now=utc_now())
+    print(f"agent-runner: issue #{number} re-queued (was {record.status})")
+    return 0

@@ -11,11 +11,10 @@ import base64
 import fnmatch
 import json
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
-from typing_extensions import Annotated
 
 from runner.errors import ConfigError, TaskSpecError
 from runner.task import normalize_repo

@@ -26,7 +26,10 @@ The tree::
     │   └── GeneratorTimeout         the wall-clock deadline passed
     ├── GuardRefused                 the change touches what it may not
     ├── ValidationFailed             the validation commands did not pass
-    └── LeaseLost                    another worker owns the task now   (transient)
+    ├── LeaseLost                    another worker owns the task now   (transient)
+    ├── LedgerUnavailable            the ledger database is unreachable (transient)
+    ├── CrashLoop                    workers keep dying on this task
+    └── InternalError                a bug in the runner or a plugin    (transient)
 """
 
 from __future__ import annotations
@@ -190,3 +193,23 @@ class LeaseLost(RunnerError):
 
     transient = True
     hint = "Nothing to do: another worker is handling the task."
+
+
+class LedgerUnavailable(RunnerError):
+    """The ledger database could not be reached or stayed locked; the loop retries."""
+
+    transient = True
+    hint = "The runner retries this by itself; check the ledger database if it keeps failing."
+
+
+class CrashLoop(RunnerError):
+    """Workers keep dying on this task; it is marked dead instead of claimed forever."""
+
+    hint = "Check the runner's logs and resources, then remove the `agent-failed` label to retry."
+
+
+class InternalError(RunnerError):
+    """A bug in the runner or a plugin; retried a few times, then reported."""
+
+    transient = True
+    hint = "This is a bug in the runner. Check its logs; remove the `agent-failed` label to retry."

@@ -10,15 +10,23 @@ reported on the issue, recorded in the ledger, and never stop the loop.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
-from typing import Any, Iterator, Literal
+from typing import Any, Literal
 
 from runner import guard, policy
 from runner.config import Settings
-from runner.errors import LeaseLost, PolicyRefused, RateLimited, RunnerError, TaskSpecError
+from runner.errors import (
+    CrashLoop,
+    InternalError,
+    LeaseLost,
+    PolicyRefused,
+    RateLimited,
+    RunnerError,
+    TaskSpecError,
+)
 from runner.forge.base import Forge, Issue, PullRequest
 from runner.generators.base import Budget, Changes, GenerationContext, Generator
 from runner.generators.chain import run_chain
@@ -30,18 +38,18 @@ from runner.log import Redactor
 from runner.publish import push_change, upsert_pull
 from runner.render import PullView, ResultView, commit_message, pull_title, render_pull_body
 from runner.report import Reporter
-from runner.task import DispatchTask, TaskNames, choose_names, parse_metadata, parse_task, task_names
+from runner.task import (
+    DispatchTask,
+    TaskNames,
+    choose_names,
+    parse_metadata,
+    parse_task,
+    task_names,
+)
 from runner.workspace import Mirror, Workspace
 
 OutcomeStatus = Literal["succeeded", "failed", "retrying", "skipped", "lost"]
 PROGRESS_EVERY_S = 5.0
-
-
-class InternalError(RunnerError):
-    """A bug in the runner or a plugin; retried a few times, then reported."""
-
-    transient = True
-    hint = "This is a bug in the runner. Check its logs; remove the `agent-failed` label to retry."
 
 
 @dataclass(frozen=True)
@@ -122,6 +130,12 @@ class Pipeline:
 
     def _process(self, run: _Run) -> Outcome:
         key = run.job.key
+        if run.job.failures >= self.settings.max_attempts:
+            # Its workers keep dying (each takeover counts a failure): stop feeding it to them.
+            raise CrashLoop(
+                f"The task was attempted {run.job.failures} times and its worker stopped "
+                "each time without finishing (killed, out of memory, or timed out)."
+            )
         issue = self.forge.get_issue(key.dispatch_repo, key.issue_number)
         eligible, why = policy.should_process(issue, self.labels)
         if not eligible:

@@ -95,40 +95,42 @@ class GitHubForge:
 
     def get_issue(self, repo: str, number: int) -> Issue:
         with _translate(f"read issue {repo}#{number}"):
-            issue = self._gh.get_repo(repo, lazy=True).get_issue(number)
+            issue = self._gh.get_repo(repo).get_issue(number)
             return _issue_value(repo, issue)
 
     def list_comments(self, repo: str, number: int) -> Sequence[Comment]:
         with _translate(f"list comments on {repo}#{number}"):
-            issue = self._gh.get_repo(repo, lazy=True).get_issue(number)
+            issue = self._gh.get_repo(repo).get_issue(number)
             return [_comment_value(c) for c in issue.get_comments()]
 
     def create_comment(self, repo: str, number: int, body: str) -> Comment:
         with _translate(f"comment on {repo}#{number}"):
-            issue = self._gh.get_repo(repo, lazy=True).get_issue(number)
+            issue = self._gh.get_repo(repo).get_issue(number)
             return _comment_value(issue.create_comment(body))
 
     def edit_comment(self, repo: str, comment_id: int, body: str) -> Comment:
         with _translate(f"edit comment {comment_id} in {repo}"):
-            comment = self._gh.get_repo(repo, lazy=True).get_issue_comment(comment_id)
-            comment.edit(body)
-            return _comment_value(comment)
+            _, data = self._gh.requester.requestJsonAndCheck(
+                "PATCH", f"/repos/{repo}/issues/comments/{comment_id}", input={"body": body}
+            )
+            return Comment(id=int(data["id"]), body=data.get("body") or "",
+                           author=(data.get("user") or {}).get("login", ""), html_url=data.get("html_url") or "")
 
     def add_labels(self, repo: str, number: int, labels: Sequence[str]) -> None:
         with _translate(f"label {repo}#{number}"):
-            self._gh.get_repo(repo, lazy=True).get_issue(number).add_to_labels(*labels)
+            self._gh.get_repo(repo).get_issue(number).add_to_labels(*labels)
 
     def remove_label(self, repo: str, number: int, label: str) -> None:
         try:
             with _translate(f"unlabel {repo}#{number}"):
-                self._gh.get_repo(repo, lazy=True).get_issue(number).remove_from_labels(label)
+                self._gh.get_repo(repo).get_issue(number).remove_from_labels(label)
         except NotFound:
             return  # Already gone: the outcome we wanted.
 
     def label_actor(self, repo: str, number: int, label: str) -> str | None:
         with _translate(f"read events of {repo}#{number}"):
             actor: str | None = None
-            for event in self._gh.get_repo(repo, lazy=True).get_issue(number).get_events():
+            for event in self._gh.get_repo(repo).get_issue(number).get_events():
                 if event.event == "labeled" and event.label is not None and event.label.name == label:
                     actor = event.actor.login if event.actor else None
             return actor
@@ -136,7 +138,7 @@ class GitHubForge:
     def permission(self, repo: str, user: str) -> str:
         with _translate(f"read {user}'s permission on {repo}"):
             try:
-                return self._gh.get_repo(repo, lazy=True).get_collaborator_permission(user)
+                return self._gh.get_repo(repo).get_collaborator_permission(user)
             except GithubException as exc:
                 if exc.status == 404:
                     return "none"
@@ -157,7 +159,7 @@ class GitHubForge:
     def find_pull(self, repo: str, head_branch: str) -> PullRequest | None:
         owner = repo.split("/")[0]
         with _translate(f"find the pull request for {head_branch} in {repo}"):
-            pulls = self._gh.get_repo(repo, lazy=True).get_pulls(state="all", head=f"{owner}:{head_branch}")
+            pulls = self._gh.get_repo(repo).get_pulls(state="all", head=f"{owner}:{head_branch}")
             found = [_pull_value(p) for p in pulls]
         # GitHub lists newest first; an open PR wins over older closed ones.
         found.sort(key=lambda p: (p.state != "open", -p.number))
@@ -168,7 +170,7 @@ class GitHubForge:
     ) -> PullRequest:
         try:
             with _translate(f"open a pull request from {head} in {repo}"):
-                pull = self._gh.get_repo(repo, lazy=True).create_pull(
+                pull = self._gh.get_repo(repo).create_pull(
                     base=base, head=head, title=title, body=body, draft=draft
                 )
                 return _pull_value(pull)
@@ -193,9 +195,9 @@ class GitHubForge:
     ) -> PullRequest:
         changes = {k: v for k, v in {"title": title, "body": body, "state": state}.items() if v is not None}
         with _translate(f"update pull request {repo}#{number}"):
-            pull = self._gh.get_repo(repo, lazy=True).get_pull(number)
+            pull = self._gh.get_repo(repo).get_pull(number)
             pull.edit(**changes)
-            return _pull_value(self._gh.get_repo(repo, lazy=True).get_pull(number))
+            return _pull_value(self._gh.get_repo(repo).get_pull(number))
 
 
 @contextlib.contextmanager

@@ -22,7 +22,8 @@ The state machine (every arrow is one atomic SQL statement)::
 
 Every claim does ``attempt += 1``.
 
-- ``queued``: waiting for a worker (``next_attempt_at`` is None: due now).
+- ``queued``: due, waiting for a worker. Tasks are claimed in the order they
+  became due: ``next_attempt_at`` (set by a requeue), else ``created_at``.
 - ``running``: a worker holds the lease until ``lease_expires_at``.
 - ``failed``: the last attempt failed with ``last_error``; it runs again at
   ``next_attempt_at``. Not terminal: it is the "backing off" state, so that
@@ -41,23 +42,12 @@ from __future__ import annotations
 import random
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Literal, Protocol
-
-from runner.errors import RunnerError
 
 Status = Literal["queued", "running", "succeeded", "failed", "dead"]
 STATUSES: tuple[Status, ...] = ("queued", "running", "succeeded", "failed", "dead")
 TERMINAL: frozenset[str] = frozenset({"succeeded", "dead"})
-
-
-class LedgerUnavailable(RunnerError):
-    """The ledger database could not be reached or stayed locked; the loop retries.
-
-    Lives here until ``runner.errors`` grows it (under ``RunnerError``, transient)."""
-
-    transient = True
-    hint = "The runner retries this by itself; check the ledger database if it keeps failing."
 
 
 @dataclass(frozen=True)
@@ -141,7 +131,7 @@ class Ledger(Protocol):
         task_id: str | None = None,
         body_hash: str | None = None,
     ) -> bool:
-        """Put a ``succeeded``/``failed``/``dead`` task back to ``queued``, due now.
+        """Put a ``succeeded``/``failed``/``dead`` task back to ``queued``, due from now.
 
         Resets ``failures`` (a fresh attempt budget) and ``last_error``; keeps
         ``attempt`` (the fencing token) and ``pr_url``. ``task_id`` and
@@ -249,8 +239,7 @@ def next_retry(
 
 
 def require_utc(value: datetime, name: str = "now") -> datetime:
-    """Refuse naive datetimes: the ledger compares times across machines."""
-    offset = value.utcoffset()
-    if offset is None:
+    """The same instant in UTC; refuse naive datetimes, since replicas compare times."""
+    if value.utcoffset() is None:
         raise ValueError(f"{name} must be timezone-aware (UTC), got naive {value!r}")
-    return value
+    return value.astimezone(UTC)

@@ -1,0 +1,368 @@
+"""Let an external coding-agent CLI (aider, claude, cline, ...) make the change in the worktree.
+
+The operator sets ``COMMAND_TEMPLATE``, for example::
+
+    COMMAND_TEMPLATE='aider --yes --no-auto-commits --model {model} --message-file {instruction_file}'
+    COMMAND_TEMPLATE='claude -p {instruction} --permission-mode acceptEdits'
+
+The template is split like a shell would split it, but **no shell runs**: each
+placeholder fills part of one argv element, so an instruction full of quotes
+and semicolons is still one argument. Placeholders:
+
+- ``{instruction}``: the instruction, plus the repository's guidance and the
+  last validation feedback, as one argument;
+- ``{instruction_file}``: the same text in a file outside the worktree (use it
+  for long instructions: one argument is limited to 128 KiB);
+- ``{worktree}``: the worktree's absolute path (also the working directory);
+- ``{model}``: the task's model, else DEFAULT_MODEL, else OPENAI_MODEL;
+- ``{task_id}``: the task id from the issue metadata;
+- ``{repo}``: the target repository, ``owner/name``.
+
+The CLI gets a minimal environment: ``COMMAND_ENV_ALLOWLIST`` (credential-like
+names are never copied), ``AGENT_RUNNER_*`` variables describing the task, and
+``OPENAI_API_KEY`` / ``ANTHROPIC_API_KEY`` from the settings only when the
+allowlist names them. The GitHub token is never passed. The CLI runs in its own
+process group, which is stopped at the deadline. If the CLI commits (aider does
+by default), its commits are undone with ``git reset --soft`` and their changes
+kept, because the runner makes the one commit itself.
+"""
+
+from __future__ import annotations
+
+import errno
+import string
+import tempfile
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+from runner.config import Settings
+from runner.errors import ConfigError, GeneratorError, GeneratorTimeout
+from runner.generators.base import Changes, GenerationContext, Generator, Usage
+from runner.log import Redactor
+from runner.procs import (
+    ProcResult,
+    fenced,
+    format_seconds,
+    minimal_env,
+    run_bounded,
+    split_command,
+    strip_ansi,
+    tail_text,
+)
+
+PLACEHOLDERS = ("instruction", "instruction_file", "worktree", "model", "task_id", "repo")
+EXAMPLE = "COMMAND_TEMPLATE='aider --yes --no-auto-commits --message-file {instruction_file}'"
+TRANSCRIPT_NAME = "command.log"
+MAX_SUMMARY_CHARS = 1500
+_GIT_TIMEOUT_S = 60.0
+_GIT_ENV_NAMES = ("PATH", "HOME", "LANG", "LC_ALL", "TMPDIR")
+#: Secrets an operator may hand to the CLI by naming them in COMMAND_ENV_ALLOWLIST.
+_PASSABLE_SECRETS = {"OPENAI_API_KEY": "openai_api_key", "ANTHROPIC_API_KEY": "anthropic_api_key"}
+_PASSABLE_URLS = {
+    "OPENAI_BASE_URL": "openai_base_url",
+    "OPENAI_API_BASE": "openai_base_url",
+    "ANTHROPIC_BASE_URL": "anthropic_base_url",
+}
+
+
+class CommandGenerator:
+    """Run the configured agent CLI once per generation and report what it changed."""
+
+    name = "command"
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self.template = settings.command_template or ""
+        self.tokens, self.used = parse_template(self.template)
+        self.program = Path(self.tokens[0]).name
+        self._redact = Redactor(settings.secrets())
+
+    def generate(self, ctx: GenerationContext) -> Changes:
+        timeout = min(ctx.seconds_left(), self.settings.generator_timeout_seconds)
+        if timeout <= 0:
+            raise GeneratorTimeout(f"No time was left to run `{self.program}` for this task.")
+        ctx.report_progress(f"Running `{self.program}` (up to {format_seconds(timeout)} s).")
+        ctx.log.info("command_started", program=self.program, timeout_s=round(timeout, 1))
+        head = _git_head(ctx.worktree)
+        with tempfile.TemporaryDirectory(prefix="agent-runner-cmd-") as scratch:
+            instruction_file = Path(scratch) / "instruction.md"
+            prompt = compose_prompt(ctx)
+            instruction_file.write_text(prompt, encoding="utf-8")
+            values = {
+                "instruction": prompt,
+                "instruction_file": str(instruction_file),
+                "worktree": str(ctx.worktree),
+                "model": ctx.model or self.settings.default_model or self.settings.openai_model,
+                "task_id": ctx.task.task_id,
+                "repo": ctx.task.target_repo,
+            }
+            argv = expand_template(self.tokens, values)
+            env = self._env(ctx, values)
+            result = self._run(argv, ctx, env, timeout)
+        # The transcript and the folded commits matter most when the command failed.
+        transcript = self._write_transcript(ctx, result)
+        notes = _fold_commits(ctx.worktree, head)
+        self._raise_for_failure(ctx, result)
+        model = values["model"] if "model" in self.used else ctx.model
+        files = changed_files(ctx.worktree, exclude=(ctx.trace_path,))
+        ctx.log.info(
+            "command_finished",
+            program=self.program,
+            exit_code=result.exit_code,
+            duration_s=round(result.duration_s, 2),
+            files=len(files),
+        )
+        ctx.report_progress(
+            f"`{self.program}` finished in {format_seconds(result.duration_s)} s; "
+            f"{len(files)} file(s) changed."
+        )
+        if not files:
+            notes += (f"`{self.program}` finished without changing any file.",)
+        if result.truncated:
+            notes += ("The command's output was long; only its end was kept.",)
+        return Changes(
+            summary=self._summary(result.output),
+            files=files,
+            usage=Usage(duration_s=result.duration_s, model=model),
+            transcript=transcript,
+            generator=self.name,
+            notes=notes,
+        )
+
+    def _run(
+        self, argv: list[str], ctx: GenerationContext, env: dict[str, str], timeout: float
+    ) -> ProcResult:
+        """Start the command, turning every way it cannot start into a GeneratorError."""
+        try:
+            return run_bounded(argv, cwd=ctx.worktree, env=env, deadline_s=timeout)
+        except FileNotFoundError as exc:
+            raise GeneratorError(
+                f"`{self.program}` was not found on PATH. Install it in the runner image "
+                "(add it to the Dockerfile), or fix COMMAND_TEMPLATE.",
+                hint="Ask the runner's operator to install the command, then remove the `agent-failed` label.",
+            ) from exc
+        except PermissionError as exc:
+            raise GeneratorError(
+                f"`{self.program}` is not executable. Fix its permissions in the runner image."
+            ) from exc
+        except OSError as exc:
+            if exc.errno == errno.E2BIG:
+                raise GeneratorError(
+                    "The instruction is too long to pass as a command-line argument. Use "
+                    "`{instruction_file}` instead of `{instruction}` in COMMAND_TEMPLATE."
+                ) from exc
+            raise GeneratorError(f"`{self.program}` could not start: {exc.strerror}.") from exc
+        except ValueError as exc:  # an argument holds a NUL byte
+            raise GeneratorError(
+                f"`{self.program}` could not start: the instruction holds a character that "
+                "cannot be passed to a command (NUL). Remove it from the issue body."
+            ) from exc
+
+    def _raise_for_failure(self, ctx: GenerationContext, result: ProcResult) -> None:
+        if result.timed_out:
+            ctx.log.warning("command_timed_out", program=self.program, timeout_s=result.deadline_s)
+            raise GeneratorTimeout(f"`{self.program}` {result.describe_exit()}.")
+        if result.exit_code != 0:
+            tail = self._redact(tail_text(result.output, max_lines=20, max_chars=2000))
+            raise GeneratorError(
+                f"`{self.program}` {result.describe_exit()}. The last lines of its output:\n\n"
+                + fenced(tail or "(no output)")
+            )
+
+    def _env(self, ctx: GenerationContext, values: Mapping[str, str]) -> dict[str, str]:
+        """The allowlisted environment plus task facts; secrets only where the operator named them."""
+        allowed = set(self.settings.command_env_allowlist)
+        extra = {
+            "AGENT_RUNNER_TASK_ID": ctx.task.task_id,
+            "AGENT_RUNNER_TARGET_REPO": ctx.task.target_repo,
+            "AGENT_RUNNER_DISPATCH_ISSUE": f"{ctx.task.dispatch_repo}#{ctx.task.issue_number}",
+            "AGENT_RUNNER_WORKTREE": values["worktree"],
+            "AGENT_RUNNER_INSTRUCTION_FILE": values["instruction_file"],
+            "AGENT_RUNNER_TRACE_PATH": ctx.trace_path,
+            "GIT_TERMINAL_PROMPT": "0",
+        }
+        if ctx.model:
+            extra["AGENT_RUNNER_MODEL"] = ctx.model
+        for env_name, attr in {**_PASSABLE_SECRETS, **_PASSABLE_URLS}.items():
+            value = _plain(getattr(self.settings, attr, None))
+            if env_name in allowed and value:
+                extra[env_name] = value
+        return minimal_env(self.settings.command_env_allowlist, extra)
+
+    def _write_transcript(self, ctx: GenerationContext, result: ProcResult) -> Path | None:
+        """Keep the template (not the expanded argv) and the output; never the environment."""
+        if ctx.transcript_dir is None:
+            return None
+        ctx.transcript_dir.mkdir(parents=True, exist_ok=True)
+        path = ctx.transcript_dir / TRANSCRIPT_NAME  # appended to: one section per round
+        text = (
+            f"$ {self.template}\n\n{strip_ansi(result.output).rstrip()}\n\n"
+            f"[{self.program} {result.describe_exit()} after {format_seconds(result.duration_s)} s]\n"
+        )
+        with path.open("a", encoding="utf-8") as handle:
+            handle.write(self._redact(text) + "\n")
+        return path
+
+    def _summary(self, output: str) -> str:
+        """The CLI's last paragraph is usually its own account of what it did."""
+        paragraphs = [p.strip() for p in strip_ansi(output).replace("\r\n", "\n").split("\n\n")]
+        last = next((p for p in reversed(paragraphs) if p), "")
+        if not last:
+            return f"Ran `{self.program}`."
+        if len(last) > MAX_SUMMARY_CHARS:
+            last = "…" + last[-(MAX_SUMMARY_CHARS - 1) :]
+        return self._redact(last)
+
+
+def build(settings: Settings) -> Generator:
+    """The registry's factory: fail at start-up, not mid-task, when the template is wrong."""
+    return CommandGenerator(settings)
+
+
+def parse_template(template: str) -> tuple[list[str], frozenset[str]]:
+    """Split COMMAND_TEMPLATE into argv tokens and check its placeholders, or raise ConfigError."""
+    if not template.strip():
+        raise ConfigError(
+            "COMMAND_TEMPLATE is not set, so the `command` generator has nothing to run. "
+            f"Set it to your agent's command line, for example {EXAMPLE}."
+        )
+    try:
+        tokens = split_command(template)
+    except ValueError as exc:
+        raise ConfigError(f"COMMAND_TEMPLATE cannot be read ({exc}). Example: {EXAMPLE}.") from None
+    valid = ", ".join("{" + p + "}" for p in PLACEHOLDERS)
+    used: set[str] = set()
+    for token in tokens:
+        try:
+            fields = list(string.Formatter().parse(token))
+        except ValueError as exc:
+            raise ConfigError(
+                f"COMMAND_TEMPLATE has a stray brace in `{token}` ({exc}); write `{{{{` or `}}}}` "
+                f"for a literal brace. Placeholders: {valid}."
+            ) from None
+        for _, name, spec, conversion in fields:
+            if name is None:
+                continue
+            if name not in PLACEHOLDERS or spec or conversion:
+                raise ConfigError(
+                    f"COMMAND_TEMPLATE uses an unknown placeholder `{{{name}}}`. "
+                    f"The valid ones are {valid}."
+                )
+            used.add(name)
+    if "{" in tokens[0]:
+        raise ConfigError("COMMAND_TEMPLATE must start with the program to run, not a placeholder.")
+    if not used & {"instruction", "instruction_file"}:
+        raise ConfigError(
+            "COMMAND_TEMPLATE never passes the task to the command. Add `{instruction_file}` "
+            f"or `{{instruction}}`, for example {EXAMPLE}."
+        )
+    return tokens, frozenset(used)
+
+
+def expand_template(tokens: list[str], values: Mapping[str, str]) -> list[str]:
+    """Fill the placeholders; each token stays exactly one argument.
+
+    A value that fills a whole argument and starts with ``-`` would be read as
+    an option, so the instruction gets a leading space and anything else is refused.
+    """
+    argv = [tokens[0]]
+    for token in tokens[1:]:
+        name = _whole_placeholder(token)
+        if name is not None and values[name].startswith("-"):
+            if name != "instruction":
+                raise GeneratorError(
+                    f"The {name} `{values[name][:60]}` starts with `-`, so the command would "
+                    "read it as an option. Choose a value that does not."
+                )
+            argv.append(" " + values[name])
+            continue
+        argv.append(token.format_map(values))
+    return argv
+
+
+def _whole_placeholder(token: str) -> str | None:
+    """The placeholder's name when the token is nothing but one placeholder."""
+    fields = list(string.Formatter().parse(token))
+    if len(fields) == 1 and fields[0][0] == "" and fields[0][1]:
+        return fields[0][1]
+    return None
+
+
+def compose_prompt(ctx: GenerationContext) -> str:
+    """The instruction, then the repository's guidance, then feedback from the last round."""
+    parts = [ctx.instruction.strip()]
+    if ctx.repo_instructions.strip():
+        parts.append("## Repository instructions\n\n" + ctx.repo_instructions.strip())
+    if ctx.feedback and ctx.feedback.strip():
+        parts.append("## Feedback from the previous attempt\n\n" + ctx.feedback.strip())
+    return "\n\n".join(parts) + "\n"
+
+
+def changed_files(worktree: Path, *, exclude: tuple[str, ...] = ()) -> tuple[str, ...]:
+    """Every path that differs from HEAD (added, modified, deleted, renamed, untracked)."""
+    result = _git(worktree, "status", "--porcelain", "-z", "--untracked-files=all")
+    if not result.ok or result.truncated:
+        raise GeneratorError(
+            f"Could not list the changed files (git status {result.describe_exit()})."
+        )
+    entries = result.output.split("\0")
+    files: set[str] = set()
+    index = 0
+    while index < len(entries):
+        entry = entries[index]
+        index += 1
+        if len(entry) < 4:
+            continue
+        status, path = entry[:2], entry[3:]
+        files.add(path)
+        if "R" in status or "C" in status:  # -z puts the source path in the next entry
+            if "R" in status and index < len(entries):
+                files.add(entries[index])
+            index += 1
+    return tuple(sorted(files - set(exclude)))
+
+
+def _fold_commits(worktree: Path, head: str | None) -> tuple[str, ...]:
+    """Undo commits the CLI made (keeping their changes), so the runner commits once, as itself."""
+    if head is None:
+        return ()
+    now = _git_head(worktree)
+    if now is None or now == head:
+        return ()
+    if not _git(worktree, "merge-base", "--is-ancestor", head, now).ok:
+        raise GeneratorError(
+            "The command moved the branch to an unrelated commit. It must only edit files; "
+            "configure it not to switch branches or rewrite history."
+        )
+    count = _git(worktree, "rev-list", "--count", f"{head}..{now}").output.strip() or "some"
+    reset = _git(worktree, "reset", "--soft", head)
+    if not reset.ok:
+        raise GeneratorError(
+            f"Could not undo the command's commits: {tail_text(reset.output, max_lines=5)}"
+        )
+    return (f"The command made {count} commit(s); they were folded into the runner's commit.",)
+
+
+def _git_head(worktree: Path) -> str | None:
+    result = _git(worktree, "rev-parse", "--verify", "-q", "HEAD")
+    return result.output.strip() if result.ok and result.output.strip() else None
+
+
+def _git(worktree: Path, *args: str) -> ProcResult:
+    env = minimal_env(_GIT_ENV_NAMES, {"GIT_TERMINAL_PROMPT": "0", "GIT_OPTIONAL_LOCKS": "0"})
+    return run_bounded(
+        ["git", *args],
+        cwd=worktree,
+        env=env,
+        deadline_s=_GIT_TIMEOUT_S,
+        output_limit=5_000_000,
+        merge_stderr=False,
+    )
+
+
+def _plain(value: Any) -> str | None:
+    if value is None:
+        return None
+    getter = getattr(value, "get_secret_value", None)
+    return str(getter() if getter else value) or None

@@ -1,0 +1,53 @@
+"""Open the durable ledger named by LEDGER_URL; everything else imports from here.
+
+``open_ledger`` is the one place that maps a URL scheme to a backend:
+``sqlite:///...`` (the embedded default) or ``postgresql://...`` (shared by
+many replicas). The PostgreSQL driver is imported only when it is used.
+"""
+
+from __future__ import annotations
+
+from runner.errors import ConfigError, LedgerUnavailable
+from runner.ledger.base import (
+    STATUSES,
+    TERMINAL,
+    Job,
+    Ledger,
+    Status,
+    TaskKey,
+    TaskRecord,
+    backoff_delay,
+    lease_expiry,
+    next_retry,
+)
+from runner.ledger.store import URL_FORMATS, redact_url
+
+__all__ = [
+    "STATUSES",
+    "TERMINAL",
+    "Job",
+    "Ledger",
+    "LedgerUnavailable",
+    "Status",
+    "TaskKey",
+    "TaskRecord",
+    "backoff_delay",
+    "lease_expiry",
+    "next_retry",
+    "open_ledger",
+]
+
+
+def open_ledger(url: str) -> Ledger:
+    """Open and migrate the ledger at ``url``, or raise ConfigError naming LEDGER_URL."""
+    scheme, sep, _ = url.strip().partition("://")
+    scheme = scheme.lower()
+    if sep and scheme == "sqlite":
+        from runner.ledger.sqlite import SqliteLedger
+
+        return SqliteLedger.from_url(url.strip())
+    if sep and scheme in ("postgresql", "postgres"):
+        from runner.ledger.postgres import PostgresLedger
+
+        return PostgresLedger.from_url(url.strip())
+    raise ConfigError(f"LEDGER_URL `{redact_url(url)}` has an unknown scheme. {URL_FORMATS}")

@@ -1,0 +1,116 @@
+"""Keep the ledger in PostgreSQL, shared by many replicas on many machines.
+
+Each thread gets its own autocommit connection (psycopg 3), so every
+statement is its own transaction and the claim is one
+``UPDATE ... WHERE key = (SELECT ... FOR UPDATE SKIP LOCKED LIMIT 1) RETURNING``.
+A connection that broke (server restart, network) is replaced on the next
+call; the call that saw it break raises
+:class:`runner.ledger.base.LedgerUnavailable`, which the loop retries.
+
+Migrations run in one transaction under ``pg_advisory_xact_lock``, keyed by
+the current schema, so replicas starting together migrate exactly once. To
+keep several ledgers in one database, put each in its own schema with
+``?options=-csearch_path%3Dmy_schema`` in LEDGER_URL.
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Iterator, Mapping
+from contextlib import AbstractContextManager, contextmanager
+from typing import Any
+
+import psycopg
+from psycopg.conninfo import conninfo_to_dict
+from psycopg.types.json import Jsonb
+
+from runner.errors import ConfigError, LedgerUnavailable
+from runner.ledger import sql
+from runner.ledger.store import URL_FORMATS, Executor, Params, PerThread, Row, SqlLedger, redact_url
+
+CONNECT_TIMEOUT_SECONDS = 10
+APPLICATION_NAME = "agent-runner"  # what operators see in pg_stat_activity
+_MIGRATION_LOCK = "SELECT pg_advisory_xact_lock(hashtext('agent-runner-ledger:' || current_schema()))"
+
+
+@functools.lru_cache(maxsize=64)
+def _pg(statement: str) -> str:
+    return sql.to_pyformat(statement)
+
+
+class PostgresLedger(SqlLedger):
+    """The ledger in a PostgreSQL database; see the module docstring."""
+
+    dialect = sql.POSTGRES
+
+    def __init__(self, conninfo: str) -> None:
+        super().__init__()
+        self._conninfo = conninfo
+        given = conninfo_to_dict(conninfo)
+        defaults = {"connect_timeout": CONNECT_TIMEOUT_SECONDS, "application_name": APPLICATION_NAME}
+        self._extra: dict[str, Any] = {k: v for k, v in defaults.items() if k not in given}
+        self._conns: PerThread[psycopg.Connection[Any]] = PerThread(
+            self._connect, psycopg.Connection.close, lambda conn: not (conn.closed or conn.broken)
+        )
+        try:
+            self._migrate()
+        except BaseException:
+            self.close()
+            raise
+
+    @classmethod
+    def from_url(cls, url: str) -> PostgresLedger:
+        """Connect and migrate, or say in a ConfigError why the database is unusable."""
+        try:
+            return cls(url)
+        except (psycopg.Error, LedgerUnavailable) as exc:
+            reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+            raise ConfigError(
+                f"Cannot use the PostgreSQL ledger at LEDGER_URL `{redact_url(url)}`: {reason}. "
+                f"Check that the server is up and the user may create tables. {URL_FORMATS}"
+            ) from exc
+
+    def close(self) -> None:
+        self._conns.close_all()
+
+    # -- backend hooks --------------------------------------------------------------
+
+    def _write(self, statement: str, params: Params) -> list[Row]:
+        with _translated():
+            return _run(self._conns.get(), statement, params)
+
+    def _read(self, statement: str, params: Params) -> list[Row]:
+        return self._write(statement, params)
+
+    def _migration_transaction(self) -> AbstractContextManager[Executor]:
+        return self._locked_transaction()
+
+    def _json_in(self, value: Mapping[str, float]) -> Any:
+        return Jsonb(dict(value))
+
+    # -- connections ------------------------------------------------------------------
+
+    @contextmanager
+    def _locked_transaction(self) -> Iterator[Executor]:
+        conn = self._conns.get()
+        with _translated(), conn.transaction():
+            conn.execute(_MIGRATION_LOCK)
+            yield lambda statement, params: _run(conn, statement, params)
+
+    def _connect(self) -> psycopg.Connection[Any]:
+        with _translated():
+            return psycopg.connect(self._conninfo, autocommit=True, **self._extra)
+
+
+def _run(conn: psycopg.Connection[Any], statement: str, params: Params) -> list[Row]:
+    cursor = conn.execute(_pg(statement), params or None)
+    return cursor.fetchall() if cursor.description is not None else []
+
+
+@contextmanager
+def _translated() -> Iterator[None]:
+    """A lost connection is an outage the loop retries; SQL errors stay bugs."""
+    try:
+        yield
+    except (psycopg.OperationalError, psycopg.InterfaceError) as exc:
+        raise LedgerUnavailable(f"The PostgreSQL ledger is unavailable: {exc}.") from exc

@@ -1,0 +1,194 @@
+"""Write the ledger's schema and state machine in SQL once, for both backends.
+
+Both SQLite (>= 3.35) and PostgreSQL understand the same statements here:
+``UPDATE ... RETURNING``, ``INSERT ... ON CONFLICT DO NOTHING``, row values,
+``CASE`` and ``||``. The dialects differ only in what :class:`Dialect` holds:
+column types, the row lock added to the claim's sub-select, and the
+placeholder style. Parameters are written ``:name``; PostgreSQL's backend
+rewrites them to ``%(name)s`` with :func:`to_pyformat`.
+
+The claim is one statement. The sub-select picks the runnable task that has
+been due the longest; on PostgreSQL ``FOR UPDATE SKIP LOCKED`` lets
+concurrent claimers pass over a row another transaction is taking, and the
+re-check of the locked row (READ COMMITTED's EvalPlanQual) drops a row that
+stopped being runnable. On SQLite the whole statement runs under
+``BEGIN IMMEDIATE``, the single writer lock, so there is nothing to skip.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+TABLE = "tasks"
+
+
+@dataclass(frozen=True)
+class Dialect:
+    """What differs between the two databases, and nothing else."""
+
+    name: str
+    timestamp: str  # column type of every timestamp
+    json: str  # column type of the per-stage durations
+    claim_lock: str  # appended to the claim's sub-select
+
+
+SQLITE = Dialect(name="sqlite", timestamp="TEXT", json="TEXT", claim_lock="")
+POSTGRES = Dialect(
+    name="postgresql", timestamp="TIMESTAMPTZ", json="JSONB", claim_lock="FOR UPDATE SKIP LOCKED"
+)
+
+
+@dataclass(frozen=True)
+class Migration:
+    """One schema step; ``{timestamp}`` and ``{json}`` are filled per dialect."""
+
+    version: int
+    description: str
+    statements: tuple[str, ...]
+
+    def render(self, dialect: Dialect) -> tuple[str, ...]:
+        return tuple(s.format(timestamp=dialect.timestamp, json=dialect.json) for s in self.statements)
+
+
+# Append only: a released migration never changes, a fix is a new version.
+MIGRATIONS: tuple[Migration, ...] = (
+    Migration(
+        version=1,
+        description="tasks table with leases, fencing attempt and failure count",
+        statements=(
+            f"""CREATE TABLE {TABLE} (
+                dispatch_repo    TEXT NOT NULL,
+                issue_number     INTEGER NOT NULL,
+                task_id          TEXT,
+                body_hash        TEXT,
+                status           TEXT NOT NULL CHECK (status IN
+                                   ('queued', 'running', 'succeeded', 'failed', 'dead')),
+                attempt          INTEGER NOT NULL DEFAULT 0,
+                failures         INTEGER NOT NULL DEFAULT 0,
+                lease_owner      TEXT,
+                lease_expires_at {{timestamp}},
+                next_attempt_at  {{timestamp}},
+                pr_url           TEXT,
+                last_error       TEXT,
+                created_at       {{timestamp}} NOT NULL,
+                updated_at       {{timestamp}} NOT NULL,
+                stage_seconds    {{json}} NOT NULL DEFAULT '{{{{}}}}',
+                transcript       TEXT,
+                PRIMARY KEY (dispatch_repo, issue_number)
+            )""",
+            f"CREATE INDEX {TABLE}_by_status ON {TABLE} (status, next_attempt_at)",
+            f"CREATE INDEX {TABLE}_by_updated ON {TABLE} (updated_at)",
+        ),
+    ),
+)
+
+CREATE_VERSION_TABLE = """CREATE TABLE IF NOT EXISTS schema_version (
+    version     INTEGER PRIMARY KEY,
+    description TEXT NOT NULL,
+    applied_at  {timestamp} NOT NULL
+)"""
+CURRENT_VERSION = "SELECT COALESCE(MAX(version), 0) FROM schema_version"
+RECORD_VERSION = (
+    "INSERT INTO schema_version (version, description, applied_at) VALUES (:version, :description, :now)"
+)
+
+# -- columns, in the order the row mappers in store.py read them -------------
+
+JOB_COLUMNS = "dispatch_repo, issue_number, attempt, lease_owner, lease_expires_at, task_id, failures"
+RECORD_COLUMNS = (
+    "dispatch_repo, issue_number, task_id, body_hash, status, attempt, lease_owner, "
+    "lease_expires_at, next_attempt_at, pr_url, last_error, created_at, updated_at, "
+    "stage_seconds, transcript, failures"
+)
+
+# -- the state machine --------------------------------------------------------
+
+_KEY = "dispatch_repo = :repo AND issue_number = :issue"
+# Who may still touch a job: the current attempt of its owner, while running.
+_FENCE = f"{_KEY} AND status = 'running' AND attempt = :attempt AND lease_owner = :owner"
+_EXPIRED = "(status = 'running' AND lease_expires_at <= :now)"
+_DUE = "(status IN ('queued', 'failed') AND (next_attempt_at IS NULL OR next_attempt_at <= :now))"
+_DUE_AT = "CASE WHEN status = 'running' THEN lease_expires_at ELSE COALESCE(next_attempt_at, created_at) END"
+# The right-hand sides read the row as it was before the update.
+_TAKE = """status = 'running',
+    attempt = attempt + 1,
+    failures = failures + CASE WHEN status = 'running' THEN 1 ELSE 0 END,
+    last_error = CASE WHEN status = 'running'
+        THEN 'The lease of ' || COALESCE(lease_owner, 'a worker') || ' expired before it finished.'
+        ELSE last_error END,
+    lease_owner = :owner,
+    lease_expires_at = :expires,
+    next_attempt_at = NULL,
+    updated_at = :now"""
+
+
+@dataclass(frozen=True)
+class Statements:
+    """Every statement a backend runs, rendered for one dialect."""
+
+    enqueue: str
+    requeue: str
+    claim: str
+    claim_key: str
+    heartbeat: str
+    complete: str
+    fail: str
+    release: str
+    get: str
+    list: str
+
+
+def statements(dialect: Dialect) -> Statements:
+    """Render the shared state machine for one dialect."""
+    return Statements(
+        enqueue=f"""INSERT INTO {TABLE}
+            (dispatch_repo, issue_number, task_id, body_hash, status, created_at, updated_at)
+            VALUES (:repo, :issue, :task_id, :body_hash, 'queued', :now, :now)
+            ON CONFLICT (dispatch_repo, issue_number) DO NOTHING
+            RETURNING issue_number""",
+        requeue=f"""UPDATE {TABLE} SET status = 'queued', failures = 0, last_error = NULL,
+                next_attempt_at = :now, lease_expires_at = NULL,
+                task_id = COALESCE(:task_id, task_id), body_hash = COALESCE(:body_hash, body_hash),
+                updated_at = :now
+            WHERE {_KEY} AND status IN ('succeeded', 'failed', 'dead')
+            RETURNING issue_number""",
+        claim=f"""UPDATE {TABLE} SET {_TAKE}
+            WHERE (dispatch_repo, issue_number) = (
+                SELECT dispatch_repo, issue_number FROM {TABLE}
+                WHERE {_DUE} OR {_EXPIRED}
+                ORDER BY {_DUE_AT}, created_at, dispatch_repo, issue_number
+                LIMIT 1 {dialect.claim_lock})
+            RETURNING {JOB_COLUMNS}""",
+        claim_key=f"""UPDATE {TABLE} SET {_TAKE}
+            WHERE {_KEY} AND (status IN ('queued', 'failed') OR {_EXPIRED})
+            RETURNING {JOB_COLUMNS}""",
+        heartbeat=f"""UPDATE {TABLE} SET lease_expires_at = :expires, updated_at = :now
+            WHERE {_FENCE} RETURNING attempt""",
+        complete=f"""UPDATE {TABLE} SET status = 'succeeded', lease_expires_at = NULL,
+                next_attempt_at = NULL, last_error = NULL, pr_url = COALESCE(:pr_url, pr_url),
+                stage_seconds = :stages, transcript = COALESCE(:transcript, transcript),
+                updated_at = :now
+            WHERE {_FENCE} RETURNING attempt""",
+        fail=f"""UPDATE {TABLE} SET status = :status, failures = failures + 1,
+                last_error = :error, next_attempt_at = :retry_at, lease_expires_at = NULL,
+                stage_seconds = COALESCE(:stages, stage_seconds),
+                transcript = COALESCE(:transcript, transcript), updated_at = :now
+            WHERE {_FENCE} RETURNING attempt""",
+        release=f"""UPDATE {TABLE} SET status = 'queued', lease_expires_at = NULL,
+                next_attempt_at = NULL, updated_at = :now
+            WHERE {_FENCE} RETURNING attempt""",
+        get=f"SELECT {RECORD_COLUMNS} FROM {TABLE} WHERE {_KEY}",
+        list=f"""SELECT {RECORD_COLUMNS} FROM {TABLE}
+            ORDER BY updated_at DESC, dispatch_repo, issue_number LIMIT :limit""",
+    )
+
+
+_NAMED = re.compile(r"(?<![:\w]):([A-Za-z_]\w*)")
+
+
+def to_pyformat(sql: str) -> str:
+    """Rewrite ``:name`` placeholders as psycopg's ``%(name)s``."""
+    if "%" in sql:
+        raise ValueError("a literal % would need escaping for psycopg; keep it out of shared SQL")
+    return _NAMED.sub(r"%(\1)s", sql)

@@ -1,0 +1,65 @@
+"""Routes under ``/_emulator/`` that drive fault injection and read the request log
+from another process; only a site admin (the emulator's admin token) may call them."""
+
+from __future__ import annotations
+
+from dataclasses import asdict
+from typing import TYPE_CHECKING
+
+from .errors import EmulatorError, NotFound, ValidationFailed
+from .routing import Request, Response, Router
+
+if TYPE_CHECKING:
+    from .app import App
+
+router = Router()
+
+_FAULT_FIELDS = ("status", "count", "path_regex", "method", "retry_after", "delay",
+                 "probability", "seed", "include_git", "message")
+
+
+def _require_admin(app: App, req: Request) -> None:
+    users = app.backend.store.users()
+    user = users.get((req.user or "").lower())
+    if user is None or not user.site_admin:
+        raise NotFound()
+
+
+@router.route("GET", "/_emulator/faults")
+def list_faults(app: App, req: Request) -> Response:
+    _require_admin(app, req)
+    return Response(200, [rule.as_json() for rule in app.faults.rules])
+
+
+@router.route("POST", "/_emulator/faults")
+def add_fault(app: App, req: Request) -> Response:
+    _require_admin(app, req)
+    data = req.json_object()
+    unknown = sorted(set(data) - set(_FAULT_FIELDS))
+    if unknown:
+        raise ValidationFailed([{"resource": "Fault", "code": "invalid", "field": f} for f in unknown])
+    try:
+        rule = app.faults.inject(**data)
+    except (TypeError, ValueError) as exc:
+        raise EmulatorError(str(exc), status=422) from exc
+    return Response(201, rule.as_json())
+
+
+@router.route("DELETE", "/_emulator/faults")
+def clear_faults(app: App, req: Request) -> Response:
+    _require_admin(app, req)
+    app.faults.clear()
+    return Response(204)
+
+
+@router.route("GET", "/_emulator/requests")
+def list_requests(app: App, req: Request) -> Response:
+    _require_admin(app, req)
+    return Response(200, [asdict(record) for record in app.request_log])
+
+
+@router.route("DELETE", "/_emulator/requests")
+def clear_requests(app: App, req: Request) -> Response:
+    _require_admin(app, req)
+    app.clear_request_log()
+    return Response(204)

@@ -1,0 +1,160 @@
+"""REST routes for users, repositories, permissions, labels, branches, refs and contents."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from .errors import NotFound, ValidationFailed
+from .models import PERMISSION_ORDER, Permission
+from .routing import Request, Response, Router, body_field, paginate
+
+if TYPE_CHECKING:
+    from .app import App
+
+router = Router()
+
+
+@router.route("GET", "/user")
+def get_authenticated_user(app: App, req: Request) -> Response:
+    assert req.user is not None
+    return Response(200, app.backend.renderer().authenticated_user(req.user))
+
+
+@router.route("GET", "/rate_limit")
+def get_rate_limit(app: App, req: Request) -> Response:
+    core = app.limiter.headers(req.user)
+    bucket = {"limit": int(core["X-RateLimit-Limit"]), "remaining": int(core["X-RateLimit-Remaining"]),
+              "reset": int(core["X-RateLimit-Reset"]), "used": int(core["X-RateLimit-Used"])}
+    return Response(200, {"resources": {"core": bucket}, "rate": bucket})
+
+
+@router.route("POST", "/user/repos")
+def create_repo(app: App, req: Request) -> Response:
+    assert req.user is not None
+    data = req.json_object()
+    name = body_field(data, "name", str, resource="Repository", required=True)
+    # auto_init makes the first commit (a README); without it the repository is empty.
+    repo = app.backend.create_repo(
+        f"{req.user}/{name}",
+        private=bool(data.get("private", False)),
+        default_branch=body_field(data, "default_branch", str, resource="Repository") or "main",
+        description=body_field(data, "description", str, resource="Repository"),
+        files={"README.md": f"# {name}\n"} if data.get("auto_init") else None,
+    )
+    return Response(201, app.backend.renderer().repo(repo, permission="admin"))
+
+
+@router.route("GET", "/repos/{owner}/{repo}")
+def get_repo(app: App, req: Request) -> Response:
+    repo = app.repo(req)
+    role = app.backend.store.permission(repo.full_name, req.user)
+    return Response(200, app.backend.renderer().repo(repo, permission=role))
+
+
+@router.route("GET", "/repos/{owner}/{repo}/collaborators/{user}/permission")
+def get_permission(app: App, req: Request) -> Response:
+    repo = app.repo(req, "write")
+    users = app.backend.store.users()
+    if req.params["user"].lower() not in users:
+        raise NotFound()
+    login = users[req.params["user"].lower()].login
+    role = app.backend.store.permission(repo.full_name, login)
+    return Response(200, app.backend.renderer().permission(repo, login, role))
+
+
+@router.route("PUT", "/repos/{owner}/{repo}/collaborators/{user}")
+def add_collaborator(app: App, req: Request) -> Response:
+    repo = app.repo(req, "admin")
+    data = req.json_object()
+    role: Permission = data.get("permission") or "write"
+    if role not in PERMISSION_ORDER:
+        raise ValidationFailed([{"resource": "Repository", "code": "invalid", "field": "permission"}])
+    # GitHub sends an invitation; the emulator grants the role at once.
+    app.backend.store.set_permission(repo.full_name, req.params["user"], role)
+    return Response(204)
+
+
+@router.route("GET", "/repos/{owner}/{repo}/labels")
+def list_repo_labels(app: App, req: Request) -> Response:
+    repo = app.repo(req)
+    renderer = app.backend.renderer()
+    return paginate(app, req, list(repo.labels.values()), lambda label: renderer.label(repo, label))
+
+
+@router.route("GET", "/repos/{owner}/{repo}/labels/{name}")
+def get_repo_label(app: App, req: Request) -> Response:
+    repo = app.repo(req)
+    label = repo.labels.get(req.params["name"].lower())
+    if label is None:
+        raise NotFound()
+    return Response(200, app.backend.renderer().label(repo, label))
+
+
+@router.route("POST", "/repos/{owner}/{repo}/labels")
+def create_repo_label(app: App, req: Request) -> Response:
+    repo = app.repo(req, "write")
+    data = req.json_object()
+    label = app.backend.store.create_label(
+        repo.full_name,
+        body_field(data, "name", str, resource="Label", required=True),
+        body_field(data, "color", str, resource="Label") or "ededed",
+        body_field(data, "description", str, resource="Label"),
+    )
+    return Response(201, app.backend.renderer().label(app.backend.store.repo(repo.full_name), label))
+
+
+@router.route("GET", "/repos/{owner}/{repo}/branches")
+def list_branches(app: App, req: Request) -> Response:
+    repo = app.repo(req)
+    branches = sorted(app.backend.git(repo).branches().items())
+    api = f"{app.base_url}/repos/{repo.full_name}/commits"
+    return paginate(app, req, branches, lambda b: {
+        "name": b[0], "commit": {"sha": b[1], "url": f"{api}/{b[1]}"}, "protected": False})
+
+
+@router.route("GET", "/repos/{owner}/{repo}/branches/{branch:path}")
+def get_branch(app: App, req: Request) -> Response:
+    repo = app.repo(req)
+    git = app.backend.git(repo)
+    sha = git.branch_sha(req.params["branch"])
+    if sha is None:
+        raise NotFound("Branch not found")
+    return Response(200, app.backend.renderer().branch(repo, req.params["branch"], git.commit(sha)))
+
+
+@router.route("GET", "/repos/{owner}/{repo}/commits/{ref:path}")
+def get_commit(app: App, req: Request) -> Response:
+    repo = app.repo(req)
+    git = app.backend.git(repo)
+    sha = git.rev_parse(req.params["ref"])
+    if sha is None:
+        raise NotFound("No commit found for SHA: " + req.params["ref"])
+    return Response(200, app.backend.renderer().commit(repo, git.commit(sha)))
+
+
+# PyGithub asks for git/ref/{ref}; older clients use git/refs/{ref}.
+@router.route("GET", "/repos/{owner}/{repo}/git/ref/{ref:path}")
+@router.route("GET", "/repos/{owner}/{repo}/git/refs/{ref:path}")
+def get_ref(app: App, req: Request) -> Response:
+    repo = app.repo(req)
+    refname = "refs/" + req.params["ref"].strip("/")
+    sha = app.backend.git(repo).rev_parse(refname)
+    if sha is None:
+        raise NotFound()
+    return Response(200, app.backend.renderer().ref(repo, refname, sha))
+
+
+@router.route("GET", "/repos/{owner}/{repo}/contents")
+@router.route("GET", "/repos/{owner}/{repo}/contents/{path:path}")
+def get_contents(app: App, req: Request) -> Response:
+    repo = app.repo(req)
+    git, renderer = app.backend.git(repo), app.backend.renderer()
+    ref = req.arg("ref") or repo.default_branch
+    path = req.params.get("path", "").strip("/")
+    entry = git.entry(ref, path)
+    if entry is None:
+        raise NotFound()
+    if entry.type == "tree":
+        return Response(200, [renderer.content(repo, e, ref) for e in git.list_dir(ref, path)])
+    data = git.read_blob(entry.sha) if entry.type == "blob" else None
+    return Response(200, renderer.content(repo, entry, ref, data))

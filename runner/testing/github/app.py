@@ -1,0 +1,224 @@
+"""Answer one REST request the way api.github.com does, independent of the socket.
+
+The pipeline is: authenticate, maybe inject a fault, enforce the rate limit,
+route, then add ETag/304, rate-limit headers and a request-log entry. The
+HTTP server only moves bytes in and out of :meth:`App.handle`.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import hashlib
+import json
+import threading
+import time
+import uuid
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+
+import structlog
+
+from . import api_control, api_issues, api_pulls, api_repos
+from .backend import Backend
+from .errors import BadCredentials, EmulatorError
+from .faults import FaultRule, Faults
+from .models import Permission, Repo
+from .routing import Request, Response, Router
+
+_log = structlog.get_logger(__name__)
+
+CONTROL_PREFIX = "/_emulator/"
+_UNCOUNTED = ("/rate_limit",)
+_ANONYMOUS_LIMIT = 60
+
+
+@dataclass(frozen=True)
+class RequestRecord:
+    """One logged request; ``headers`` have lower-case names and never ``authorization``."""
+
+    method: str
+    path: str
+    query: str
+    status: int
+    user: str | None
+    headers: dict[str, str]
+    fault: bool = False
+
+
+@dataclass
+class Reply:
+    status: int
+    headers: dict[str, str]
+    body: bytes = b""
+
+
+def parse_authorization(value: str | None) -> str | None:
+    """Extract the token from ``token X``, ``Bearer X`` or Basic (token as password)."""
+    if not value:
+        return None
+    scheme, _, credentials = value.strip().partition(" ")
+    credentials = credentials.strip()
+    if scheme.lower() in ("token", "bearer"):
+        return credentials or None
+    if scheme.lower() == "basic":
+        try:
+            user, _, password = base64.b64decode(credentials).decode().partition(":")
+        except (binascii.Error, UnicodeDecodeError):
+            return None
+        # GitHub accepts the token as password, or as user with an x-oauth-basic password.
+        return password if password not in ("", "x-oauth-basic") else (user or None)
+    return None
+
+
+def loggable_headers(headers: Mapping[str, str]) -> dict[str, str]:
+    return {k: v for k, v in headers.items() if k.lower() not in ("authorization", "cookie")}
+
+
+class RateLimiter:
+    """Count requests per user in fixed windows, like GitHub's primary rate limit."""
+
+    def __init__(self, limit: int, *, window: int = 3600, clock: Callable[[], float] = time.time) -> None:
+        self.limit, self._window, self._clock = limit, window, clock
+        self._lock = threading.Lock()
+        self._buckets: dict[str | None, tuple[int, int]] = {}  # user -> (window reset, used)
+
+    def _bucket(self, user: str | None) -> tuple[int, int]:
+        now = int(self._clock())
+        reset, used = self._buckets.get(user, (0, 0))
+        return (reset, used) if now < reset else (now + self._window, 0)
+
+    def limit_for(self, user: str | None) -> int:
+        return self.limit if user else _ANONYMOUS_LIMIT
+
+    def exhausted(self, user: str | None) -> bool:
+        with self._lock:
+            return self._bucket(user)[1] >= self.limit_for(user)
+
+    def charge(self, user: str | None) -> None:
+        with self._lock:
+            reset, used = self._bucket(user)
+            self._buckets[user] = (reset, used + 1)
+
+    def headers(self, user: str | None) -> dict[str, str]:
+        with self._lock:
+            reset, used = self._bucket(user)
+        limit = self.limit_for(user)
+        return {
+            "X-RateLimit-Limit": str(limit), "X-RateLimit-Remaining": str(max(0, limit - used)),
+            "X-RateLimit-Reset": str(reset), "X-RateLimit-Used": str(used),
+            "X-RateLimit-Resource": "core",
+        }
+
+
+@dataclass
+class App:
+    """The REST side of the emulator: a backend plus faults, rate limits and a request log."""
+
+    backend: Backend
+    rate_limit: int = 5000
+    faults: Faults = field(default_factory=Faults)
+
+    def __post_init__(self) -> None:
+        self.router = Router(api_repos.router, api_issues.router, api_pulls.router, api_control.router)
+        self.limiter = RateLimiter(self.rate_limit)
+        self._log: list[RequestRecord] = []
+        self._log_lock = threading.Lock()
+
+    @property
+    def base_url(self) -> str:
+        return self.backend.base_url
+
+    @property
+    def request_log(self) -> list[RequestRecord]:
+        with self._log_lock:
+            return list(self._log)
+
+    def clear_request_log(self) -> None:
+        with self._log_lock:
+            self._log.clear()
+
+    def record(self, method: str, path: str, query: str, status: int, user: str | None,
+               headers: Mapping[str, str], *, fault: bool = False) -> None:
+        entry = RequestRecord(method, path, query, status, user, loggable_headers(headers), fault)
+        with self._log_lock:
+            self._log.append(entry)
+
+    def login_for(self, authorization: str | None) -> str | None:
+        token = parse_authorization(authorization)
+        return self.backend.store.login_for_token(token) if token else None
+
+    def repo(self, request: Request, need: Permission = "read") -> Repo:
+        """The repository named by the route's ``owner``/``repo``, if the caller may use it."""
+        full_name = f"{request.params['owner']}/{request.params['repo']}"
+        return self.backend.authorize(full_name, request.user, need)
+
+    def handle(self, request: Request) -> Reply:
+        request.user = self.login_for(request.headers.get("authorization"))
+        rule = None
+        if not request.path.startswith(CONTROL_PREFIX):
+            rule = self.faults.take(request.method, request.path)
+            if rule is not None:
+                rule.sleep()
+        if rule is not None and rule.status is not None:
+            reply = self._fault_reply(rule, request.user)
+        else:
+            reply = self._finish(request, self._dispatch(request))
+        self.record(request.method, request.path, request.query_string, reply.status,
+                    request.user, request.headers, fault=rule is not None)
+        return reply
+
+    def _dispatch(self, request: Request) -> Response:
+        try:
+            if request.user is None:
+                missing = "authorization" not in request.headers
+                raise BadCredentials("Requires authentication" if missing else "Bad credentials")
+            if self.limiter.exhausted(request.user):
+                raise EmulatorError(f"API rate limit exceeded for user {request.user}.", status=403)
+            return self.router.resolve(request)(self, request)
+        except EmulatorError as exc:
+            return Response(exc.status, exc.body())
+        except Exception as exc:  # the server boundary: a bug here must still answer, like GitHub's 500
+            _log.exception("emulator handler failed", method=request.method, path=request.path)
+            return Response(500, EmulatorError(f"Emulator error: {exc!r}").body())
+
+    def _finish(self, request: Request, response: Response) -> Reply:
+        body = b"" if response.body is None else json.dumps(response.body).encode()
+        headers = {**self._common_headers(), **response.headers}
+        if body:
+            headers["Content-Type"] = "application/json; charset=utf-8"
+        status = response.status
+        if request.method == "GET" and status == 200:
+            etag = f'W/"{hashlib.sha256(body).hexdigest()[:40]}"'
+            headers["ETag"] = etag
+            wanted = {tag.strip() for tag in request.headers.get("if-none-match", "").split(",")}
+            if etag in wanted or "*" in wanted:
+                # A conditional request answered with 304 does not count against the limit:
+                # https://docs.github.com/rest/using-the-rest-api/best-practices-for-using-the-rest-api
+                status, body = 304, b""
+                headers.pop("Content-Type", None)
+        if status != 304 and request.path not in _UNCOUNTED and not request.path.startswith(CONTROL_PREFIX):
+            self.limiter.charge(request.user)
+        return Reply(status, {**headers, **self.limiter.headers(request.user)}, body)
+
+    def _fault_reply(self, rule: FaultRule, user: str | None) -> Reply:
+        assert rule.status is not None
+        headers = {**self._common_headers(), "Content-Type": "application/json; charset=utf-8",
+                   **self.limiter.headers(user)}
+        if rule.retry_after is not None:
+            headers["Retry-After"] = str(int(rule.retry_after))
+        if rule.status == 403:
+            wait = rule.retry_after if rule.retry_after is not None else 60
+            headers["X-RateLimit-Remaining"] = "0"
+            headers["X-RateLimit-Reset"] = str(int(time.time() + wait))
+        body = EmulatorError(rule.error_message(), status=rule.status).body()
+        return Reply(rule.status, headers, json.dumps(body).encode())
+
+    @staticmethod
+    def _common_headers() -> dict[str, str]:
+        return {
+            "X-GitHub-Media-Type": "github.v3; format=json",
+            "X-GitHub-Request-Id": uuid.uuid4().hex[:20].upper(),
+            "X-OAuth-Scopes": "repo, workflow",
+            "Vary": "Accept, Authorization",
+        }

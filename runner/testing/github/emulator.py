@@ -1,0 +1,210 @@
+"""The public face of the GitHub emulator: start a server, seed state, inspect results.
+
+Like ``moto`` for AWS: tests and plugin authors run a real HTTP server on
+127.0.0.1 and talk to it with real clients (PyGithub, gidgethub, git), while
+this class seeds and inspects its state directly.
+"""
+
+from __future__ import annotations
+
+import signal
+import sys
+import threading
+from collections.abc import Callable, Mapping
+from pathlib import Path
+from types import FrameType, TracebackType
+from typing import Any, get_args
+
+from .app import App, RequestRecord
+from .backend import Backend, split_full_name
+from .faults import FaultRule, Faults
+from .models import Permission
+from .server import EmulatorServer
+from .store import Clock
+
+ADMIN_LOGIN = "octocat"
+ADMIN_TOKEN = "emulator-token"
+
+
+class GitHubEmulator:
+    """A stateful GitHub (REST subset + git smart HTTP) persisted under ``state_dir``.
+
+    The socket is bound on construction, so :attr:`base_url` is known at once;
+    :meth:`start` begins serving in a background thread.
+    """
+
+    def __init__(
+        self, state_dir: Path | str, host: str = "127.0.0.1", port: int = 0, *,
+        rate_limit: int = 5000, clock: Clock | None = None,
+    ) -> None:
+        self.state_dir = Path(state_dir)
+        self._backend = Backend(self.state_dir, clock=clock)
+        self._app = App(self._backend, rate_limit=rate_limit)
+        self._server = EmulatorServer((host, port), self._app)
+        bound_host, bound_port = self._server.server_address[:2]
+        self._backend.base_url = f"http://{bound_host!s}:{bound_port}"
+        self._thread: threading.Thread | None = None
+        self.add_user(ADMIN_LOGIN, ADMIN_TOKEN, admin=True)
+
+    # -- lifecycle -------------------------------------------------------
+
+    def start(self) -> GitHubEmulator:
+        if self._thread is None:
+            self._thread = threading.Thread(
+                target=self._server.serve_forever, kwargs={"poll_interval": 0.05},
+                name="github-emulator", daemon=True)
+            self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        if self._thread is not None:
+            self._server.shutdown()
+            self._thread.join()
+            self._thread = None
+        self._server.server_close()
+
+    def __enter__(self) -> GitHubEmulator:
+        return self.start()
+
+    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
+                 tb: TracebackType | None) -> None:
+        self.stop()
+
+    @property
+    def base_url(self) -> str:
+        """The API root; pass it as PyGithub's ``base_url`` (no ``/api/v3`` suffix)."""
+        return self._backend.base_url
+
+    def git_url(self, full_name: str) -> str:
+        owner, name = split_full_name(full_name)
+        return f"{self.base_url}/git/{owner}/{name}.git"
+
+    # -- seeding ---------------------------------------------------------
+
+    def add_user(self, login: str, token: str | None = None, *, admin: bool = False) -> None:
+        """Create a user; ``token`` authenticates as them, ``admin`` makes a site admin."""
+        self._backend.store.add_user(login, token, admin=admin)
+
+    def create_repo(
+        self, full_name: str, *, owner_token: str | None = None, default_branch: str = "main",
+        files: Mapping[str, str | bytes] | None = None, private: bool = True,
+        description: str | None = None,
+    ) -> None:
+        """Create a repository whose first commit holds ``files`` (default: a README)."""
+        owner, name = split_full_name(full_name)
+        self._backend.store.add_user(owner, owner_token)
+        self._backend.create_repo(full_name, private=private, default_branch=default_branch,
+                                  description=description, files=files or {"README.md": f"# {name}\n"})
+
+    def set_permission(self, full_name: str, login: str, permission: Permission) -> None:
+        if permission not in get_args(Permission):
+            raise ValueError(f"unknown permission {permission!r}; use one of {get_args(Permission)}")
+        self._backend.store.set_permission(full_name, login, permission)
+
+    def create_issue(self, full_name: str, title: str, body: str | None,
+                     labels: tuple[str, ...] | list[str] = (), *, as_user: str = ADMIN_LOGIN) -> int:
+        """Open an issue as ``as_user``; its labels are recorded as ``labeled`` events."""
+        return self._backend.store.create_issue(
+            full_name, title=title, body=body, labels=labels, actor=as_user).number
+
+    def add_label(self, full_name: str, number: int, label: str, *, as_user: str = ADMIN_LOGIN) -> None:
+        self._backend.store.add_labels(full_name, number, [label], actor=as_user)
+
+    def remove_label(self, full_name: str, number: int, label: str, *, as_user: str = ADMIN_LOGIN) -> None:
+        self._backend.store.remove_label(full_name, number, label, actor=as_user)
+
+    def add_comment(self, full_name: str, number: int, body: str, *, as_user: str = ADMIN_LOGIN) -> int:
+        return self._backend.store.add_comment(full_name, number, body, actor=as_user).id
+
+    def update_issue(self, full_name: str, number: int, *, as_user: str = ADMIN_LOGIN,
+                     title: str | None = None, body: str | None = None,
+                     state: str | None = None) -> None:
+        self._backend.store.update_issue(full_name, number, actor=as_user, title=title,
+                                         body=body, state=state)
+
+    def close_pull(self, full_name: str, number: int, *, as_user: str = ADMIN_LOGIN) -> None:
+        """Close a pull request without merging it (as a reviewer would)."""
+        self.update_issue(full_name, number, as_user=as_user, state="closed")
+
+    def merge_pull(self, full_name: str, number: int, *, as_user: str = ADMIN_LOGIN,
+                   update_base: bool = True) -> dict[str, Any]:
+        """Merge a PR (fast-forward or merge commit); ``update_base=False`` only flips its state."""
+        issue = self._backend.merge_pull(full_name, number, actor=as_user, update_base=update_base)
+        return self._backend.pull_json(self._backend.store.repo(full_name), issue)
+
+    # -- inspection (GitHub JSON shapes) -----------------------------------
+
+    def issue(self, full_name: str, number: int) -> dict[str, Any]:
+        repo = self._backend.store.repo(full_name)
+        return self._backend.renderer().issue(repo, self._backend.store.issue(full_name, number))
+
+    def comments(self, full_name: str, number: int) -> list[dict[str, Any]]:
+        repo, renderer = self._backend.store.repo(full_name), self._backend.renderer()
+        return [renderer.comment(repo, c) for c in self._backend.store.comments(full_name, number)]
+
+    def events(self, full_name: str, number: int) -> list[dict[str, Any]]:
+        repo, renderer = self._backend.store.repo(full_name), self._backend.renderer()
+        return [renderer.event(repo, e) for e in self._backend.store.issue(full_name, number).events]
+
+    def pulls(self, full_name: str) -> list[dict[str, Any]]:
+        """Every pull request, open or closed, oldest first."""
+        repo = self._backend.store.repo(full_name)
+        return [self._backend.pull_json(repo, issue)
+                for issue in self._backend.store.issues(full_name) if issue.pull is not None]
+
+    def labels(self, full_name: str, number: int) -> list[str]:
+        return list(self._backend.store.issue(full_name, number).labels)
+
+    def branch_sha(self, full_name: str, branch: str) -> str | None:
+        return self._backend.git(self._backend.store.repo(full_name)).branch_sha(branch)
+
+    def file_at(self, full_name: str, ref: str, path: str) -> str | None:
+        data = self._backend.git(self._backend.store.repo(full_name)).read_file(ref, path)
+        return None if data is None else data.decode("utf-8", errors="replace")
+
+    def bare_repo_path(self, full_name: str) -> Path:
+        return self._backend.bare_path(full_name)
+
+    # -- request log and faults ------------------------------------------
+
+    @property
+    def request_log(self) -> list[RequestRecord]:
+        return self._app.request_log
+
+    def clear_request_log(self) -> None:
+        self._app.clear_request_log()
+
+    @property
+    def faults(self) -> Faults:
+        return self._app.faults
+
+    def inject(self, status: int | None = 500, count: int | None = 1, path_regex: str | None = None,
+               method: str | None = None, retry_after: float | None = None,
+               delay: float | None = None, probability: float | None = None,
+               seed: int | None = None, *, include_git: bool = False,
+               message: str | None = None) -> FaultRule:
+        """Fail matching requests; see :class:`FaultRule` for the fields."""
+        return self._app.faults.inject(status, count, path_regex, method, retry_after, delay,
+                                       probability, seed, include_git=include_git, message=message)
+
+    def clear_faults(self) -> None:
+        self._app.faults.clear()
+
+
+def serve_forever(host: str, port: int, state_dir: Path | str,
+                  print_fn: Callable[[str], None] = print) -> None:
+    """Run an emulator until SIGTERM or SIGINT; print one line with the base URL when ready."""
+    stop = threading.Event()
+
+    def on_signal(signum: int, frame: FrameType | None) -> None:
+        stop.set()
+
+    previous = {sig: signal.signal(sig, on_signal) for sig in (signal.SIGTERM, signal.SIGINT)}
+    try:
+        with GitHubEmulator(state_dir, host, port) as emu:
+            print_fn(f"GitHub emulator listening on {emu.base_url} (admin token: {ADMIN_TOKEN})")
+            sys.stdout.flush()  # the caller may read this line through a pipe
+            stop.wait()
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)

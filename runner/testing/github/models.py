@@ -1,0 +1,121 @@
+"""The emulator's persisted data model: plain pydantic records, no behaviour.
+
+Everything GitHub would keep server-side lives here so that one JSON file
+round-trips the whole world across restarts. Git objects are not here: the
+bare repositories on disk are the source of truth for branches and files.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from typing import Literal
+
+from pydantic import BaseModel, Field
+
+Permission = Literal["none", "read", "triage", "write", "maintain", "admin"]
+PERMISSION_ORDER: tuple[Permission, ...] = ("none", "read", "triage", "write", "maintain", "admin")
+
+
+def permits(have: Permission, need: Permission) -> bool:
+    """Tell whether role ``have`` includes everything role ``need`` grants."""
+    return PERMISSION_ORDER.index(have) >= PERMISSION_ORDER.index(need)
+
+
+def token_digest(token: str) -> str:
+    """Hash a token so that the state file never holds one in clear."""
+    return hashlib.sha256(token.encode()).hexdigest()
+
+
+class User(BaseModel):
+    login: str
+    id: int
+    site_admin: bool = False
+    created_at: str
+
+
+class Label(BaseModel):
+    id: int
+    name: str
+    color: str = "ededed"
+    description: str | None = None
+    default: bool = False
+
+
+class Event(BaseModel):
+    """One entry of an issue's timeline (``labeled``, ``closed``, ...)."""
+
+    id: int
+    event: str
+    actor: str
+    created_at: str
+    label: dict[str, str] | None = None
+
+
+class Comment(BaseModel):
+    id: int
+    issue_number: int
+    user: str
+    body: str
+    created_at: str
+    updated_at: str
+
+
+class PullInfo(BaseModel):
+    """The pull-request half of an issue; GitHub numbers both from one sequence."""
+
+    id: int
+    head: str
+    base: str
+    draft: bool = False
+    merged_at: str | None = None
+    merged_by: str | None = None
+    merge_commit_sha: str | None = None
+
+
+class Issue(BaseModel):
+    number: int
+    id: int
+    title: str
+    body: str | None = None
+    user: str
+    state: Literal["open", "closed"] = "open"
+    state_reason: str | None = None
+    labels: list[str] = Field(default_factory=list)
+    created_at: str
+    updated_at: str
+    closed_at: str | None = None
+    closed_by: str | None = None
+    comment_count: int = 0
+    events: list[Event] = Field(default_factory=list)
+    pull: PullInfo | None = None
+
+
+class Repo(BaseModel):
+    """Repository metadata; issues and comments are kept beside it in :class:`World`."""
+
+    id: int
+    owner: str
+    name: str
+    private: bool = True
+    description: str | None = None
+    default_branch: str = "main"
+    created_at: str
+    updated_at: str
+    labels: dict[str, Label] = Field(default_factory=dict)
+    collaborators: dict[str, Permission] = Field(default_factory=dict)
+    next_number: int = 1
+
+    @property
+    def full_name(self) -> str:
+        return f"{self.owner}/{self.name}"
+
+
+class World(BaseModel):
+    """The whole persisted state. Dict keys are lower-cased: GitHub names are case-insensitive."""
+
+    users: dict[str, User] = Field(default_factory=dict)
+    tokens: dict[str, str] = Field(default_factory=dict)  # sha256(token) -> user key
+    repos: dict[str, Repo] = Field(default_factory=dict)
+    issues: dict[str, dict[int, Issue]] = Field(default_factory=dict)
+    comments: dict[str, dict[int, Comment]] = Field(default_factory=dict)
+    next_id: int = 1

@@ -1,0 +1,402 @@
+"""Keep the emulator's world behind one lock and on disk after every change.
+
+Both the HTTP handlers and the Python API of :class:`GitHubEmulator` mutate
+state only through these methods, so a rule such as "adding a label records a
+``labeled`` event" is written once. Methods hand out deep copies, so callers
+may render them without holding the lock.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+import threading
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager
+from datetime import UTC, datetime
+from pathlib import Path
+
+from .errors import EmulatorError, NotFound, ValidationFailed
+from .models import (
+    Comment,
+    Event,
+    Issue,
+    Label,
+    Permission,
+    PullInfo,
+    Repo,
+    User,
+    World,
+    permits,
+    token_digest,
+)
+
+Clock = Callable[[], datetime]
+
+
+def iso(moment: datetime) -> str:
+    """Format a moment the way GitHub does: ``2024-01-31T12:00:00Z``."""
+    return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+class Store:
+    """Own the :class:`World`; every public method is atomic and durable."""
+
+    def __init__(self, path: Path, clock: Clock | None = None) -> None:
+        self._path = path
+        self._clock: Clock = clock or (lambda: datetime.now(UTC))
+        self._lock = threading.RLock()
+        self._world = self._load()
+
+    def _load(self) -> World:
+        return World.model_validate_json(self._path.read_bytes()) if self._path.exists() else World()
+
+    def now(self) -> str:
+        return iso(self._clock())
+
+    @contextmanager
+    def _reading(self) -> Iterator[World]:
+        with self._lock:
+            yield self._world
+
+    @contextmanager
+    def _mutating(self) -> Iterator[World]:
+        """Commit a change to disk, or roll back to the file if it failed half-way."""
+        with self._lock:
+            try:
+                yield self._world
+            except BaseException:
+                self._world = self._load()  # the file always holds the last good state
+                raise
+            self._save()
+
+    def _save(self) -> None:
+        """Write via a temp file and rename, so a crash never leaves half a file."""
+        self._path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=self._path.parent, prefix=".state-", suffix=".json")
+        with os.fdopen(fd, "w", encoding="utf-8") as fh:
+            fh.write(self._world.model_dump_json(indent=1))
+        os.replace(tmp, self._path)
+
+    @staticmethod
+    def _new_id(world: World) -> int:
+        world.next_id += 1
+        return world.next_id - 1
+
+    # -- users -----------------------------------------------------------
+
+    def add_user(self, login: str, token: str | None = None, *, admin: bool = False) -> User:
+        """Create or update a user; a token, when given, authenticates as them."""
+        with self._mutating() as w:
+            user = self._ensure_user(w, login)
+            user.site_admin = user.site_admin or admin
+            if token is not None:
+                w.tokens[token_digest(token)] = login.lower()
+            return user.model_copy(deep=True)
+
+    def _ensure_user(self, world: World, login: str) -> User:
+        key = login.lower()
+        if key not in world.users:
+            world.users[key] = User(login=login, id=self._new_id(world), created_at=self.now())
+        return world.users[key]
+
+    def login_for_token(self, token: str) -> str | None:
+        with self._reading() as w:
+            key = w.tokens.get(token_digest(token))
+            return w.users[key].login if key else None
+
+    def users(self) -> dict[str, User]:
+        with self._reading() as w:
+            return {k: u.model_copy() for k, u in w.users.items()}
+
+    # -- repositories ----------------------------------------------------
+
+    def create_repo(
+        self,
+        owner: str,
+        name: str,
+        *,
+        private: bool = True,
+        default_branch: str = "main",
+        description: str | None = None,
+    ) -> Repo:
+        with self._mutating() as w:
+            key = f"{owner}/{name}".lower()
+            if key in w.repos:
+                raise ValidationFailed(
+                    [{"resource": "Repository", "code": "custom", "field": "name",
+                      "message": "name already exists on this account"}],
+                    "Repository creation failed.",
+                )
+            owner_user = self._ensure_user(w, owner)
+            now = self.now()
+            w.repos[key] = Repo(
+                id=self._new_id(w), owner=owner_user.login, name=name, private=private,
+                description=description, default_branch=default_branch,
+                created_at=now, updated_at=now,
+            )
+            w.issues[key], w.comments[key] = {}, {}
+            return w.repos[key].model_copy(deep=True)
+
+    def has_repo(self, full_name: str) -> bool:
+        with self._reading() as w:
+            return full_name.lower() in w.repos
+
+    def repo(self, full_name: str) -> Repo:
+        with self._reading() as w:
+            return self._repo(w, full_name).model_copy(deep=True)
+
+    @staticmethod
+    def _repo(world: World, full_name: str) -> Repo:
+        try:
+            return world.repos[full_name.lower()]
+        except KeyError:
+            raise NotFound() from None
+
+    def permission(self, full_name: str, login: str | None) -> Permission:
+        """Resolve a user's effective role: site admin, owner, collaborator, or public read."""
+        with self._reading() as w:
+            repo = self._repo(w, full_name)
+            user = w.users.get(login.lower()) if login else None
+            if user is None:
+                return "none"
+            if user.site_admin or user.login.lower() == repo.owner.lower():
+                return "admin"
+            granted = repo.collaborators.get(user.login.lower(), "none")
+            return granted if repo.private or permits(granted, "read") else "read"
+
+    def set_permission(self, full_name: str, login: str, permission: Permission) -> None:
+        with self._mutating() as w:
+            repo = self._repo(w, full_name)
+            self._ensure_user(w, login)
+            repo.collaborators[login.lower()] = permission
+
+    # -- labels ----------------------------------------------------------
+
+    def create_label(
+        self, full_name: str, name: str, color: str = "ededed", description: str | None = None
+    ) -> Label:
+        with self._mutating() as w:
+            repo = self._repo(w, full_name)
+            if name.lower() in repo.labels:
+                raise ValidationFailed(
+                    [{"resource": "Label", "code": "already_exists", "field": "name"}]
+                )
+            return self._ensure_label(w, repo, name, color, description).model_copy()
+
+    def _ensure_label(
+        self, world: World, repo: Repo, name: str, color: str = "ededed",
+        description: str | None = None,
+    ) -> Label:
+        if not name.strip():
+            raise ValidationFailed([{"resource": "Label", "code": "missing_field", "field": "name"}])
+        if name.lower() not in repo.labels:
+            repo.labels[name.lower()] = Label(
+                id=self._new_id(world), name=name, color=color.lstrip("#"), description=description
+            )
+        return repo.labels[name.lower()]
+
+    # -- issues ----------------------------------------------------------
+
+    def _issue(self, world: World, full_name: str, number: int) -> tuple[Repo, Issue]:
+        repo = self._repo(world, full_name)
+        issue = world.issues[repo.full_name.lower()].get(number)
+        if issue is None:
+            raise NotFound()
+        return repo, issue
+
+    def issue(self, full_name: str, number: int) -> Issue:
+        with self._reading() as w:
+            return self._issue(w, full_name, number)[1].model_copy(deep=True)
+
+    def issues(self, full_name: str) -> list[Issue]:
+        with self._reading() as w:
+            repo = self._repo(w, full_name)
+            return [i.model_copy(deep=True) for i in w.issues[repo.full_name.lower()].values()]
+
+    def create_issue(
+        self,
+        full_name: str,
+        *,
+        title: str,
+        body: str | None,
+        actor: str,
+        labels: Iterable[str] = (),
+        pull: tuple[str, str, bool] | None = None,
+    ) -> Issue:
+        """Open an issue, or a pull request when ``pull`` is ``(head, base, draft)``."""
+        if not title:
+            raise ValidationFailed([{"resource": "Issue", "code": "missing_field", "field": "title"}])
+        with self._mutating() as w:
+            repo = self._repo(w, full_name)
+            user = self._ensure_user(w, actor)
+            now = self.now()
+            info = None
+            if pull is not None:
+                head, base, draft = pull
+                self._refuse_duplicate_pull(w, repo, head, base)
+                info = PullInfo(id=self._new_id(w), head=head, base=base, draft=draft)
+            issue = Issue(
+                number=repo.next_number, id=self._new_id(w), title=title, body=body,
+                user=user.login, created_at=now, updated_at=now, pull=info,
+            )
+            repo.next_number += 1
+            w.issues[repo.full_name.lower()][issue.number] = issue
+            self._change_labels(w, repo, issue, add=labels, actor=user.login)
+            return issue.model_copy(deep=True)
+
+    def update_issue(
+        self,
+        full_name: str,
+        number: int,
+        *,
+        actor: str,
+        title: str | None = None,
+        body: str | None = None,
+        state: str | None = None,
+        state_reason: str | None = None,
+        labels: Iterable[str] | None = None,
+        base: str | None = None,
+    ) -> Issue:
+        """Apply a PATCH; ``None`` leaves a field alone. ``base`` only applies to PRs."""
+        with self._mutating() as w:
+            repo, issue = self._issue(w, full_name, number)
+            if title is not None:
+                issue.title = title
+            if body is not None:
+                issue.body = body
+            if base is not None and issue.pull is not None:
+                issue.pull.base = base
+            if state == "open" and issue.state == "closed" and issue.pull is not None:
+                if issue.pull.merged_at is not None:
+                    raise ValidationFailed([{"resource": "PullRequest", "code": "custom", "field": "state",
+                                             "message": "state cannot be changed. The pull request has been merged."}])
+                self._refuse_duplicate_pull(w, repo, issue.pull.head, issue.pull.base)
+            if state is not None:
+                self._set_state(issue, state, state_reason, actor)
+            if labels is not None:
+                labels = list(labels)
+                keep = {n.lower() for n in labels}
+                drop = [n for n in issue.labels if n.lower() not in keep]
+                self._change_labels(w, repo, issue, add=labels, remove=drop, actor=actor)
+            issue.updated_at = self.now()
+            return issue.model_copy(deep=True)
+
+    def _set_state(self, issue: Issue, state: str, reason: str | None, actor: str) -> None:
+        if state not in ("open", "closed"):
+            raise ValidationFailed([{"resource": "Issue", "code": "invalid", "field": "state"}])
+        if state == issue.state:
+            return
+        issue.state = "open" if state == "open" else "closed"
+        if state == "closed":
+            issue.closed_at, issue.closed_by = self.now(), actor
+            issue.state_reason = reason or "completed"
+        else:
+            issue.closed_at, issue.closed_by = None, None
+            issue.state_reason = "reopened"
+        self._record(issue, "closed" if state == "closed" else "reopened", actor)
+
+    def _record(self, issue: Issue, event: str, actor: str, label: Label | None = None) -> None:
+        issue.events.append(Event(
+            id=self._new_id(self._world), event=event, actor=actor, created_at=self.now(),
+            label={"name": label.name, "color": label.color} if label else None,
+        ))
+
+    def _change_labels(
+        self, world: World, repo: Repo, issue: Issue, *, actor: str,
+        add: Iterable[str] = (), remove: Iterable[str] = (),
+    ) -> None:
+        """Add and remove labels, creating repo labels on demand and recording events."""
+        for name in remove:
+            current = [n for n in issue.labels if n.lower() == name.lower()]
+            if not current:
+                raise NotFound("Label does not exist")
+            issue.labels.remove(current[0])
+            self._record(issue, "unlabeled", actor, repo.labels.get(name.lower()))
+        for name in add:
+            label = self._ensure_label(world, repo, name)
+            if label.name.lower() not in {n.lower() for n in issue.labels}:
+                issue.labels.append(label.name)
+                self._record(issue, "labeled", actor, label)
+        issue.updated_at = self.now()
+
+    def add_labels(self, full_name: str, number: int, names: Iterable[str], *, actor: str) -> Issue:
+        with self._mutating() as w:
+            repo, issue = self._issue(w, full_name, number)
+            self._change_labels(w, repo, issue, add=names, actor=actor)
+            return issue.model_copy(deep=True)
+
+    def remove_label(self, full_name: str, number: int, name: str, *, actor: str) -> Issue:
+        with self._mutating() as w:
+            repo, issue = self._issue(w, full_name, number)
+            self._change_labels(w, repo, issue, remove=[name], actor=actor)
+            return issue.model_copy(deep=True)
+
+    # -- comments --------------------------------------------------------
+
+    def add_comment(self, full_name: str, number: int, body: str, *, actor: str) -> Comment:
+        if not body:
+            raise ValidationFailed([{"resource": "IssueComment", "code": "missing_field", "field": "body"}])
+        with self._mutating() as w:
+            repo, issue = self._issue(w, full_name, number)
+            user = self._ensure_user(w, actor)
+            now = self.now()
+            comment = Comment(
+                id=self._new_id(w), issue_number=number, user=user.login, body=body,
+                created_at=now, updated_at=now,
+            )
+            w.comments[repo.full_name.lower()][comment.id] = comment
+            issue.comment_count += 1
+            issue.updated_at = now
+            return comment.model_copy()
+
+    def comment(self, full_name: str, comment_id: int) -> Comment:
+        with self._reading() as w:
+            repo = self._repo(w, full_name)
+            found = w.comments[repo.full_name.lower()].get(comment_id)
+            if found is None:
+                raise NotFound()
+            return found.model_copy()
+
+    def comments(self, full_name: str, number: int | None = None) -> list[Comment]:
+        """Comments on issue ``number``, or on every issue of the repository."""
+        with self._reading() as w:
+            repo = self._repo(w, full_name) if number is None else self._issue(w, full_name, number)[0]
+            found = w.comments[repo.full_name.lower()].values()
+            return [c.model_copy() for c in found if number in (None, c.issue_number)]
+
+    def edit_comment(self, full_name: str, comment_id: int, body: str) -> Comment:
+        with self._mutating() as w:
+            repo = self._repo(w, full_name)
+            found = w.comments[repo.full_name.lower()].get(comment_id)
+            if found is None:
+                raise NotFound()
+            found.body, found.updated_at = body, self.now()
+            return found.model_copy()
+
+    # -- pull requests ---------------------------------------------------
+
+    @staticmethod
+    def _refuse_duplicate_pull(world: World, repo: Repo, head: str, base: str) -> None:
+        """GitHub allows one open PR per head and base; a second one is a 422."""
+        for issue in world.issues[repo.full_name.lower()].values():
+            pull = issue.pull
+            if pull and issue.state == "open" and (pull.head, pull.base) == (head, base):
+                raise ValidationFailed([{
+                    "resource": "PullRequest", "code": "custom",
+                    "message": f"A pull request already exists for {repo.owner}:{head}.",
+                }])
+
+    def merge_pull(self, full_name: str, number: int, *, actor: str, merge_commit_sha: str | None) -> Issue:
+        with self._mutating() as w:
+            _, issue = self._issue(w, full_name, number)
+            if issue.pull is None:
+                raise NotFound()
+            if issue.pull.merged_at is not None or issue.state != "open":
+                raise EmulatorError("Pull Request is not mergeable", status=405)
+            issue.pull.merged_at, issue.pull.merged_by = self.now(), actor
+            issue.pull.merge_commit_sha = merge_commit_sha
+            self._record(issue, "merged", actor)
+            self._set_state(issue, "closed", None, actor)
+            issue.updated_at = self.now()
+            return issue.model_copy(deep=True)
