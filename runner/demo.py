@@ -10,6 +10,8 @@ import tempfile
 from collections.abc import Callable
 from pathlib import Path
 
+import git
+
 from runner.app import build_app
 from runner.config import load_settings
 from runner.log import configure_logging
@@ -89,10 +91,10 @@ def _demo(root: Path, verbose: bool, out: Callable[[str], None]) -> int:
         branch = pull["head"]["ref"]
         out(f"● Branch {branch} pushed to {TARGET} (head {pull['head']['sha'][:10]})")
         out(f"● Pull request #{pull['number']}: {pull['html_url']}")
-        out("  Files changed:")
-        for name in ("README.md", "agent-tasks/demo-tas.md"):
-            if emu.file_at(TARGET, branch, name) is not None:
-                out(f"    - {name}")
+        out("  Files changed (git diff --stat):")
+        stat = git.Git(emu.bare_repo_path(TARGET)).diff("--stat", f"{pull['base']['ref']}...{branch}")
+        for line in stat.splitlines():
+            out(f"    {line.strip()}")
         out(f"● Comment posted on {DISPATCH}#{number}:")
         for line in comments[-1]["body"].splitlines():
             if line.strip() and not line.startswith("<!--"):

@@ -43,6 +43,7 @@ class GitHubForge:
             backoff_factor=0.5,
             status_forcelist=[*range(500, 600), 429],
             max_rate_limit_wait=900,
+            raise_on_status=False,  # when retries run out, map the last response, not a RetryError
         )
         extra: dict[str, Any] = {}
         if not throttle:

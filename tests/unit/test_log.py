@@ -1,0 +1,40 @@
+"""Secrets never reach a log line, whatever shape they travel in."""
+
+from __future__ import annotations
+
+import base64
+
+import pytest
+import structlog
+
+from runner.config import load_settings
+from runner.log import REDACTOR, Redactor, configure_logging
+
+
+def test_redactor_masks_configured_and_token_shaped_secrets() -> None:
+    redact = Redactor(["hunter2-secret"])
+    assert redact("token=hunter2-secret!") == "token=***!"
+    assert redact("ghp_" + "a" * 36) == "***"
+    assert redact("Authorization: Bearer abc.def") == "Authorization: Bearer ***"
+    assert redact.value({"k": ["x hunter2-secret"]}) == {"k": ["x ***"]}
+
+
+def test_settings_secrets_include_the_git_header_form() -> None:
+    settings = load_settings(env_file=None, github_token="tok-123456", openai_api_key="sk-local-1")
+    encoded = base64.b64encode(b"x-access-token:tok-123456").decode()
+    assert set(settings.secrets()) == {"tok-123456", "sk-local-1", encoded}
+
+
+def test_log_lines_and_tracebacks_are_redacted(capsys: pytest.CaptureFixture[str]) -> None:
+    secret = "very-secret-value-42"
+    configure_logging("INFO", "json", [secret])
+    log = structlog.get_logger("t")
+    log.info("calling", url=f"https://x/?t={secret}", headers={"Authorization": f"token {secret}"})
+    try:
+        raise RuntimeError(f"boom with {secret}")
+    except RuntimeError:
+        log.exception("failed")
+    err = capsys.readouterr().err
+    assert "calling" in err and "boom with ***" in err
+    assert secret not in err
+    assert secret in REDACTOR._secrets  # configured once, process-wide
