@@ -84,7 +84,7 @@ class Settings(BaseSettings):
     openai_model: str = "gpt-4o-mini"
     anthropic_api_key: SecretStr | None = None
     anthropic_base_url: str | None = None
-    anthropic_model: str = "claude-sonnet-4-5"
+    anthropic_model: str = "claude-sonnet-4-6"
     default_model: str | None = None
     seniority_models: dict[str, str] = Field(default_factory=dict)
     model_prices: dict[str, tuple[float, float]] = Field(default_factory=dict)

@@ -30,7 +30,7 @@ from typing import Literal, Protocol
 from runner.errors import TaskSpecError
 
 # The same rule parse_task applies to "model" in the metadata; task.py keeps it private.
-from runner.task import _MODEL_RE, DispatchTask
+from runner.task import MODEL_RE, DispatchTask
 
 ModelSource = Literal["metadata", "label", "seniority", "default"]
 
@@ -107,7 +107,7 @@ def model_from_labels(labels: Iterable[str]) -> str | None:
     if not names:
         return None
     for name in names:
-        if not _MODEL_RE.match(name) or name.startswith("-"):
+        if not MODEL_RE.match(name) or name.startswith("-"):
             raise TaskSpecError(
                 f"The label `{MODEL_LABEL_PREFIX}{name}` does not name a model. Use letters, "
                 "digits and `._:/@+-`, for example `model:gpt-4o`, or remove the label."

@@ -14,11 +14,13 @@ from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
+from pathlib import Path
 from typing import Any, Literal
 
 from runner import guard, policy
 from runner.config import Settings
 from runner.errors import (
+    ConfigError,
     CrashLoop,
     InternalError,
     LeaseLost,
@@ -26,17 +28,22 @@ from runner.errors import (
     RateLimited,
     RunnerError,
     TaskSpecError,
+    ValidationFailed,
 )
 from runner.forge.base import Forge, Issue, PullRequest
-from runner.generators.base import Budget, Changes, GenerationContext, Generator
+from runner.generators import build_chain
+from runner.generators.base import Budget, Changes, GenerationContext, Generator, Usage
 from runner.generators.chain import run_chain
 from runner.generators.trace import write_trace
 from runner.hooks import CombinedHooks
 from runner.lease import LeaseKeeper
 from runner.ledger.base import Job, Ledger, backoff_delay
 from runner.log import Redactor
+from runner.models import choose_model
+from runner.procs import minimal_env
 from runner.publish import push_change, upsert_pull
 from runner.render import PullView, ResultView, commit_message, pull_title, render_pull_body
+from runner.repo_config import load_repo_config, run_setup
 from runner.report import Reporter
 from runner.task import (
     DispatchTask,
@@ -46,10 +53,13 @@ from runner.task import (
     parse_task,
     task_names,
 )
-from runner.workspace import Mirror, Workspace
+from runner.transcript import excerpt
+from runner.validation import run_validation, validation_outcome
+from runner.workspace import Mirror, Workspace, Worktree
 
 OutcomeStatus = Literal["succeeded", "failed", "retrying", "skipped", "lost"]
 PROGRESS_EVERY_S = 5.0
+EXCERPT_CHARS = 3000
 
 
 @dataclass(frozen=True)
@@ -163,35 +173,80 @@ class Pipeline:
 
         job_tag = f"{key.issue_number}-a{run.job.attempt}"
         with self.workspace.checkout(mirror, branch=names.branch, base_branch=base, job=job_tag) as tree:
-            with run.stage("generate"):
-                ctx = self._context(run, task, tree.path, names)
-                changes = run_chain(self.chain, ctx, reset=lambda: self.workspace.reset(tree))
-                write_trace(ctx, branch=names.branch, max_bytes=self.settings.max_file_bytes)
-                files = self.workspace.changed_files(tree)
-                guard.check_tree(tree.path, files, allow_workflows=self.settings.allow_workflow_changes,
-                                 max_bytes=self.settings.max_file_bytes)
-            changes = replace(changes, files=tuple(files))
-            self.hooks.call("on_generated", task=task, changes=changes)
-            self._show(run, stages_done=("claimed", "cloned", "generated", "validated"))
+            result = self._make_change(run, task, tree, names)
+            self.hooks.call("on_generated", task=task, changes=result.changes)
 
             run.lease.check()
             with run.stage("push"):
                 head, _ = push_change(self.workspace, tree, clone_url=info.clone_url,
-                                      message=commit_message(task, changes.summary))
+                                      message=commit_message(task, result.changes.summary))
             self.hooks.call("on_pushed", task=task, branch=names.branch, sha=head)
             self._show(run, stages_done=("claimed", "cloned", "generated", "validated", "pushed"))
 
         run.lease.check()
         with run.stage("pull_request"):
+            changes = result.changes
             body = self.redact(render_pull_body(PullView(
                 task=task, summary=changes.summary, files=changes.files, generator=changes.generator,
-                usage_line=_usage_line(changes), notes=changes.notes + tuple(self.hooks.failures),
+                usage_line=_usage_line(changes), validation_md=result.validation_md,
+                transcript_excerpt=self._excerpt(changes),
+                notes=changes.notes + result.notes + tuple(self.hooks.failures),
             )))
             pull, action = upsert_pull(self.forge, repo=task.target_repo, branch=names.branch, base=base,
-                                       title=pull_title(task, issue.title), body=body, existing=existing)
-        run.log.info("pull request ready", pr=pull.html_url, action=action, head=head)
+                                       title=pull_title(task, issue.title), body=body, existing=existing,
+                                       draft=result.draft)
+        run.log.info("pull request ready", pr=pull.html_url, action=action, head=head, draft=result.draft)
         self.hooks.call("on_pull_request", task=task, pull=pull)
         return self._succeed(run, pull, changes)
+
+    def _make_change(self, run: _Run, task: DispatchTask, tree: Worktree, names: TaskNames) -> _Change:
+        """Generate, guard and validate; a failed validation feeds its output back for another round."""
+        s = self.settings
+        repo_config = load_repo_config(tree.path)
+        env = minimal_env(s.command_env_allowlist)
+        if repo_config.setup:
+            self._show(run, progress="running the repository's setup commands")
+            with run.stage("setup"):
+                run_setup(repo_config, tree.path, env, s.validation_timeout_seconds)
+        commands = s.validate_commands or repo_config.validate
+        chain = self._chain_for(task)
+        model = choose_model(task, s)
+        notes = tuple(repo_config.warnings) + ((model.note,) if model.note else ())
+        feedback: str | None = None
+        usage = Usage()
+        for round_no in range(s.validation_rounds + 1):
+            before = self.workspace.snapshot(tree)
+            with run.stage("generate" if round_no == 0 else f"generate_round_{round_no + 1}"):
+                ctx = self._context(run, task, tree.path, names, model.model, repo_config.instructions, feedback)
+                changes = run_chain(chain, ctx, reset=lambda: self.workspace.reset(tree))
+                write_trace(ctx, branch=names.branch, max_bytes=s.max_file_bytes)
+                files = self.workspace.changed_files(tree)
+                guard.check_tree(tree.path, files, allow_workflows=s.allow_workflow_changes,
+                                 max_bytes=s.max_file_bytes)
+            usage = usage + changes.usage
+            changes = replace(changes, files=tuple(files), usage=usage)
+            self._show(run, stages_done=("claimed", "cloned", "generated"))
+            if not commands:
+                return _Change(changes, notes=notes)
+            progressed = round_no == 0 or self.workspace.snapshot(tree) != before
+            with run.stage("validate"):
+                self._show(run, progress=f"validating (round {round_no + 1})")
+                report = run_validation(commands, worktree=tree.path, env=env, timeout_s=s.validation_timeout_seconds)
+                self.workspace.restore_snapshot(tree)
+            decision = validation_outcome(report, round_no, s.validation_rounds, s.on_validation_failure)
+            run.log.info("validation", passed=report.passed, round=round_no + 1, decision=decision)
+            if decision == "pass":
+                return _Change(changes, report.render_markdown(), notes=notes)
+            if decision == "retry" and progressed:
+                feedback = report.failure_feedback()
+                continue
+            break
+        if s.on_validation_failure == "draft":
+            return _Change(changes, report.render_markdown(), draft=True,
+                           notes=notes + (f"Validation failed after {round_no + 1} round(s); opened as a draft.",))
+        failed = ", ".join(f"`{r.command}` ({r.status})" for r in report.failures)
+        raise ValidationFailed(f"Validation failed after {round_no + 1} round(s): {failed}.\n\n"
+                               f"{report.failure_feedback(1500)}")
 
     # -- stages ------------------------------------------------------------------
 
@@ -214,7 +269,17 @@ class Pipeline:
             return names, pull
         return names, self.forge.find_pull(task.target_repo, names.branch)
 
-    def _context(self, run: _Run, task: DispatchTask, worktree: Any, names: TaskNames) -> GenerationContext:
+    def _chain_for(self, task: DispatchTask) -> Sequence[Generator]:
+        """The task's own `generator` metadata picks from the installed generators."""
+        if not task.generator:
+            return self.chain
+        try:
+            return build_chain([n.strip() for n in task.generator.split(",")], self.settings)
+        except ConfigError as exc:
+            raise TaskSpecError(f"The task asks for generator `{task.generator}`: {exc}") from exc
+
+    def _context(self, run: _Run, task: DispatchTask, worktree: Path, names: TaskNames, model: str | None,
+                 repo_instructions: str, feedback: str | None) -> GenerationContext:
         s = self.settings
         return GenerationContext(
             task=task,
@@ -225,8 +290,10 @@ class Pipeline:
             deadline=time.monotonic() + s.generator_timeout_seconds,
             budget=Budget(max_turns=s.max_turns, max_output_tokens=s.max_output_tokens,
                           max_tokens=s.max_tokens_per_task, max_cost_usd=s.max_cost_usd_per_task),
-            model=task.model or s.default_model,
+            model=model,
             metadata=task.metadata,
+            repo_instructions=repo_instructions,
+            feedback=feedback,
             transcript_dir=s.data_dir / "transcripts" / task.dispatch_repo / str(task.issue_number),
             report_progress=lambda message: self._progress(run, message),
         )
@@ -239,7 +306,7 @@ class Pipeline:
                    notes=tuple(self.hooks.failures))
         self.reporter.mark_processed(run.task.dispatch_repo, run.task.issue_number)
         self.hooks.call("on_finished", task=run.task, pull=pull)
-        self._complete(run, pr_url=pull.html_url)
+        self._complete(run, pr_url=pull.html_url, transcript=changes.transcript)
         return Outcome("succeeded", pr_url=pull.html_url, stage_seconds=dict(run.stages))
 
     def _fail(self, run: _Run, error: RunnerError) -> Outcome:
@@ -280,8 +347,15 @@ class Pipeline:
 
     # -- helpers -----------------------------------------------------------------
 
-    def _complete(self, run: _Run, *, pr_url: str | None) -> None:
-        self.ledger.complete(run.lease.job, now=self.clock(), pr_url=pr_url, stage_seconds=run.stages)
+    def _excerpt(self, changes: Changes) -> str | None:
+        if changes.transcript is None or not changes.transcript.is_file():
+            return None
+        text = changes.transcript.read_text(encoding="utf-8", errors="replace")
+        return excerpt(text, (), limit=EXCERPT_CHARS, collapse=False) or None
+
+    def _complete(self, run: _Run, *, pr_url: str | None, transcript: Path | None = None) -> None:
+        self.ledger.complete(run.lease.job, now=self.clock(), pr_url=pr_url, stage_seconds=run.stages,
+                             transcript=str(transcript) if transcript else None)
 
     def _retry_delay(self, error: RunnerError, failures: int) -> float:
         delay = backoff_delay(failures, base=self.settings.retry_base_seconds, cap=self.settings.retry_max_seconds)
@@ -306,6 +380,16 @@ class Pipeline:
         if now - run.last_progress >= PROGRESS_EVERY_S:
             run.last_progress = now
             self._show(run, progress=message)
+
+
+@dataclass(frozen=True)
+class _Change:
+    """What the generate-and-validate stage hands to publishing."""
+
+    changes: Changes
+    validation_md: str | None = None
+    draft: bool = False
+    notes: tuple[str, ...] = ()
 
 
 def _task_id_in(text: str | None) -> str | None:

@@ -47,7 +47,7 @@ _REPO_NAME_RE = re.compile(r"^[A-Za-z0-9._-]{1,100}$")
 _GITHUB_URL_RE = re.compile(r"^(?:https?://[^/\s]+/|git@[^:\s]+:)(?P<path>[^\s]+?)(?:\.git)?/?$")
 _SAFE_REF_CHARS_RE = re.compile(r"[^A-Za-z0-9._-]+")
 _GENERATOR_RE = re.compile(r"^[a-z0-9_-]+(?:\s*,\s*[a-z0-9_-]+)*$")
-_MODEL_RE = re.compile(r"^[A-Za-z0-9._:/@+-]{1,200}$")
+MODEL_RE = re.compile(r"^[A-Za-z0-9._:/@+-]{1,200}$")
 
 FORMAT_HELP = (
     "A dispatch issue needs three parts:\n\n"
@@ -139,7 +139,7 @@ def parse_task(
         body_hash=body_hash(raw),
         base_branch=_optional_ref(metadata, "base_branch"),
         generator=_optional_match(metadata, "generator", _GENERATOR_RE, "a comma-separated list of generator names"),
-        model=_optional_match(metadata, "model", _MODEL_RE, "a model name such as `gpt-4o`"),
+        model=_optional_match(metadata, "model", MODEL_RE, "a model name such as `gpt-4o`"),
         seniority=_optional_match(metadata, "seniority", re.compile(r"^[a-z0-9_-]{1,40}$"), "a level such as `senior`"),
         labels=frozenset(labels),
         metadata=MappingProxyType(dict(metadata)),

@@ -146,6 +146,16 @@ class Workspace:
         self._git(tree.path, "reset", "--hard", "--quiet", "HEAD")
         self._git(tree.path, "clean", "-fdq")
 
+    def snapshot(self, tree: Worktree) -> str:
+        """Stage everything and return the tree id, to see whether a round changed anything."""
+        self._git(tree.path, "add", "--all")
+        return self._git(tree.path, "write-tree").strip()
+
+    def restore_snapshot(self, tree: Worktree) -> None:
+        """Drop what ran after the last snapshot (caches, formatter rewrites), keep the staged change."""
+        self._git(tree.path, "checkout", "--quiet", "--", ".")
+        self._git(tree.path, "clean", "-fdq")
+
     def changed_files(self, tree: Worktree) -> list[str]:
         """Paths that differ between the base and the worktree (committed or not)."""
         self._git(tree.path, "add", "--all")

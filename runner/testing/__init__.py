@@ -15,9 +15,13 @@ from .github import (
     Permission,
     RequestRecord,
 )
+from .llm import AnthropicEmulator, OpenAIEmulator, Reply
 
 __all__ = [
     "ADMIN_LOGIN",
+    "AnthropicEmulator",
+    "OpenAIEmulator",
+    "Reply",
     "ADMIN_TOKEN",
     "EmulatorError",
     "FaultRule",

@@ -1,0 +1,113 @@
+"""Describe what a scripted model says next, once, for every provider's wire format.
+
+A test queues :class:`Reply` values on an emulator; the emulator renders each
+one as an OpenAI chat completion or an Anthropic message, streamed or not.
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+from collections.abc import Mapping
+from dataclasses import dataclass, replace
+from typing import Any
+
+_ids = itertools.count(1)
+
+
+def next_id(prefix: str) -> str:
+    """A process-unique id such as ``call_7`` or ``toolu_7``."""
+    return f"{prefix}{next(_ids)}"
+
+
+@dataclass(frozen=True)
+class ToolCall:
+    """One tool call the model makes; ``arguments`` may be a raw (even invalid) JSON string."""
+
+    name: str
+    arguments: Mapping[str, Any] | str
+    id: str | None = None
+
+    def arguments_json(self) -> str:
+        if isinstance(self.arguments, str):
+            return self.arguments
+        return json.dumps(dict(self.arguments), ensure_ascii=False)
+
+    def arguments_object(self) -> dict[str, Any]:
+        """The arguments as an object (Anthropic's ``input`` must be one)."""
+        if not isinstance(self.arguments, str):
+            return dict(self.arguments)
+        try:
+            value = json.loads(self.arguments)
+        except json.JSONDecodeError:
+            return {}
+        return value if isinstance(value, dict) else {}
+
+
+@dataclass(frozen=True)
+class Reply:
+    """One scripted turn: text and/or tool calls, or an HTTP error, optionally delayed."""
+
+    content: str = ""
+    calls: tuple[ToolCall, ...] = ()
+    status: int = 200
+    error_message: str | None = None
+    retry_after: float | None = None
+    delay: float = 0.0
+    input_tokens: int = 10
+    output_tokens: int = 5
+    truncated: bool = False
+
+    @classmethod
+    def text(cls, content: str, *, input_tokens: int = 10, output_tokens: int = 5, truncated: bool = False) -> Reply:
+        """A plain assistant answer (``truncated`` ends it as if max tokens were hit)."""
+        return cls(content=content, input_tokens=input_tokens, output_tokens=output_tokens, truncated=truncated)
+
+    @classmethod
+    def tool_call(
+        cls,
+        name: str,
+        arguments: Mapping[str, Any] | str | None = None,
+        *,
+        text: str = "",
+        id: str | None = None,
+        input_tokens: int = 10,
+        output_tokens: int = 5,
+    ) -> Reply:
+        """The model calls one tool (optionally saying something first)."""
+        call = ToolCall(name, arguments if arguments is not None else {}, id)
+        return cls(content=text, calls=(call,), input_tokens=input_tokens, output_tokens=output_tokens)
+
+    @classmethod
+    def tool_calls(
+        cls, *calls: ToolCall | tuple[str, Mapping[str, Any] | str], text: str = "",
+        input_tokens: int = 10, output_tokens: int = 5,
+    ) -> Reply:
+        """The model calls several tools in one turn (parallel tool calls)."""
+        made = tuple(c if isinstance(c, ToolCall) else ToolCall(c[0], c[1]) for c in calls)
+        return cls(content=text, calls=made, input_tokens=input_tokens, output_tokens=output_tokens)
+
+    @classmethod
+    def error(cls, status: int, message: str | None = None, *, retry_after: float | None = None) -> Reply:
+        """The server answers with an HTTP error in the provider's error shape."""
+        if status < 400:
+            raise ValueError("an error reply needs a status of 400 or more")
+        return cls(status=status, error_message=message, retry_after=retry_after)
+
+    @classmethod
+    def slow(cls, seconds: float, then: Reply | None = None) -> Reply:
+        """Wait ``seconds`` before answering with ``then`` (a client may time out first)."""
+        return replace(then or cls.text("(slow reply)"), delay=seconds)
+
+    @property
+    def is_error(self) -> bool:
+        return self.status >= 400
+
+    def with_ids(self, prefix: str) -> tuple[ToolCall, ...]:
+        """The tool calls, each with an id in the provider's style."""
+        return tuple(c if c.id else replace(c, id=next_id(prefix)) for c in self.calls)
+
+
+def pieces(text: str, size: int = 8) -> list[str]:
+    """Split text into stream deltas the way a server would send them."""
+    return [text[i : i + size] for i in range(0, len(text), size)] if text else []
