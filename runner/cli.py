@@ -150,14 +150,14 @@ def _dispatch(args: argparse.Namespace) -> int:
             print(f"agent-runner: one pass done: {summary}")
             return 0
         if command == "process":
-            outcome = app.runner.process_issue(args.issue)
-            if outcome is None:
+            result = app.runner.process_issue(args.issue)
+            if result is None:
                 print(f"agent-runner: issue #{args.issue} is being processed by another worker")
                 return 1
-            print(f"agent-runner: issue #{args.issue}: {outcome.status}"
-                  + (f" {outcome.pr_url}" if outcome.pr_url else "")
-                  + (f" ({outcome.error})" if outcome.error and outcome.status != "succeeded" else ""))
-            return 0 if outcome.status in {"succeeded", "skipped"} else 1
+            print(f"agent-runner: issue #{args.issue}: {result.status}"
+                  + (f" {result.pr_url}" if result.pr_url else "")
+                  + (f" ({result.error})" if result.error and result.status != "succeeded" else ""))
+            return 0 if result.status in {"succeeded", "skipped"} else 1
     finally:
         app.close()
     raise AssertionError(f"unhandled command {command}")

@@ -15,6 +15,7 @@ from typing import Any
 
 import requests
 from github import Auth, Github, GithubException, GithubRetry
+from github.GithubObject import NotSet
 from github.Issue import Issue as GhIssue
 from github.PullRequest import PullRequest as GhPull
 
@@ -194,11 +195,10 @@ class GitHubForge:
         body: str | None = None,
         state: str | None = None,
     ) -> PullRequest:
-        changes = {k: v for k, v in {"title": title, "body": body, "state": state}.items() if v is not None}
         with _translate(f"update pull request {repo}#{number}"):
             pull = self._gh.get_repo(repo).get_pull(number)
-            pull.edit(**changes)
-            return _pull_value(self._gh.get_repo(repo).get_pull(number))
+            pull.edit(title=_opt(title), body=_opt(body), state=_opt(state))
+            return _pull_value(pull)  # PyGithub refreshes the object from the PATCH response
 
 
 @contextlib.contextmanager
@@ -227,6 +227,10 @@ def _from_status(status: int, headers: dict[str, Any], data: Any, action: str) -
     if status == 422:
         return Rejected(f"GitHub refused to {action} (422: {detail or message}).", detail=detail or message)
     return ForgeError(f"GitHub failed to {action} ({status}: {message or 'no message'}).")
+
+
+def _opt(value: str | None) -> Any:
+    return NotSet if value is None else value
 
 
 def _error_detail(data: Any) -> str:

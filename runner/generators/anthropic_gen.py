@@ -14,7 +14,6 @@ from typing import Any
 import anthropic
 
 from runner.config import Settings
-from runner.errors import ConfigError
 from runner.generators.base import Changes, GenerationContext
 from runner.generators.llm_loop import (
     AssistantTurn,
@@ -26,12 +25,11 @@ from runner.generators.llm_loop import (
     ToolResults,
     UserText,
     limit_retry_after,
+    resolve_api_key,
     run_agent,
     sdk_errors,
 )
 from runner.generators.tools import ToolSpec
-
-LOCAL_SERVER_KEY = "not-needed"
 
 
 class AnthropicGenerator:
@@ -40,14 +38,7 @@ class AnthropicGenerator:
     name = "anthropic"
 
     def __init__(self, settings: Settings, *, max_retries: int = 2) -> None:
-        key = settings.anthropic_api_key.get_secret_value() if settings.anthropic_api_key else ""
-        if not key:
-            if not settings.anthropic_base_url:
-                raise ConfigError(
-                    "The anthropic generator needs ANTHROPIC_API_KEY. Set it in `.env`, or set "
-                    "ANTHROPIC_BASE_URL to a compatible server that needs no key."
-                )
-            key = LOCAL_SERVER_KEY
+        key = resolve_api_key(settings.anthropic_api_key, settings.anthropic_base_url, generator="anthropic", prefix="ANTHROPIC")
         self._settings = settings
         self._key = key
         self._max_retries = max_retries

@@ -17,7 +17,15 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-from runner.errors import BudgetExceeded, GeneratorError, GeneratorTimeout, GeneratorUnavailable
+from pydantic import SecretStr
+
+from runner.errors import (
+    BudgetExceeded,
+    ConfigError,
+    GeneratorError,
+    GeneratorTimeout,
+    GeneratorUnavailable,
+)
 from runner.generators.base import Changes, GenerationContext, Usage
 from runner.generators.pricing import cost_usd, format_cost
 from runner.generators.tools import TOOL_SPECS, Toolbox, ToolInputError, ToolSpec, parse_edit_plan
@@ -406,3 +414,20 @@ CUT_OFF_NUDGE = (
     "Your last reply was cut off at the output token limit. Continue with smaller steps: "
     "use the tools, and call finish when done."
 )
+
+
+#: Key the official SDKs require even when a local server ignores it.
+LOCAL_SERVER_KEY = "not-needed"
+
+
+def resolve_api_key(key: SecretStr | None, base_url: str | None, *, generator: str, prefix: str) -> str:
+    """The API key to send; a local compatible server (a base URL and no key) gets a placeholder."""
+    value = key.get_secret_value() if key is not None else ""
+    if value:
+        return value
+    if base_url:
+        return LOCAL_SERVER_KEY
+    raise ConfigError(
+        f"The {generator} generator needs {prefix}_API_KEY. Set it in `.env`, or set "
+        f"{prefix}_BASE_URL to a compatible server that needs no key."
+    )

@@ -14,7 +14,7 @@ from typing import Any
 import openai
 
 from runner.config import Settings
-from runner.errors import ConfigError, GeneratorError
+from runner.errors import GeneratorError
 from runner.generators.base import Changes, GenerationContext
 from runner.generators.llm_loop import (
     AssistantTurn,
@@ -26,13 +26,11 @@ from runner.generators.llm_loop import (
     ToolResults,
     UserText,
     limit_retry_after,
+    resolve_api_key,
     run_agent,
     sdk_errors,
 )
 from runner.generators.tools import ToolSpec
-
-#: Key the official SDK requires even when a local server ignores it.
-LOCAL_SERVER_KEY = "not-needed"
 
 
 class OpenAIGenerator:
@@ -41,14 +39,7 @@ class OpenAIGenerator:
     name = "openai"
 
     def __init__(self, settings: Settings, *, max_retries: int = 2) -> None:
-        key = settings.openai_api_key.get_secret_value() if settings.openai_api_key else ""
-        if not key:
-            if not settings.openai_base_url:
-                raise ConfigError(
-                    "The openai generator needs OPENAI_API_KEY. Set it in `.env`, or set "
-                    "OPENAI_BASE_URL to a local OpenAI-compatible server."
-                )
-            key = LOCAL_SERVER_KEY
+        key = resolve_api_key(settings.openai_api_key, settings.openai_base_url, generator="openai", prefix="OPENAI")
         self._settings = settings
         self._key = key
         self._max_retries = max_retries
