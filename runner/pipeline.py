@@ -197,7 +197,7 @@ class Pipeline:
                                        draft=result.draft)
         run.log.info("pull request ready", pr=pull.html_url, action=action, head=head, draft=result.draft)
         self.hooks.call("on_pull_request", task=task, pull=pull)
-        return self._succeed(run, pull, changes)
+        return self._succeed(run, pull, changes, notes=changes.notes + result.notes)
 
     def _make_change(self, run: _Run, task: DispatchTask, tree: Worktree, names: TaskNames) -> _Change:
         """Generate, guard and validate; a failed validation feeds its output back for another round."""
@@ -298,12 +298,12 @@ class Pipeline:
             report_progress=lambda message: self._progress(run, message),
         )
 
-    def _succeed(self, run: _Run, pull: PullRequest, changes: Changes) -> Outcome:
+    def _succeed(self, run: _Run, pull: PullRequest, changes: Changes, notes: tuple[str, ...] = ()) -> Outcome:
         assert run.task is not None
         run.lease.check()
         self._show(run, final=True, status="succeeded", pr_url=pull.html_url, pr_number=pull.number,
                    summary=changes.summary, files=changes.files, stages_done=(), progress=None,
-                   notes=tuple(self.hooks.failures))
+                   notes=notes + tuple(self.hooks.failures))
         self.reporter.mark_processed(run.task.dispatch_repo, run.task.issue_number)
         self.hooks.call("on_finished", task=run.task, pull=pull)
         self._complete(run, pr_url=pull.html_url, transcript=changes.transcript)

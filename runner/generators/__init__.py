@@ -13,7 +13,7 @@ from collections.abc import Callable, Iterable, Sequence
 from importlib.metadata import EntryPoint, entry_points
 from typing import Any
 
-from runner.errors import ConfigError
+from runner.errors import ConfigError, RunnerError
 from runner.generators.base import (
     Budget,
     Changes,
@@ -91,6 +91,11 @@ def _plugin_factory(ep: EntryPoint) -> GeneratorFactory:
         build = getattr(target, "build", None) if not callable(target) else target
         if build is None:
             raise ConfigError(f"The generator plugin `{ep.name}` ({ep.value}) is not callable.")
-        return build(settings)
+        try:
+            return build(settings)
+        except RunnerError:
+            raise
+        except Exception as exc:  # a plugin's own bug must read as a config problem, not a traceback
+            raise ConfigError(f"The generator plugin `{ep.name}` ({ep.value}) could not be built: {exc}") from exc
 
     return factory
