@@ -1,0 +1,100 @@
+"""What the two benchmarks share beyond :mod:`runner.testing.chaos`: timing, figures, the DSN.
+
+:class:`TimingHook` is loaded by the runner processes under test
+(``HOOKS=_harness:TimingHook`` with this folder on PYTHONPATH) and appends one
+JSON line per job event to ``$AGENT_RUNNER_TIMING_FILE``.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import sys
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from runner.errors import RunnerError
+from runner.hooks import Hook
+
+BENCH_DIR = Path(__file__).resolve().parent
+REPO_ROOT = BENCH_DIR.parent
+DSN_ENV = "AGENT_RUNNER_TEST_POSTGRES_DSN"
+DSN_HELP = (
+    f"Set {DSN_ENV} to a PostgreSQL database the benchmark may create schemas in, for example:\n"
+    "  pg_ctlcluster 15 main start\n"
+    f"  export {DSN_ENV}=postgresql://runner:runner@127.0.0.1:5432/agent_runner_test"
+)
+TIMING_HOOK = "_harness:TimingHook"
+
+
+def dsn() -> str | None:
+    return os.environ.get(DSN_ENV, "").strip() or None
+
+
+def python_path() -> str:
+    """PYTHONPATH for runner processes: the checkout (for `runner`) and this folder (for the hook)."""
+    return os.pathsep.join([str(REPO_ROOT), str(BENCH_DIR)])
+
+
+class TimingHook(Hook):
+    """Append when each job was claimed and finished, with wall-clock times, to a JSON-lines file."""
+
+    def __init__(self) -> None:
+        self._path = os.environ.get("AGENT_RUNNER_TIMING_FILE", "")
+
+    def _write(self, event: str, task: Any, **extra: Any) -> None:
+        if not self._path:
+            return
+        line = json.dumps({"event": event, "task_id": task.task_id, "issue": task.issue_number,
+                           "t": time.time(), "pid": os.getpid(), **extra}) + "\n"
+        fd = os.open(self._path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+        try:
+            os.write(fd, line.encode())  # one write with O_APPEND: lines never interleave
+        finally:
+            os.close(fd)
+
+    def on_claimed(self, *, task: Any, attempt: int) -> None:
+        self._write("claimed", task, attempt=attempt)
+
+    def on_finished(self, *, task: Any, pull: Any) -> None:
+        self._write("finished", task)
+
+    def on_failed(self, *, task: Any, error: RunnerError) -> None:
+        self._write("failed", task)
+
+
+def timing_events(path: Path) -> list[dict[str, Any]]:
+    if not path.exists():
+        return []
+    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+
+
+def percentile(values: Sequence[float], q: float) -> float:
+    """Nearest-rank percentile (q in 0..100); NaN for no values."""
+    if not values:
+        return math.nan
+    ordered = sorted(values)
+    rank = max(1, math.ceil(q / 100.0 * len(ordered)))
+    return ordered[rank - 1]
+
+
+def table(header: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:
+    """A plain text table with right-aligned figures."""
+    cells = [[str(c) for c in header], *[[str(c) for c in row] for row in rows]]
+    widths = [max(len(row[i]) for row in cells) for i in range(len(header))]
+    lines = ["  ".join(c.ljust(w) if i == 0 else c.rjust(w) for i, (c, w) in enumerate(zip(row, widths, strict=True)))
+             for row in cells]
+    lines.insert(1, "  ".join("-" * w for w in widths))
+    return "\n".join(lines)
+
+
+def say(text: str = "") -> None:
+    print(text, flush=True)
+
+
+def fail(text: str, code: int = 2) -> None:
+    print(text, file=sys.stderr, flush=True)
+    raise SystemExit(code)

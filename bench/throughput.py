@@ -1,0 +1,204 @@
+#!/usr/bin/env python3
+"""Measure how many tasks a minute the runner gets through, and what it costs per task.
+
+Each scenario starts a fresh GitHub emulator with N labeled dispatch issues
+and real `agent-runner run` processes whose generator is a stand-in agent
+that sleeps ``--agent-seconds`` (2 s: simulated LLM latency) and writes one
+file. Scenarios: WORKERS=1, 4 and 16 in one process, and 4 replicas with
+WORKERS=4 each sharing one ledger (PostgreSQL when
+AGENT_RUNNER_TEST_POSTGRES_DSN is set, else one SQLite file).
+
+Figures:
+
+- tasks/min: N divided by the time from the first claim to the last finish
+  (process start-up and the first poll are left out; the wall time with them
+  is shown too).
+- runner overhead per task (p50, p95): for each task, the time from its
+  claim hook to its finish hook minus the agent's own run time as the agent
+  recorded it. That is everything the runner adds around the agent: mirror
+  fetch, worktree, trace file, guard, commit, push, PR upsert, result
+  comment, labels, ledger heartbeats. It leaves out the three API calls
+  before the claim hook (read the issue, who labeled it, their permission)
+  and the final ledger write.
+- slot time per task: worker slots x span / N, minus the agent time; the
+  overhead above plus the time a free slot waits for its next job.
+
+WORKERS=1 runs on ``--single-issues`` (default 20) issues, since 200 x 2 s
+would take over 7 minutes; its rate is per minute all the same.
+
+Each issue is closed once it is labeled `processed`, as merging its PR would
+do. That keeps fewer than 100 issues open, around a runner bug: with more
+than one page of open dispatch issues the poll serves later pages from a
+stale cache (see docs/scaling.md). ``--keep-open`` shows the bug.
+
+    .venv/bin/python bench/throughput.py                 # all scenarios, 200 issues (~6 min)
+    .venv/bin/python bench/throughput.py --issues 60     # a quicker look
+"""
+
+from __future__ import annotations
+
+import argparse
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import _harness as h
+
+from runner.ledger import open_ledger
+from runner.testing import chaos
+
+
+@dataclass
+class Scenario:
+    label: str
+    issues: int
+    workers: int
+    replicas: int
+
+
+@dataclass
+class Figures:
+    scenario: Scenario
+    ledger: str
+    ok: bool
+    span_s: float
+    wall_s: float
+    overhead: list[float]
+    agent_s: list[float]
+    stages: dict[str, float]
+
+    @property
+    def per_minute(self) -> float:
+        return 60.0 * self.scenario.issues / self.span_s if self.span_s > 0 else 0.0
+
+    @property
+    def slot_overhead_s(self) -> float:
+        slots = self.scenario.workers * self.scenario.replicas
+        agent = sum(self.agent_s) / len(self.agent_s) if self.agent_s else 0.0
+        return slots * self.span_s / self.scenario.issues - agent
+
+
+def run_scenario(scenario: Scenario, *, agent_seconds: float, dsn: str | None, timeout: float,
+                 close: bool = True) -> Figures:
+    with tempfile.TemporaryDirectory(prefix="agent-runner-bench-") as scratch:
+        root = Path(scratch)
+        with chaos.scratch_world(root) as emu, chaos.shared_ledger(root / "ledger", dsn) as url:
+            issues = chaos.file_issues(emu, chaos.task_ids(scenario.issues, "b"))
+            runs_dir, timing = root / "agent-runs", root / "timing.jsonl"
+            env = chaos.runner_env(
+                emu,
+                LEDGER_URL=url,
+                WORKERS=str(scenario.workers),
+                GENERATORS="command",
+                COMMAND_TEMPLATE=chaos.slow_agent_template(root / "agent", seconds=agent_seconds,
+                                                           record_dir=runs_dir),
+                POLL_INTERVAL_SECONDS="1",
+                LEASE_SECONDS="30",
+                SHUTDOWN_GRACE_SECONDS="30",
+                HOOKS=h.TIMING_HOOK,
+                AGENT_RUNNER_TIMING_FILE=str(timing),
+                PYTHONPATH=h.python_path(),
+            )
+            ledger = open_ledger(url)
+            closed: set[int] = set()
+
+            def settled() -> bool:
+                if close:
+                    chaos.close_processed(emu, issues, closed)
+                return chaos.settled(emu, ledger, issues)
+
+            try:
+                with chaos.Fleet(env, root / "fleet", scenario.replicas, cwd=root) as fleet:
+                    started = time.monotonic()
+                    fleet.start()
+                    done = chaos.wait_until(settled, started + timeout, 0.5)
+                    wall = time.monotonic() - started
+                    codes = fleet.stop(timeout=60)
+                    if not done:
+                        h.say(fleet.log_tails(10))
+                invariants = chaos.check_invariants(emu, ledger, issues)
+                records = chaos.ledger_records(ledger, len(issues))
+            finally:
+                ledger.close()
+            events = h.timing_events(timing)
+            runs = {run.task_id: run for run in chaos.agent_runs(runs_dir) if run.end is not None}
+    claimed = {e["task_id"]: e["t"] for e in events if e["event"] == "claimed"}
+    finished = {e["task_id"]: e["t"] for e in events if e["event"] == "finished"}
+    overhead, agent = [], []
+    for task_id, end in finished.items():
+        run = runs.get(task_id)
+        if run is None or task_id not in claimed or run.end is None:
+            continue
+        agent.append(run.end - run.start)
+        overhead.append(end - claimed[task_id] - (run.end - run.start))
+    span = (max(finished.values()) - min(claimed.values())) if finished and claimed else wall
+    stages: dict[str, list[float]] = {}
+    for record in records:
+        for stage, seconds in record.stage_seconds.items():
+            stages.setdefault(stage, []).append(seconds)
+    if not invariants.ok:
+        h.say("\n".join(invariants.lines()))
+    return Figures(scenario, "postgresql" if dsn else "sqlite", done and invariants.ok and codes == [0] * len(codes),
+                   span, wall, overhead, agent, {k: h.percentile(v, 50) for k, v in sorted(stages.items())})
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--issues", type=int, default=200, help="issues per scenario (default 200)")
+    parser.add_argument("--single-issues", type=int, default=20,
+                        help="issues for the WORKERS=1 scenario (default 20)")
+    parser.add_argument("--agent-seconds", type=float, default=2.0, help="simulated LLM latency per task")
+    parser.add_argument("--keep-open", action="store_true",
+                        help="leave processed issues open (shows the paginated-poll bug past 100 issues)")
+    parser.add_argument("--only", default="", help="comma-separated scenario labels to run, e.g. w4,r4x4")
+    args = parser.parse_args()
+    if args.issues < 1 or args.issues > 9999 or args.single_issues < 1:
+        h.fail("--issues must be 1..9999 and --single-issues at least 1")
+    dsn = h.dsn()
+    scenarios = [
+        Scenario("w1", min(args.single_issues, args.issues), 1, 1),
+        Scenario("w4", args.issues, 4, 1),
+        Scenario("w16", args.issues, 16, 1),
+        Scenario("r4x4", args.issues, 4, 4),
+    ]
+    wanted = {s.strip() for s in args.only.split(",") if s.strip()}
+    scenarios = [s for s in scenarios if not wanted or s.label in wanted]
+    h.say(f"agent-runner throughput: agent sleeps {args.agent_seconds:g} s per task; shared ledger: "
+          f"{'PostgreSQL' if dsn else 'SQLite file (set ' + h.DSN_ENV + ' for PostgreSQL)'}")
+    results: list[Figures] = []
+    for scenario in scenarios:
+        ideal = scenario.issues * args.agent_seconds / (scenario.workers * scenario.replicas)
+        timeout = 120 + 4 * ideal
+        h.say(f"- {scenario.label}: {scenario.issues} issues, {scenario.replicas} process(es) x "
+              f"WORKERS={scenario.workers} ...")
+        figures = run_scenario(scenario, agent_seconds=args.agent_seconds, dsn=dsn, timeout=timeout,
+                               close=not args.keep_open)
+        h.say(f"  {figures.per_minute:.1f} tasks/min, span {figures.span_s:.1f} s, wall {figures.wall_s:.1f} s, "
+              f"{'ok' if figures.ok else 'NOT OK'}")
+        results.append(figures)
+
+    rows = []
+    for f in results:
+        s = f.scenario
+        setup = f"{s.replicas} x WORKERS={s.workers}" if s.replicas > 1 else f"WORKERS={s.workers}"
+        rows.append([setup, s.issues, f.ledger if s.replicas > 1 else "sqlite", f"{f.per_minute:.1f}",
+                     f"{f.span_s:.1f}", f"{1000 * h.percentile(f.overhead, 50):.0f}",
+                     f"{1000 * h.percentile(f.overhead, 95):.0f}", f"{1000 * f.slot_overhead_s:.0f}",
+                     "yes" if f.ok else "NO"])
+    h.say()
+    h.say(h.table(["setup", "issues", "ledger", "tasks/min", "span s", "overhead p50 ms",
+                   "overhead p95 ms", "slot ms/task", "invariants"], rows))
+    h.say()
+    for f in results:
+        stages = ", ".join(f"{k} {1000 * v:.0f}" for k, v in f.stages.items())
+        h.say(f"{f.scenario.label}: median stage times (ms, from the ledger): {stages}")
+    if any(f.scenario.label == "w1" for f in results) and args.single_issues < args.issues:
+        w1 = next(f for f in results if f.scenario.label == "w1")
+        h.say(f"WORKERS=1 ran {w1.scenario.issues} issues; {args.issues} would take about "
+              f"{args.issues / max(w1.per_minute, 1e-9):.1f} min at that rate (extrapolated).")
+    return 0 if all(f.ok for f in results) else 1
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,623 @@
+"""Run real runner processes against one GitHub emulator, break things on purpose, check the result.
+
+The scale tests (``tests/e2e/test_scale.py``) and the benchmarks
+(``bench/chaos.py``, ``bench/throughput.py``) share this module, so the chaos
+the suite checks on every run is the same code the benchmark runs at scale::
+
+    file_issues ──► Fleet (N `agent-runner run` processes, one ledger)
+        ──► inject_faults (seeded 5xx, 429 + Retry-After) ──► kill -9 and restart replicas
+        ──► wait until settled ──► stop with SIGTERM ──► check_invariants
+
+What is checked is what a user sees on GitHub (one PR, one result comment and
+the ``processed`` label per issue) plus the ledger (every task ``succeeded``).
+Every wait here is bounded by a deadline.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+import shlex
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.parse
+import urllib.request
+import uuid
+from collections import Counter
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from runner.ledger import TERMINAL, Ledger, TaskRecord
+from runner.task import BRANCH_PREFIX, task_prefix
+
+from .github import ADMIN_TOKEN, FaultRule, GitHubEmulator
+
+DISPATCH = "octocat/dispatch"
+TARGET = "octocat/target"
+RESULT_MARKER = "agent-runner:result"
+DSN_ENV = "AGENT_RUNNER_TEST_POSTGRES_DSN"
+DEFAULT_INSTRUCTION = "Create a simple test file to verify the agent runner is working."
+RUNNER_ARGV = (sys.executable, "-m", "runner", "--env-file", "/dev/null", "run")
+#: Rules skip the emulator's own control routes (the app also never faults them).
+API_PATHS = r"^/(?!_emulator/)"
+#: How injected faults are split: mostly 5xx, some secondary rate limits.
+FAULT_MIX: tuple[tuple[int, float], ...] = ((500, 0.3), (502, 0.2), (503, 0.2), (429, 0.3))
+
+Log = Callable[[str], None]
+
+
+# -- the world -----------------------------------------------------------------
+
+
+def issue_body(task_id: str, target: str = TARGET, instruction: str = DEFAULT_INSTRUCTION) -> str:
+    """A dispatch issue body in exactly the documented format."""
+    metadata = json.dumps({"task_id": task_id})
+    return (f"<!-- agent_task_metadata {metadata} -->\n\n## Instruction\n\n{instruction}\n\n"
+            f"Target Repository: {target}\n")
+
+
+def task_ids(count: int, tag: str = "t") -> list[str]:
+    """``count`` task ids whose first 8 characters differ, so each gets a plain branch."""
+    width = 8 - len(tag)
+    if width < len(str(count)):
+        raise ValueError(f"tag {tag!r} leaves too few digits for {count} ids")
+    return [f"{tag}{i:0{width}d}-scale" for i in range(1, count + 1)]
+
+
+def branch_for(task_id: str) -> str:
+    return f"{BRANCH_PREFIX}{task_prefix(task_id)}"
+
+
+def create_repos(emu: GitHubEmulator, dispatch: str = DISPATCH, target: str = TARGET) -> None:
+    emu.create_repo(dispatch)
+    emu.create_repo(target, files={"README.md": "# target\n", "src/app.py": "print('hello')\n"})
+
+
+def file_issues(emu: GitHubEmulator, ids: Sequence[str], *, dispatch: str = DISPATCH,
+                target: str = TARGET, label: str = "copilot-agent") -> dict[int, str]:
+    """Open one labeled dispatch issue per task id; returns issue number -> task id."""
+    return {emu.create_issue(dispatch, f"Task {tid}", issue_body(tid, target), labels=(label,)): tid
+            for tid in ids}
+
+
+def runner_env(emu: GitHubEmulator, *, dispatch: str = DISPATCH, **extra: str) -> dict[str, str]:
+    """An environment for `agent-runner` subprocesses against ``emu`` (no credentials leak in)."""
+    env = {k: v for k, v in os.environ.items()
+           if not k.startswith(("GITHUB_", "OPENAI_", "ANTHROPIC_", "LEDGER_", "AGENT_RUNNER_"))}
+    env.update({
+        "GITHUB_TOKEN": ADMIN_TOKEN,
+        "GITHUB_API_URL": emu.base_url,
+        "DISPATCH_REPO": dispatch,
+        "GENERATORS": "patch",
+        "GITHUB_THROTTLE": "false",
+        "LOG_FORMAT": "json",
+    })
+    env.update(extra)
+    return env
+
+
+def inject_faults(emu: GitHubEmulator, *, rate: float = 0.1, seed: int = 0,
+                  retry_after: float = 1.0) -> list[FaultRule]:
+    """Fail about ``rate`` of all API requests, split as :data:`FAULT_MIX`; git is spared.
+
+    Rules are tried in order, so each rule's probability is its share of what
+    the rules before it let through; that keeps the overall rate at ``rate``.
+    """
+    rules: list[FaultRule] = []
+    taken = 0.0
+    for index, (status, share) in enumerate(FAULT_MIX):
+        probability = share * rate / (1.0 - taken)
+        taken += share * rate
+        rules.append(emu.inject(status=status, count=None, path_regex=API_PATHS, probability=probability,
+                                seed=seed * 100 + index, retry_after=retry_after if status == 429 else None))
+    return rules
+
+
+# -- processes -----------------------------------------------------------------
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+class Replica:
+    """One `agent-runner run` process slot; it can be killed and started again.
+
+    A replica runs in a session of its own, so :meth:`kill` takes its git
+    children with it, as when a container or a machine dies. Its output is
+    appended to ``log_path`` across restarts.
+    """
+
+    def __init__(self, name: str, env: Mapping[str, str], log_path: Path, *,
+                 argv: Sequence[str] = RUNNER_ARGV, cwd: Path | None = None) -> None:
+        self.name = name
+        self.env = dict(env)
+        self.log_path = log_path
+        self.argv = list(argv)
+        self.cwd = cwd
+        self.proc: subprocess.Popen[bytes] | None = None
+        self.starts = 0
+        self.kills = 0
+
+    @property
+    def alive(self) -> bool:
+        return self.proc is not None and self.proc.poll() is None
+
+    def start(self) -> None:
+        if self.alive:
+            raise RuntimeError(f"{self.name} is already running")
+        self.log_path.parent.mkdir(parents=True, exist_ok=True)
+        with self.log_path.open("ab") as log:
+            self.proc = subprocess.Popen(self.argv, env=self.env, stdout=log, stderr=subprocess.STDOUT,
+                                         stdin=subprocess.DEVNULL, start_new_session=True, cwd=self.cwd)
+        self.starts += 1
+
+    def kill(self) -> None:
+        """SIGKILL the whole process group: no drain, no lease release."""
+        if self.proc is None:
+            return
+        try:
+            os.killpg(self.proc.pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+        self.proc.wait(timeout=10)
+        self.kills += 1
+
+    def serving(self) -> bool:
+        """Whether its health server answers, which it starts after installing the SIGTERM handler."""
+        url = f"http://127.0.0.1:{self.env.get('HEALTH_PORT', '8080')}/healthz"
+        try:
+            with urllib.request.urlopen(url, timeout=0.5) as response:
+                return bool(response.status == 200)
+        except (OSError, ValueError):
+            return False
+
+    def terminate(self) -> None:
+        """SIGTERM the runner itself (not its children): it drains and exits."""
+        if self.alive:
+            assert self.proc is not None
+            self.proc.send_signal(signal.SIGTERM)
+
+    def wait(self, timeout: float) -> int | None:
+        """The exit status, or None if it is still running after ``timeout``."""
+        if self.proc is None:
+            return None
+        try:
+            return self.proc.wait(timeout=max(0.0, timeout))
+        except subprocess.TimeoutExpired:
+            return None
+
+    def log_tail(self, lines: int = 20) -> str:
+        try:
+            text = self.log_path.read_text(errors="replace")
+        except FileNotFoundError:
+            return ""
+        return "\n".join(text.splitlines()[-lines:])
+
+    def log_events(self) -> list[dict[str, Any]]:
+        """The JSON log lines this replica wrote (other output is skipped)."""
+        events = []
+        try:
+            lines = self.log_path.read_text(errors="replace").splitlines()
+        except FileNotFoundError:
+            return []
+        for line in lines:
+            if line.startswith("{"):
+                try:
+                    events.append(json.loads(line))
+                except json.JSONDecodeError:
+                    continue
+        return events
+
+
+class Fleet:
+    """``size`` replicas sharing one ledger; each has its own workspace, data dir and health port."""
+
+    def __init__(self, env: Mapping[str, str], root: Path, size: int, *,
+                 per_replica: Callable[[int], Mapping[str, str]] | None = None,
+                 cwd: Path | None = None) -> None:
+        self.replicas: list[Replica] = []
+        for index in range(size):
+            home = root / f"replica-{index}"
+            replica_env = {
+                **env,
+                "WORKSPACE_DIR": str(home / "workspace"),
+                "DATA_DIR": str(home / "data"),
+                "HEALTH_HOST": "127.0.0.1",
+                "HEALTH_PORT": str(free_port()),
+                **(per_replica(index) if per_replica else {}),
+            }
+            self.replicas.append(Replica(f"replica-{index}", replica_env, home / "runner.log", cwd=cwd))
+
+    def __len__(self) -> int:
+        return len(self.replicas)
+
+    def __enter__(self) -> Fleet:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def start(self) -> None:
+        for replica in self.replicas:
+            replica.start()
+
+    def stop(self, timeout: float = 30.0) -> list[int | None]:
+        """SIGTERM every replica once it serves, and wait; None for one that had to be killed.
+
+        A replica restarted a moment ago is still importing and has no SIGTERM
+        handler yet (a signal then kills it: status -15), so wait until it serves.
+        """
+        deadline = time.monotonic() + timeout
+        for replica in self.replicas:
+            wait_until(lambda r=replica: not r.alive or r.serving(), deadline, 0.1)  # type: ignore[misc]
+            replica.terminate()
+        codes = [replica.wait(deadline - time.monotonic()) for replica in self.replicas]
+        self.close()
+        return codes
+
+    def close(self) -> None:
+        """Kill whatever still runs (the safety net in ``finally`` blocks)."""
+        for replica in self.replicas:
+            if replica.alive:
+                replica.kill()
+
+    @property
+    def kills(self) -> int:
+        return sum(r.kills for r in self.replicas)
+
+    def log_events(self) -> list[dict[str, Any]]:
+        return [event for replica in self.replicas for event in replica.log_events()]
+
+    def log_tails(self, lines: int = 15) -> str:
+        return "\n".join(f"--- {r.name} (started {r.starts}x) ---\n{r.log_tail(lines)}" for r in self.replicas)
+
+
+def wait_until(predicate: Callable[[], bool], deadline: float, interval: float = 0.25) -> bool:
+    """Poll ``predicate`` until it holds or the monotonic ``deadline`` passes."""
+    while True:
+        if predicate():
+            return True
+        left = deadline - time.monotonic()
+        if left <= 0:
+            return False
+        time.sleep(min(interval, left))
+
+
+# -- the ledger ----------------------------------------------------------------
+
+
+def with_search_path(dsn: str, schema: str) -> str:
+    """The DSN with ``options=-csearch_path=<schema>`` (URL or key=value form)."""
+    option = f"-csearch_path={schema}"
+    if "://" not in dsn:
+        return f"{dsn} options='{option}'"
+    parts = urllib.parse.urlsplit(dsn)
+    query = [(k, v) for k, v in urllib.parse.parse_qsl(parts.query, keep_blank_values=True) if k != "options"]
+    return urllib.parse.urlunsplit(parts._replace(query=urllib.parse.urlencode([*query, ("options", option)])))
+
+
+@contextmanager
+def postgres_schema(dsn: str, prefix: str = "chaos") -> Iterator[str]:
+    """A LEDGER_URL in a fresh schema of ``dsn``; the schema is dropped afterwards."""
+    import psycopg
+
+    schema = f"{prefix}_{uuid.uuid4().hex[:12]}"
+    with psycopg.connect(dsn, autocommit=True) as admin:
+        admin.execute(f'CREATE SCHEMA "{schema}"')
+        try:
+            yield with_search_path(dsn, schema)
+        finally:
+            admin.execute(f'DROP SCHEMA "{schema}" CASCADE')
+
+
+@contextmanager
+def shared_ledger(root: Path, dsn: str | None = None, prefix: str = "bench") -> Iterator[str]:
+    """A LEDGER_URL every replica can share: a fresh PostgreSQL schema, else one SQLite file.
+
+    SQLite works across processes on one machine (its file lock serialises
+    writers); PostgreSQL is what replicas on many machines need.
+    """
+    if dsn:
+        with postgres_schema(dsn, prefix) as url:
+            yield url
+        return
+    root.mkdir(parents=True, exist_ok=True)
+    yield f"sqlite:///{root.resolve() / 'ledger.db'}"
+
+
+@contextmanager
+def scratch_world(root: Path, dispatch: str = DISPATCH, target: str = TARGET) -> Iterator[GitHubEmulator]:
+    """An emulator under ``root`` with the dispatch and the target repository, for the benchmarks."""
+    with GitHubEmulator(root / "github") as emu:
+        create_repos(emu, dispatch, target)
+        yield emu
+
+
+def close_processed(emu: GitHubEmulator, issues: Mapping[int, str], closed: set[int], *,
+                    dispatch: str = DISPATCH) -> None:
+    """Close issues labeled `processed`, as merging their PRs would (`Fixes dispatch#n`).
+
+    This keeps fewer than 100 issues open, which works around the runner's
+    paginated-poll ETag bug: with more than one page of open dispatch issues, a
+    304 on page 1 returns the cached later pages, stale labels included.
+    """
+    for number in issues:
+        if number not in closed and "processed" in emu.labels(dispatch, number):
+            emu.update_issue(dispatch, number, state="closed")
+            closed.add(number)
+
+
+def ledger_records(ledger: Ledger, expected: int) -> list[TaskRecord]:
+    return list(ledger.list(limit=max(100, expected * 2)))
+
+
+def settled(emu: GitHubEmulator, ledger: Ledger, issues: Mapping[int, str], *,
+            dispatch: str = DISPATCH) -> bool:
+    """Every issue carries a result label and every ledger row is terminal."""
+    for number in issues:
+        labels = emu.labels(dispatch, number)
+        if "processed" not in labels and "agent-failed" not in labels:
+            return False
+    records = ledger_records(ledger, len(issues))
+    return len(records) >= len(issues) and all(r.status in TERMINAL for r in records)
+
+
+# -- what users see --------------------------------------------------------------
+
+
+@dataclass
+class Invariants:
+    """The user-visible guarantees, counted per issue; ``violations`` says what broke where."""
+
+    issues: int
+    checks: dict[str, int] = field(default_factory=dict)  # name -> issues for which it held
+    violations: list[str] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        return not self.violations
+
+    def lines(self) -> list[str]:
+        marks = [f"  {'ok ' if held == self.issues else 'BAD'} {name}: {held}/{self.issues}"
+                 for name, held in self.checks.items()]
+        return marks + [f"  violation: {v}" for v in self.violations[:20]]
+
+
+def check_invariants(emu: GitHubEmulator, ledger: Ledger, issues: Mapping[int, str], *,
+                     dispatch: str = DISPATCH, target: str = TARGET) -> Invariants:
+    """One PR, one result comment, no other comment, `processed`, no `agent-failed`, ledger `succeeded`."""
+    result = Invariants(issues=len(issues))
+    pulls = emu.pulls(target)
+    by_head = Counter(p["head"]["ref"] for p in pulls)
+    bodies = {p["head"]["ref"]: p.get("body") or "" for p in pulls}
+    records = {r.key.issue_number: r for r in ledger_records(ledger, len(issues))
+               if r.key.dispatch_repo == dispatch}
+    def one_pr(number: int, tid: str) -> str | None:
+        head = branch_for(tid)
+        if by_head[head] != 1:
+            return f"#{number}: {by_head[head]} PRs from {head}"
+        if f"Fixes {dispatch}#{number}" not in bodies[head]:
+            return f"#{number}: the PR from {head} does not say `Fixes {dispatch}#{number}`"
+        return None
+
+    def one_result_comment(number: int, tid: str) -> str | None:
+        found = sum(RESULT_MARKER in c["body"] for c in emu.comments(dispatch, number))
+        return None if found == 1 else f"#{number}: {found} result comments"
+
+    def no_other_comment(number: int, tid: str) -> str | None:
+        total = len(emu.comments(dispatch, number))
+        return None if total == 1 else f"#{number}: {total} comments in all"
+
+    def processed(number: int, tid: str) -> str | None:
+        labels = set(emu.labels(dispatch, number))
+        if "processed" not in labels:
+            return f"#{number}: labels {sorted(labels)} lack `processed`"
+        return f"#{number}: still labeled `agent-failed`" if "agent-failed" in labels else None
+
+    def ledger_succeeded(number: int, tid: str) -> str | None:
+        record = records.get(number)
+        if record is None:
+            return f"#{number}: not in the ledger"
+        if record.status != "succeeded":
+            return f"#{number}: ledger says {record.status} (attempt {record.attempt}): {record.last_error}"
+        return None
+
+    checks: dict[str, Callable[[int, str], str | None]] = {
+        "one PR per issue (head branch, state=all)": one_pr,
+        "one result comment per issue": one_result_comment,
+        "no duplicate or extra comments": no_other_comment,
+        "labeled `processed`, not `agent-failed`": processed,
+        "ledger says `succeeded`": ledger_succeeded,
+    }
+    for name, check in checks.items():
+        problems = [p for p in (check(n, t) for n, t in sorted(issues.items())) if p]
+        result.checks[name] = len(issues) - len(problems)
+        result.violations += problems
+    expected = {branch_for(t) for t in issues.values()}
+    strays = sorted(set(by_head) - expected)
+    if strays:
+        result.violations.append(f"PRs from unexpected branches: {strays}")
+    return result
+
+
+# -- the chaos run -----------------------------------------------------------------
+
+
+@dataclass
+class ChaosResult:
+    issues: int
+    replicas: int
+    kills: int
+    faults: int
+    api_requests: int  # while faults were on
+    seconds: float
+    settled: bool
+    exit_codes: list[int | None]
+    invariants: Invariants
+    attempts: int
+    reruns: int
+
+    @property
+    def ok(self) -> bool:
+        return self.settled and self.invariants.ok and all(code == 0 for code in self.exit_codes)
+
+    def summary(self) -> str:
+        head = (f"chaos: {self.issues} issues, {self.replicas} replicas, {self.kills} kill -9, "
+                f"{self.faults} faults in {self.api_requests} API requests "
+                f"({100.0 * self.faults / max(1, self.api_requests):.1f}%), {self.attempts} attempts, "
+                f"{self.reruns} poll re-runs, {self.seconds:.1f} s, exit codes {self.exit_codes}")
+        return "\n".join([head, *self.invariants.lines()])
+
+
+def run_chaos(
+    emu: GitHubEmulator,
+    ledger: Ledger,
+    fleet: Fleet,
+    issues: Mapping[int, str],
+    *,
+    seed: int = 0,
+    fault_rate: float = 0.1,
+    max_kills: int = 8,
+    kill_every: tuple[float, float] = (2.0, 3.5),
+    chaos_seconds: float = 40.0,
+    deadline_seconds: float = 90.0,
+    stop_timeout: float = 20.0,
+    dispatch: str = DISPATCH,
+    target: str = TARGET,
+    close_when_processed: bool = False,
+    log: Log = lambda _line: None,
+) -> ChaosResult:
+    """Start the fleet, fail API calls and kill replicas until the work is done, then check.
+
+    Chaos lasts until every task settled, ``max_kills`` kills, or
+    ``chaos_seconds``; then faults stop and the fleet gets what is left of
+    ``deadline_seconds`` to finish before it is stopped with SIGTERM.
+    ``close_when_processed`` closes each issue once it is done (see
+    :func:`close_processed`); the benchmark needs it beyond 100 issues.
+    """
+    rng = random.Random(seed)
+    started = time.monotonic()
+    deadline = started + deadline_seconds
+    emu.clear_request_log()
+    fleet.start()
+    rules = inject_faults(emu, rate=fault_rate, seed=seed)
+    closed: set[int] = set()
+
+    def done() -> bool:
+        if close_when_processed:
+            close_processed(emu, issues, closed, dispatch=dispatch)
+        return settled(emu, ledger, issues, dispatch=dispatch)
+
+    try:
+        chaos_until = min(deadline, started + chaos_seconds)
+        while fleet.kills < max_kills and time.monotonic() < chaos_until:
+            if wait_until(done, min(chaos_until, time.monotonic() + rng.uniform(*kill_every)), 0.2):
+                break
+            if time.monotonic() >= chaos_until:
+                break
+            victim = rng.choice(fleet.replicas)
+            victim.kill()
+            log(f"  t={time.monotonic() - started:5.1f}s kill -9 {victim.name} (kill {fleet.kills})")
+            time.sleep(rng.uniform(0.1, 0.5))
+            victim.start()
+    finally:
+        emu.clear_faults()
+        faults = sum(rule.fired for rule in rules)
+        requests = len(emu.request_log)
+    log(f"  t={time.monotonic() - started:5.1f}s faults off ({faults} fired); waiting for the rest")
+    is_settled = wait_until(done, deadline, 0.25)
+    codes = fleet.stop(timeout=stop_timeout)
+    seconds = time.monotonic() - started
+    records = ledger_records(ledger, len(issues))
+    reruns = sum(1 for e in fleet.log_events() if e.get("event") == "re-run requested")
+    return ChaosResult(
+        issues=len(issues), replicas=len(fleet), kills=fleet.kills, faults=faults,
+        api_requests=requests, seconds=seconds, settled=is_settled, exit_codes=codes,
+        invariants=check_invariants(emu, ledger, issues, dispatch=dispatch, target=target),
+        attempts=sum(r.attempt for r in records), reruns=reruns,
+    )
+
+
+# -- a slow agent, for drain, takeover and throughput -----------------------------------
+
+SLOW_AGENT = '''\
+"""A stand-in for an LLM agent: wait, then write one file, and record when it ran."""
+import json, os, pathlib, sys, time
+
+instruction_file, seconds, record_dir = sys.argv[1], float(sys.argv[2]), pathlib.Path(sys.argv[3])
+barrier = int(sys.argv[4]) if len(sys.argv) > 4 else 0
+task = os.environ.get("AGENT_RUNNER_TASK_ID", "task")
+run = {"task_id": task, "pid": os.getpid(), "cwd": os.getcwd(), "start": time.time(), "end": None,
+       "barrier_met": None}
+record_dir.mkdir(parents=True, exist_ok=True)
+record = record_dir / f"{task}.{os.getpid()}.json"
+record.write_text(json.dumps(run))
+if barrier:  # wait (bounded) until `barrier` runs have started: only parallel jobs get past it
+    limit = time.time() + 30
+    while len(list(record_dir.glob("*.json"))) < barrier and time.time() < limit:
+        time.sleep(0.05)
+    run["barrier_met"] = len(list(record_dir.glob("*.json"))) >= barrier
+time.sleep(seconds)
+text = pathlib.Path(instruction_file).read_text()
+pathlib.Path("agent-output.txt").write_text(f"{task}: {len(text)} characters of instruction\\n")
+run["end"] = time.time()
+record.write_text(json.dumps(run))
+print(f"Wrote agent-output.txt for {task} after {seconds:g} s.")
+'''
+
+
+@dataclass(frozen=True)
+class AgentRun:
+    task_id: str
+    pid: int
+    cwd: str
+    start: float
+    end: float | None
+    barrier_met: bool | None = None
+
+
+def slow_agent_template(directory: Path, *, seconds: float, record_dir: Path, barrier: int = 0) -> str:
+    """Write the slow agent script into ``directory``; return the COMMAND_TEMPLATE that runs it.
+
+    With ``barrier`` > 0 each run first waits (up to 30 s) until that many runs
+    have started, so a test can prove jobs ran in parallel without timing them.
+    """
+    directory.mkdir(parents=True, exist_ok=True)
+    script = directory / "slow_agent.py"
+    script.write_text(SLOW_AGENT)
+    return " ".join([shlex.quote(sys.executable), shlex.quote(str(script)), "{instruction_file}",
+                     f"{seconds:g}", shlex.quote(str(record_dir)), str(barrier)])
+
+
+def agent_runs(record_dir: Path) -> list[AgentRun]:
+    """What the slow agent recorded, one entry per run (``end`` is None while it sleeps)."""
+    runs = []
+    for path in sorted(record_dir.glob("*.json")) if record_dir.exists() else []:
+        try:
+            data = json.loads(path.read_text())
+        except (json.JSONDecodeError, OSError):
+            continue  # being rewritten right now
+        runs.append(AgentRun(data["task_id"], int(data["pid"]), data["cwd"], float(data["start"]),
+                             None if data["end"] is None else float(data["end"]), data.get("barrier_met")))
+    return runs
+
+
+def max_overlap(runs: Sequence[AgentRun]) -> int:
+    """The most runs that were in progress at the same instant."""
+    edges = sorted([(r.start, 1) for r in runs] + [(r.end, -1) for r in runs if r.end is not None],
+                   key=lambda edge: (edge[0], edge[1]))
+    best = current = 0
+    for _, step in edges:
+        current += step
+        best = max(best, current)
+    return best
