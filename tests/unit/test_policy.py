@@ -6,7 +6,14 @@ import pytest
 
 from runner.errors import ForgeError, LabelerNotTrusted, TargetNotAllowed, TaskSpecError
 from runner.forge.base import Issue, PullRequest
-from runner.policy import Labels, check_labeler, check_target, pull_action, retry_decision, should_process
+from runner.policy import (
+    Labels,
+    check_labeler,
+    check_target,
+    pull_action,
+    retry_decision,
+    should_process,
+)
 
 
 def issue(labels: set[str], state: str = "open", pr: bool = False) -> Issue:

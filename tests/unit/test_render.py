@@ -2,7 +2,14 @@
 
 from __future__ import annotations
 
-from runner.render import PullView, ResultView, is_result_comment, pull_title, render_pull_body, render_result
+from runner.render import (
+    PullView,
+    ResultView,
+    is_result_comment,
+    pull_title,
+    render_pull_body,
+    render_result,
+)
 from runner.task import parse_task
 
 BODY = ('<!-- agent_task_metadata {"task_id": "t-1", "extra": "kept"} -->\n## Instruction\nDo the thing.\n'
