@@ -60,7 +60,8 @@ def main() -> int:
           f"{args.fault_rate:.0%} API faults, kills for {args.seconds:g} s, PostgreSQL ledger")
     with tempfile.TemporaryDirectory(prefix="agent-runner-chaos-") as scratch:
         root = Path(scratch)
-        with chaos.scratch_world(root) as emu, chaos.postgres_schema(dsn, "bench_chaos") as url:
+        with (chaos.scratch_world(root, rate_limit=h.UNLIMITED) as emu,
+              chaos.postgres_schema(dsn, "bench_chaos") as url):
             issues = chaos.file_issues(emu, chaos.task_ids(args.issues, "x"))
             env = chaos.runner_env(
                 emu,

@@ -67,6 +67,7 @@ class Figures:
     overhead: list[float]
     agent_s: list[float]
     stages: dict[str, float]
+    requests_per_task: float
 
     @property
     def per_minute(self) -> float:
@@ -83,7 +84,8 @@ def run_scenario(scenario: Scenario, *, agent_seconds: float, dsn: str | None, t
                  close: bool = True) -> Figures:
     with tempfile.TemporaryDirectory(prefix="agent-runner-bench-") as scratch:
         root = Path(scratch)
-        with chaos.scratch_world(root) as emu, chaos.shared_ledger(root / "ledger", dsn) as url:
+        with (chaos.scratch_world(root, rate_limit=h.UNLIMITED) as emu,
+              chaos.shared_ledger(root / "ledger", dsn) as url):
             issues = chaos.file_issues(emu, chaos.task_ids(scenario.issues, "b"))
             runs_dir, timing = root / "agent-runs", root / "timing.jsonl"
             env = chaos.runner_env(
@@ -118,6 +120,9 @@ def run_scenario(scenario: Scenario, *, agent_seconds: float, dsn: str | None, t
                     if not done:
                         h.say(fleet.log_tails(10))
                 invariants = chaos.check_invariants(emu, ledger, issues)
+                polls = [r for r in emu.request_log
+                         if r.method == "GET" and r.path == f"/repos/{chaos.DISPATCH}/issues"]
+                requests = (len(emu.request_log) - len(polls)) / len(issues)
                 records = chaos.ledger_records(ledger, len(issues))
             finally:
                 ledger.close()
@@ -140,7 +145,8 @@ def run_scenario(scenario: Scenario, *, agent_seconds: float, dsn: str | None, t
     if not invariants.ok:
         h.say("\n".join(invariants.lines()))
     return Figures(scenario, "postgresql" if dsn else "sqlite", done and invariants.ok and codes == [0] * len(codes),
-                   span, wall, overhead, agent, {k: h.percentile(v, 50) for k, v in sorted(stages.items())})
+                   span, wall, overhead, agent, {k: h.percentile(v, 50) for k, v in sorted(stages.items())},
+                   requests)
 
 
 def main() -> int:
@@ -192,7 +198,8 @@ def main() -> int:
     h.say()
     for f in results:
         stages = ", ".join(f"{k} {1000 * v:.0f}" for k, v in f.stages.items())
-        h.say(f"{f.scenario.label}: median stage times (ms, from the ledger): {stages}")
+        h.say(f"{f.scenario.label}: median stage times (ms, from the ledger): {stages}; "
+              f"{f.requests_per_task:.1f} REST requests per task besides polls")
     if any(f.scenario.label == "w1" for f in results) and args.single_issues < args.issues:
         w1 = next(f for f in results if f.scenario.label == "w1")
         h.say(f"WORKERS=1 ran {w1.scenario.issues} issues; {args.issues} would take about "

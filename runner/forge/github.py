@@ -58,7 +58,7 @@ class GitHubForge:
             lazy=True,
             **extra,
         )
-        self._etags: dict[tuple[str, str], tuple[str, list[Issue]]] = {}
+        self._etags: dict[tuple[str, str], tuple[str, list[Issue], bool]] = {}
         self._etag_lock = threading.Lock()
 
     # -- issues -----------------------------------------------------------------
@@ -75,7 +75,8 @@ class GitHubForge:
         cache_key = (repo, label)
         with self._etag_lock:
             cached = self._etags.get(cache_key)
-        headers = {"If-None-Match": cached[0]} if cached else {}
+        # The ETag covers page 1 only, so a 304 proves nothing when there were more pages.
+        headers = {"If-None-Match": cached[0]} if cached and cached[2] else {}
         with _translate(f"list issues in {repo}"):
             requester = self._gh.requester
             resp_headers, data = requester.requestJsonAndCheck("GET", url, parameters=params, headers=headers)
@@ -83,6 +84,7 @@ class GitHubForge:
                 return list(cached[1])
             pages = [data or []]
             next_url = _next_link(resp_headers)
+            single_page = next_url is None
             while next_url:
                 page_headers, page = requester.requestJsonAndCheck("GET", next_url)
                 pages.append(page or [])
@@ -92,7 +94,7 @@ class GitHubForge:
         etag = resp_headers.get("etag")
         if etag:
             with self._etag_lock:
-                self._etags[cache_key] = (etag, issues)
+                self._etags[cache_key] = (etag, issues, single_page)
         return issues
 
     def get_issue(self, repo: str, number: int) -> Issue:

@@ -181,6 +181,9 @@ class Replica:
         except (OSError, ValueError):
             return False
 
+    def serving_or_gone(self) -> bool:
+        return not self.alive or self.serving()
+
     def terminate(self) -> None:
         """SIGTERM the runner itself (not its children): it drains and exits."""
         if self.alive:
@@ -259,7 +262,7 @@ class Fleet:
         """
         deadline = time.monotonic() + timeout
         for replica in self.replicas:
-            wait_until(lambda r=replica: not r.alive or r.serving(), deadline, 0.1)  # type: ignore[misc]
+            wait_until(replica.serving_or_gone, deadline, 0.1)
             replica.terminate()
         codes = [replica.wait(deadline - time.monotonic()) for replica in self.replicas]
         self.close()
@@ -336,9 +339,15 @@ def shared_ledger(root: Path, dsn: str | None = None, prefix: str = "bench") -> 
 
 
 @contextmanager
-def scratch_world(root: Path, dispatch: str = DISPATCH, target: str = TARGET) -> Iterator[GitHubEmulator]:
-    """An emulator under ``root`` with the dispatch and the target repository, for the benchmarks."""
-    with GitHubEmulator(root / "github") as emu:
+def scratch_world(root: Path, dispatch: str = DISPATCH, target: str = TARGET, *,
+                  rate_limit: int = 5000) -> Iterator[GitHubEmulator]:
+    """An emulator under ``root`` with the dispatch and the target repository, for the benchmarks.
+
+    ``rate_limit`` is the hourly REST budget of the token, GitHub's 5000 by
+    default; a task costs a few dozen requests, so benchmarks beyond ~150
+    tasks raise it.
+    """
+    with GitHubEmulator(root / "github", rate_limit=rate_limit) as emu:
         create_repos(emu, dispatch, target)
         yield emu
 

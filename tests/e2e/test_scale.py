@@ -17,7 +17,7 @@ import pytest
 
 from runner.ledger import Ledger, TaskKey, TaskRecord, open_ledger
 from runner.testing import chaos
-from tests.conftest import DISPATCH, World, dispatch_body
+from tests.conftest import DISPATCH, TARGET, World, dispatch_body
 from tests.unit.ledger_fixtures import postgres_dsn
 
 RUNNER_START_S = 30.0  # generous: these tests share two cores with the rest of the suite
@@ -101,7 +101,7 @@ class SlowRunners:
 
 
 @pytest.fixture()
-def slow(world: World, tmp_path: Path) -> Iterator[list[SlowRunners]]:
+def slow_runners(world: World, tmp_path: Path) -> Iterator[list[SlowRunners]]:
     made: list[SlowRunners] = []
     yield made
     for runners in made:
@@ -116,7 +116,7 @@ def slow(world: World, tmp_path: Path) -> Iterator[list[SlowRunners]]:
 def test_kills_and_github_faults_still_give_one_pr_one_comment_one_label(
         world: World, pg_url: str, tmp_path: Path) -> None:
     """3 replicas, 30 issues, ~10% of API calls failing, a replica killed every few seconds."""
-    issues = chaos.file_issues(world.emu, chaos.task_ids(30, "c"), dispatch=DISPATCH)
+    issues = chaos.file_issues(world.emu, chaos.task_ids(30, "c"), dispatch=DISPATCH, target=TARGET)
     env = world.env(LEDGER_URL=pg_url, WORKERS="2", POLL_INTERVAL_SECONDS="0.5", LEASE_SECONDS="3",
                     MAX_ATTEMPTS="20", RETRY_BASE_SECONDS="0.2", RETRY_MAX_SECONDS="1",
                     GITHUB_MAX_RETRIES="3", SHUTDOWN_GRACE_SECONDS="10")
@@ -125,7 +125,7 @@ def test_kills_and_github_faults_still_give_one_pr_one_comment_one_label(
         with chaos.Fleet(env, tmp_path / "fleet", 3, cwd=world.root) as fleet:
             result = chaos.run_chaos(world.emu, ledger, fleet, issues, seed=20240611, fault_rate=0.1,
                                      max_kills=8, kill_every=(1.0, 2.0), chaos_seconds=45,
-                                     deadline_seconds=85, log=print)
+                                     deadline_seconds=85, dispatch=DISPATCH, target=TARGET, log=print)
             logs = fleet.log_tails()
     finally:
         ledger.close()
@@ -142,10 +142,10 @@ def test_kills_and_github_faults_still_give_one_pr_one_comment_one_label(
 # -- SIGTERM ---------------------------------------------------------------------------
 
 
-def test_sigterm_lets_the_job_in_flight_finish(world: World, tmp_path: Path, slow: list[SlowRunners]) -> None:
+def test_sigterm_lets_the_job_in_flight_finish(world: World, tmp_path: Path, slow_runners: list[SlowRunners]) -> None:
     url = f"sqlite:///{tmp_path / 'ledger.db'}"
     runners = SlowRunners(world, tmp_path, url, seconds=3, SHUTDOWN_GRACE_SECONDS="10", LEASE_SECONDS="5")
-    slow.append(runners)
+    slow_runners.append(runners)
     number = world.file_issue(dispatch_body("drain-finish-01"))
     runner = runners.start("runner-a")
     runners.wait_for_agent()
@@ -164,10 +164,10 @@ def test_sigterm_lets_the_job_in_flight_finish(world: World, tmp_path: Path, slo
 
 
 def test_sigterm_past_the_grace_releases_the_lease_for_another_runner(
-        world: World, tmp_path: Path, slow: list[SlowRunners]) -> None:
+        world: World, tmp_path: Path, slow_runners: list[SlowRunners]) -> None:
     url = f"sqlite:///{tmp_path / 'ledger.db'}"
     runners = SlowRunners(world, tmp_path, url, seconds=4, SHUTDOWN_GRACE_SECONDS="0.5", LEASE_SECONDS="30")
-    slow.append(runners)
+    slow_runners.append(runners)
     number = world.file_issue(dispatch_body("drain-release-1"))
     first = runners.start("runner-a")
     [started] = runners.wait_for_agent()
@@ -201,9 +201,9 @@ def test_sigterm_past_the_grace_releases_the_lease_for_another_runner(
 
 
 def test_kill_9_mid_generation_is_taken_over_after_the_lease_expires(
-        world: World, tmp_path: Path, ledger_url: str, slow: list[SlowRunners]) -> None:
+        world: World, tmp_path: Path, ledger_url: str, slow_runners: list[SlowRunners]) -> None:
     runners = SlowRunners(world, tmp_path, ledger_url, seconds=3, LEASE_SECONDS="2", SHUTDOWN_GRACE_SECONDS="10")
-    slow.append(runners)
+    slow_runners.append(runners)
     number = world.file_issue(dispatch_body("takeover-task-1"))
     first = runners.start("runner-a")
     runners.wait_for_agent()
@@ -230,12 +230,12 @@ def test_kill_9_mid_generation_is_taken_over_after_the_lease_expires(
 
 
 def test_four_workers_run_four_jobs_at_once_each_in_its_own_worktree(
-        world: World, tmp_path: Path, slow: list[SlowRunners]) -> None:
+        world: World, tmp_path: Path, slow_runners: list[SlowRunners]) -> None:
     url = f"sqlite:///{tmp_path / 'ledger.db'}"
     # Each agent run waits until four have started: with fewer than four jobs in parallel
     # none would get past that barrier (it gives up after 30 s and says so).
     runners = SlowRunners(world, tmp_path, url, seconds=0.5, barrier=4, WORKERS="4")
-    slow.append(runners)
+    slow_runners.append(runners)
     ids = [f"w{i}000000-parallel" for i in range(1, 5)]
     numbers = {world.file_issue(dispatch_body(tid)): tid for tid in ids}
 
@@ -265,10 +265,6 @@ def test_four_workers_run_four_jobs_at_once_each_in_its_own_worktree(
 # -- more than one page of dispatch issues ----------------------------------------------------
 
 
-@pytest.mark.xfail(strict=False, reason=(
-    "runner/forge/github.py list_dispatch_issues: a 304 on page 1 returns the cached result of "
-    "every page, so with >100 open dispatch issues later pages go stale (new issues unseen, "
-    "finished ones re-run on every poll)"))
 def test_a_new_issue_past_the_first_page_is_queued(world: World) -> None:
     """Processed issues stay open, so a busy dispatch repo soon has more than 100 of them."""
     for tid in chaos.task_ids(101, "p"):
