@@ -137,10 +137,11 @@ def _dispatch(args: argparse.Namespace) -> int:
 
     from runner.app import build_app
 
+    stop = _stop_on_signals() if command == "run" else threading.Event()
     app = build_app(settings)
     try:
         if command == "run":
-            return _serve(app)
+            return _serve(app, stop)
         if command == "once":
             outcomes = app.runner.run_once()
             counts: dict[str, int] = {}
@@ -163,18 +164,23 @@ def _dispatch(args: argparse.Namespace) -> int:
     raise AssertionError(f"unhandled command {command}")
 
 
-def _serve(app: Any) -> int:
-    from runner.health import HealthServer
-
-    log = get_logger()
+def _stop_on_signals() -> threading.Event:
+    """Installed before start-up work, so a SIGTERM at any moment still ends in a clean exit 0."""
     stop = threading.Event()
 
     def on_signal(signum: int, _frame: Any) -> None:
-        log.info("shutting down", signal=signal.Signals(signum).name)
+        get_logger().info("shutting down", signal=signal.Signals(signum).name)
         stop.set()
 
     signal.signal(signal.SIGTERM, on_signal)
     signal.signal(signal.SIGINT, on_signal)
+    return stop
+
+
+def _serve(app: Any, stop: threading.Event) -> int:
+    from runner.health import HealthServer
+
+    log = get_logger()
     settings = app.settings
     health = HealthServer(app.metrics, settings.health_host, settings.health_port).start()
     app.workspace.cleanup()
