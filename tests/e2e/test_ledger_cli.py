@@ -15,17 +15,15 @@ import pytest
 from runner.ledger import TaskKey, TaskRecord, open_ledger
 from runner.testing import chaos
 from tests.conftest import DISPATCH, README_PATCH, World, dispatch_body
-from tests.unit.ledger_fixtures import postgres_dsn
+from tests.unit.ledger_fixtures import BACKEND_PARAMS, fresh_url
 
 BAD_PATCH = "```diff\n--- a/nope.txt\n+++ b/nope.txt\n@@ -1 +1 @@\n-x\n+y\n```"
 
 
-@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
+@pytest.fixture(params=BACKEND_PARAMS)
 def ledger_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
-    if request.param == "sqlite":
-        yield f"sqlite:///{tmp_path / 'ledger.db'}"
-        return
-    with chaos.postgres_schema(postgres_dsn(), prefix="ledger_cli_test") as url:
+    """A ledger every runner process of the test shares: one SQLite file, or a PostgreSQL schema."""
+    with fresh_url(request.param, tmp_path, "ledger.db", "ledger_cli_test") as url:
         yield url
 
 

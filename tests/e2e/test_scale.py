@@ -18,7 +18,7 @@ import pytest
 from runner.ledger import Ledger, TaskKey, TaskRecord, open_ledger
 from runner.testing import chaos
 from tests.conftest import DISPATCH, TARGET, World, dispatch_body
-from tests.unit.ledger_fixtures import postgres_dsn
+from tests.unit.ledger_fixtures import BACKEND_PARAMS, fresh_url, postgres_dsn
 
 RUNNER_START_S = 30.0  # generous: these tests share two cores with the rest of the suite
 
@@ -29,13 +29,10 @@ def pg_url() -> Iterator[str]:
         yield url
 
 
-@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
+@pytest.fixture(params=BACKEND_PARAMS)
 def ledger_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
     """A ledger every runner process of the test shares: one SQLite file, or a PostgreSQL schema."""
-    if request.param == "sqlite":
-        yield f"sqlite:///{tmp_path / 'shared-ledger.db'}"
-        return
-    with chaos.postgres_schema(postgres_dsn(), prefix="scale_test") as url:
+    with fresh_url(request.param, tmp_path, "shared-ledger.db", "scale_test") as url:
         yield url
 
 

@@ -15,8 +15,6 @@ import os
 import random
 import sqlite3
 import time
-import urllib.parse
-import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
@@ -27,6 +25,7 @@ import pytest
 
 from runner.errors import LeaseLost
 from runner.ledger import TERMINAL, Job, Ledger, open_ledger
+from runner.testing.chaos import postgres_schema
 
 DSN_ENV = "AGENT_RUNNER_TEST_POSTGRES_DSN"
 BACKENDS = ("sqlite", "postgres")
@@ -51,33 +50,14 @@ def postgres_dsn() -> str:
     pytest.skip(message)
 
 
-def with_search_path(dsn: str, schema: str) -> str:
-    """The DSN with ``options=-csearch_path=<schema>`` added (URL or key=value form)."""
-    option = f"-csearch_path={schema}"
-    if "://" not in dsn:
-        return f"{dsn} options='{option}'"
-    parts = urllib.parse.urlsplit(dsn)
-    query = urllib.parse.parse_qsl(parts.query, keep_blank_values=True)
-    query = [(k, v) for k, v in query if k != "options"] + [("options", option)]
-    return urllib.parse.urlunsplit(parts._replace(query=urllib.parse.urlencode(query)))
-
-
 @contextmanager
-def fresh_url(backend: str, tmp_path: Path) -> Iterator[str]:
+def fresh_url(backend: str, tmp_path: Path, file_name: str = "ledger.db", prefix: str = "ledger_test") -> Iterator[str]:
     """A LEDGER_URL nobody has used yet; the PostgreSQL schema is dropped afterwards."""
     if backend == "sqlite":
-        yield f"sqlite:///{tmp_path / 'ledger.db'}"
+        yield f"sqlite:///{tmp_path / file_name}"
         return
-    import psycopg
-
-    dsn = postgres_dsn()
-    schema = f"ledger_test_{uuid.uuid4().hex[:16]}"
-    with psycopg.connect(dsn, autocommit=True) as admin:
-        admin.execute(f'CREATE SCHEMA "{schema}"')
-        try:
-            yield with_search_path(dsn, schema)
-        finally:
-            admin.execute(f'DROP SCHEMA "{schema}" CASCADE')
+    with postgres_schema(postgres_dsn(), prefix=prefix) as url:
+        yield url
 
 
 def raw_query(url: str, statement: str) -> list[tuple[Any, ...]]:
