@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import os
 import socket
 import uuid
@@ -11,6 +12,8 @@ from datetime import UTC, datetime
 from typing import Any
 
 from runner.config import Settings
+from runner.errors import AppNotInstalled, ConfigError
+from runner.forge.auth import AppInstallations, PersonalToken, TokenSource, read_private_key
 from runner.forge.base import Forge
 from runner.forge.github import GitHubForge
 from runner.generators import build_chain
@@ -42,28 +45,72 @@ class App:
     pipeline: Pipeline
     runner: Runner
     metrics: Metrics
+    tokens: TokenSource | None = None
 
     def close(self) -> None:
         self.ledger.close()
 
 
+def token_source(settings: Settings, *, clock: Callable[[], datetime] = utc_now) -> TokenSource:
+    """The PAT, or the GitHub App's installation tokens; every minted token joins the redactor."""
+    if settings.auth_mode == "token":
+        return PersonalToken(settings.token())
+    assert settings.github_app_id is not None
+    key = read_private_key(
+        settings.github_app_private_key.get_secret_value() if settings.github_app_private_key else None,
+        str(settings.github_app_private_key_file) if settings.github_app_private_key_file else None,
+    )
+    REDACTOR.add([key])
+    return AppInstallations(
+        settings.github_app_id, key, base_url=settings.github_api_url,
+        timeout=settings.github_timeout_seconds, max_retries=settings.github_max_retries, clock=clock,
+        on_token=lambda token: REDACTOR.add([token, _basic(token)]),
+    )
+
+
+def forge_from_settings(settings: Settings, tokens: TokenSource | None = None) -> GitHubForge:
+    return GitHubForge(tokens or token_source(settings), base_url=settings.github_api_url,
+                       timeout=settings.github_timeout_seconds, max_retries=settings.github_max_retries,
+                       throttle=settings.github_throttle)
+
+
+def bot_identity(settings: Settings, tokens: TokenSource, forge: GitHubForge) -> Identity:
+    """Commit as the app's bot (``<id>+<slug>[bot]@users.noreply.github.com``), or as configured."""
+    if not isinstance(tokens, AppInstallations):
+        return Identity(settings.author_name, settings.git_author_email)
+    dispatch_repo = settings.require_dispatch_repo()
+    try:
+        tokens.installation_id(dispatch_repo)
+    except AppNotInstalled as exc:
+        raise ConfigError(
+            f"The GitHub App is not installed on the dispatch repository {dispatch_repo}. "
+            f"Install it there first: {exc.install_url}"
+        ) from None
+    bot = tokens.identity(dispatch_repo, forge.user_id)
+    return Identity(bot.name, bot.email)
+
+
 def build_app(settings: Settings, *, clock: Callable[[], datetime] = utc_now, log: Any = None) -> App:
     """Build everything a command needs; raises ConfigError on bad settings."""
-    token = settings.token()
     dispatch_repo = settings.require_dispatch_repo()
     REDACTOR.add(settings.secrets())
+    tokens = token_source(settings, clock=clock)
     log = log or get_logger(agent=settings.agent_name)
     chain = build_chain(settings.generators, settings)
     hooks = CombinedHooks(load_hooks(settings.hooks), log)
-    forge = GitHubForge(token, base_url=settings.github_api_url, timeout=settings.github_timeout_seconds,
-                        max_retries=settings.github_max_retries, throttle=settings.github_throttle)
+    forge = forge_from_settings(settings, tokens)
+    identity = bot_identity(settings, tokens, forge)
     settings.data_dir.mkdir(parents=True, exist_ok=True)
     ledger = open_ledger(settings.ledger_location)
-    workspace = Workspace(settings.workspace_dir, token=token,
-                          identity=Identity(settings.author_name, settings.git_author_email))
-    metrics = Metrics(stale_after_s=max(300.0, settings.poll_interval_seconds * 3))
+    workspace = Workspace(settings.workspace_dir, token=tokens.token_for, identity=identity)
+    metrics = Metrics(stale_after_s=max(300.0, settings.effective_poll_interval * 3))
     pipeline = Pipeline(settings=settings, forge=forge, workspace=workspace, chain=chain, ledger=ledger,
                         hooks=hooks, redactor=REDACTOR, log=log, clock=clock)
     runner = Runner(settings=settings, forge=forge, ledger=ledger, pipeline=pipeline, clock=clock,
                     owner=worker_id(), log=log.bind(dispatch=dispatch_repo), metrics=metrics)
-    return App(settings, forge, ledger, workspace, pipeline, runner, metrics)
+    return App(settings, forge, ledger, workspace, pipeline, runner, metrics, tokens)
+
+
+def _basic(token: str) -> str:
+    """The form the token takes in git's Basic auth header, redacted too."""
+    return base64.b64encode(f"x-access-token:{token}".encode()).decode()

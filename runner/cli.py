@@ -21,12 +21,14 @@ from runner.log import configure_logging, get_logger
 
 EPILOG = """\
 Settings come from environment variables and from ./.env (see .env.example).
-The essentials: GITHUB_TOKEN, DISPATCH_REPO; GITHUB_API_URL for GitHub Enterprise.
+The essentials: GITHUB_TOKEN (or GITHUB_APP_ID + GITHUB_APP_PRIVATE_KEY_FILE to run as a
+GitHub App, see docs/github-app.md), DISPATCH_REPO; GITHUB_API_URL for GitHub Enterprise.
 
 examples:
   agent-runner demo                      # the whole flow against the built-in emulator
   agent-runner once                      # one pass over the dispatch repository, then exit
   agent-runner run                       # poll forever (what the container runs)
+  agent-runner serve                     # take webhooks on WEBHOOK_PORT, poll as a safety net
   agent-runner process 42                # run dispatch issue #42 now, even if processed
   agent-runner emulator --port 8000      # a local GitHub for trying things out
 """
@@ -49,6 +51,13 @@ def build_parser() -> argparse.ArgumentParser:
                    "parallel. SIGTERM or SIGINT stops claiming, lets running jobs finish for "
                    "SHUTDOWN_GRACE_SECONDS, releases the rest and exits 0. Serves /healthz, /readyz "
                    "and /metrics on HEALTH_PORT.")
+    sub.add_parser("serve", help="take GitHub webhooks (and poll as a safety net) until stopped",
+                   description="Like `run`, and also listen for GitHub webhook deliveries on "
+                   "WEBHOOK_HOST:WEBHOOK_PORT at /webhook. Needs WEBHOOK_SECRET (the secret set on the "
+                   "GitHub App or repository webhook). Deliveries are verified (X-Hub-Signature-256), "
+                   "recorded once by X-GitHub-Delivery and answered within milliseconds; the poll "
+                   "keeps running every WEBHOOK_POLL_INTERVAL_SECONDS. `run` does the same whenever "
+                   "WEBHOOK_SECRET is set.")
     sub.add_parser("once", help="one pass: queue eligible issues, process what is due, exit",
                    description="Poll once, run every job that is due, print a summary and exit 0. "
                    "Useful from cron or CI.")
@@ -137,10 +146,13 @@ def _dispatch(args: argparse.Namespace) -> int:
 
     from runner.app import build_app
 
-    stop = _stop_on_signals() if command == "run" else threading.Event()
+    if command == "serve" and not settings.webhooks_enabled:
+        raise ConfigError("`serve` needs WEBHOOK_SECRET: the secret configured on the GitHub App's (or the "
+                          "repository's) webhook. Without webhooks, use `run`.")
+    stop = _stop_on_signals() if command in {"run", "serve"} else threading.Event()
     app = build_app(settings)
     try:
-        if command == "run":
+        if command in {"run", "serve"}:
             return _serve(app, stop)
         if command == "once":
             outcomes = app.runner.run_once()
@@ -183,12 +195,21 @@ def _serve(app: Any, stop: threading.Event) -> int:
     log = get_logger()
     settings = app.settings
     health = HealthServer(app.metrics, settings.health_host, settings.health_port).start()
+    webhooks = None
+    if settings.webhooks_enabled:
+        from runner.webhooks import serve_webhooks
+
+        webhooks = serve_webhooks(app)
     app.workspace.cleanup()
     log.info("runner started", dispatch=settings.dispatch_repo, workers=settings.workers,
-             generators=",".join(settings.generators), health_port=health.port, owner=app.runner.owner)
+             generators=",".join(settings.generators), health_port=health.port, owner=app.runner.owner,
+             auth=settings.auth_mode, webhook_port=webhooks.port if webhooks else None,
+             poll_interval=settings.effective_poll_interval)
     try:
         app.runner.serve(stop)
     finally:
+        if webhooks is not None:
+            webhooks.stop()
         health.stop()
     log.info("runner stopped")
     return 0
@@ -203,7 +224,12 @@ def _list_generators() -> int:
 
 
 def _check_config(settings: Settings) -> int:
-    settings.token()
+    if settings.auth_mode == "token":
+        settings.token()
+    else:
+        from runner.app import token_source
+
+        token_source(settings)  # reads and parses the private key
     settings.require_dispatch_repo()
     from runner.generators import build_chain
 
@@ -235,8 +261,7 @@ def _ledger_command(settings: Settings, args: argparse.Namespace) -> int:
 
 def _retry(settings: Settings, ledger: Any, number: int) -> int:
     """Re-queue a finished task and clear its result label, as removing the label by hand would."""
-    from runner.app import utc_now
-    from runner.forge.github import GitHubForge
+    from runner.app import forge_from_settings, utc_now
     from runner.ledger.base import TaskKey
 
     key = TaskKey(settings.require_dispatch_repo(), number)
@@ -246,8 +271,7 @@ def _retry(settings: Settings, ledger: Any, number: int) -> int:
                  "failed": "is waiting to be retried"}[record.status]
         print(f"agent-runner: issue #{number} {state}; nothing to do")
         return 0
-    forge = GitHubForge(settings.token(), base_url=settings.github_api_url,
-                        throttle=settings.github_throttle)
+    forge = forge_from_settings(settings)
     for label in (settings.failed_label, settings.processed_label):
         forge.remove_label(key.dispatch_repo, number, label)
     if record is None:

@@ -42,6 +42,10 @@ class Settings(BaseSettings):
 
     # GitHub
     github_token: SecretStr | None = None
+    # ... or a GitHub App (docs/github-app.md): its id and private key (PEM text or a file)
+    github_app_id: int | None = Field(default=None, ge=1)
+    github_app_private_key: SecretStr | None = None
+    github_app_private_key_file: Path | None = None
     github_api_url: str = "https://api.github.com"
     dispatch_repo: str | None = None
     trigger_label: str = "copilot-agent"
@@ -52,6 +56,13 @@ class Settings(BaseSettings):
     github_timeout_seconds: float = Field(default=30.0, gt=0)
     github_max_retries: int = Field(default=5, ge=0, le=20)
     github_throttle: bool = True  # PyGithub's pause between writes, against secondary rate limits
+
+    # Webhook intake (`agent-runner serve`, or `run` with WEBHOOK_SECRET set)
+    webhook_secret: SecretStr | None = None
+    webhook_host: str = "0.0.0.0"
+    webhook_port: int = Field(default=8081, ge=0, le=65535)
+    webhook_max_age_seconds: float = Field(default=3600.0, gt=0)
+    webhook_poll_interval_seconds: float = Field(default=900.0, gt=0)
 
     # Identity
     agent_name: str = "agent-runner"
@@ -156,7 +167,30 @@ class Settings(BaseSettings):
     def _check_combination(self) -> Settings:
         if self.retry_max_seconds < self.retry_base_seconds:
             raise ValueError("RETRY_MAX_SECONDS must be at least RETRY_BASE_SECONDS")
+        has_token = self.github_token is not None and bool(self.github_token.get_secret_value())
+        if has_token and self.github_app_id is not None:
+            raise ValueError("set GITHUB_TOKEN or GITHUB_APP_ID (a GitHub App), not both")
+        if self.github_app_id is None and (self.github_app_private_key or self.github_app_private_key_file):
+            raise ValueError("GITHUB_APP_PRIVATE_KEY(_FILE) is set but GITHUB_APP_ID is not; set the app's id "
+                             "(the number on the app's settings page)")
+        if self.webhook_secret is not None and len(self.webhook_secret.get_secret_value()) < 16:
+            raise ValueError("WEBHOOK_SECRET must be at least 16 characters; generate one with "
+                             "`python -c 'import secrets; print(secrets.token_hex(32))'`")
         return self
+
+    @property
+    def auth_mode(self) -> Literal["token", "app"]:
+        """How the runner authenticates: a personal token, or as a GitHub App."""
+        return "app" if self.github_app_id is not None else "token"
+
+    @property
+    def webhooks_enabled(self) -> bool:
+        return self.webhook_secret is not None
+
+    @property
+    def effective_poll_interval(self) -> float:
+        """With webhooks on, polling is only the safety net and runs at the long interval."""
+        return self.webhook_poll_interval_seconds if self.webhooks_enabled else self.poll_interval_seconds
 
     @property
     def author_name(self) -> str:
@@ -169,7 +203,8 @@ class Settings(BaseSettings):
 
     def secrets(self) -> list[str]:
         """Every configured secret value (and the git auth header made from the token)."""
-        values = [self.github_token, self.openai_api_key, self.anthropic_api_key]
+        values = [self.github_token, self.openai_api_key, self.anthropic_api_key,
+                  self.github_app_private_key, self.webhook_secret]
         found = [v.get_secret_value() for v in values if v is not None and v.get_secret_value()]
         if self.github_token is not None and self.github_token.get_secret_value():
             token = self.github_token.get_secret_value()
@@ -179,7 +214,9 @@ class Settings(BaseSettings):
     def token(self) -> str:
         if self.github_token is None or not self.github_token.get_secret_value():
             raise ConfigError(
-                "GITHUB_TOKEN is not set. Create a token with `repo` scope and set it in `.env`."
+                "GITHUB_TOKEN is not set. Create a token with `repo` scope and set it in `.env`, "
+                "or set GITHUB_APP_ID and GITHUB_APP_PRIVATE_KEY_FILE to run as a GitHub App "
+                "(docs/github-app.md)."
             )
         return self.github_token.get_secret_value()
 

@@ -12,7 +12,8 @@ The tree::
     ├── TaskSpecError                the issue body cannot be turned into a task
     ├── PolicyRefused                the task is well-formed but not allowed
     │   ├── TargetNotAllowed         target outside ALLOWED_TARGET_REPOS
-    │   └── LabelerNotTrusted        whoever labeled it lacks write permission
+    │   ├── LabelerNotTrusted        whoever labeled it lacks write permission
+    │   └── AppNotInstalled          the GitHub App is not installed on the target
     ├── ForgeError                   the GitHub API failed              (transient)
     │   ├── RateLimited              403/429 with a reset time          (transient)
     │   ├── PermissionDenied         our token may not do this          (permanent)
@@ -88,6 +89,19 @@ class LabelerNotTrusted(PolicyRefused):
         "Ask someone with write access to the dispatch repository to remove and "
         "re-add the trigger label."
     )
+
+
+class AppNotInstalled(PolicyRefused):
+    """The runner authenticates as a GitHub App that is not installed on the repository."""
+
+    hint = (
+        "Install the app on the repository with the link above (or ask an owner of the "
+        "repository to), then remove the `agent-failed` label."
+    )
+
+    def __init__(self, message: str, *, install_url: str = "") -> None:
+        super().__init__(message)
+        self.install_url = install_url
 
 
 class ForgeError(RunnerError):

@@ -33,6 +33,8 @@ class Metrics:
                              registry=self.registry)
         self.last_poll = Gauge("agent_runner_last_poll_timestamp", "Unix time of the last good poll",
                                registry=self.registry)
+        self.webhooks = Counter("agent_runner_webhook_deliveries_total", "Webhook deliveries by event and outcome",
+                                ["event", "outcome"], registry=self.registry)
         self.stale_after_s = stale_after_s
         self._last_tick = time.monotonic()
         self._last_good_poll: float | None = None
@@ -44,6 +46,9 @@ class Metrics:
         self.polls.labels("ok").inc()
         self.last_poll.set(time.time())
         self._last_good_poll = time.monotonic()
+
+    def webhook_delivery(self, event: str, outcome: str) -> None:
+        self.webhooks.labels(event, outcome).inc()
 
     def poll_failed(self) -> None:
         self.polls.labels("error").inc()

@@ -1,7 +1,8 @@
 """Find work and hand it to workers: poll the dispatch repo, queue tasks, claim and run jobs.
 
-The poll (a conditional request, cheap on the rate limit) only records tasks in
-the ledger; workers claim them from the ledger. So any number of threads and
+The poll (a conditional request, cheap on the rate limit) and webhook deliveries
+(:mod:`runner.webhooks`) both go through :meth:`Runner.offer`, which only records
+tasks in the ledger; workers claim them from the ledger. So any number of threads and
 replicas can share the work, and a task whose worker died is picked up again
 once its lease expires.
 """
@@ -54,6 +55,7 @@ class Runner:
         self._slots = threading.BoundedSemaphore(settings.workers)
         self._active: dict[TaskKey, Job] = {}
         self._active_lock = threading.Lock()
+        self._wake = threading.Event()  # set when new work was queued: claim now, not at the next tick
 
     # -- intake ------------------------------------------------------------------
 
@@ -61,12 +63,20 @@ class Runner:
         """Queue every eligible issue; re-queue finished ones whose result label was removed."""
         started = time.monotonic()
         issues = self.forge.list_dispatch_issues(self.repo, self.labels.trigger)
-        queued = 0
-        for issue in issues:
-            if not policy.should_process(issue, self.labels)[0]:
-                continue
-            queued += self._enqueue(issue)
+        queued = sum(self.offer(issue) for issue in issues)
         self.metrics.poll_done(time.monotonic() - started, len(issues))
+        return queued
+
+    def offer(self, issue: Issue) -> int:
+        """The one intake for an issue seen by the poll or a webhook: queue it when it is work.
+
+        The ledger's enqueue and requeue are atomic, so the poll and a webhook seeing the
+        same issue at once queue it once; a worker claims it under a lease."""
+        if not policy.should_process(issue, self.labels)[0]:
+            return 0
+        queued = self._enqueue(issue)
+        if queued:
+            self._wake.set()
         return queued
 
     def _enqueue(self, issue: Issue) -> int:
@@ -114,20 +124,29 @@ class Runner:
         return self._run(job)
 
     def serve(self, stop: threading.Event) -> None:
-        """Poll every POLL_INTERVAL_SECONDS and keep WORKERS jobs running until ``stop`` is set."""
+        """Poll every POLL_INTERVAL_SECONDS and keep WORKERS jobs running until ``stop`` is set.
+
+        With webhooks on, the poll runs every WEBHOOK_POLL_INTERVAL_SECONDS as the safety
+        net, and a queued delivery wakes the loop at once."""
         next_poll = 0.0
+        threading.Thread(target=self._wake_on, args=(stop,), name="stop-watch", daemon=True).start()
         while not stop.is_set():
             self.metrics.loop_tick()
             if time.monotonic() >= next_poll:
-                next_poll = time.monotonic() + self.settings.poll_interval_seconds
+                next_poll = time.monotonic() + self.settings.effective_poll_interval
                 try:
                     self.poll()
                 except RunnerError as exc:
                     self.metrics.poll_failed()
                     self.log.warning("poll failed; will try again", error=str(exc))
+            self._wake.clear()  # a delivery queued from here on wakes the wait below at once
             self._claim_while_free(stop)
-            stop.wait(min(IDLE_TICK_S, max(0.0, next_poll - time.monotonic())))
+            self._wake.wait(min(IDLE_TICK_S, max(0.0, next_poll - time.monotonic())))
         self._drain()
+
+    def _wake_on(self, stop: threading.Event) -> None:
+        stop.wait()
+        self._wake.set()
 
     def _claim_while_free(self, stop: threading.Event) -> None:
         while not stop.is_set() and self._slots.acquire(blocking=False):

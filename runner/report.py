@@ -33,7 +33,10 @@ class Reporter:
         with self._lock:
             known = self._known.get((repo, number))
         if known is None:
-            existing = next((c for c in self._forge.list_comments(repo, number) if is_result_comment(c.body)), None)
+            # Only our own comment is ours to edit: anyone can paste the marker into theirs.
+            me = self._forge.authenticated_login(repo).lower()
+            existing = next((c for c in self._forge.list_comments(repo, number)
+                             if is_result_comment(c.body) and c.author.lower() == me), None)
             known = (existing.id, existing.body) if existing else None
         if known is None:
             comment = self._forge.create_comment(repo, number, body)

@@ -12,7 +12,7 @@ from __future__ import annotations
 import base64
 import shutil
 import threading
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -69,6 +69,7 @@ class Worktree:
     base_branch: str
     base_sha: str
     remote_sha: str | None
+    repo: str = ""
 
     def head(self) -> str:
         sha = _rev_parse(self.path, "HEAD")
@@ -80,10 +81,13 @@ class Worktree:
 class Workspace:
     """Mirrors under ``root/mirrors``, job worktrees under ``root/worktrees``."""
 
-    def __init__(self, root: Path, *, token: str | None, identity: Identity) -> None:
+    def __init__(self, root: Path, *, token: str | None | Callable[[str], str | None],
+                 identity: Identity) -> None:
         self.root = root
         self.identity = identity
-        self._token = token
+        # One token for everything, or a function of the repository (a GitHub App's
+        # installation token, minted or refreshed when asked).
+        self._token_for: Callable[[str], str | None] = token if callable(token) else (lambda _repo: token)
         self._locks: dict[str, threading.Lock] = {}
         self._locks_guard = threading.Lock()
 
@@ -101,7 +105,7 @@ class Workspace:
                 self._git(path, "config", "gc.auto", "0")
             self._git(path, "config", "remote.origin.url", clone_url)
             self._git(path, "fetch", "--prune", "--no-tags", "origin", remote=clone_url,
-                      what=f"fetch {repo}")
+                      what=f"fetch {repo}", repo=repo)
         return Mirror(repo=repo, path=path)
 
     # -- worktrees ---------------------------------------------------------------
@@ -126,7 +130,7 @@ class Workspace:
                       remote_sha or base_sha, what=f"check out {branch}")
         try:
             yield Worktree(path=path, branch=branch, base_branch=base_branch,
-                           base_sha=base_sha, remote_sha=remote_sha)
+                           base_sha=base_sha, remote_sha=remote_sha, repo=mirror.repo)
         finally:
             with self._lock(mirror.repo):
                 self._remove_worktree(mirror.path, path)
@@ -170,7 +174,7 @@ class Workspace:
         lease = f"--force-with-lease=refs/heads/{tree.branch}:{tree.remote_sha or ''}"
         self._git(tree.path, "push", "--quiet", "--no-verify", lease, "origin",
                   f"{head}:refs/heads/{tree.branch}", remote=clone_url,
-                  what=f"push {tree.branch}")
+                  what=f"push {tree.branch}", repo=tree.repo)
         return head
 
     def cleanup(self) -> None:
@@ -218,10 +222,11 @@ class Workspace:
         remote: str | None = None,
         env: Mapping[str, str] | None = None,
         what: str | None = None,
+        repo: str = "",
     ) -> str:
         full_env = {"GIT_TERMINAL_PROMPT": "0", "GIT_ASKPASS": "true", "LC_ALL": "C"}
         if remote is not None:
-            full_env.update(auth_env(remote, self._token))
+            full_env.update(auth_env(remote, self._token_for(repo)))
         full_env.update(env or {})
         try:
             out = git.Git(cwd).execute(

@@ -11,7 +11,8 @@ import contextlib
 import threading
 import time
 from collections.abc import Iterator, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
+from urllib.parse import quote
 
 import requests
 from github import Auth, Github, GithubException, GithubRetry
@@ -22,13 +23,16 @@ from github.PullRequest import PullRequest as GhPull
 from runner.errors import ForgeError, NotFound, PermissionDenied, RateLimited, Rejected
 from runner.forge.base import Comment, Issue, PullRequest, RepoInfo
 
+if TYPE_CHECKING:
+    from runner.forge.auth import TokenSource
+
 
 class GitHubForge:
     """The Forge protocol over PyGithub, with retries and conditional polling."""
 
     def __init__(
         self,
-        token: str,
+        token: str | TokenSource,
         *,
         base_url: str = "https://api.github.com",
         timeout: float = 30.0,
@@ -49,17 +53,46 @@ class GitHubForge:
         extra: dict[str, Any] = {}
         if not throttle:
             extra = {"seconds_between_requests": None, "seconds_between_writes": None}
-        self._gh = Github(
-            auth=Auth.Token(token),
-            base_url=base_url,
-            per_page=100,
-            timeout=int(timeout),
-            retry=retry,
-            lazy=True,
-            **extra,
-        )
+        if isinstance(token, str):
+            from runner.forge.auth import PersonalToken
+
+            token = PersonalToken(token)
+        self._source: TokenSource = token
+        self._client_options: dict[str, Any] = dict(
+            base_url=base_url, per_page=100, timeout=int(timeout), retry=retry, lazy=True, **extra)
+        # One client per credential (the PAT, or one per app installation), so each token
+        # keeps its own connection pool and write pacing.
+        self._clients: dict[str, Github] = {}
+        self._clients_lock = threading.Lock()
+        self._login: str | None = None
         self._etags: dict[tuple[str, str], tuple[str, list[Issue], bool]] = {}
         self._etag_lock = threading.Lock()
+
+    def _gh_for(self, repo: str) -> Github:
+        """The client whose token may act on ``repo`` (raises AppNotInstalled when none may)."""
+        key = self._source.key_for(repo)
+        with self._clients_lock:
+            client = self._clients.get(key)
+            if client is None:
+                client = Github(auth=_SourcedToken(self._source, key), **self._client_options)
+                self._clients[key] = client
+            return client
+
+    def authenticated_login(self, repo: str) -> str:
+        """Who the runner is on GitHub: the token's user (``GET /user``), or the app's ``<slug>[bot]``."""
+        if self._login is None:
+            login = self._source.bot_login
+            if login is None:
+                with translate("read the token's user (GET /user)"):
+                    login = self._gh_for(repo).get_user().login
+            self._login = login
+        return self._login
+
+    def user_id(self, login: str, repo: str) -> int:
+        """The numeric id of a user or bot (``GET /users/{login}``), asked with ``repo``'s token."""
+        with translate(f"read the user {login}"):
+            _, data = self._gh_for(repo).requester.requestJsonAndCheck("GET", f"/users/{quote(login)}")
+            return int(data["id"])
 
     # -- issues -----------------------------------------------------------------
 
@@ -77,8 +110,8 @@ class GitHubForge:
             cached = self._etags.get(cache_key)
         # The ETag covers page 1 only, so a 304 proves nothing when there were more pages.
         headers = {"If-None-Match": cached[0]} if cached and cached[2] else {}
-        with _translate(f"list issues in {repo}"):
-            requester = self._gh.requester
+        with translate(f"list issues in {repo}"):
+            requester = self._gh_for(repo).requester
             resp_headers, data = requester.requestJsonAndCheck("GET", url, parameters=params, headers=headers)
             if data is None and cached:  # 304 Not Modified
                 return list(cached[1])
@@ -89,7 +122,7 @@ class GitHubForge:
                 page_headers, page = requester.requestJsonAndCheck("GET", next_url)
                 pages.append(page or [])
                 next_url = _next_link(page_headers)
-        issues = [_issue_from_json(repo, item) for page in pages for item in page]
+        issues = [issue_from_json(repo, item) for page in pages for item in page]
         issues = [i for i in issues if not i.is_pull_request]
         etag = resp_headers.get("etag")
         if etag:
@@ -98,59 +131,59 @@ class GitHubForge:
         return issues
 
     def get_issue(self, repo: str, number: int) -> Issue:
-        with _translate(f"read issue {repo}#{number}"):
-            issue = self._gh.get_repo(repo).get_issue(number)
+        with translate(f"read issue {repo}#{number}"):
+            issue = self._gh_for(repo).get_repo(repo).get_issue(number)
             return _issue_value(repo, issue)
 
     def list_comments(self, repo: str, number: int) -> Sequence[Comment]:
-        with _translate(f"list comments on {repo}#{number}"):
-            issue = self._gh.get_repo(repo).get_issue(number)
+        with translate(f"list comments on {repo}#{number}"):
+            issue = self._gh_for(repo).get_repo(repo).get_issue(number)
             return [_comment_value(c) for c in issue.get_comments()]
 
     def create_comment(self, repo: str, number: int, body: str) -> Comment:
-        with _translate(f"comment on {repo}#{number}"):
-            issue = self._gh.get_repo(repo).get_issue(number)
+        with translate(f"comment on {repo}#{number}"):
+            issue = self._gh_for(repo).get_repo(repo).get_issue(number)
             return _comment_value(issue.create_comment(body))
 
     def edit_comment(self, repo: str, comment_id: int, body: str) -> Comment:
-        with _translate(f"edit comment {comment_id} in {repo}"):
-            _, data = self._gh.requester.requestJsonAndCheck(
+        with translate(f"edit comment {comment_id} in {repo}"):
+            _, data = self._gh_for(repo).requester.requestJsonAndCheck(
                 "PATCH", f"/repos/{repo}/issues/comments/{comment_id}", input={"body": body}
             )
             return Comment(id=int(data["id"]), body=data.get("body") or "",
                            author=(data.get("user") or {}).get("login", ""), html_url=data.get("html_url") or "")
 
     def add_labels(self, repo: str, number: int, labels: Sequence[str]) -> None:
-        with _translate(f"label {repo}#{number}"):
-            self._gh.get_repo(repo).get_issue(number).add_to_labels(*labels)
+        with translate(f"label {repo}#{number}"):
+            self._gh_for(repo).get_repo(repo).get_issue(number).add_to_labels(*labels)
 
     def remove_label(self, repo: str, number: int, label: str) -> None:
         try:
-            with _translate(f"unlabel {repo}#{number}"):
-                self._gh.get_repo(repo).get_issue(number).remove_from_labels(label)
+            with translate(f"unlabel {repo}#{number}"):
+                self._gh_for(repo).get_repo(repo).get_issue(number).remove_from_labels(label)
         except NotFound:
             return  # Already gone: the outcome we wanted.
 
     def label_actor(self, repo: str, number: int, label: str) -> str | None:
-        with _translate(f"read events of {repo}#{number}"):
+        with translate(f"read events of {repo}#{number}"):
             actor: str | None = None
-            for event in self._gh.get_repo(repo).get_issue(number).get_events():
+            for event in self._gh_for(repo).get_repo(repo).get_issue(number).get_events():
                 if event.event == "labeled" and event.label is not None and event.label.name == label:
                     actor = event.actor.login if event.actor else None
             return actor
 
     def permission(self, repo: str, user: str) -> str:
-        with _translate(f"read {user}'s permission on {repo}"):
+        with translate(f"read {user}'s permission on {repo}"):
             try:
-                return self._gh.get_repo(repo).get_collaborator_permission(user)
+                return self._gh_for(repo).get_repo(repo).get_collaborator_permission(user)
             except GithubException as exc:
                 if exc.status == 404:
                     return "none"
                 raise
 
     def repo_info(self, repo: str) -> RepoInfo:
-        with _translate(f"read repository {repo}"):
-            r = self._gh.get_repo(repo)
+        with translate(f"read repository {repo}"):
+            r = self._gh_for(repo).get_repo(repo)
             return RepoInfo(
                 full_name=r.full_name,
                 default_branch=r.default_branch,
@@ -162,8 +195,8 @@ class GitHubForge:
 
     def find_pull(self, repo: str, head_branch: str) -> PullRequest | None:
         owner = repo.split("/")[0]
-        with _translate(f"find the pull request for {head_branch} in {repo}"):
-            pulls = self._gh.get_repo(repo).get_pulls(state="all", head=f"{owner}:{head_branch}")
+        with translate(f"find the pull request for {head_branch} in {repo}"):
+            pulls = self._gh_for(repo).get_repo(repo).get_pulls(state="all", head=f"{owner}:{head_branch}")
             found = [_pull_value(p) for p in pulls]
         # GitHub lists newest first; an open PR wins over older closed ones.
         found.sort(key=lambda p: (p.state != "open", -p.number))
@@ -173,8 +206,8 @@ class GitHubForge:
         self, repo: str, *, head: str, base: str, title: str, body: str, draft: bool = False
     ) -> PullRequest:
         try:
-            with _translate(f"open a pull request from {head} in {repo}"):
-                pull = self._gh.get_repo(repo).create_pull(
+            with translate(f"open a pull request from {head} in {repo}"):
+                pull = self._gh_for(repo).get_repo(repo).create_pull(
                     base=base, head=head, title=title, body=body, draft=draft
                 )
                 return _pull_value(pull)
@@ -197,14 +230,34 @@ class GitHubForge:
         body: str | None = None,
         state: str | None = None,
     ) -> PullRequest:
-        with _translate(f"update pull request {repo}#{number}"):
-            pull = self._gh.get_repo(repo).get_pull(number)
+        with translate(f"update pull request {repo}#{number}"):
+            pull = self._gh_for(repo).get_repo(repo).get_pull(number)
             pull.edit(title=_opt(title), body=_opt(body), state=_opt(state))
             return _pull_value(pull)  # PyGithub refreshes the object from the PATCH response
 
 
+class _SourcedToken(Auth.Auth):
+    """PyGithub auth that asks the token source on every request, so a refreshed token is used at once."""
+
+    def __init__(self, source: TokenSource, key: str) -> None:
+        self._source = source
+        self._key = key
+
+    @property
+    def token_type(self) -> str:
+        return "token"
+
+    @property
+    def token(self) -> str:
+        return self._source.token(self._key)
+
+    @property
+    def _masked_token(self) -> str:
+        return "token (removed)"
+
+
 @contextlib.contextmanager
-def _translate(action: str) -> Iterator[None]:
+def translate(action: str) -> Iterator[None]:
     """Map PyGithub and requests exceptions onto our tree, with a sentence for humans."""
     try:
         yield
@@ -212,6 +265,9 @@ def _translate(action: str) -> Iterator[None]:
         raise _from_status(exc.status, exc.headers or {}, exc.data, action) from exc
     except requests.exceptions.RequestException as exc:
         raise ForgeError(f"Could not reach GitHub to {action} ({type(exc).__name__}).") from exc
+
+
+_translate = translate  # the old name
 
 
 def _from_status(status: int, headers: dict[str, Any], data: Any, action: str) -> ForgeError:
@@ -265,7 +321,7 @@ def _next_link(headers: dict[str, Any]) -> str | None:
     return None
 
 
-def _issue_from_json(repo: str, item: dict[str, Any]) -> Issue:
+def issue_from_json(repo: str, item: dict[str, Any]) -> Issue:
     return Issue(
         repo=repo,
         number=int(item["number"]),

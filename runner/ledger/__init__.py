@@ -11,6 +11,7 @@ from runner.errors import ConfigError, LedgerUnavailable
 from runner.ledger.base import (
     STATUSES,
     TERMINAL,
+    DeliveryRecord,
     Job,
     Ledger,
     Status,
@@ -25,6 +26,7 @@ from runner.ledger.store import URL_FORMATS, redact_url
 __all__ = [
     "STATUSES",
     "TERMINAL",
+    "DeliveryRecord",
     "Job",
     "Ledger",
     "LedgerUnavailable",

@@ -43,7 +43,7 @@ import random
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from typing import Literal, Protocol
+from typing import Any, Literal, Protocol
 
 Status = Literal["queued", "running", "succeeded", "failed", "dead"]
 STATUSES: tuple[Status, ...] = ("queued", "running", "succeeded", "failed", "dead")
@@ -101,6 +101,24 @@ class TaskRecord:
     stage_seconds: Mapping[str, float] = field(default_factory=dict)
     transcript: str | None = None
     failures: int = 0
+
+
+@dataclass(frozen=True)
+class DeliveryRecord:
+    """One webhook delivery the runner accepted, keyed by GitHub's ``X-GitHub-Delivery``.
+
+    ``outcome`` says what intake did with it: ``queued`` (a task was queued or
+    re-queued), ``ignored`` (nothing to do), or ``feedback`` (a comment or review
+    kept, with ``payload``, for the feedback rounds to pick up)."""
+
+    delivery_id: str
+    event: str
+    action: str | None
+    repo: str | None
+    issue_number: int | None
+    outcome: str
+    received_at: datetime
+    payload: Mapping[str, Any] | None = None
 
 
 class Ledger(Protocol):
@@ -199,6 +217,15 @@ class Ledger(Protocol):
 
     def list(self, *, limit: int = 100) -> Sequence[TaskRecord]:
         """The most recently updated records first."""
+        ...
+
+    def record_delivery(self, delivery: DeliveryRecord) -> bool:
+        """Remember a webhook delivery; False (changing nothing) when its id is already known,
+        which is how a redelivery becomes a no-op."""
+        ...
+
+    def deliveries(self, *, outcome: str | None = None, limit: int = 100) -> Sequence[DeliveryRecord]:
+        """Recorded deliveries, oldest first; ``outcome="feedback"`` is the feedback rounds' inbox."""
         ...
 
     def close(self) -> None:

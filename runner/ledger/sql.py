@@ -21,6 +21,7 @@ import re
 from dataclasses import dataclass
 
 TABLE = "tasks"
+DELIVERIES = "deliveries"
 
 
 @dataclass(frozen=True)
@@ -81,6 +82,23 @@ MIGRATIONS: tuple[Migration, ...] = (
             f"CREATE INDEX {TABLE}_by_updated ON {TABLE} (updated_at)",
         ),
     ),
+    Migration(
+        version=2,
+        description="webhook deliveries, one row per X-GitHub-Delivery, so a redelivery is a no-op",
+        statements=(
+            f"""CREATE TABLE {DELIVERIES} (
+                delivery_id      TEXT PRIMARY KEY,
+                event            TEXT NOT NULL,
+                action           TEXT,
+                repo             TEXT,
+                issue_number     INTEGER,
+                outcome          TEXT NOT NULL,
+                payload          {{json}},
+                received_at      {{timestamp}} NOT NULL
+            )""",
+            f"CREATE INDEX {DELIVERIES}_by_outcome ON {DELIVERIES} (outcome, received_at)",
+        ),
+    ),
 )
 
 CREATE_VERSION_TABLE = """CREATE TABLE IF NOT EXISTS schema_version (
@@ -101,6 +119,8 @@ RECORD_COLUMNS = (
     "lease_expires_at, next_attempt_at, pr_url, last_error, created_at, updated_at, "
     "stage_seconds, transcript, failures"
 )
+
+DELIVERY_COLUMNS = "delivery_id, event, action, repo, issue_number, outcome, payload, received_at"
 
 # -- the state machine --------------------------------------------------------
 
@@ -137,6 +157,8 @@ class Statements:
     release: str
     get: str
     list: str
+    record_delivery: str
+    deliveries: str
 
 
 def statements(dialect: Dialect) -> Statements:
@@ -181,6 +203,14 @@ def statements(dialect: Dialect) -> Statements:
         get=f"SELECT {RECORD_COLUMNS} FROM {TABLE} WHERE {_KEY}",
         list=f"""SELECT {RECORD_COLUMNS} FROM {TABLE}
             ORDER BY updated_at DESC, dispatch_repo, issue_number LIMIT :limit""",
+        record_delivery=f"""INSERT INTO {DELIVERIES}
+            (delivery_id, event, action, repo, issue_number, outcome, payload, received_at)
+            VALUES (:delivery_id, :event, :action, :repo, :issue, :outcome, :payload, :now)
+            ON CONFLICT (delivery_id) DO NOTHING
+            RETURNING delivery_id""",
+        deliveries=f"""SELECT {DELIVERY_COLUMNS} FROM {DELIVERIES}
+            WHERE (CAST(:outcome AS TEXT) IS NULL OR outcome = :outcome)
+            ORDER BY received_at, delivery_id LIMIT :limit""",
     )
 
 

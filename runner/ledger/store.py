@@ -24,7 +24,15 @@ from typing import Any, Generic, TypeVar, cast
 
 from runner.errors import ConfigError, LeaseLost
 from runner.ledger import sql
-from runner.ledger.base import Job, Status, TaskKey, TaskRecord, lease_expiry, require_utc
+from runner.ledger.base import (
+    DeliveryRecord,
+    Job,
+    Status,
+    TaskKey,
+    TaskRecord,
+    lease_expiry,
+    require_utc,
+)
 
 #: Appended to every ConfigError about LEDGER_URL.
 URL_FORMATS = (
@@ -207,6 +215,25 @@ class SqlLedger(ABC):
 
     def list(self, *, limit: int = 100) -> Sequence[TaskRecord]:
         return [self._record(row) for row in self._read(self._sql.list, {"limit": limit})]
+
+    def record_delivery(self, delivery: DeliveryRecord) -> bool:
+        rows = self._write(self._sql.record_delivery, {
+            "delivery_id": delivery.delivery_id, "event": delivery.event, "action": delivery.action,
+            "repo": delivery.repo, "issue": delivery.issue_number, "outcome": delivery.outcome,
+            "payload": None if delivery.payload is None else self._json_in(delivery.payload),  # type: ignore[arg-type]
+            "now": self._now(delivery.received_at),
+        })
+        return bool(rows)
+
+    def deliveries(self, *, outcome: str | None = None, limit: int = 100) -> Sequence[DeliveryRecord]:
+        rows = self._read(self._sql.deliveries, {"outcome": outcome, "limit": limit})
+        return [
+            DeliveryRecord(delivery_id=d, event=e, action=a, repo=r,
+                           issue_number=None if n is None else int(n), outcome=o,
+                           payload=None if p is None else self._json_out(p),
+                           received_at=self._time_out(t))
+            for d, e, a, r, n, o, p, t in rows
+        ]
 
     def __enter__(self) -> SqlLedger:
         return self

@@ -8,14 +8,25 @@
 from __future__ import annotations
 
 from .app import RequestRecord
-from .emulator import ADMIN_LOGIN, ADMIN_TOKEN, GitHubEmulator, serve_forever
+from .emulator import (
+    ADMIN_LOGIN,
+    ADMIN_TOKEN,
+    APP_EVENTS,
+    EmulatedApp,
+    GitHubEmulator,
+    serve_forever,
+)
 from .errors import EmulatorError
 from .faults import FaultRule, Faults
+from .hookshot import Delivery, sign
 from .models import Permission
 
 __all__ = [
     "ADMIN_LOGIN",
     "ADMIN_TOKEN",
+    "APP_EVENTS",
+    "Delivery",
+    "EmulatedApp",
     "EmulatorError",
     "FaultRule",
     "Faults",
@@ -23,4 +34,5 @@ __all__ = [
     "Permission",
     "RequestRecord",
     "serve_forever",
+    "sign",
 ]

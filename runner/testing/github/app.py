@@ -16,15 +16,17 @@ import time
 import uuid
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+from datetime import timedelta
 
 import structlog
 
-from . import api_control, api_issues, api_pulls, api_repos
+from . import api_apps, api_control, api_issues, api_pulls, api_repos
 from .backend import Backend
-from .errors import BadCredentials, EmulatorError
+from .errors import BadCredentials, EmulatorError, Forbidden
 from .faults import FaultRule, Faults
 from .models import Permission, Repo
 from .routing import Request, Response, Router
+from .store import Principal
 
 _log = structlog.get_logger(__name__)
 
@@ -118,9 +120,12 @@ class App:
     backend: Backend
     rate_limit: int = 5000
     faults: Faults = field(default_factory=Faults)
+    #: How long an installation access token works (GitHub: one hour).
+    token_lifetime: timedelta = timedelta(hours=1)
 
     def __post_init__(self) -> None:
-        self.router = Router(api_repos.router, api_issues.router, api_pulls.router, api_control.router)
+        self.router = Router(api_repos.router, api_issues.router, api_pulls.router, api_apps.router,
+                             api_control.router)
         self.limiter = RateLimiter(self.rate_limit)
         self._log: list[RequestRecord] = []
         self._log_lock = threading.Lock()
@@ -145,16 +150,25 @@ class App:
             self._log.append(entry)
 
     def login_for(self, authorization: str | None) -> str | None:
+        principal = self.principal_for(authorization)
+        return principal.login if principal else None
+
+    def principal_for(self, authorization: str | None) -> Principal | None:
+        """A user or an installation's bot; a JWT is no principal here (see :meth:`handle`)."""
         token = parse_authorization(authorization)
-        return self.backend.store.login_for_token(token) if token else None
+        if not token or api_apps.looks_like_jwt(token):
+            return None
+        return self.backend.store.principal_for_token(token)
 
     def repo(self, request: Request, need: Permission = "read") -> Repo:
         """The repository named by the route's ``owner``/``repo``, if the caller may use it."""
         full_name = f"{request.params['owner']}/{request.params['repo']}"
-        return self.backend.authorize(full_name, request.user, need)
+        return self.backend.authorize(full_name, request.user, need, installation_id=request.installation_id)
 
     def handle(self, request: Request) -> Reply:
-        request.user = self.login_for(request.headers.get("authorization"))
+        principal = self.principal_for(request.headers.get("authorization"))
+        request.user = principal.login if principal else None
+        request.installation_id = principal.installation_id if principal else None
         rule = None
         if not request.path.startswith(CONTROL_PREFIX):
             rule = self.faults.take(request.method, request.path)
@@ -170,12 +184,24 @@ class App:
 
     def _dispatch(self, request: Request) -> Response:
         try:
+            token = parse_authorization(request.headers.get("authorization")) or ""
+            if api_apps.looks_like_jwt(token):
+                # An app's JWT reaches only the app routes:
+                # https://docs.github.com/apps/creating-github-apps/authenticating-with-a-github-app/authenticating-as-a-github-app
+                request.app_id = api_apps.verify_jwt(self, token)
+                handler = self.router.resolve(request)
+                if handler not in api_apps.JWT_HANDLERS:
+                    raise Forbidden("A JSON web token cannot be used here; use an installation access token.")
+                return handler(self, request)
             if request.user is None:
                 missing = "authorization" not in request.headers
                 raise BadCredentials("Requires authentication" if missing else "Bad credentials")
             if self.limiter.exhausted(request.user):
                 raise EmulatorError(f"API rate limit exceeded for user {request.user}.", status=403)
-            return self.router.resolve(request)(self, request)
+            handler = self.router.resolve(request)
+            if handler in api_apps.JWT_HANDLERS:
+                raise BadCredentials("A JSON web token could not be decoded")
+            return handler(self, request)
         except EmulatorError as exc:
             return Response(exc.status, exc.body())
         except Exception as exc:  # the server boundary: a bug here must still answer, like GitHub's 500

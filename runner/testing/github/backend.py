@@ -14,6 +14,7 @@ from typing import Any
 
 from .errors import Forbidden, NotFound, ValidationFailed
 from .gitrepo import BareRepo, Identity
+from .hookshot import Hookshot
 from .models import Issue, Permission, Repo, permits
 from .shapes import Renderer
 from .store import Clock, Store
@@ -44,6 +45,8 @@ class Backend:
         self.git_root = state_dir / "git"
         self.store = Store(state_dir / "state.json", clock)
         self.base_url = ""  # known once the server has bound its port
+        self.hookshot = Hookshot(self)
+        self.store.listeners.append(self.hookshot.on_notice)
 
     def renderer(self) -> Renderer:
         return Renderer(self.base_url, self.store.users())
@@ -57,17 +60,24 @@ class Backend:
             owner, name = self.store.repo(full_name).full_name.split("/")
         return self.git_root / owner / f"{name}.git"
 
-    def authorize(self, full_name: str, login: str | None, need: Permission) -> Repo:
+    def authorize(self, full_name: str, login: str | None, need: Permission, *,
+                  installation_id: int | None = None) -> Repo:
         """Return the repository if ``login`` may act on it with role ``need``.
 
         Without read access GitHub hides a repository's existence (404);
-        with read but not enough access it answers 403.
+        with read but not enough access it answers 403. An installation token
+        reaches only the repositories of its own installation, even when the
+        same app is installed elsewhere too.
         """
+        if installation_id is not None and not self.store.installation(installation_id).covers(
+                self.store.repo(full_name).full_name):
+            raise NotFound()
         role = self.store.permission(full_name, login)
         if not permits(role, "read"):
             raise NotFound()
         if not permits(role, need):
-            raise Forbidden("Resource not accessible by personal access token")
+            kind = "integration" if installation_id is not None else "personal access token"
+            raise Forbidden(f"Resource not accessible by {kind}")
         return self.store.repo(full_name)
 
     def create_repo(

@@ -10,7 +10,9 @@ from __future__ import annotations
 import signal
 import sys
 import threading
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass
+from datetime import timedelta
 from pathlib import Path
 from types import FrameType, TracebackType
 from typing import Any, get_args
@@ -18,12 +20,41 @@ from typing import Any, get_args
 from .app import App, RequestRecord
 from .backend import Backend, split_full_name
 from .faults import FaultRule, Faults
+from .hookshot import Delivery
 from .models import Permission
 from .server import EmulatorServer
 from .store import Clock
 
 ADMIN_LOGIN = "octocat"
 ADMIN_TOKEN = "emulator-token"
+#: The events the runner's app subscribes to (docs/github-app.md).
+APP_EVENTS = ("issues", "issue_comment", "pull_request_review", "pull_request_review_comment")
+
+
+@dataclass(frozen=True)
+class EmulatedApp:
+    """A registered app and the private key that signs its JWTs (PEM, PKCS#8)."""
+
+    id: int
+    slug: str
+    private_key_pem: str
+    html_url: str
+
+    @property
+    def bot_login(self) -> str:
+        return f"{self.slug}[bot]"
+
+
+def _new_key_pair() -> tuple[str, str]:
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric import rsa
+
+    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    private = key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                                serialization.NoEncryption()).decode()
+    public = key.public_key().public_bytes(serialization.Encoding.PEM,
+                                           serialization.PublicFormat.SubjectPublicKeyInfo).decode()
+    return private, public
 
 
 class GitHubEmulator:
@@ -36,10 +67,11 @@ class GitHubEmulator:
     def __init__(
         self, state_dir: Path | str, host: str = "127.0.0.1", port: int = 0, *,
         rate_limit: int = 5000, clock: Clock | None = None,
+        token_lifetime: timedelta = timedelta(hours=1),
     ) -> None:
         self.state_dir = Path(state_dir)
         self._backend = Backend(self.state_dir, clock=clock)
-        self._app = App(self._backend, rate_limit=rate_limit)
+        self._app = App(self._backend, rate_limit=rate_limit, token_lifetime=token_lifetime)
         self._server = EmulatorServer((host, port), self._app)
         bound_host, bound_port = self._server.server_address[:2]
         self._backend.base_url = f"http://{bound_host!s}:{bound_port}"
@@ -131,6 +163,106 @@ class GitHubEmulator:
         """Merge a PR (fast-forward or merge commit); ``update_base=False`` only flips its state."""
         issue = self._backend.merge_pull(full_name, number, actor=as_user, update_base=update_base)
         return self._backend.pull_json(self._backend.store.repo(full_name), issue)
+
+    # -- GitHub Apps and webhooks -------------------------------------------
+
+    def create_app(self, slug: str, *, owner: str = ADMIN_LOGIN, name: str | None = None,
+                   webhook_url: str | None = None, webhook_secret: str | None = None,
+                   events: Iterable[str] = APP_EVENTS) -> EmulatedApp:
+        """Register a GitHub App with a fresh RSA key pair; its JWTs are checked against it."""
+        private, public = _new_key_pair()
+        record = self._backend.store.create_app(slug, name=name or slug, owner=owner, public_key_pem=public,
+                                                webhook_url=webhook_url, webhook_secret=webhook_secret,
+                                                events=events)
+        return EmulatedApp(record.id, record.slug, private, f"{self.base_url}/apps/{record.slug}")
+
+    def set_webhook(self, app_id: int, url: str | None, secret: str | None = None) -> None:
+        """Point the app's webhook at ``url`` (None turns deliveries off)."""
+        self._backend.store.update_app(app_id, webhook_url=url, webhook_secret=secret)
+
+    def install_app(self, app_id: int, account: str, repositories: Iterable[str] | None = None) -> int:
+        """Install the app on ``account`` (all its repositories, or only those named); the id."""
+        return self._backend.store.install_app(app_id, account, repositories).id
+
+    def uninstall_app(self, installation_id: int) -> None:
+        self._backend.store.uninstall(installation_id)
+
+    def expire_installation_tokens(self, installation_id: int | None = None) -> int:
+        """Make installation tokens stop working now, as an hour passing would."""
+        return self._backend.store.expire_installation_tokens(installation_id)
+
+    @property
+    def token_lifetime(self) -> timedelta:
+        return self._app.token_lifetime
+
+    @token_lifetime.setter
+    def token_lifetime(self, value: timedelta) -> None:
+        self._app.token_lifetime = value
+
+    @property
+    def deliveries(self) -> list[Delivery]:
+        """Every webhook delivery attempted so far, oldest first."""
+        return self._backend.hookshot.deliveries
+
+    def wait_for_deliveries(self, timeout: float = 30.0) -> list[Delivery]:
+        self._backend.hookshot.wait(timeout)
+        return self.deliveries
+
+    def redeliver(self, delivery_id: int) -> Delivery:
+        """Send a delivery again with the same GUID and body (GitHub's "Redeliver" button)."""
+        return self._backend.hookshot.redeliver(delivery_id)
+
+    def submit_review(self, full_name: str, number: int, body: str, *, state: str = "commented",
+                      as_user: str = ADMIN_LOGIN) -> Delivery | None:
+        """Deliver a ``pull_request_review`` (submitted) event for a PR; reviews are not stored."""
+        repo = self._backend.store.repo(full_name)
+        issue = self._backend.store.issue(full_name, number)
+        pull = self._backend.pull_json(repo, issue)
+        renderer = self._backend.renderer()
+        review_id = 900_000 + len(self.deliveries)
+        review = {
+            "id": review_id, "node_id": f"PRR_{review_id}", "user": renderer.user(as_user), "body": body,
+            "commit_id": pull["head"]["sha"], "submitted_at": self._backend.store.now(), "state": state,
+            "html_url": f"{pull['html_url']}#pullrequestreview-{review_id}",
+            "pull_request_url": pull["url"], "author_association": pull["author_association"],
+            "_links": {"html": {"href": f"{pull['html_url']}#pullrequestreview-{review_id}"},
+                       "pull_request": {"href": pull["url"]}},
+        }
+        return self._send_event(full_name, "pull_request_review", {
+            "action": "submitted", "review": review, "pull_request": pull,
+            "repository": renderer.repo(repo), "sender": renderer.user(as_user)})
+
+    def add_review_comment(self, full_name: str, number: int, body: str, *, path: str, line: int = 1,
+                           as_user: str = ADMIN_LOGIN) -> Delivery | None:
+        """Deliver a ``pull_request_review_comment`` (created) event; the comment is not stored."""
+        repo = self._backend.store.repo(full_name)
+        pull = self._backend.pull_json(repo, self._backend.store.issue(full_name, number))
+        renderer = self._backend.renderer()
+        comment_id = 800_000 + len(self.deliveries)
+        now = self._backend.store.now()
+        comment = {
+            "id": comment_id, "node_id": f"PRRC_{comment_id}", "url": f"{pull['url']}/comments/{comment_id}",
+            "pull_request_review_id": None, "diff_hunk": "", "path": path, "position": line,
+            "original_position": line, "line": line, "side": "RIGHT", "commit_id": pull["head"]["sha"],
+            "original_commit_id": pull["head"]["sha"], "user": renderer.user(as_user), "body": body,
+            "created_at": now, "updated_at": now,
+            "html_url": f"{pull['html_url']}#discussion_r{comment_id}", "pull_request_url": pull["url"],
+            "author_association": pull["author_association"],
+            "_links": {"self": {"href": f"{pull['url']}/comments/{comment_id}"},
+                       "html": {"href": f"{pull['html_url']}#discussion_r{comment_id}"},
+                       "pull_request": {"href": pull["url"]}},
+        }
+        return self._send_event(full_name, "pull_request_review_comment", {
+            "action": "created", "comment": comment, "pull_request": pull,
+            "repository": renderer.repo(repo), "sender": renderer.user(as_user)})
+
+    def _send_event(self, full_name: str, event: str, payload: dict[str, Any]) -> Delivery | None:
+        store = self._backend.store
+        for app in store.apps():
+            installation = next((i for i in store.installations(app.id) if i.covers(full_name)), None)
+            if app.webhook_url and event in app.events and installation is not None:
+                return self._backend.hookshot.send(app, installation, event, payload)
+        return None
 
     # -- inspection (GitHub JSON shapes) -----------------------------------
 

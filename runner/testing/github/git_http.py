@@ -51,7 +51,8 @@ def parse_target(path: str, query: str) -> GitTarget | None:
     return GitTarget(f"{match.group('owner')}/{match.group('name')}", rest, pushing)
 
 
-def authorize_git(backend: Backend, target: GitTarget, login: str | None) -> tuple[str, str]:
+def authorize_git(backend: Backend, target: GitTarget, login: str | None,
+                  installation_id: int | None = None) -> tuple[str, str]:
     """Return the canonical ``owner/name`` and the user, or raise the error git should see.
 
     Anonymous requests get a 401 challenge, so git retries with credentials;
@@ -60,7 +61,8 @@ def authorize_git(backend: Backend, target: GitTarget, login: str | None) -> tup
     if login is None:
         raise EmulatorError("Authentication required", status=401)
     try:
-        repo = backend.authorize(target.full_name, login, "write" if target.pushing else "read")
+        repo = backend.authorize(target.full_name, login, "write" if target.pushing else "read",
+                                 installation_id=installation_id)
     except NotFound:
         raise EmulatorError("Repository not found.", status=404) from None
     except Forbidden:

@@ -31,6 +31,7 @@ class User(BaseModel):
     id: int
     site_admin: bool = False
     created_at: str
+    bot: bool = False  # a GitHub App's ``<slug>[bot]`` user
 
 
 class Label(BaseModel):
@@ -110,6 +111,45 @@ class Repo(BaseModel):
         return f"{self.owner}/{self.name}"
 
 
+class GitHubAppRecord(BaseModel):
+    """A registered GitHub App: who signs its JWTs, and where its webhooks go."""
+
+    id: int
+    slug: str
+    name: str
+    owner: str
+    public_key_pem: str
+    created_at: str
+    webhook_url: str | None = None
+    webhook_secret: str | None = None  # kept in clear: the emulator must sign with it
+    events: list[str] = Field(default_factory=list)
+
+    @property
+    def bot_login(self) -> str:
+        return f"{self.slug}[bot]"
+
+
+class Installation(BaseModel):
+    """An app installed on an account; ``repositories`` None means all of its repositories."""
+
+    id: int
+    app_id: int
+    account: str
+    repositories: list[str] | None = None  # lower-cased full names
+    created_at: str
+
+    def covers(self, full_name: str) -> bool:
+        owner = full_name.split("/")[0].lower()
+        if owner != self.account.lower():
+            return False
+        return self.repositories is None or full_name.lower() in self.repositories
+
+
+class InstallationToken(BaseModel):
+    installation_id: int
+    expires_at: str
+
+
 class World(BaseModel):
     """The whole persisted state. Dict keys are lower-cased: GitHub names are case-insensitive."""
 
@@ -118,4 +158,7 @@ class World(BaseModel):
     repos: dict[str, Repo] = Field(default_factory=dict)
     issues: dict[str, dict[int, Issue]] = Field(default_factory=dict)
     comments: dict[str, dict[int, Comment]] = Field(default_factory=dict)
+    apps: dict[int, GitHubAppRecord] = Field(default_factory=dict)
+    installations: dict[int, Installation] = Field(default_factory=dict)
+    installation_tokens: dict[str, InstallationToken] = Field(default_factory=dict)  # sha256(token) ->
     next_id: int = 1

@@ -34,6 +34,8 @@ class Request:
     body: bytes = b""
     user: str | None = None
     params: dict[str, str] = field(default_factory=dict)
+    installation_id: int | None = None  # set when an installation token authenticated
+    app_id: int | None = None  # set when an app's JWT authenticated
 
     @classmethod
     def parse(cls, method: str, target: str, headers: Mapping[str, str], body: bytes) -> Request:

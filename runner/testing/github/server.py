@@ -103,7 +103,8 @@ class _Handler(BaseHTTPRequestHandler):
     def _git(self) -> None:
         app = self.server.app
         path, _, query = self.path.partition("?")
-        login = app.login_for(self.headers.get("Authorization"))
+        principal = app.principal_for(self.headers.get("Authorization"))
+        login = principal.login if principal else None
         headers = {k.lower(): v for k, v in self.headers.items()}
         with tempfile.TemporaryFile() as body:
             length = self._copy_body(body)
@@ -117,7 +118,8 @@ class _Handler(BaseHTTPRequestHandler):
                 target = parse_target(path, query)
                 if target is None:
                     raise EmulatorError("Not Found", status=404)
-                full_name, user = authorize_git(app.backend, target, login)
+                full_name, user = authorize_git(app.backend, target, login,
+                                                principal.installation_id if principal else None)
                 cgi = run_backend(
                     app.backend.git_root, full_name=full_name, target=target, method=self.command,
                     query=query, headers=headers, body=body, content_length=length, remote_user=user,

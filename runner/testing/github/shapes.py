@@ -68,7 +68,8 @@ class Renderer:
             "node_id": node_id("User", known.id if known else 0),
             "avatar_url": f"{self.base}/avatars/{login}", "gravatar_id": "",
             "url": url, "html_url": f"{self.base}/{login}", "repos_url": f"{url}/repos",
-            "type": "User", "site_admin": bool(known and known.site_admin),
+            "type": "Bot" if known and known.bot else "User",
+            "site_admin": bool(known and known.site_admin),
         }
 
     def authenticated_user(self, login: str) -> JSON:

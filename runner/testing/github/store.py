@@ -13,13 +13,17 @@ import tempfile
 import threading
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
-from datetime import UTC, datetime
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 from .errors import EmulatorError, NotFound, ValidationFailed
 from .models import (
     Comment,
     Event,
+    GitHubAppRecord,
+    Installation,
+    InstallationToken,
     Issue,
     Label,
     Permission,
@@ -32,6 +36,26 @@ from .models import (
 )
 
 Clock = Callable[[], datetime]
+
+
+@dataclass(frozen=True)
+class Notice:
+    """Something happened that GitHub would send a webhook about (rendered by the listener)."""
+
+    event: str  # "issues", "issue_comment", "pull_request"
+    action: str
+    repo: str
+    number: int
+    actor: str
+    extra: dict[str, object] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Principal:
+    """Who a token authenticates: a user, or an app's bot limited to one installation."""
+
+    login: str
+    installation_id: int | None = None
 
 
 def iso(moment: datetime) -> str:
@@ -47,6 +71,9 @@ class Store:
         self._clock: Clock = clock or (lambda: datetime.now(UTC))
         self._lock = threading.RLock()
         self._world = self._load()
+        self._depth = 0
+        self._outbox: list[Notice] = []
+        self.listeners: list[Callable[[Notice], None]] = []
 
     def _load(self) -> World:
         return World.model_validate_json(self._path.read_bytes()) if self._path.exists() else World()
@@ -61,14 +88,31 @@ class Store:
 
     @contextmanager
     def _mutating(self) -> Iterator[World]:
-        """Commit a change to disk, or roll back to the file if it failed half-way."""
+        """Commit a change to disk, or roll back to the file if it failed half-way.
+
+        Notices raised during the change go to the listeners after it is saved,
+        outside the lock, so a webhook never describes a change that was rolled back."""
         with self._lock:
+            self._depth += 1
             try:
                 yield self._world
             except BaseException:
                 self._world = self._load()  # the file always holds the last good state
+                if self._depth == 1:
+                    self._outbox.clear()
                 raise
+            finally:
+                self._depth -= 1
             self._save()
+            notices: list[Notice] = []
+            if self._depth == 0:
+                notices, self._outbox = self._outbox, []
+        for notice in notices:
+            for listener in list(self.listeners):
+                listener(notice)
+
+    def _notify(self, event: str, action: str, repo: Repo, number: int, actor: str, **extra: object) -> None:
+        self._outbox.append(Notice(event, action, repo.full_name, number, actor, dict(extra)))
 
     def _save(self) -> None:
         """Write via a temp file and rename, so a crash never leaves half a file."""
@@ -101,9 +145,8 @@ class Store:
         return world.users[key]
 
     def login_for_token(self, token: str) -> str | None:
-        with self._reading() as w:
-            key = w.tokens.get(token_digest(token))
-            return w.users[key].login if key else None
+        principal = self.principal_for_token(token)
+        return principal.login if principal else None
 
     def users(self) -> dict[str, User]:
         with self._reading() as w:
@@ -160,6 +203,12 @@ class Store:
             user = w.users.get(login.lower()) if login else None
             if user is None:
                 return "none"
+            if user.bot:
+                # An app's bot may write (contents, issues, pulls) where the app is installed;
+                # which installation a token belongs to is checked by the caller.
+                installed = any(i.covers(repo.full_name) for i in w.installations.values()
+                                if w.apps[i.app_id].bot_login.lower() == user.login.lower())
+                return "write" if installed else ("none" if repo.private else "read")
             if user.site_admin or user.login.lower() == repo.owner.lower():
                 return "admin"
             granted = repo.collaborators.get(user.login.lower(), "none")
@@ -242,6 +291,7 @@ class Store:
             )
             repo.next_number += 1
             w.issues[repo.full_name.lower()][issue.number] = issue
+            self._notify("pull_request" if info else "issues", "opened", repo, issue.number, user.login)
             self._change_labels(w, repo, issue, add=labels, actor=user.login)
             return issue.model_copy(deep=True)
 
@@ -261,10 +311,16 @@ class Store:
         """Apply a PATCH; ``None`` leaves a field alone. ``base`` only applies to PRs."""
         with self._mutating() as w:
             repo, issue = self._issue(w, full_name, number)
+            changes = {name: {"from": old} for name, old, new in
+                       (("title", issue.title, title), ("body", issue.body, body))
+                       if new is not None and new != old}
             if title is not None:
                 issue.title = title
             if body is not None:
                 issue.body = body
+            if changes:
+                self._notify("pull_request" if issue.pull else "issues", "edited", repo, number, actor,
+                             changes=changes)
             if base is not None and issue.pull is not None:
                 issue.pull.base = base
             if state == "open" and issue.state == "closed" and issue.pull is not None:
@@ -273,7 +329,11 @@ class Store:
                                              "message": "state cannot be changed. The pull request has been merged."}])
                 self._refuse_duplicate_pull(w, repo, issue.pull.head, issue.pull.base)
             if state is not None:
+                was = issue.state
                 self._set_state(issue, state, state_reason, actor)
+                if issue.state != was:
+                    self._notify("pull_request" if issue.pull else "issues",
+                                 "closed" if issue.state == "closed" else "reopened", repo, number, actor)
             if labels is not None:
                 labels = list(labels)
                 keep = {n.lower() for n in labels}
@@ -313,11 +373,15 @@ class Store:
                 raise NotFound("Label does not exist")
             issue.labels.remove(current[0])
             self._record(issue, "unlabeled", actor, repo.labels.get(name.lower()))
+            self._notify("pull_request" if issue.pull else "issues", "unlabeled", repo, issue.number, actor,
+                         label=current[0])
         for name in add:
             label = self._ensure_label(world, repo, name)
             if label.name.lower() not in {n.lower() for n in issue.labels}:
                 issue.labels.append(label.name)
                 self._record(issue, "labeled", actor, label)
+                self._notify("pull_request" if issue.pull else "issues", "labeled", repo, issue.number, actor,
+                             label=label.name)
         issue.updated_at = self.now()
 
     def add_labels(self, full_name: str, number: int, names: Iterable[str], *, actor: str) -> Issue:
@@ -348,6 +412,7 @@ class Store:
             w.comments[repo.full_name.lower()][comment.id] = comment
             issue.comment_count += 1
             issue.updated_at = now
+            self._notify("issue_comment", "created", repo, number, user.login, comment_id=comment.id)
             return comment.model_copy()
 
     def comment(self, full_name: str, comment_id: int) -> Comment:
@@ -371,8 +436,106 @@ class Store:
             found = w.comments[repo.full_name.lower()].get(comment_id)
             if found is None:
                 raise NotFound()
+            changes = {"body": {"from": found.body}}
             found.body, found.updated_at = body, self.now()
+            self._notify("issue_comment", "edited", repo, found.issue_number, found.user,
+                         comment_id=comment_id, changes=changes)
             return found.model_copy()
+
+    # -- GitHub Apps -----------------------------------------------------
+
+    def create_app(self, slug: str, *, name: str, owner: str, public_key_pem: str,
+                   webhook_url: str | None, webhook_secret: str | None,
+                   events: Iterable[str]) -> GitHubAppRecord:
+        """Register an app and its ``<slug>[bot]`` user."""
+        with self._mutating() as w:
+            if any(a.slug.lower() == slug.lower() for a in w.apps.values()):
+                raise ValidationFailed([{"resource": "Integration", "code": "already_exists", "field": "slug"}])
+            self._ensure_user(w, owner)
+            app = GitHubAppRecord(id=self._new_id(w), slug=slug, name=name, owner=owner,
+                                  public_key_pem=public_key_pem, created_at=self.now(),
+                                  webhook_url=webhook_url, webhook_secret=webhook_secret, events=list(events))
+            w.apps[app.id] = app
+            self._ensure_user(w, app.bot_login).bot = True
+            return app.model_copy(deep=True)
+
+    def app(self, app_id: int) -> GitHubAppRecord:
+        with self._reading() as w:
+            if app_id not in w.apps:
+                raise NotFound("Integration not found")
+            return w.apps[app_id].model_copy(deep=True)
+
+    def apps(self) -> list[GitHubAppRecord]:
+        with self._reading() as w:
+            return [a.model_copy(deep=True) for a in w.apps.values()]
+
+    def update_app(self, app_id: int, **fields: object) -> GitHubAppRecord:
+        with self._mutating() as w:
+            if app_id not in w.apps:
+                raise NotFound("Integration not found")
+            for name, value in fields.items():
+                setattr(w.apps[app_id], name, value)
+            return w.apps[app_id].model_copy(deep=True)
+
+    def install_app(self, app_id: int, account: str, repositories: Iterable[str] | None) -> Installation:
+        with self._mutating() as w:
+            if app_id not in w.apps:
+                raise NotFound("Integration not found")
+            self._ensure_user(w, account)
+            chosen = None if repositories is None else [r.lower() for r in repositories]
+            installation = Installation(id=self._new_id(w), app_id=app_id, account=account,
+                                        repositories=chosen, created_at=self.now())
+            w.installations[installation.id] = installation
+            return installation.model_copy(deep=True)
+
+    def uninstall(self, installation_id: int) -> None:
+        with self._mutating() as w:
+            w.installations.pop(installation_id, None)
+            w.installation_tokens = {k: t for k, t in w.installation_tokens.items()
+                                     if t.installation_id != installation_id}
+
+    def installations(self, app_id: int | None = None) -> list[Installation]:
+        with self._reading() as w:
+            return [i.model_copy(deep=True) for i in w.installations.values() if app_id in (None, i.app_id)]
+
+    def installation(self, installation_id: int) -> Installation:
+        with self._reading() as w:
+            if installation_id not in w.installations:
+                raise NotFound()
+            return w.installations[installation_id].model_copy(deep=True)
+
+    def issue_installation_token(self, installation_id: int, token: str, lifetime: timedelta) -> InstallationToken:
+        """Record a new token for the installation; it stops working at ``expires_at``."""
+        with self._mutating() as w:
+            if installation_id not in w.installations:
+                raise NotFound()
+            record = InstallationToken(installation_id=installation_id,
+                                       expires_at=iso(self._clock() + lifetime))
+            w.installation_tokens[token_digest(token)] = record
+            return record.model_copy()
+
+    def expire_installation_tokens(self, installation_id: int | None = None) -> int:
+        """Make tokens (of one installation, or all) expire now; returns how many."""
+        with self._mutating() as w:
+            hit = [t for t in w.installation_tokens.values() if installation_id in (None, t.installation_id)]
+            for token in hit:
+                token.expires_at = self.now()
+            return len(hit)
+
+    def principal_for_token(self, token: str) -> Principal | None:
+        """The user a token authenticates as; an expired installation token is nobody."""
+        digest = token_digest(token)
+        with self._reading() as w:
+            key = w.tokens.get(digest)
+            if key:
+                return Principal(w.users[key].login)
+            record = w.installation_tokens.get(digest)
+            if record is None or record.expires_at <= self.now():
+                return None
+            installation = w.installations.get(record.installation_id)
+            if installation is None:
+                return None
+            return Principal(w.apps[installation.app_id].bot_login, installation.id)
 
     # -- pull requests ---------------------------------------------------
 
