@@ -248,7 +248,7 @@ class WebhookIntake:
             self._log.warning("webhook not recorded", delivery=delivery.delivery_id, error=str(exc))
             return 503, "the runner's ledger is unavailable; the next poll picks this up"
         self._metrics.webhook_delivery(event, intent.outcome)
-        self._log.info("webhook", event=delivery.event, action=delivery.action, outcome=intent.outcome,
+        self._log.info("webhook", webhook_event=delivery.event, action=delivery.action, outcome=intent.outcome,
                        issue=intent.issue_number, reason=intent.reason, delivery=delivery.delivery_id)
         return (202 if intent.outcome != "ignored" else 200), intent.outcome
 

@@ -133,6 +133,9 @@ class Hookshot:
             delivery = self._queue.get()
             try:
                 self._post(delivery)
+            except Exception as exc:  # the sender thread must outlive one broken delivery
+                delivery.error = f"{type(exc).__name__}: {exc}"
+                _log.exception("webhook delivery crashed", guid=delivery.guid)
             finally:
                 delivery.done.set()
 
@@ -161,7 +164,7 @@ class Hookshot:
             delivery.error = f"{type(exc).__name__}: {exc}"
         if not delivery.ok:
             # GitHub does not retry: the failure is only shown in "Recent Deliveries".
-            _log.warning("webhook delivery failed", guid=delivery.guid, event=delivery.event,
+            _log.warning("webhook delivery failed", guid=delivery.guid, webhook_event=delivery.event,
                          status=delivery.status_code, error=delivery.error)
 
     # -- payloads ----------------------------------------------------------
