@@ -26,7 +26,7 @@ ENV PATH=/opt/venv/bin:$PATH \
 USER runner
 WORKDIR /home/runner
 VOLUME ["/workspace", "/data"]
-EXPOSE 8080
+EXPOSE 8080 8081
 HEALTHCHECK --interval=30s --timeout=5s --start-period=20s --retries=3 \
     CMD ["agent-runner", "healthcheck"]
 ENTRYPOINT ["tini", "--", "agent-runner"]
