@@ -9,7 +9,7 @@ import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from runner.config import Settings
 from runner.errors import AppNotInstalled, ConfigError
@@ -21,10 +21,13 @@ from runner.health import Metrics
 from runner.hooks import CombinedHooks, load_hooks
 from runner.intake import Runner
 from runner.ledger import open_ledger
-from runner.ledger.base import Ledger
+from runner.ledger.base import JobLedger
 from runner.log import REDACTOR, get_logger
 from runner.pipeline import Pipeline
 from runner.workspace import Identity, Workspace
+
+if TYPE_CHECKING:
+    from runner.temporal.executor import TemporalRunner
 
 
 def utc_now() -> datetime:
@@ -40,10 +43,10 @@ def worker_id() -> str:
 class App:
     settings: Settings
     forge: Forge
-    ledger: Ledger
+    ledger: JobLedger
     workspace: Workspace
     pipeline: Pipeline
-    runner: Runner
+    runner: Runner | TemporalRunner
     metrics: Metrics
     tokens: TokenSource | None = None
 
@@ -101,13 +104,34 @@ def build_app(settings: Settings, *, clock: Callable[[], datetime] = utc_now, lo
     forge = forge_from_settings(settings, tokens)
     identity = bot_identity(settings, tokens, forge)
     settings.data_dir.mkdir(parents=True, exist_ok=True)
-    ledger = open_ledger(settings.ledger_location)
     workspace = Workspace(settings.workspace_dir, token=tokens.token_for, identity=identity)
     metrics = Metrics(stale_after_s=max(300.0, settings.effective_poll_interval * 3))
+    owner, runner_log = worker_id(), log.bind(dispatch=dispatch_repo)
+    if settings.executor == "temporal":
+        return _temporal_app(settings, forge=forge, workspace=workspace, chain=chain, hooks=hooks, log=log,
+                             clock=clock, metrics=metrics, owner=owner, runner_log=runner_log, tokens=tokens)
+    ledger = open_ledger(settings.ledger_location)
     pipeline = Pipeline(settings=settings, forge=forge, workspace=workspace, chain=chain, ledger=ledger,
                         hooks=hooks, redactor=REDACTOR, log=log, clock=clock)
     runner = Runner(settings=settings, forge=forge, ledger=ledger, pipeline=pipeline, clock=clock,
-                    owner=worker_id(), log=log.bind(dispatch=dispatch_repo), metrics=metrics)
+                    owner=owner, log=runner_log, metrics=metrics)
+    return App(settings, forge, ledger, workspace, pipeline, runner, metrics, tokens)
+
+
+def _temporal_app(settings: Settings, *, forge: Forge, workspace: Workspace, chain: Any, hooks: CombinedHooks,
+                  log: Any, clock: Callable[[], datetime], metrics: Metrics, owner: str, runner_log: Any,
+                  tokens: TokenSource) -> App:
+    """The same pipeline, run as a Temporal activity; Temporal holds the durable state."""
+    from runner.temporal.activities import ActivityLedger, TaskActivities
+    from runner.temporal.executor import TemporalRunner
+
+    ledger = ActivityLedger()
+    pipeline = Pipeline(settings=settings, forge=forge, workspace=workspace, chain=chain, ledger=ledger,
+                        hooks=hooks, redactor=REDACTOR, log=log, clock=clock)
+    activities = TaskActivities(pipeline=pipeline, ledger=ledger, owner=owner, clock=clock, metrics=metrics,
+                                log=runner_log)
+    runner = TemporalRunner(settings=settings, forge=forge, activities=activities, clock=clock, owner=owner,
+                            log=runner_log, metrics=metrics)
     return App(settings, forge, ledger, workspace, pipeline, runner, metrics, tokens)
 
 

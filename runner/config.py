@@ -87,6 +87,17 @@ class Settings(BaseSettings):
 
     hooks: CsvList = ()
 
+    # Executor: our own lease ledger (SQLite or PostgreSQL, by LEDGER_URL), or Temporal
+    executor: Literal["ledger", "temporal"] = "ledger"
+    temporal_address: str = "localhost:7233"
+    temporal_namespace: str = "default"
+    temporal_task_queue: str = "agent-runner"
+    temporal_tls: bool = False
+    temporal_tls_client_cert_file: Path | None = None
+    temporal_tls_client_key_file: Path | None = None
+    temporal_tls_server_ca_file: Path | None = None
+    temporal_api_key: SecretStr | None = None
+
     # Generators
     generators: CsvList = ("patch",)
     generator_timeout_seconds: float = Field(default=900.0, gt=0)
@@ -204,7 +215,8 @@ class Settings(BaseSettings):
     def secrets(self) -> list[str]:
         """Every configured secret value (and the git auth header made from the token)."""
         values = [self.github_token, self.openai_api_key, self.anthropic_api_key,
-                  self.github_app_private_key, self.webhook_secret]
+                  self.github_app_private_key, self.webhook_secret,
+                  self.temporal_api_key]
         found = [v.get_secret_value() for v in values if v is not None and v.get_secret_value()]
         if self.github_token is not None and self.github_token.get_secret_value():
             token = self.github_token.get_secret_value()

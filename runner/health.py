@@ -35,6 +35,9 @@ class Metrics:
                                registry=self.registry)
         self.webhooks = Counter("agent_runner_webhook_deliveries_total", "Webhook deliveries by event and outcome",
                                 ["event", "outcome"], registry=self.registry)
+        self.submissions = Counter("agent_runner_task_submissions_total",
+                                   "Tasks handed to the executor, by result (started, duplicate, stale)",
+                                   ["result"], registry=self.registry)
         self.stale_after_s = stale_after_s
         self._last_tick = time.monotonic()
         self._last_good_poll: float | None = None
@@ -52,6 +55,9 @@ class Metrics:
 
     def poll_failed(self) -> None:
         self.polls.labels("error").inc()
+
+    def submitted(self, result: str) -> None:
+        self.submissions.labels(result).inc()
 
     def job_started(self) -> None:
         self.in_flight.inc()

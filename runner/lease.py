@@ -13,11 +13,11 @@ from datetime import datetime
 from typing import Any
 
 from runner.errors import LeaseLost, RunnerError
-from runner.ledger.base import Job, Ledger
+from runner.ledger.base import Job, JobLedger
 
 
 class LeaseKeeper:
-    def __init__(self, ledger: Ledger, job: Job, *, lease_seconds: float,
+    def __init__(self, ledger: JobLedger, job: Job, *, lease_seconds: float,
                  clock: Callable[[], datetime], log: Any) -> None:
         self.job = job
         self._ledger = ledger

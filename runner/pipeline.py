@@ -37,7 +37,7 @@ from runner.generators.chain import run_chain
 from runner.generators.trace import write_trace
 from runner.hooks import CombinedHooks
 from runner.lease import LeaseKeeper
-from runner.ledger.base import Job, Ledger, backoff_delay
+from runner.ledger.base import Job, JobLedger, backoff_delay
 from runner.log import Redactor
 from runner.models import choose_model
 from runner.procs import minimal_env
@@ -99,7 +99,7 @@ class Pipeline:
         forge: Forge,
         workspace: Workspace,
         chain: Sequence[Generator],
-        ledger: Ledger,
+        ledger: JobLedger,
         hooks: CombinedHooks,
         redactor: Redactor,
         log: Any,

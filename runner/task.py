@@ -370,3 +370,15 @@ def _optional_match(
 def _shorten(text: str, limit: int = 80) -> str:
     text = text.replace("`", "'").replace("\n", " ")
     return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+def task_id_of(body: str | None) -> str | None:
+    """The `task_id` in a body's metadata, or None when there is none or it does not parse."""
+    if not body:
+        return None
+    try:
+        metadata = parse_metadata(body)
+    except TaskSpecError:
+        return None
+    value = metadata.get("task_id") if metadata else None
+    return str(value) if value is not None else None

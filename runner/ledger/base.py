@@ -121,6 +121,26 @@ class DeliveryRecord:
     payload: Mapping[str, Any] | None = None
 
 
+class JobLedger(Protocol):
+    """What the pipeline records about the one job it runs: the ledger calls an executor must answer.
+
+    Both lease ledgers implement it; under Temporal, the running activity does
+    (``runner.temporal.activities.ActivityLedger``), so the pipeline never knows
+    which executor runs it."""
+
+    def heartbeat(self, job: Job, *, now: datetime, lease_seconds: float) -> Job: ...
+
+    def complete(self, job: Job, *, now: datetime, pr_url: str | None, stage_seconds: Mapping[str, float],
+                 transcript: str | None = None) -> None: ...
+
+    def fail(self, job: Job, *, now: datetime, error: str, retry_at: datetime | None,
+             stage_seconds: Mapping[str, float] | None = None, transcript: str | None = None) -> None: ...
+
+    def release(self, job: Job, *, now: datetime) -> None: ...
+
+    def close(self) -> None: ...
+
+
 class Ledger(Protocol):
     """One interface, two backends (SQLite, PostgreSQL).
 

@@ -1,0 +1,145 @@
+"""Run the pipeline as a Temporal activity: heartbeats go to Temporal, outcomes become the result.
+
+The pipeline records a job through four ledger calls (heartbeat, complete,
+fail, release). :class:`ActivityLedger` implements those on top of the
+running activity, so the pipeline is the same straight line under every
+executor:
+
+- ``heartbeat`` is an activity heartbeat; a cancelled activity (its heartbeat
+  timed out, or the worker is shutting down) is a lost lease;
+- ``complete`` and ``fail`` record what the activity returns: a failure with a
+  ``retry_at`` becomes a retryable ``ApplicationError`` carrying that delay,
+  so Temporal's retry policy, not our ledger, schedules the next attempt.
+
+The activity attempt is the fencing token, as the ledger's ``attempt`` is.
+"""
+
+from __future__ import annotations
+
+import contextvars
+import threading
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
+from dataclasses import dataclass, field, replace
+from datetime import datetime, timedelta
+from typing import Any
+
+from temporalio import activity
+from temporalio.exceptions import ApplicationError
+
+from runner.errors import LeaseLost
+from runner.health import Metrics
+from runner.ledger.base import Job, TaskKey, lease_expiry
+from runner.pipeline import Pipeline
+from runner.temporal.types import ACTIVITY_NAME, TaskRequest, TaskResult
+
+#: The error type of an attempt that failed transiently; Temporal retries it.
+RETRYING = "TaskRetrying"
+
+
+@dataclass
+class _Slot:
+    """What one running activity has recorded so far."""
+
+    heartbeat: Callable[[], None]
+    cancelled: Callable[[], bool]
+    status: str | None = None
+    pr_url: str | None = None
+    error: str | None = None
+    retry_at: datetime | None = None
+    stage_seconds: dict[str, float] = field(default_factory=dict)
+
+
+class ActivityLedger:
+    """The ledger calls of the pipeline, answered by the activity that runs it (one per process)."""
+
+    def __init__(self) -> None:
+        self._slots: dict[tuple[TaskKey, int], _Slot] = {}
+        self._lock = threading.Lock()
+
+    @contextmanager
+    def bind(self, job: Job) -> Iterator[_Slot]:
+        """Route this job's ledger calls to the current activity while the pipeline runs it."""
+        # The lease keeper heartbeats from its own thread; the activity context lives in a
+        # context variable, so it runs the heartbeat inside a copy of this thread's context.
+        ctx = contextvars.copy_context()
+        slot = _Slot(heartbeat=lambda: ctx.run(activity.heartbeat),
+                     cancelled=lambda: ctx.run(activity.is_cancelled))
+        with self._lock:
+            self._slots[(job.key, job.attempt)] = slot
+        try:
+            yield slot
+        finally:
+            with self._lock:
+                self._slots.pop((job.key, job.attempt), None)
+
+    def _slot(self, job: Job) -> _Slot:
+        with self._lock:
+            slot = self._slots.get((job.key, job.attempt))
+        if slot is None:
+            raise LeaseLost(f"Attempt {job.attempt} of {job.key} is no longer running here.")
+        return slot
+
+    def heartbeat(self, job: Job, *, now: datetime, lease_seconds: float) -> Job:
+        slot = self._slot(job)
+        if slot.cancelled():
+            raise LeaseLost("Temporal cancelled this attempt (its heartbeat timed out, or the worker "
+                            "is shutting down); another worker takes the task over.")
+        slot.heartbeat()
+        return replace(job, lease_expires_at=lease_expiry(now, lease_seconds))
+
+    def complete(self, job: Job, *, now: datetime, pr_url: str | None, stage_seconds: Mapping[str, float],
+                 transcript: str | None = None) -> None:
+        slot = self._slot(job)
+        slot.status, slot.pr_url, slot.stage_seconds = "succeeded", pr_url, dict(stage_seconds)
+
+    def fail(self, job: Job, *, now: datetime, error: str, retry_at: datetime | None,
+             stage_seconds: Mapping[str, float] | None = None, transcript: str | None = None) -> None:
+        slot = self._slot(job)
+        slot.status = "failed" if retry_at is not None else "dead"
+        slot.error, slot.retry_at, slot.stage_seconds = error, retry_at, dict(stage_seconds or {})
+
+    def release(self, job: Job, *, now: datetime) -> None:
+        self._slot(job).status = "queued"
+
+    def close(self) -> None:
+        """Nothing to close: Temporal holds the durable state."""
+
+
+class TaskActivities:
+    """The activity a worker hosts; one instance per process, shared by its activity threads."""
+
+    def __init__(self, *, pipeline: Pipeline, ledger: ActivityLedger, owner: str,
+                 clock: Callable[[], datetime], metrics: Metrics, log: Any) -> None:
+        self.pipeline = pipeline
+        self.ledger = ledger
+        self.owner = owner
+        self.clock = clock
+        self.metrics = metrics
+        self.log = log
+
+    @activity.defn(name=ACTIVITY_NAME)
+    def run_dispatch_task(self, request: TaskRequest) -> TaskResult:
+        """Take the issue through the pipeline once; raise to let Temporal retry a transient failure."""
+        attempt = activity.info().attempt
+        job = Job(key=TaskKey(request.dispatch_repo, request.issue_number), attempt=attempt, owner=self.owner,
+                  lease_expires_at=lease_expiry(self.clock(), request.heartbeat_timeout_s),
+                  task_id=request.task_id, failures=attempt - 1)
+        self.metrics.job_started()
+        try:
+            with self.ledger.bind(job) as slot:
+                outcome = self.pipeline.run(job)
+        finally:
+            self.metrics.job_finished()
+        self.metrics.job_done(outcome.status, 0.0, outcome.stage_seconds)
+        if outcome.status == "lost" or slot.status == "queued":
+            raise ApplicationError(f"Attempt {attempt} stopped before finishing: {outcome.error or 'released'}.",
+                                   type="LeaseLost")
+        if slot.status == "failed":
+            delay = max(0.0, ((slot.retry_at or self.clock()) - self.clock()).total_seconds())
+            raise ApplicationError(slot.error or "The attempt failed; it will be retried.", type=RETRYING,
+                                   next_retry_delay=timedelta(seconds=delay))
+        return TaskResult(status=slot.status or "succeeded", pr_url=slot.pr_url or outcome.pr_url,
+                          error=slot.error, attempt=attempt, owner=self.owner,
+                          stage_seconds=dict(slot.stage_seconds), outcome=outcome.status)
+

@@ -1,0 +1,300 @@
+"""Find work and hand it to Temporal: poll the dispatch repository, start workflows, host workers.
+
+:class:`TemporalRunner` has the public surface of :class:`runner.intake.Runner`
+(``poll``, ``run_once``, ``process_issue``, ``serve``), so the CLI and the
+tests drive either one the same way. The differences are Temporal's:
+
+- submitting a task is starting its workflow under a deterministic id; a
+  second start while one runs is rejected by Temporal and counted as a no-op;
+- a closed workflow is run again only when its issue is eligible again and the
+  run closed *before* the listing that saw it (so a stale listing never re-runs
+  a task that just finished; a person removing the result label does);
+- workers take activities from the task queue; a killed worker's activity
+  times out on its heartbeat and another worker retries it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+import time
+from collections.abc import AsyncIterator, Callable
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import asynccontextmanager
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from temporalio.client import Client, TLSConfig, WorkflowExecutionStatus, WorkflowHandle
+from temporalio.common import WorkflowIDReusePolicy
+from temporalio.exceptions import WorkflowAlreadyStartedError
+from temporalio.service import RPCError, RPCStatusCode
+from temporalio.worker import Worker
+
+from runner import policy
+from runner.config import Settings
+from runner.errors import LedgerUnavailable, RunnerError
+from runner.forge.base import Forge
+from runner.health import Metrics
+from runner.ledger.base import Status, TaskKey, TaskRecord
+from runner.pipeline import Outcome
+from runner.task import task_id_of
+from runner.temporal.activities import TaskActivities
+from runner.temporal.types import WORKFLOW_TYPE, TaskRequest, TaskResult, workflow_id
+from runner.temporal.workflow import DispatchTaskWorkflow
+
+#: Extra time an activity may take beyond generation and validation (clone, push, GitHub).
+ACTIVITY_SLACK_S = 600.0
+_CLOSED_STATUS: dict[WorkflowExecutionStatus, Status] = {
+    WorkflowExecutionStatus.FAILED: "dead",
+    WorkflowExecutionStatus.TERMINATED: "dead",
+    WorkflowExecutionStatus.TIMED_OUT: "dead",
+    WorkflowExecutionStatus.CANCELED: "dead",
+}
+
+
+async def connect(settings: Settings) -> Client:
+    """Connect to TEMPORAL_ADDRESS, or raise LedgerUnavailable naming the setting."""
+    tls: TLSConfig | bool = False
+    if settings.temporal_tls or settings.temporal_api_key is not None:
+        tls = TLSConfig(
+            client_cert=_read(settings.temporal_tls_client_cert_file),
+            client_private_key=_read(settings.temporal_tls_client_key_file),
+            server_root_ca_cert=_read(settings.temporal_tls_server_ca_file),
+        )
+    api_key = settings.temporal_api_key.get_secret_value() if settings.temporal_api_key else None
+    try:
+        return await Client.connect(settings.temporal_address, namespace=settings.temporal_namespace,
+                                    tls=tls, api_key=api_key)
+    except (RuntimeError, RPCError) as exc:
+        raise LedgerUnavailable(
+            f"Could not reach Temporal at `{settings.temporal_address}` (TEMPORAL_ADDRESS), namespace "
+            f"`{settings.temporal_namespace}` (TEMPORAL_NAMESPACE): {exc}. Start the server, or fix the "
+            "setting; for Temporal Cloud also set TEMPORAL_API_KEY or the TEMPORAL_TLS_* files."
+        ) from None
+
+
+class TemporalRunner:
+    """The poll loop and the worker of one process, with EXECUTOR=temporal."""
+
+    def __init__(self, *, settings: Settings, forge: Forge, activities: TaskActivities,
+                 clock: Callable[[], datetime], owner: str, log: Any, metrics: Metrics) -> None:
+        self.settings = settings
+        self.forge = forge
+        self.activities = activities
+        self.clock = clock
+        self.owner = owner
+        self.log = log
+        self.metrics = metrics
+        self.repo = settings.require_dispatch_repo()
+        self.labels = policy.Labels(settings.trigger_label, settings.processed_label, settings.failed_label)
+
+    # -- the surface shared with intake.Runner ------------------------------------
+
+    def poll(self) -> int:
+        """Start a workflow for every eligible issue; return how many were started."""
+        async def go() -> int:
+            client = await connect(self.settings)
+            return sum(started for _, started in await self._poll(client))
+        return asyncio.run(go())
+
+    def run_once(self) -> list[Outcome]:
+        """Start workflows for what the poll finds, host a worker until they have all finished."""
+        async def go() -> list[Outcome]:
+            client = await connect(self.settings)
+            found = await self._poll(client)
+            async with self._worker(client):
+                results = [await self._result(handle) for handle, _ in found]
+            return [_outcome(r) for r in results]
+        return asyncio.run(go())
+
+    def process_issue(self, number: int) -> Outcome | None:
+        """Run exactly one issue now (a new run if it had finished); None while another run holds it."""
+        async def go() -> Outcome | None:
+            client = await connect(self.settings)
+            issue = await asyncio.to_thread(self.forge.get_issue, self.repo, number)
+            handle, started = await self._submit(client, number, task_id_of(issue.body), listed_at=None)
+            if not started:
+                return None
+            async with self._worker(client):
+                return _outcome(await self._result(handle))
+        return asyncio.run(go())
+
+    def serve(self, stop: threading.Event, *, poll: bool = True) -> None:
+        """Host a worker (and, with ``poll``, poll every POLL_INTERVAL_SECONDS) until ``stop`` is set."""
+        async def go() -> None:
+            client = await connect(self.settings)
+            async with self._worker(client):
+                next_poll = 0.0
+                while not stop.is_set():
+                    self.metrics.loop_tick()
+                    if poll and time.monotonic() >= next_poll:
+                        next_poll = time.monotonic() + self.settings.poll_interval_seconds
+                        try:
+                            await self._poll(client)
+                        except RunnerError as exc:
+                            self.metrics.poll_failed()
+                            self.log.warning("poll failed; will try again", error=str(exc))
+                    await asyncio.to_thread(stop.wait, 1.0)
+        asyncio.run(go())
+
+    def active_count(self) -> int:
+        return int(self.metrics.in_flight._value.get())
+
+    # -- status and retry (visibility) --------------------------------------------
+
+    def records(self, *, limit: int = 100) -> list[TaskRecord]:
+        """Every task of this dispatch repository that Temporal knows, newest first."""
+        async def go() -> list[TaskRecord]:
+            client = await connect(self.settings)
+            prefix = workflow_id(self.repo, 0).rsplit("#", 1)[0] + "#"
+            query = f'WorkflowType = "{WORKFLOW_TYPE}" AND WorkflowId STARTS_WITH "{prefix}"'
+            seen: dict[str, TaskRecord] = {}
+            async for execution in client.list_workflows(query, limit=limit * 4):
+                if execution.id in seen:
+                    continue  # older runs of the same task: the newest comes first
+                seen[execution.id] = _record(execution.id, execution.status, execution.start_time,
+                                             execution.close_time, await execution.memo(), self.repo)
+                if len(seen) >= limit:
+                    break
+            return list(seen.values())
+        return asyncio.run(go())
+
+    def retry(self, number: int) -> str:
+        """Clear the result label and start a new run, as a person removing the label would."""
+        async def go() -> str:
+            client = await connect(self.settings)
+            handle = client.get_workflow_handle(workflow_id(self.repo, number))
+            status = await _status(handle)
+            if status == WorkflowExecutionStatus.RUNNING:
+                return f"issue #{number} is running now; nothing to do"
+            for label in (self.labels.failed, self.labels.processed):
+                await asyncio.to_thread(self.forge.remove_label, self.repo, number, label)
+            issue = await asyncio.to_thread(self.forge.get_issue, self.repo, number)
+            if not policy.should_process(issue, self.labels)[0]:
+                return (f"issue #{number} is not labeled `{self.labels.trigger}`; it runs once it is")
+            _, started = await self._submit(client, number, task_id_of(issue.body), listed_at=None)
+            return f"issue #{number} re-queued as a new workflow run" if started else \
+                f"issue #{number} is running now; nothing to do"
+        return asyncio.run(go())
+
+    # -- helpers -------------------------------------------------------------------
+
+    async def _poll(self, client: Client) -> list[tuple[WorkflowHandle[Any, TaskResult], bool]]:
+        started = time.monotonic()
+        listed_at = self.clock()
+        issues = await asyncio.to_thread(self.forge.list_dispatch_issues, self.repo, self.labels.trigger)
+        found = []
+        for issue in issues:
+            if not policy.should_process(issue, self.labels)[0]:
+                continue
+            handle, was_started = await self._submit(client, issue.number, task_id_of(issue.body),
+                                                     listed_at=listed_at)
+            if handle is not None:
+                found.append((handle, was_started))
+        self.metrics.poll_done(time.monotonic() - started, len(issues))
+        return found  # type: ignore[return-value]
+
+    async def _submit(self, client: Client, number: int, task_id: str | None, *,
+                      listed_at: datetime | None) -> tuple[Any, bool]:
+        """Start the issue's workflow; (handle, False) when one already runs, (None, False) when stale."""
+        wid = workflow_id(self.repo, number)
+        handle = client.get_workflow_handle(wid, result_type=TaskResult)
+        try:
+            description = await handle.describe()
+        except RPCError as exc:
+            if exc.status != RPCStatusCode.NOT_FOUND:
+                raise LedgerUnavailable(f"Temporal could not describe workflow `{wid}`: {exc}") from None
+            description = None
+        if description is not None:
+            if description.status == WorkflowExecutionStatus.RUNNING:
+                self.metrics.submitted("duplicate")
+                return handle, False
+            closed = description.close_time
+            if listed_at is not None and closed is not None and closed >= listed_at:
+                self.metrics.submitted("stale")
+                return None, False
+        try:
+            handle = await client.start_workflow(
+                DispatchTaskWorkflow.run, self._request(number, task_id), id=wid,
+                task_queue=self.settings.temporal_task_queue,
+                id_reuse_policy=WorkflowIDReusePolicy.ALLOW_DUPLICATE,
+                memo={"status": "queued", "task_id": task_id, "dispatch_repo": self.repo, "issue": number},
+            )
+        except WorkflowAlreadyStartedError:
+            # Another replica (or a webhook) started it between our look and our start.
+            self.metrics.submitted("duplicate")
+            return client.get_workflow_handle(wid, result_type=TaskResult), False
+        self.metrics.submitted("started")
+        self.log.info("task queued" if description is None else "re-run requested", issue=number,
+                      workflow_id=wid)
+        return handle, True
+
+    def _request(self, number: int, task_id: str | None) -> TaskRequest:
+        s = self.settings
+        return TaskRequest(
+            dispatch_repo=self.repo, issue_number=number, task_id=task_id, max_attempts=s.max_attempts,
+            heartbeat_timeout_s=s.lease_seconds,
+            start_to_close_s=s.generator_timeout_seconds
+            + s.validation_timeout_seconds * (s.validation_rounds + 1) + ACTIVITY_SLACK_S,
+            retry_base_s=s.retry_base_seconds, retry_max_s=s.retry_max_seconds,
+        )
+
+    async def _result(self, handle: WorkflowHandle[Any, TaskResult]) -> TaskResult:
+        try:
+            return await handle.result()
+        except Exception as exc:  # noqa: BLE001 - a workflow that failed, was terminated or timed out
+            return TaskResult(status="dead", error=f"The workflow ended without a result: {exc}")
+
+    @asynccontextmanager
+    async def _worker(self, client: Client) -> AsyncIterator[Worker]:
+        """Host the workflow and the pipeline activity until the block ends, then drain."""
+        s = self.settings
+        with ThreadPoolExecutor(max_workers=s.workers, thread_name_prefix="activity") as pool:
+            worker = Worker(client, task_queue=s.temporal_task_queue, workflows=[DispatchTaskWorkflow],
+                            activities=[self.activities.run_dispatch_task], activity_executor=pool,
+                            max_concurrent_activities=s.workers,
+                            graceful_shutdown_timeout=timedelta(seconds=s.shutdown_grace_seconds))
+            task = asyncio.create_task(worker.run())
+            try:
+                yield worker
+            finally:
+                await worker.shutdown()
+                await asyncio.gather(task, return_exceptions=True)
+
+
+def _outcome(result: TaskResult) -> Outcome:
+    status = result.outcome or ("succeeded" if result.status == "succeeded" else "failed")
+    return Outcome(status, pr_url=result.pr_url, error=result.error,  # type: ignore[arg-type]
+                   stage_seconds=dict(result.stage_seconds))
+
+
+async def _status(handle: WorkflowHandle[Any, Any]) -> WorkflowExecutionStatus | None:
+    try:
+        return (await handle.describe()).status
+    except RPCError as exc:
+        if exc.status == RPCStatusCode.NOT_FOUND:
+            return None
+        raise LedgerUnavailable(f"Temporal could not describe workflow `{handle.id}`: {exc}") from None
+
+
+def _record(wid: str, status: WorkflowExecutionStatus | None, started: datetime, closed: datetime | None,
+            memo: dict[str, Any], repo: str) -> TaskRecord:
+    """One workflow as a ledger row, so `status` prints Temporal's view in the same table."""
+    if status == WorkflowExecutionStatus.RUNNING:
+        state: Status = "running"
+    elif status == WorkflowExecutionStatus.COMPLETED:
+        state = "succeeded" if memo.get("status") == "succeeded" else "dead"
+    else:
+        state = _CLOSED_STATUS.get(status, "dead") if status is not None else "queued"
+    number = int(memo.get("issue") or wid.rsplit("#", 1)[1].split("-")[0])
+    return TaskRecord(
+        key=TaskKey(str(memo.get("dispatch_repo") or repo), number), task_id=memo.get("task_id"),
+        body_hash=None, status=state, attempt=int(memo.get("attempt") or 0),
+        lease_owner=memo.get("owner"), lease_expires_at=None, next_attempt_at=None,
+        pr_url=memo.get("pr_url"), last_error=memo.get("error"),
+        created_at=started.astimezone(UTC), updated_at=(closed or started).astimezone(UTC),
+    )
+
+
+def _read(path: Any) -> bytes | None:
+    return path.read_bytes() if path is not None else None

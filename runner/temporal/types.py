@@ -1,0 +1,56 @@
+"""The values that travel through Temporal, and the naming rules; pure, so workflows can import them."""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from dataclasses import dataclass, field
+
+#: The workflow type and the activity name, fixed so that old histories keep replaying.
+WORKFLOW_TYPE = "DispatchTask"
+ACTIVITY_NAME = "run_dispatch_task"
+#: Error types Temporal must not retry: the pipeline reports them and returns normally,
+#: so these only appear when the activity could not even start the pipeline.
+NON_RETRYABLE = ("ConfigError", "TaskSpecError", "PolicyRefused", "PermissionDenied", "NotFound")
+
+_UNSAFE = re.compile(r"[^A-Za-z0-9._/-]")
+
+
+def workflow_id(dispatch_repo: str, issue_number: int) -> str:
+    """The deterministic workflow id of a dispatch issue: a second start of it is rejected.
+
+    Repository names are case-insensitive on GitHub, so the id is lower-cased;
+    a short hash of the exact name keeps it unique should the cleaning ever merge two.
+    """
+    repo = dispatch_repo.strip().lower()
+    digest = hashlib.sha256(repo.encode()).hexdigest()[:8]
+    return f"agent-runner/{_UNSAFE.sub('_', repo)}#{issue_number}-{digest}"
+
+
+@dataclass(frozen=True)
+class TaskRequest:
+    """What a workflow is started with: the issue, and the timeouts and retries mapped from settings."""
+
+    dispatch_repo: str
+    issue_number: int
+    task_id: str | None
+    max_attempts: int
+    heartbeat_timeout_s: float
+    start_to_close_s: float
+    retry_base_s: float
+    retry_max_s: float
+    non_retryable: tuple[str, ...] = NON_RETRYABLE
+
+
+@dataclass(frozen=True)
+class TaskResult:
+    """How the task ended, as the workflow returns it and `status` shows it."""
+
+    status: str
+    pr_url: str | None = None
+    error: str | None = None
+    attempt: int = 0
+    owner: str | None = None
+    stage_seconds: dict[str, float] = field(default_factory=dict)
+    #: The pipeline's own word for the last attempt: succeeded, failed or skipped.
+    outcome: str | None = None
