@@ -58,6 +58,11 @@ def build_parser() -> argparse.ArgumentParser:
                    "recorded once by X-GitHub-Delivery and answered within milliseconds; the poll "
                    "keeps running every WEBHOOK_POLL_INTERVAL_SECONDS. `run` does the same whenever "
                    "WEBHOOK_SECRET is set.")
+    sub.add_parser("worker", help="host a Temporal worker only (EXECUTOR=temporal): no polling",
+                   description="Take dispatch tasks from TEMPORAL_TASK_QUEUE and run them, WORKERS at a "
+                   "time, until SIGTERM or SIGINT. Another process (`agent-runner run`, or webhooks) starts "
+                   "the workflows. Needs EXECUTOR=temporal and TEMPORAL_ADDRESS. Serves /healthz, /readyz "
+                   "and /metrics on HEALTH_PORT.")
     sub.add_parser("once", help="one pass: queue eligible issues, process what is due, exit",
                    description="Poll once, run every job that is due, print a summary and exit 0. "
                    "Useful from cron or CI.")
@@ -149,11 +154,15 @@ def _dispatch(args: argparse.Namespace) -> int:
     if command == "serve" and not settings.webhooks_enabled:
         raise ConfigError("`serve` needs WEBHOOK_SECRET: the secret configured on the GitHub App's (or the "
                           "repository's) webhook. Without webhooks, use `run`.")
-    stop = _stop_on_signals() if command in {"run", "serve"} else threading.Event()
+    if command == "worker" and settings.executor != "temporal":
+        raise ConfigError("`agent-runner worker` hosts a Temporal worker: set EXECUTOR=temporal and "
+                          "TEMPORAL_ADDRESS. With the SQLite or PostgreSQL ledger, `agent-runner run` is "
+                          "both the poller and the worker.")
+    stop = _stop_on_signals() if command in {"run", "serve", "worker"} else threading.Event()
     app = build_app(settings)
     try:
-        if command in {"run", "serve"}:
-            return _serve(app, stop)
+        if command in {"run", "serve", "worker"}:
+            return _serve(app, stop, poll=command != "worker")
         if command == "once":
             outcomes = app.runner.run_once()
             counts: dict[str, int] = {}
@@ -189,7 +198,7 @@ def _stop_on_signals() -> threading.Event:
     return stop
 
 
-def _serve(app: Any, stop: threading.Event) -> int:
+def _serve(app: Any, stop: threading.Event, *, poll: bool = True) -> int:
     from runner.health import HealthServer
 
     log = get_logger()
@@ -204,9 +213,12 @@ def _serve(app: Any, stop: threading.Event) -> int:
     log.info("runner started", dispatch=settings.dispatch_repo, workers=settings.workers,
              generators=",".join(settings.generators), health_port=health.port, owner=app.runner.owner,
              auth=settings.auth_mode, webhook_port=webhooks.port if webhooks else None,
-             poll_interval=settings.effective_poll_interval)
+             poll_interval=settings.effective_poll_interval, executor=settings.executor, polling=poll)
     try:
-        app.runner.serve(stop)
+        if poll:
+            app.runner.serve(stop)
+        else:
+            app.runner.serve(stop, poll=False)
     finally:
         if webhooks is not None:
             webhooks.stop()
@@ -245,6 +257,8 @@ def _ledger_command(settings: Settings, args: argparse.Namespace) -> int:
     from runner.ledger import open_ledger
     from runner.ledger.status import format_status_table, records_to_json
 
+    if settings.executor == "temporal":
+        return _temporal_command(settings, args)
     ledger = open_ledger(settings.ledger_location)
     try:
         if args.command == "retry":
@@ -257,6 +271,27 @@ def _ledger_command(settings: Settings, args: argparse.Namespace) -> int:
         return 0
     finally:
         ledger.close()
+
+
+def _temporal_command(settings: Settings, args: argparse.Namespace) -> int:
+    """`status` through Temporal's visibility API, `retry` as a new workflow run."""
+    from runner.app import forge_from_settings, utc_now
+    from runner.health import Metrics
+    from runner.ledger.status import format_status_table, records_to_json
+    from runner.temporal.executor import TemporalRunner
+
+    forge = forge_from_settings(settings)
+    runner = TemporalRunner(settings=settings, forge=forge, activities=None, clock=utc_now, owner="cli",
+                            log=get_logger(), metrics=Metrics())
+    if args.command == "retry":
+        print(f"agent-runner: {runner.retry(args.issue)}")
+        return 0
+    records = runner.records(limit=args.limit)
+    if args.json:
+        print(json.dumps(records_to_json(records), indent=2))
+    else:
+        print(format_status_table(records, utc_now()))
+    return 0
 
 
 def _retry(settings: Settings, ledger: Any, number: int) -> int:

@@ -18,7 +18,7 @@ from __future__ import annotations
 import asyncio
 import threading
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import asynccontextmanager
 from datetime import UTC, datetime, timedelta
@@ -76,7 +76,7 @@ async def connect(settings: Settings) -> Client:
 class TemporalRunner:
     """The poll loop and the worker of one process, with EXECUTOR=temporal."""
 
-    def __init__(self, *, settings: Settings, forge: Forge, activities: TaskActivities,
+    def __init__(self, *, settings: Settings, forge: Forge, activities: TaskActivities | None,
                  clock: Callable[[], datetime], owner: str, log: Any, metrics: Metrics) -> None:
         self.settings = settings
         self.forge = forge
@@ -249,6 +249,8 @@ class TemporalRunner:
     async def _worker(self, client: Client) -> AsyncIterator[Worker]:
         """Host the workflow and the pipeline activity until the block ends, then drain."""
         s = self.settings
+        if self.activities is None:
+            raise AssertionError("this TemporalRunner was built without activities; it cannot host a worker")
         with ThreadPoolExecutor(max_workers=s.workers, thread_name_prefix="activity") as pool:
             worker = Worker(client, task_queue=s.temporal_task_queue, workflows=[DispatchTaskWorkflow],
                             activities=[self.activities.run_dispatch_task], activity_executor=pool,
@@ -278,7 +280,7 @@ async def _status(handle: WorkflowHandle[Any, Any]) -> WorkflowExecutionStatus |
 
 
 def _record(wid: str, status: WorkflowExecutionStatus | None, started: datetime, closed: datetime | None,
-            memo: dict[str, Any], repo: str) -> TaskRecord:
+            memo: Mapping[str, Any], repo: str) -> TaskRecord:
     """One workflow as a ledger row, so `status` prints Temporal's view in the same table."""
     if status == WorkflowExecutionStatus.RUNNING:
         state: Status = "running"
