@@ -130,6 +130,12 @@ class Settings(BaseSettings):
         mode="before",
     )(_split_csv)
 
+    @field_validator("temporal_tls_client_cert_file", "temporal_tls_client_key_file",
+                     "temporal_tls_server_ca_file", "temporal_api_key", mode="before")
+    @classmethod
+    def _empty_is_unset(cls, value: Any) -> Any:
+        return None if isinstance(value, str) and not value.strip() else value
+
     @field_validator("dispatch_repo")
     @classmethod
     def _check_dispatch_repo(cls, value: str | None) -> str | None:
@@ -187,6 +193,9 @@ class Settings(BaseSettings):
         if self.webhook_secret is not None and len(self.webhook_secret.get_secret_value()) < 16:
             raise ValueError("WEBHOOK_SECRET must be at least 16 characters; generate one with "
                              "`python -c 'import secrets; print(secrets.token_hex(32))'`")
+        if bool(self.temporal_tls_client_cert_file) != bool(self.temporal_tls_client_key_file):
+            raise ValueError("TEMPORAL_TLS_CLIENT_CERT_FILE and TEMPORAL_TLS_CLIENT_KEY_FILE go together "
+                             "(mTLS needs both); set both or neither")
         return self
 
     @property

@@ -55,7 +55,7 @@ _CLOSED_STATUS: dict[WorkflowExecutionStatus, Status] = {
 async def connect(settings: Settings) -> Client:
     """Connect to TEMPORAL_ADDRESS, or raise LedgerUnavailable naming the setting."""
     tls: TLSConfig | bool = False
-    if settings.temporal_tls or settings.temporal_api_key is not None:
+    if settings.temporal_tls or settings.temporal_api_key is not None or settings.temporal_tls_client_cert_file:
         tls = TLSConfig(
             client_cert=_read(settings.temporal_tls_client_cert_file),
             client_private_key=_read(settings.temporal_tls_client_key_file),
