@@ -29,12 +29,14 @@ from temporalio.exceptions import ApplicationError
 
 from runner.errors import LeaseLost
 from runner.health import Metrics
-from runner.ledger.base import Job, TaskKey, lease_expiry
+from runner.ledger.base import DeliveryRecord, Job, TaskKey, lease_expiry
 from runner.pipeline import Pipeline
 from runner.temporal.types import ACTIVITY_NAME, TaskRequest, TaskResult
 
 #: The error type of an attempt that failed transiently; Temporal retries it.
 RETRYING = "TaskRetrying"
+#: How many webhook delivery ids one process remembers.
+DELIVERY_MEMORY = 10_000
 
 
 @dataclass
@@ -55,6 +57,7 @@ class ActivityLedger:
 
     def __init__(self) -> None:
         self._slots: dict[tuple[TaskKey, int], _Slot] = {}
+        self._deliveries: dict[str, None] = {}
         self._lock = threading.Lock()
 
     @contextmanager
@@ -101,6 +104,20 @@ class ActivityLedger:
 
     def release(self, job: Job, *, now: datetime) -> None:
         self._slot(job).status = "queued"
+
+    def record_delivery(self, delivery: DeliveryRecord) -> bool:
+        """Webhook deliveries under Temporal: remembered per process, deduplicated for good by workflow id.
+
+        A redelivery that reaches another replica, or this one after a restart,
+        offers an issue whose workflow runs already (Temporal rejects the start)
+        or closed after the issue last changed (the runner skips it)."""
+        with self._lock:
+            if delivery.delivery_id in self._deliveries:
+                return False
+            self._deliveries[delivery.delivery_id] = None
+            while len(self._deliveries) > DELIVERY_MEMORY:
+                self._deliveries.pop(next(iter(self._deliveries)))
+        return True
 
     def close(self) -> None:
         """Nothing to close: Temporal holds the durable state."""

@@ -7,8 +7,9 @@ tests drive either one the same way. The differences are Temporal's:
 - submitting a task is starting its workflow under a deterministic id; a
   second start while one runs is rejected by Temporal and counted as a no-op;
 - a closed workflow is run again only when its issue is eligible again and the
-  run closed *before* the listing that saw it (so a stale listing never re-runs
-  a task that just finished; a person removing the result label does);
+  issue changed (``updated_at``) after the run closed: a stale listing or an old
+  webhook redelivery never re-runs a task that just finished; a person removing
+  the result label does;
 - workers take activities from the task queue; a killed worker's activity
   times out on its heartbeat and another worker retries it.
 """
@@ -33,7 +34,7 @@ from temporalio.worker import Worker
 from runner import policy
 from runner.config import Settings
 from runner.errors import LedgerUnavailable, RunnerError
-from runner.forge.base import Forge
+from runner.forge.base import Forge, Issue
 from runner.health import Metrics
 from runner.ledger.base import Status, TaskKey, TaskRecord
 from runner.pipeline import Outcome
@@ -137,6 +138,18 @@ class TemporalRunner:
                     await asyncio.to_thread(stop.wait, 1.0)
         asyncio.run(go())
 
+    def offer(self, issue: Issue) -> int:
+        """The intake a webhook feeds: start the issue's workflow when it is work (see :meth:`_submit`)."""
+        if not policy.should_process(issue, self.labels)[0]:
+            return 0
+
+        async def go() -> int:
+            client = await connect(self.settings)
+            _, started = await self._submit(client, issue.number, task_id_of(issue.body),
+                                            listed_at=_seen_at(issue, self.clock()))
+            return int(started)
+        return asyncio.run(go())
+
     def active_count(self) -> int:
         return int(self.metrics.in_flight._value.get())
 
@@ -188,7 +201,7 @@ class TemporalRunner:
             if not policy.should_process(issue, self.labels)[0]:
                 continue
             handle, was_started = await self._submit(client, issue.number, task_id_of(issue.body),
-                                                     listed_at=listed_at)
+                                                     listed_at=_seen_at(issue, listed_at))
             if handle is not None:
                 found.append((handle, was_started))
         self.metrics.poll_done(time.monotonic() - started, len(issues))
@@ -296,6 +309,18 @@ def _record(wid: str, status: WorkflowExecutionStatus | None, started: datetime,
         pr_url=memo.get("pr_url"), last_error=memo.get("error"),
         created_at=started.astimezone(UTC), updated_at=(closed or started).astimezone(UTC),
     )
+
+
+def _seen_at(issue: Issue, fallback: datetime) -> datetime:
+    """When this snapshot of the issue was true: its ``updated_at`` (a label change updates it).
+
+    A run that closed after that saw everything the snapshot shows, so the
+    snapshot asks for nothing new; a person removing the result label later
+    moves ``updated_at`` past the close, which is a re-run request."""
+    try:
+        return datetime.fromisoformat(issue.updated_at.replace("Z", "+00:00"))
+    except (AttributeError, ValueError):
+        return fallback
 
 
 def _read(path: Any) -> bytes | None:

@@ -154,3 +154,39 @@ def test_chaos_with_killed_workers_still_gives_one_of_everything(world: World, t
     pulls = {p["html_url"] for p in world.pulls()}
     assert sorted(r["issue"] for r in rows) == sorted(f"{DISPATCH}#{n}" for n in issues)
     assert all(r["status"] == "succeeded" and r["pr_url"] in pulls for r in rows), rows
+
+
+def test_webhooks_and_polling_start_one_workflow(tmp_path: Path, temporal: str) -> None:
+    """EXECUTOR=temporal takes webhooks too: a delivery, its redelivery and the poll make one run."""
+    import threading
+
+    from runner.testing import GitHubEmulator
+    from runner.webhooks import serve_webhooks
+    from tests.app_world import WEBHOOK_SECRET, make_app_world
+
+    with GitHubEmulator(tmp_path / "github") as emu:
+        aw = make_app_world(emu, tmp_path)
+        app = aw.world.app(**aw.settings(webhook_secret=WEBHOOK_SECRET, webhook_poll_interval_seconds=0.5,
+                                         executor="temporal", temporal_address=temporal))
+        server = serve_webhooks(app, port=0)
+        emu.set_webhook(aw.app.id, server.url(), WEBHOOK_SECRET)
+        stop = threading.Event()
+        thread = threading.Thread(target=app.runner.serve, args=(stop,), daemon=True)
+        thread.start()
+        try:
+            number = aw.world.file_issue(dispatch_body("hooked-temporal-1"))
+            labeled = [d for d in emu.wait_for_deliveries() if d.event == "issues" and d.action == "labeled"]
+            assert labeled and labeled[-1].status_code == 202
+            emu.redeliver(labeled[-1].id)
+            assert chaos.wait_until(lambda: [r.status for r in app.runner.records()] == ["succeeded"],
+                                    time.monotonic() + 60, 0.3)
+            emu.redeliver(labeled[-1].id)  # an old delivery after the run: changes nothing
+            emu.wait_for_deliveries()
+            time.sleep(1.5)  # a few safety-net polls
+        finally:
+            stop.set()
+            thread.join(30)
+            server.stop()
+        assert_one_of_everything(aw.world, number, "hooked-temporal-1")
+        runs = app.metrics.registry.get_sample_value("agent_runner_task_submissions_total", {"result": "started"})
+        assert runs == 1
