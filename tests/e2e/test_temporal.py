@@ -146,6 +146,11 @@ def test_chaos_with_killed_workers_still_gives_one_of_everything(world: World, t
                 kills += 1
         world.emu.clear_faults()
         assert all("processed" in world.labels(n) for n in issues), fleet.log_tails()
+        # The last workflow tasks (recording each result) run on the live workers; then stop them.
+        observer = world.app(executor="temporal", temporal_address=temporal).runner
+        closed = chaos.wait_until(lambda: all(r.status != "running" for r in observer.records(limit=50)),
+                                  time.monotonic() + 60, 0.5)
+        assert closed, [(r.key.issue_number, r.status) for r in observer.records(limit=50)]
         codes = fleet.stop()
     assert all(code == 0 for code in codes), (codes, fleet.log_tails())
     for number, task_id in issues.items():
@@ -153,7 +158,7 @@ def test_chaos_with_killed_workers_still_gives_one_of_everything(world: World, t
     rows = json.loads(world.cli("status", "--json", "--limit", "50", env=env).stdout)
     pulls = {p["html_url"] for p in world.pulls()}
     assert sorted(r["issue"] for r in rows) == sorted(f"{DISPATCH}#{n}" for n in issues)
-    assert all(r["status"] == "succeeded" and r["pr_url"] in pulls for r in rows), rows
+    assert [(r["issue"], r["status"]) for r in rows if r["status"] != "succeeded" or r["pr_url"] not in pulls] == []
 
 
 def test_webhooks_and_polling_start_one_workflow(tmp_path: Path, temporal: str) -> None:
