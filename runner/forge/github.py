@@ -365,7 +365,8 @@ def _pull_value(pull: GhPull) -> PullRequest:
         number=pull.number,
         html_url=pull.html_url,
         state=pull.state,
-        merged=bool(pull.merged),
+        # A listed pull (pull-request-simple) has no `merged`; reading it would cost a GET each.
+        merged=pull.merged_at is not None,
         head=pull.head.ref,
         base=pull.base.ref,
         title=pull.title or "",

@@ -12,7 +12,7 @@ API = "http://127.0.0.1:9"
 ISSUE = {"number": 1, "title": "t", "body": "b", "labels": [{"name": "copilot-agent"}], "state": "open",
          "user": {"login": "octocat"}, "updated_at": "2026-01-01T00:00:00Z", "html_url": f"{API}/o/r/issues/1",
          "url": f"{API}/repos/o/r/issues/1"}
-PULL = {"number": 2, "html_url": f"{API}/o/r/pull/2", "state": "open", "merged": False, "title": "t", "body": "b",
+PULL = {"number": 2, "html_url": f"{API}/o/r/pull/2", "state": "open", "merged": False, "merged_at": None, "title": "t", "body": "b",
         "draft": False, "head": {"ref": "agent-task-x", "sha": "1" * 40}, "base": {"ref": "main", "sha": "2" * 40},
         "url": f"{API}/repos/o/r/pulls/2"}
 

@@ -43,7 +43,7 @@ def list_pulls(app: App, req: Request) -> Response:
     sort = req.arg("sort") or "created"
     pulls.sort(key=lambda i: (i.updated_at if sort == "updated" else i.created_at, i.number),
                reverse=req.arg("direction", "desc") != "asc")
-    return paginate(app, req, pulls, lambda issue: app.backend.pull_json(repo, issue))
+    return paginate(app, req, pulls, lambda issue: app.backend.pull_json(repo, issue, full=False))
 
 
 @router.route("POST", "/repos/{owner}/{repo}/pulls")

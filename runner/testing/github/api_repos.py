@@ -25,7 +25,12 @@ def get_rate_limit(app: App, req: Request) -> Response:
     core = app.limiter.headers(req.user)
     bucket = {"limit": int(core["X-RateLimit-Limit"]), "remaining": int(core["X-RateLimit-Remaining"]),
               "reset": int(core["X-RateLimit-Reset"]), "used": int(core["X-RateLimit-Used"])}
-    return Response(200, {"resources": {"core": bucket}, "rate": bucket})
+    # Only the core bucket is enforced; the others are reported as untouched, like an idle account.
+    reset = int(core["X-RateLimit-Reset"])
+    others = {name: {"limit": limit, "remaining": limit, "reset": reset, "used": 0}
+              for name, limit in (("search", 30), ("graphql", 5000), ("code_search", 10),
+                                  ("integration_manifest", 5000))}
+    return Response(200, {"resources": {"core": bucket, **others}, "rate": bucket})
 
 
 @router.route("POST", "/user/repos")
@@ -41,14 +46,16 @@ def create_repo(app: App, req: Request) -> Response:
         description=body_field(data, "description", str, resource="Repository"),
         files={"README.md": f"# {name}\n"} if data.get("auto_init") else None,
     )
-    return Response(201, app.backend.renderer().repo(repo, permission="admin"))
+    return Response(201, app.backend.renderer().full_repo(repo, permission="admin"))
 
 
 @router.route("GET", "/repos/{owner}/{repo}")
 def get_repo(app: App, req: Request) -> Response:
     repo = app.repo(req)
-    role = app.backend.store.permission(repo.full_name, req.user)
-    return Response(200, app.backend.renderer().repo(repo, permission=role))
+    store = app.backend.store
+    role = store.permission(repo.full_name, req.user)
+    open_issues = sum(issue.state == "open" for issue in store.issues(repo.full_name))
+    return Response(200, app.backend.renderer().full_repo(repo, permission=role, open_issues=open_issues))
 
 
 @router.route("GET", "/repos/{owner}/{repo}/collaborators/{user}/permission")
@@ -107,9 +114,8 @@ def create_repo_label(app: App, req: Request) -> Response:
 def list_branches(app: App, req: Request) -> Response:
     repo = app.repo(req)
     branches = sorted(app.backend.git(repo).branches().items())
-    api = f"{app.base_url}/repos/{repo.full_name}/commits"
-    return paginate(app, req, branches, lambda b: {
-        "name": b[0], "commit": {"sha": b[1], "url": f"{api}/{b[1]}"}, "protected": False})
+    renderer = app.backend.renderer()
+    return paginate(app, req, branches, lambda b: renderer.short_branch(repo, *b))
 
 
 @router.route("GET", "/repos/{owner}/{repo}/branches/{branch:path}")
@@ -128,7 +134,8 @@ def get_commit(app: App, req: Request) -> Response:
     git = app.backend.git(repo)
     sha = git.rev_parse(req.params["ref"])
     if sha is None:
-        raise NotFound("No commit found for SHA: " + req.params["ref"])
+        # GitHub answers an unknown ref here with 422, not 404.
+        raise ValidationFailed([], "No commit found for SHA: " + req.params["ref"])
     return Response(200, app.backend.renderer().commit(repo, git.commit(sha)))
 
 

@@ -113,6 +113,12 @@ class RateLimiter:
         }
 
 
+def build_router() -> Router:
+    """Combine every module's routes, in matching order, in this one place."""
+    return Router(api_repos.router, api_issues.router, api_pulls.router, api_apps.router,
+                  api_control.router)
+
+
 @dataclass
 class App:
     """The REST side of the emulator: a backend plus faults, rate limits and a request log."""
@@ -124,8 +130,7 @@ class App:
     token_lifetime: timedelta = timedelta(hours=1)
 
     def __post_init__(self) -> None:
-        self.router = Router(api_repos.router, api_issues.router, api_pulls.router, api_apps.router,
-                             api_control.router)
+        self.router = build_router()
         self.limiter = RateLimiter(self.rate_limit)
         self._log: list[RequestRecord] = []
         self._log_lock = threading.Lock()

@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from .errors import Forbidden, NotFound, ValidationFailed
-from .gitrepo import BareRepo, Identity
+from .gitrepo import BareRepo, DiffStats, Identity
 from .hookshot import Hookshot
 from .models import Issue, Permission, Repo, permits
 from .shapes import Renderer
@@ -98,12 +98,15 @@ class Backend:
                         files=files, author=identity(repo.owner))
         return repo
 
-    def pull_json(self, repo: Repo, issue: Issue) -> dict[str, Any]:
+    def pull_json(self, repo: Repo, issue: Issue, *, full: bool = True) -> dict[str, Any]:
+        """A ``pull-request``, or with ``full=False`` the ``pull-request-simple`` of a list."""
         assert issue.pull is not None
         git = self.git(repo)
-        return self.renderer().pull(
-            repo, issue, git.branch_sha(issue.pull.head), git.branch_sha(issue.pull.base)
-        )
+        head, base = git.branch_sha(issue.pull.head), git.branch_sha(issue.pull.base)
+        stats = git.diff_stats(base, head) if full and head and base else None
+        if full and stats is None:
+            stats = DiffStats(0, 0, 0, 0)
+        return self.renderer().pull(repo, issue, head, base, stats=stats)
 
     def create_pull(
         self, repo: Repo, *, title: str, body: str | None, head: str, base: str | None,

@@ -62,4 +62,5 @@ class ValidationFailed(EmulatorError):
         self.errors = errors
 
     def body(self) -> dict[str, Any]:
-        return {**super().body(), "errors": self.errors}
+        # Some 422s ("No commit found for SHA") carry only a message.
+        return {**super().body(), "errors": self.errors} if self.errors else super().body()

@@ -63,6 +63,16 @@ class CommitInfo:
 
 
 @dataclass(frozen=True)
+class DiffStats:
+    """What a pull request's head adds over its base, as GitHub counts it."""
+
+    commits: int
+    additions: int
+    deletions: int
+    changed_files: int
+
+
+@dataclass(frozen=True)
 class Identity:
     name: str
     email: str
@@ -178,6 +188,17 @@ class BareRepo:
             committer_name=fields[6], committer_email=fields[7], committer_date=fields[8],
             message=fields[9].rstrip("\n"),
         )
+
+    def diff_stats(self, base_sha: str, head_sha: str) -> DiffStats:
+        """Commits on ``head_sha`` not on ``base_sha``, and the diff from their merge base."""
+        commits = int(self._git("rev-list", "--count", f"{base_sha}..{head_sha}").stdout.decode().strip() or 0)
+        added = deleted = files = 0
+        for line in self._git("diff", "--numstat", f"{base_sha}...{head_sha}").stdout.decode().splitlines():
+            plus, minus, _ = line.split("\t", 2)
+            added += int(plus) if plus.isdigit() else 0  # binary files count as "-"
+            deleted += int(minus) if minus.isdigit() else 0
+            files += 1
+        return DiffStats(commits, added, deleted, files)
 
     def is_ancestor(self, older: str, newer: str) -> bool:
         return self._git("merge-base", "--is-ancestor", older, newer, check=False).returncode == 0

@@ -116,19 +116,23 @@ class Router:
     """Match method and path to a handler; path parameters arrive URL-decoded."""
 
     def __init__(self, *others: Router) -> None:
-        self._routes: list[tuple[str, re.Pattern[str], Handler]] = []
+        self._routes: list[tuple[str, str, re.Pattern[str], Handler]] = []
         for other in others:
             self._routes.extend(other._routes)
 
+    def routes(self) -> list[tuple[str, str]]:
+        """Every (METHOD, pattern) served, in matching order; the contract tests cover each one."""
+        return [(method, pattern) for method, pattern, _, _ in self._routes]
+
     def route(self, method: str, pattern: str) -> Callable[[Handler], Handler]:
         def register(handler: Handler) -> Handler:
-            self._routes.append((method.upper(), _compile(pattern), handler))
+            self._routes.append((method.upper(), pattern, _compile(pattern), handler))
             return handler
 
         return register
 
     def resolve(self, request: Request) -> Handler:
-        for method, regex, handler in self._routes:
+        for method, _, regex, handler in self._routes:
             match = regex.match(request.path)
             if match and (method == request.method or (method, request.method) == ("GET", "HEAD")):
                 request.params = {k: unquote(v) for k, v in match.groupdict().items()}
