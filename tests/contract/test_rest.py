@@ -209,6 +209,9 @@ CASES: tuple[Case, ...] = (
         "PATCH", f"/repos/{{repo}}/issues/{w.issue()}", token=BOB_TOKEN, json={"title": "Mine now"})),
     Case("issues/update", 422,
          lambda w: w.call("PATCH", f"/repos/{{repo}}/issues/{w.issue()}", json={"title": 5})),
+    Case("issues/update", 422, lambda w: w.call(
+        "PATCH", f"/repos/{{repo}}/issues/{w.issue()}", json={"state": "closed", "state_reason": "done"}),
+         "state-reason"),
     Case("issues/update", 404, lambda w: w.call("PATCH", "/repos/{repo}/issues/9999", json={})),
     # comments
     Case("issues/list-comments", 200, lambda w: w.get(f"/repos/{{repo}}/issues/{w.issue()}/comments")),

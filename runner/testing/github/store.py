@@ -345,6 +345,8 @@ class Store:
     def _set_state(self, issue: Issue, state: str, reason: str | None, actor: str) -> None:
         if state not in ("open", "closed"):
             raise ValidationFailed([{"resource": "Issue", "code": "invalid", "field": "state"}])
+        if reason not in (None, "completed", "not_planned", "duplicate", "reopened"):
+            raise ValidationFailed([{"resource": "Issue", "code": "invalid", "field": "state_reason"}])
         if state == issue.state:
             return
         issue.state = "open" if state == "open" else "closed"
