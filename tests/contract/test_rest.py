@@ -10,16 +10,19 @@ from __future__ import annotations
 import itertools
 import os
 import subprocess
+import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import httpx
+import jwt
 import pytest
 
 from runner.testing import ADMIN_TOKEN, GitHubEmulator
 from runner.testing.github.app import CONTROL_PREFIX, build_router
+from runner.testing.github.emulator import EmulatedApp
 from tests.contract.schema import operation, operations, validate_exchange
 from tests.contract.vendor import path_shape
 
@@ -31,6 +34,9 @@ EVE, EVE_TOKEN = "eve", "eve-token"  # none
 
 class World:
     """One seeded emulator and an independent HTTP client for the cases to share."""
+
+    app: EmulatedApp
+    installation: int
 
     def __init__(self, emu: GitHubEmulator, pull: int, merged: int) -> None:
         self.emu, self.pull, self.merged = emu, pull, merged
@@ -50,6 +56,17 @@ class World:
         """Ask twice, the second time with the first answer's ETag: GitHub says 304."""
         etag = self.get(path).headers["ETag"]
         return self.get(path, headers={"If-None-Match": etag})
+
+    def jwt(self) -> str:
+        """A JWT for the app, as an app's own client signs it (RS256, ten minutes at most)."""
+        now = int(time.time())
+        return jwt.encode({"iat": now - 30, "exp": now + 540, "iss": str(self.app.id)},
+                          self.app.private_key_pem, algorithm="RS256")
+
+    def as_app(self, method: str, path: str, **kwargs: Any) -> httpx.Response:
+        headers = {"Authorization": f"Bearer {self.jwt()}"}
+        return self.call(method, path.replace("{installation}", str(self.installation)), token=None,
+                         headers=headers, **kwargs)
 
     def unique(self, prefix: str) -> str:
         return f"{prefix}-{next(self._names)}"
@@ -113,6 +130,9 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
         emu.merge_pull(REPO, merged)
         emu.add_label(REPO, pull, "copilot-agent")
         world = World(emu, pull, merged)
+        world.app = emu.create_app("contract-bot")
+        world.installation = emu.install_app(world.app.id, "octocat", [REPO])
+        emu.create_repo("alice/elsewhere")
         yield world
         world.client.close()
         first.client.close()
@@ -140,6 +160,8 @@ CASES: tuple[Case, ...] = (
     Case("users/get-authenticated", 304, lambda w: w.conditional("/user")),
     Case("users/get-authenticated", 401, lambda w: w.get("/user", token=None)),
     Case("users/get-authenticated", 401, lambda w: w.get("/user", token="wrong"), "bad-token"),
+    Case("users/get-by-username", 200, lambda w: w.get(f"/users/{ALICE}")),
+    Case("users/get-by-username", 404, lambda w: w.get("/users/nobody-here")),
     Case("rate-limit/get", 200, lambda w: w.get("/rate_limit")),
     Case("repos/create-for-authenticated-user", 201,
          lambda w: w.call("POST", "/user/repos", json={"name": w.unique("new"), "auto_init": True})),
@@ -160,6 +182,20 @@ CASES: tuple[Case, ...] = (
          lambda w: w.call("PUT", f"/repos/{{repo}}/collaborators/{BOB}", json={"permission": "owner"})),
     Case("repos/add-collaborator", 403,
          lambda w: w.call("PUT", f"/repos/{{repo}}/collaborators/{EVE}", token=ALICE_TOKEN, json={})),
+    # GitHub Apps (a JWT authenticates as the app)
+    Case("apps/get-authenticated", 200, lambda w: w.as_app("GET", "/app")),
+    Case("apps/list-installations", 200, lambda w: w.as_app("GET", "/app/installations")),
+    Case("apps/get-installation", 200, lambda w: w.as_app("GET", "/app/installations/{installation}")),
+    Case("apps/get-installation", 404, lambda w: w.as_app("GET", "/app/installations/999999")),
+    Case("apps/create-installation-access-token", 201,
+         lambda w: w.as_app("POST", "/app/installations/{installation}/access_tokens")),
+    Case("apps/create-installation-access-token", 404,
+         lambda w: w.as_app("POST", "/app/installations/999999/access_tokens")),
+    Case("apps/create-installation-access-token", 401, lambda w: w.call(
+        "POST", "/app/installations/1/access_tokens", token=None,
+        headers={"Authorization": "Bearer eyJhbGciOiJub25lIn0.e30.x"})),
+    Case("apps/get-repo-installation", 200, lambda w: w.as_app("GET", "/repos/{repo}/installation")),
+    Case("apps/get-repo-installation", 404, lambda w: w.as_app("GET", "/repos/alice/elsewhere/installation")),
     # labels
     Case("issues/list-labels-for-repo", 200, lambda w: w.get("/repos/{repo}/labels")),
     Case("issues/get-label", 200, lambda w: w.get("/repos/{repo}/labels/copilot-agent")),

@@ -43,6 +43,7 @@ DESCRIPTION = "generated/api.github.com.json"  # github.com, not GHES or GHEC
 # installations, reactions, pull request reviews): vendored so that a contract test
 # can be written the moment the route lands.
 EXTRA_OPERATIONS: tuple[str, ...] = (
+    "users/get-by-username",
     "apps/get-authenticated",
     "apps/list-installations",
     "apps/get-installation",
@@ -75,7 +76,9 @@ WEBHOOKS: tuple[tuple[str, str | None], ...] = (
     ("issues", "opened"), ("issues", "edited"), ("issues", "labeled"), ("issues", "unlabeled"),
     ("issues", "closed"), ("issues", "reopened"),
     ("issue_comment", "created"), ("issue_comment", "edited"), ("issue_comment", "deleted"),
-    ("pull_request", "opened"), ("pull_request", "closed"), ("pull_request", "synchronize"),
+    ("pull_request", "opened"), ("pull_request", "closed"), ("pull_request", "reopened"),
+    ("pull_request", "edited"), ("pull_request", "labeled"), ("pull_request", "unlabeled"),
+    ("pull_request", "synchronize"),
     ("pull_request_review", "submitted"), ("pull_request_review", "edited"),
     ("pull_request_review", "dismissed"),
     ("pull_request_review_comment", "created"), ("pull_request_review_comment", "edited"),

@@ -161,4 +161,4 @@ def get_user(app: App, req: Request) -> Response:
     users = app.backend.store.users()
     if req.params["username"].lower() not in users:
         raise NotFound()
-    return Response(200, app.backend.renderer().user(req.params["username"]))
+    return Response(200, app.backend.renderer().public_user(req.params["username"]))

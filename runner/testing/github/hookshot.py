@@ -179,6 +179,8 @@ class Hookshot:
             payload["pull_request"] = self._backend.pull_json(repo, issue)
         else:
             payload["issue"] = renderer.issue(repo, issue)
+            # A webhook's issue is the REST issue without ``closed_by`` (@octokit/openapi-webhooks).
+            payload["issue"].pop("closed_by", None)
         if "label" in notice.extra:
             name = str(notice.extra["label"])
             label = repo.labels.get(name.lower())

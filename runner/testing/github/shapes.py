@@ -80,15 +80,21 @@ class Renderer:
             "user_view_type": "public", "site_admin": bool(known and known.site_admin),
         }
 
-    def authenticated_user(self, login: str) -> JSON:
-        """A ``private-user``: what ``GET /user`` shows the account itself."""
+    def public_user(self, login: str) -> JSON:
+        """A ``public-user``: what ``GET /users/{username}`` shows anyone."""
         known = self.users[login.lower()]
         return {
-            **(self.user(login) or {}), "user_view_type": "private",
-            "name": login, "company": None, "blog": "", "location": None, "email": None,
-            "notification_email": None, "hireable": None, "bio": None, "twitter_username": None,
+            **(self.user(login) or {}),
+            "name": known.login, "company": None, "blog": "", "location": None, "email": None,
+            "hireable": None, "bio": None, "twitter_username": None,
             "public_repos": 0, "public_gists": 0, "followers": 0, "following": 0,
             "created_at": known.created_at, "updated_at": known.created_at,
+        }
+
+    def authenticated_user(self, login: str) -> JSON:
+        """A ``private-user``: what ``GET /user`` shows the account itself."""
+        return {
+            **self.public_user(login), "user_view_type": "private", "notification_email": None,
             "private_gists": 0, "total_private_repos": 0, "owned_private_repos": 0,
             "disk_usage": 0, "collaborators": 0, "two_factor_authentication": False,
             "plan": {"name": "free", "space": 976562499, "collaborators": 0, "private_repos": 10000},

@@ -554,7 +554,7 @@ class Store:
 
     def merge_pull(self, full_name: str, number: int, *, actor: str, merge_commit_sha: str | None) -> Issue:
         with self._mutating() as w:
-            _, issue = self._issue(w, full_name, number)
+            repo, issue = self._issue(w, full_name, number)
             if issue.pull is None:
                 raise NotFound()
             if issue.pull.merged_at is not None or issue.state != "open":
@@ -564,4 +564,6 @@ class Store:
             self._record(issue, "merged", actor)
             self._set_state(issue, "closed", None, actor)
             issue.updated_at = self.now()
+            # GitHub announces a merge as pull_request "closed" with merged: true.
+            self._notify("pull_request", "closed", repo, number, actor)
             return issue.model_copy(deep=True)
