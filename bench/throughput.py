@@ -93,6 +93,8 @@ def run_scenario(scenario: Scenario, *, agent_seconds: float, dsn: str | None, t
                 LEDGER_URL=url,
                 WORKERS=str(scenario.workers),
                 GENERATORS="command",
+                # The slow agent records its runs outside its worktree, which the sandbox forbids.
+                SANDBOX="off",
                 COMMAND_TEMPLATE=chaos.slow_agent_template(root / "agent", seconds=agent_seconds,
                                                            record_dir=runs_dir),
                 POLL_INTERVAL_SECONDS="1",

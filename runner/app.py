@@ -12,7 +12,7 @@ from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 from runner.config import Settings
-from runner.errors import AppNotInstalled, ConfigError
+from runner.errors import AppNotInstalled, ConfigError, SandboxUnavailable
 from runner.forge.auth import AppInstallations, PersonalToken, TokenSource, read_private_key
 from runner.forge.base import Forge
 from runner.forge.github import GitHubForge
@@ -24,6 +24,7 @@ from runner.ledger import open_ledger
 from runner.ledger.base import JobLedger
 from runner.log import REDACTOR, get_logger
 from runner.pipeline import Pipeline
+from runner.sandbox import Sandbox
 from runner.workspace import Identity, Workspace
 
 if TYPE_CHECKING:
@@ -93,6 +94,21 @@ def bot_identity(settings: Settings, tokens: TokenSource, forge: GitHubForge) ->
     return Identity(bot.name, bot.email)
 
 
+def describe_sandbox(sandbox: Sandbox, log: Any) -> str:
+    """Say at start-up which backend isolates untrusted commands, or why none can."""
+    try:
+        backend = sandbox.backend()
+    except SandboxUnavailable as exc:
+        log.error("sandbox unavailable: untrusted commands will be refused", reason=str(exc))
+        return f"unavailable ({exc})"
+    if not backend.isolated:
+        log.warning("sandbox off: untrusted commands run without isolation", backend=backend.name)
+        return "off (SANDBOX=off: untrusted commands run without isolation)"
+    log.info("sandbox ready", backend=backend.name, version=backend.detail,
+             network=sandbox.network)
+    return f"{backend.name} ({backend.detail}; network {'allowed' if sandbox.network else 'off'})"
+
+
 def build_app(settings: Settings, *, clock: Callable[[], datetime] = utc_now, log: Any = None) -> App:
     """Build everything a command needs; raises ConfigError on bad settings."""
     dispatch_repo = settings.require_dispatch_repo()
@@ -106,13 +122,16 @@ def build_app(settings: Settings, *, clock: Callable[[], datetime] = utc_now, lo
     settings.data_dir.mkdir(parents=True, exist_ok=True)
     workspace = Workspace(settings.workspace_dir, token=tokens.token_for, identity=identity)
     metrics = Metrics(stale_after_s=max(300.0, settings.effective_poll_interval * 3))
+    sandbox = Sandbox.from_settings(settings)
+    metrics.sandbox = describe_sandbox(sandbox, log)
     owner, runner_log = worker_id(), log.bind(dispatch=dispatch_repo)
     if settings.executor == "temporal":
         return _temporal_app(settings, forge=forge, workspace=workspace, chain=chain, hooks=hooks, log=log,
-                             clock=clock, metrics=metrics, owner=owner, runner_log=runner_log, tokens=tokens)
+                             clock=clock, metrics=metrics, owner=owner, runner_log=runner_log, tokens=tokens,
+                             sandbox=sandbox)
     ledger = open_ledger(settings.ledger_location)
     pipeline = Pipeline(settings=settings, forge=forge, workspace=workspace, chain=chain, ledger=ledger,
-                        hooks=hooks, redactor=REDACTOR, log=log, clock=clock)
+                        hooks=hooks, redactor=REDACTOR, log=log, clock=clock, sandbox=sandbox)
     runner = Runner(settings=settings, forge=forge, ledger=ledger, pipeline=pipeline, clock=clock,
                     owner=owner, log=runner_log, metrics=metrics)
     return App(settings, forge, ledger, workspace, pipeline, runner, metrics, tokens)
@@ -120,14 +139,14 @@ def build_app(settings: Settings, *, clock: Callable[[], datetime] = utc_now, lo
 
 def _temporal_app(settings: Settings, *, forge: Forge, workspace: Workspace, chain: Any, hooks: CombinedHooks,
                   log: Any, clock: Callable[[], datetime], metrics: Metrics, owner: str, runner_log: Any,
-                  tokens: TokenSource) -> App:
+                  tokens: TokenSource, sandbox: Sandbox) -> App:
     """The same pipeline, run as a Temporal activity; Temporal holds the durable state."""
     from runner.temporal.activities import ActivityLedger, TaskActivities
     from runner.temporal.executor import TemporalRunner
 
     ledger = ActivityLedger()
     pipeline = Pipeline(settings=settings, forge=forge, workspace=workspace, chain=chain, ledger=ledger,
-                        hooks=hooks, redactor=REDACTOR, log=log, clock=clock)
+                        hooks=hooks, redactor=REDACTOR, log=log, clock=clock, sandbox=sandbox)
     activities = TaskActivities(pipeline=pipeline, ledger=ledger, owner=owner, clock=clock, metrics=metrics,
                                 log=runner_log)
     runner = TemporalRunner(settings=settings, forge=forge, activities=activities, clock=clock, owner=owner,

@@ -138,6 +138,9 @@ def _dispatch(args: argparse.Namespace) -> int:
 
     settings = load_settings(args.env_file)
     configure_logging(settings.log_level, settings.log_format, settings.secrets())
+    from runner.sandbox import contain_credentials
+
+    contain_credentials(settings)
     if command == "healthcheck":
         from runner.health import probe
 
@@ -246,9 +249,13 @@ def _check_config(settings: Settings) -> int:
     from runner.generators import build_chain
 
     build_chain(settings.generators, settings)
+    from runner.app import describe_sandbox
+    from runner.sandbox import Sandbox
+
     shown = settings.model_dump(mode="json")
+    shown["sandbox_backend"] = describe_sandbox(Sandbox.from_settings(settings), get_logger())
     print(json.dumps(shown, indent=2, sort_keys=True, default=str))
-    print("agent-runner: configuration is valid", file=sys.stderr)
+    print(f"agent-runner: configuration is valid; sandbox: {shown['sandbox_backend']}", file=sys.stderr)
     return 0
 
 

@@ -125,8 +125,17 @@ class Settings(BaseSettings):
     validation_rounds: int = Field(default=2, ge=0, le=10)
     on_validation_failure: Literal["draft", "fail"] = "draft"
 
+    # Sandbox (docs/security.md)
+    sandbox: Literal["bwrap", "off"] = "bwrap"
+    sandbox_network: Literal["off", "allow"] = "off"
+    sandbox_memory_mb: int = Field(default=4096, ge=64)
+    sandbox_pids: int = Field(default=512, ge=16)
+    sandbox_ro_paths: CsvList = ()
+    repo_commands: CsvList = ()
+
     _split = field_validator(
         "allowed_target_repos", "generators", "command_env_allowlist", "validate_commands", "hooks",
+        "sandbox_ro_paths", "repo_commands",
         mode="before",
     )(_split_csv)
 
@@ -135,6 +144,22 @@ class Settings(BaseSettings):
     @classmethod
     def _empty_is_unset(cls, value: Any) -> Any:
         return None if isinstance(value, str) and not value.strip() else value
+
+    @field_validator("sandbox_ro_paths")
+    @classmethod
+    def _check_ro_paths(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        for path in value:
+            if not path.startswith("/"):
+                raise ValueError(f"`{path}` must be an absolute path")
+        return value
+
+    @field_validator("repo_commands")
+    @classmethod
+    def _check_repo_commands(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        for item in value:
+            if item.lower() not in ("allow", "off") and item.count("/") != 1:
+                raise ValueError(f"`{item}` must be `allow`, `off`, or a pattern like `owner/*`")
+        return value
 
     @field_validator("dispatch_repo")
     @classmethod
@@ -248,6 +273,14 @@ class Settings(BaseSettings):
                 "issues, for example `DISPATCH_REPO=octo-org/dispatch`."
             )
         return self.dispatch_repo
+
+    def repo_commands_allowed(self, target_repo: str) -> bool:
+        """Whether `.agent-runner.yml` setup and validate commands may run for this repository."""
+        items = [item.lower() for item in self.repo_commands]
+        if "allow" in items:
+            return True
+        target = target_repo.lower()
+        return any(fnmatch.fnmatchcase(target, p) for p in items if "/" in p)
 
     def target_allowed(self, target_repo: str) -> bool:
         """Whether the runner may act on this repository (case-insensitive, `org/*` globs)."""

@@ -10,12 +10,11 @@ import tempfile
 from collections.abc import Callable
 from pathlib import Path
 
-import git
-
 from runner.app import build_app
 from runner.config import load_settings
 from runner.log import configure_logging
 from runner.testing import GitHubEmulator
+from runner.workspace import run_git
 
 DISPATCH = "octocat/dispatch"
 TARGET = "octocat/hello-world"
@@ -92,7 +91,7 @@ def _demo(root: Path, verbose: bool, out: Callable[[str], None]) -> int:
         out(f"● Branch {branch} pushed to {TARGET} (head {pull['head']['sha'][:10]})")
         out(f"● Pull request #{pull['number']}: {pull['html_url']}")
         out("  Files changed (git diff --stat):")
-        stat = git.Git(emu.bare_repo_path(TARGET)).diff("--stat", f"{pull['base']['ref']}...{branch}")
+        stat = run_git(emu.bare_repo_path(TARGET), "diff", "--stat", f"{pull['base']['ref']}...{branch}")
         for line in stat.splitlines():
             out(f"    {line.strip()}")
         out(f"● Comment posted on {DISPATCH}#{number}:")

@@ -27,6 +27,7 @@ The tree::
     │   └── GeneratorTimeout         the wall-clock deadline passed
     ├── GuardRefused                 the change touches what it may not
     ├── ValidationFailed             the validation commands did not pass
+    ├── SandboxUnavailable           no backend can isolate untrusted commands
     ├── LeaseLost                    another worker owns the task now   (transient)
     ├── LedgerUnavailable            the ledger database is unreachable (transient)
     ├── CrashLoop                    workers keep dying on this task
@@ -200,6 +201,15 @@ class ValidationFailed(RunnerError):
     """The configured validation commands failed on the change."""
 
     hint = "Fix the instruction or the validation commands, then remove the `agent-failed` label."
+
+
+class SandboxUnavailable(RunnerError):
+    """No sandbox backend can run an untrusted command here, so it is not run at all."""
+
+    hint = (
+        "Ask the runner's operator to make the sandbox work (see docs/security.md) or to set "
+        "`SANDBOX=off`, then remove the `agent-failed` label."
+    )
 
 
 class LeaseLost(RunnerError):

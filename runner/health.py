@@ -39,6 +39,8 @@ class Metrics:
                                    "Tasks handed to the executor, by result (started, duplicate, stale)",
                                    ["result"], registry=self.registry)
         self.stale_after_s = stale_after_s
+        #: Which sandbox backend runs untrusted commands, as /readyz reports it.
+        self.sandbox = "unknown"
         self._last_tick = time.monotonic()
         self._last_good_poll: float | None = None
 
@@ -90,7 +92,8 @@ class HealthServer:
                     self._reply(200 if metrics_ref.alive() else 503, b"ok\n" if metrics_ref.alive() else b"stalled\n")
                 elif self.path == "/readyz":
                     ok = metrics_ref.ready()
-                    self._reply(200 if ok else 503, b"ready\n" if ok else b"not ready: no successful poll yet\n")
+                    text = "ready\n" if ok else "not ready: no successful poll yet\n"
+                    self._reply(200 if ok else 503, f"{text}sandbox: {metrics_ref.sandbox}\n".encode())
                 elif self.path == "/metrics":
                     self._reply(200, generate_latest(metrics_ref.registry), CONTENT_TYPE_LATEST)
                 else:

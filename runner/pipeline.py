@@ -45,6 +45,7 @@ from runner.publish import push_change, upsert_pull
 from runner.render import PullView, ResultView, commit_message, pull_title, render_pull_body
 from runner.repo_config import load_repo_config, run_setup
 from runner.report import Reporter
+from runner.sandbox import Sandbox
 from runner.task import (
     DispatchTask,
     TaskNames,
@@ -104,8 +105,10 @@ class Pipeline:
         redactor: Redactor,
         log: Any,
         clock: Callable[[], datetime],
+        sandbox: Sandbox | None = None,
     ) -> None:
         self.settings = settings
+        self.sandbox = sandbox or Sandbox.from_settings(settings)
         self.forge = forge
         self.workspace = workspace
         self.chain = list(chain)
@@ -121,7 +124,7 @@ class Pipeline:
         """Process one claimed job to a final or retryable state; never raises RunnerError."""
         log = self.log.bind(repo=job.key.dispatch_repo, issue=job.key.issue_number, attempt=job.attempt)
         view = ResultView(status="running", task_id=job.task_id or "?", agent_name=self.settings.agent_name,
-                          attempt=job.attempt)
+                          attempt=job.attempt, notes=self._warnings())
         with LeaseKeeper(self.ledger, job, lease_seconds=self.settings.lease_seconds,
                          clock=self.clock, log=log) as lease:
             run = _Run(job=job, lease=lease, log=log, view=view)
@@ -202,22 +205,30 @@ class Pipeline:
     def _make_change(self, run: _Run, task: DispatchTask, tree: Worktree, names: TaskNames) -> _Change:
         """Generate, guard and validate; a failed validation feeds its output back for another round."""
         s = self.settings
-        repo_config = load_repo_config(tree.path)
+        # From the base commit only: what a change or an earlier run put on the branch never counts.
+        repo_config = load_repo_config(self.workspace.files_at(tree, tree.base_sha))
+        repo_notes: tuple[str, ...] = ()
+        if (repo_config.setup or repo_config.validate) and not s.repo_commands_allowed(task.target_repo):
+            repo_notes = (f"`.agent-runner.yml` lists setup or validate commands; they were not run "
+                          f"because `REPO_COMMANDS` does not allow them for {task.target_repo}.",)
+            repo_config = replace(repo_config, setup=(), validate=())
         env = minimal_env(s.command_env_allowlist)
         if repo_config.setup:
             self._show(run, progress="running the repository's setup commands")
             with run.stage("setup"):
-                run_setup(repo_config, tree.path, env, s.validation_timeout_seconds)
+                run_setup(repo_config, tree.path, env, s.validation_timeout_seconds,
+                          sandbox=self.sandbox, git_dir=tree.git_dir)
         commands = s.validate_commands or repo_config.validate
         chain = self._chain_for(task)
         model = choose_model(task, s)
-        notes = tuple(repo_config.warnings) + ((model.note,) if model.note else ())
+        notes = tuple(repo_config.warnings) + repo_notes + ((model.note,) if model.note else ())
         feedback: str | None = None
         usage = Usage()
         for round_no in range(s.validation_rounds + 1):
             before = self.workspace.snapshot(tree)
             with run.stage("generate" if round_no == 0 else f"generate_round_{round_no + 1}"):
-                ctx = self._context(run, task, tree.path, names, model.model, repo_config.instructions, feedback)
+                ctx = replace(self._context(run, task, tree.path, names, model.model, repo_config.instructions,
+                                            feedback), git_dir=tree.git_dir)
                 changes = run_chain(chain, ctx, reset=lambda: self.workspace.reset(tree))
                 write_trace(ctx, branch=names.branch, max_bytes=s.max_file_bytes)
                 files = self.workspace.changed_files(tree)
@@ -231,7 +242,8 @@ class Pipeline:
             progressed = round_no == 0 or self.workspace.snapshot(tree) != before
             with run.stage("validate"):
                 self._show(run, progress=f"validating (round {round_no + 1})")
-                report = run_validation(commands, worktree=tree.path, env=env, timeout_s=s.validation_timeout_seconds)
+                report = run_validation(commands, worktree=tree.path, env=env, timeout_s=s.validation_timeout_seconds,
+                                        sandbox=self.sandbox, git_dir=tree.git_dir)
                 self.workspace.restore_snapshot(tree)
             decision = validation_outcome(report, round_no, s.validation_rounds, s.on_validation_failure)
             run.log.info("validation", passed=report.passed, round=round_no + 1, decision=decision)
@@ -303,7 +315,7 @@ class Pipeline:
         run.lease.check()
         self._show(run, final=True, status="succeeded", pr_url=pull.html_url, pr_number=pull.number,
                    summary=changes.summary, files=changes.files, stages_done=(), progress=None,
-                   notes=notes + tuple(self.hooks.failures))
+                   notes=self._warnings() + notes + tuple(self.hooks.failures))
         self.reporter.mark_processed(run.task.dispatch_repo, run.task.issue_number)
         self.hooks.call("on_finished", task=run.task, pull=pull)
         self._complete(run, pr_url=pull.html_url, transcript=changes.transcript)
@@ -346,6 +358,10 @@ class Pipeline:
                        stage_seconds=dict(run.stages))
 
     # -- helpers -----------------------------------------------------------------
+
+    def _warnings(self) -> tuple[str, ...]:
+        """What every result comment says while the sandbox is off."""
+        return (self.sandbox.warning,) if self.sandbox.warning else ()
 
     def _excerpt(self, changes: Changes) -> str | None:
         if changes.transcript is None or not changes.transcript.is_file():

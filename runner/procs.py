@@ -29,6 +29,7 @@ import selectors
 import shlex
 import signal
 import subprocess
+import tempfile
 import time
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
@@ -95,28 +96,39 @@ def run_bounded(
     output_limit: int = 200_000,
     merge_stderr: bool = True,
     grace_s: float = KILL_GRACE_S,
+    stdin: bytes | None = None,
 ) -> ProcResult:
     """Run ``argv`` in ``cwd`` for at most ``deadline_s`` seconds and return its output.
 
     The output is stdout and stderr interleaved as written (stderr is dropped
     when ``merge_stderr`` is False, for output that is parsed), decoded as
     UTF-8, and cut to its last ``output_limit`` bytes with a marker in front.
+    ``stdin`` is fed from a temporary file, so a child that never reads it cannot block us.
     """
     args = split_command(argv)
     if not Path(cwd).is_dir():
         raise NotADirectoryError(errno.ENOTDIR, "working directory does not exist", str(cwd))
     started = time.monotonic()
     deadline = started + max(deadline_s, 0.0)
-    proc = subprocess.Popen(
-        args,
-        cwd=cwd,
-        env=dict(env),
-        stdin=subprocess.DEVNULL,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT if merge_stderr else subprocess.DEVNULL,
-        start_new_session=True,
-        close_fds=True,
-    )
+    stdin_file = None
+    if stdin is not None:
+        stdin_file = tempfile.TemporaryFile()
+        stdin_file.write(stdin)
+        stdin_file.seek(0)
+    try:
+        proc = subprocess.Popen(
+            args,
+            cwd=cwd,
+            env=dict(env),
+            stdin=stdin_file if stdin_file is not None else subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT if merge_stderr else subprocess.DEVNULL,
+            start_new_session=True,
+            close_fds=True,
+        )
+    finally:
+        if stdin_file is not None:
+            stdin_file.close()
     assert proc.stdout is not None
     tail = _Tail(output_limit)
     reader = _Reader(proc.stdout.fileno(), proc.pid, tail)

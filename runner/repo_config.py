@@ -24,12 +24,13 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import yaml
 
 from runner.errors import GeneratorError, GeneratorTimeout, TaskSpecError
 from runner.procs import format_seconds, split_command, tail_text
+from runner.sandbox import Sandbox
 from runner.validation import ValidationReport, run_validation
 
 CONFIG_FILE = ".agent-runner.yml"
@@ -56,29 +57,39 @@ class RepoConfig:
     sources: tuple[str, ...] = ()
 
 
-def load_repo_config(worktree: Path) -> RepoConfig:
-    """Collect instructions and commands from the worktree; raise TaskSpecError on a broken config.
+class FileSource(Protocol):
+    """Where the files are read from: the base commit (:class:`runner.workspace.CommittedFiles`)."""
 
+    def read(self, name: str, max_bytes: int, warnings: list[str]) -> tuple[str, str, bool] | None:
+        """(the file's real path, its text cut to ``max_bytes``, whether there was more)."""
+        ...
+
+
+def load_repo_config(source: Path | FileSource) -> RepoConfig:
+    """Collect instructions and commands; raise TaskSpecError on a broken config.
+
+    The pipeline passes the base commit's files, so a change (or a re-run on the
+    task branch) never decides what runs; a Path reads a plain directory.
     Files that are missing are skipped; files that are not regular or point
-    outside the worktree are skipped with a warning. Unknown keys in the
+    outside the tree are skipped with a warning. Unknown keys in the
     config are warnings, not errors, so that older runners read newer configs.
     """
-    root = worktree.resolve(strict=True)
+    files = _DirectoryFiles(source) if isinstance(source, Path) else source
     warnings: list[str] = []
     sections: list[str] = []
     sources: list[str] = []
-    seen: set[Path] = set()
+    seen: set[str] = set()
     for name in INSTRUCTION_FILES:
-        real = _locate(root, name, warnings)
-        if real is None or real in seen:  # CLAUDE.md is often a link to AGENTS.md
+        found = files.read(name, MAX_INSTRUCTION_CHARS * 4, warnings)
+        if found is None or found[0] in seen:  # CLAUDE.md is often a link to AGENTS.md
             continue
-        seen.add(real)
-        text, _ = _read(real, MAX_INSTRUCTION_CHARS * 4)
+        seen.add(found[0])
+        text = found[1]
         if text.strip():
             sections.append(_section(name, _cap(text, MAX_INSTRUCTION_CHARS, name)))
             sources.append(name)
 
-    data = _load_yaml(root, warnings)
+    data = _load_yaml(files, warnings)
     if data:
         sources.append(CONFIG_FILE)
     for key in sorted(set(data) - set(KNOWN_KEYS)):
@@ -103,7 +114,8 @@ def load_repo_config(worktree: Path) -> RepoConfig:
 
 
 def run_setup(
-    config: RepoConfig, worktree: Path, env: Mapping[str, str], timeout_s: float
+    config: RepoConfig, worktree: Path, env: Mapping[str, str], timeout_s: float,
+    *, sandbox: Sandbox | None = None, git_dir: Path | None = None,
 ) -> ValidationReport:
     """Run the repository's setup commands in order, stopping at the first failure.
 
@@ -111,7 +123,8 @@ def run_setup(
     (GeneratorTimeout when the shared deadline passed).
     """
     report = run_validation(
-        config.setup, worktree=worktree, env=env, timeout_s=timeout_s, stop_at_first_failure=True
+        config.setup, worktree=worktree, env=env, timeout_s=timeout_s, stop_at_first_failure=True,
+        sandbox=sandbox, git_dir=git_dir,
     )
     for result in report.results:
         if result.passed:
@@ -127,6 +140,20 @@ def run_setup(
             hint=_FIX_HINT,
         )
     return report
+
+
+class _DirectoryFiles:
+    """Files of a plain directory, only regular ones whose real path stays inside it."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = root.resolve(strict=True)
+
+    def read(self, name: str, max_bytes: int, warnings: list[str]) -> tuple[str, str, bool] | None:
+        real = _locate(self.root, name, warnings)
+        if real is None:
+            return None
+        text, more = _read(real, max_bytes)
+        return str(real), text, more
 
 
 def _locate(root: Path, name: str, warnings: list[str]) -> Path | None:
@@ -167,11 +194,11 @@ def _section(name: str, text: str) -> str:
     return f"## From `{name}`\n\n{text.strip()}"
 
 
-def _load_yaml(root: Path, warnings: list[str]) -> dict[str, Any]:
-    real = _locate(root, CONFIG_FILE, warnings)
-    if real is None:
+def _load_yaml(files: FileSource, warnings: list[str]) -> dict[str, Any]:
+    found = files.read(CONFIG_FILE, MAX_CONFIG_BYTES, warnings)
+    if found is None:
         return {}
-    text, too_big = _read(real, MAX_CONFIG_BYTES)
+    _, text, too_big = found
     if too_big:
         raise _config_error(f"the file is larger than {MAX_CONFIG_BYTES} bytes")
     try:

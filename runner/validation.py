@@ -6,9 +6,11 @@ repository's ``.agent-runner.yml``, so they are only semi-trusted. Each one:
 - is split with :func:`shlex.split` and run **without a shell**. Pipes, ``&&``
   and globs need a shell the author asks for by name:
   ``sh -c 'ruff check . && pytest -q'``;
-- runs in the worktree, through :func:`runner.procs.run_bounded`, in its own
-  process group, with the minimal environment the caller built, minus any
-  variable named like a credential (so never the GitHub token);
+- runs in the worktree, in the sandbox (:mod:`runner.sandbox`): the tests a
+  generated diff adds run here too, so only the worktree is writable, there is
+  no network by default, and a timeout kills everything the command started.
+  It gets the minimal environment the caller built, minus any variable named
+  like a credential (so never the GitHub token);
 - shares one deadline (``timeout_s``) with the others, so a validation round
   can never take longer than configured.
 
@@ -30,10 +32,10 @@ from runner.procs import (
     fenced,
     format_seconds,
     is_secret_name,
-    run_bounded,
     split_command,
     tail_text,
 )
+from runner.sandbox import Sandbox
 
 Outcome = Literal["pass", "retry", "draft", "fail"]
 OnFailure = Literal["draft", "fail"]
@@ -141,13 +143,18 @@ def run_validation(
     env: Mapping[str, str],
     timeout_s: float,
     stop_at_first_failure: bool = False,
+    sandbox: Sandbox | None = None,
+    git_dir: Path | None = None,
 ) -> ValidationReport:
     """Run each command in the worktree within one shared deadline and report every result.
 
     Commands left when the deadline has passed are reported as not run.
     ``stop_at_first_failure`` reports the rest as not run as soon as one fails
-    (for setup steps, where later ones depend on earlier ones).
+    (for setup steps, where later ones depend on earlier ones). ``sandbox``
+    defaults to the bubblewrap one; ``git_dir`` is the worktree's real git
+    directory. Raise SandboxUnavailable when no sandbox can run the commands.
     """
+    sandbox = sandbox or Sandbox()
     deadline = time.monotonic() + timeout_s
     # Defence in depth: whatever the caller built, no credential reaches these commands.
     safe_env = {name: value for name, value in env.items() if not is_secret_name(name)}
@@ -160,7 +167,8 @@ def run_validation(
             results.append(CommandResult(command, None, 0.0, stop_reason, skipped=True))
             continue
         result = _run_one(
-            command, worktree=worktree, env=safe_env, deadline=deadline, timeout_s=timeout_s
+            command, worktree=worktree, env=safe_env, deadline=deadline, timeout_s=timeout_s,
+            sandbox=sandbox, git_dir=git_dir,
         )
         results.append(result)
         if stop_at_first_failure and not result.passed:
@@ -189,7 +197,8 @@ def validation_outcome(
 
 
 def _run_one(
-    command: str, *, worktree: Path, env: Mapping[str, str], deadline: float, timeout_s: float
+    command: str, *, worktree: Path, env: Mapping[str, str], deadline: float, timeout_s: float,
+    sandbox: Sandbox, git_dir: Path | None,
 ) -> CommandResult:
     started = time.monotonic()
     try:
@@ -198,9 +207,12 @@ def _run_one(
         message = f"Could not read the command ({exc}); quote it the way a POSIX shell would."
         return CommandResult(command, None, 0.0, message)
     try:
-        proc = run_bounded(argv, cwd=worktree, env=env, deadline_s=max(deadline - started, 0.0))
-    except FileNotFoundError:
-        message = f"`{argv[0]}` was not found. Install it in the runner image, or fix the command."
+        proc = sandbox.run(argv, worktree=worktree, env=env, deadline_s=max(deadline - started, 0.0),
+                           git_dir=git_dir)
+    except FileNotFoundError as exc:
+        where = f" ({exc.strerror})" if exc.strerror and "sandbox" in exc.strerror else ""
+        message = (f"`{argv[0]}` was not found{where}. Install it in the runner image, or fix "
+                   "the command.")
         return CommandResult(command, _NOT_FOUND_EXIT, time.monotonic() - started, message)
     except PermissionError:
         message = f"`{argv[0]}` is not executable. Fix its permissions, or fix the command."

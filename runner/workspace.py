@@ -10,7 +10,12 @@ host-scoped ``http.extraHeader``): never in a URL, argv or ``.git/config``.
 from __future__ import annotations
 
 import base64
+import functools
+import os
+import posixpath
 import shutil
+import subprocess
+import tempfile
 import threading
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
@@ -18,7 +23,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import urlsplit
 
-import git
 from filelock import FileLock
 
 from runner.errors import HumanCommitsOnBranch, NotFound, WorkspaceError
@@ -55,8 +59,8 @@ class Mirror:
     def read_file(self, branch: str, rel_path: str) -> str | None:
         """The file's text on the remote branch, or None when branch or file is missing."""
         try:
-            return git.Git(self.path).show(f"refs/remotes/origin/{branch}:{rel_path}")
-        except git.GitCommandError:
+            return run_git(self.path, "show", f"refs/remotes/origin/{branch}:{rel_path}")
+        except WorkspaceError:
             return None
 
 
@@ -70,9 +74,11 @@ class Worktree:
     base_sha: str
     remote_sha: str | None
     repo: str = ""
+    #: The worktree's own git directory in the mirror; the sandbox shows a throw-away copy.
+    git_dir: Path | None = None
 
     def head(self) -> str:
-        sha = _rev_parse(self.path, "HEAD")
+        sha = _rev_parse(self.path, "HEAD", git_dir=self.git_dir)
         if sha is None:
             raise WorkspaceError(f"The worktree at {self.path} has no HEAD.")
         return sha
@@ -100,7 +106,7 @@ class Workspace:
         with self._lock(repo):
             if not (path / "HEAD").exists():
                 shutil.rmtree(path, ignore_errors=True)
-                git.Repo.init(path, bare=True)
+                run_git(path.parent, "init", "--quiet", "--bare", str(path))
                 self._git(path, "config", "remote.origin.fetch", "+refs/heads/*:refs/remotes/origin/*")
                 self._git(path, "config", "gc.auto", "0")
             self._git(path, "config", "remote.origin.url", clone_url)
@@ -128,42 +134,45 @@ class Workspace:
             path.parent.mkdir(parents=True, exist_ok=True)
             self._git(mirror.path, "worktree", "add", "--detach", "--force", str(path),
                       remote_sha or base_sha, what=f"check out {branch}")
+            # Read now, before any untrusted command could rewrite the worktree's `.git` file.
+            git_dir = Path(self._git(path, "rev-parse", "--absolute-git-dir").strip())
         try:
             yield Worktree(path=path, branch=branch, base_branch=base_branch,
-                           base_sha=base_sha, remote_sha=remote_sha, repo=mirror.repo)
+                           base_sha=base_sha, remote_sha=remote_sha, repo=mirror.repo,
+                           git_dir=git_dir)
         finally:
             with self._lock(mirror.repo):
                 self._remove_worktree(mirror.path, path)
 
     def commit(self, tree: Worktree, message: str) -> bool:
         """Stage everything and commit as the bot; False when there was nothing to commit."""
-        self._git(tree.path, "add", "--all")
-        status = self._git(tree.path, "status", "--porcelain")
+        self._tree_git(tree, "add", "--all")
+        status = self._tree_git(tree, "status", "--porcelain")
         if not status.strip():
             return False
-        self._git(tree.path, "commit", "--no-verify", "--quiet", "-m", message,
-                  env=self.identity.env(), what="commit the change")
+        self._tree_git(tree, "commit", "--no-verify", "--quiet", "-m", message,
+                       env=self.identity.env(), what="commit the change")
         return True
 
     def reset(self, tree: Worktree) -> None:
         """Throw away what a failed generator left behind, keeping ignored files (caches)."""
-        self._git(tree.path, "reset", "--hard", "--quiet", "HEAD")
-        self._git(tree.path, "clean", "-fdq")
+        self._tree_git(tree, "reset", "--hard", "--quiet", "HEAD")
+        self._tree_git(tree, "clean", "-fdq")
 
     def snapshot(self, tree: Worktree) -> str:
         """Stage everything and return the tree id, to see whether a round changed anything."""
-        self._git(tree.path, "add", "--all")
-        return self._git(tree.path, "write-tree").strip()
+        self._tree_git(tree, "add", "--all")
+        return self._tree_git(tree, "write-tree").strip()
 
     def restore_snapshot(self, tree: Worktree) -> None:
         """Drop what ran after the last snapshot (caches, formatter rewrites), keep the staged change."""
-        self._git(tree.path, "checkout", "--quiet", "--", ".")
-        self._git(tree.path, "clean", "-fdq")
+        self._tree_git(tree, "checkout", "--quiet", "--", ".")
+        self._tree_git(tree, "clean", "-fdq")
 
     def changed_files(self, tree: Worktree) -> list[str]:
         """Paths that differ between the base and the worktree (committed or not)."""
-        self._git(tree.path, "add", "--all")
-        out = self._git(tree.path, "diff", "--cached", "--name-only", "-z", tree.base_sha)
+        self._tree_git(tree, "add", "--all")
+        out = self._tree_git(tree, "diff", "--cached", "--name-only", "-z", tree.base_sha)
         return [p for p in out.split("\0") if p]
 
     def push(self, tree: Worktree, clone_url: str) -> str:
@@ -172,9 +181,9 @@ class Workspace:
         if head == tree.remote_sha:
             return head
         lease = f"--force-with-lease=refs/heads/{tree.branch}:{tree.remote_sha or ''}"
-        self._git(tree.path, "push", "--quiet", "--no-verify", lease, "origin",
-                  f"{head}:refs/heads/{tree.branch}", remote=clone_url,
-                  what=f"push {tree.branch}", repo=tree.repo)
+        self._tree_git(tree, "push", "--quiet", "--no-verify", lease, "origin",
+                       f"{head}:refs/heads/{tree.branch}", remote=clone_url,
+                       what=f"push {tree.branch}", repo=tree.repo)
         return head
 
     def cleanup(self) -> None:
@@ -215,6 +224,10 @@ class Workspace:
         lock_path.parent.mkdir(parents=True, exist_ok=True)
         return _DualLock(thread_lock, FileLock(str(lock_path), timeout=GIT_TIMEOUT_S))
 
+    def files_at(self, tree: Worktree, commit: str) -> CommittedFiles:
+        """Read files as committed at ``commit`` (the base), never from the worktree."""
+        return CommittedFiles(tree.git_dir or tree.path, commit)
+
     def _git(
         self,
         cwd: Path,
@@ -224,20 +237,29 @@ class Workspace:
         what: str | None = None,
         repo: str = "",
     ) -> str:
-        full_env = {"GIT_TERMINAL_PROMPT": "0", "GIT_ASKPASS": "true", "LC_ALL": "C"}
+        full_env = dict(env or {})
         if remote is not None:
-            full_env.update(auth_env(remote, self._token_for(repo)))
-        full_env.update(env or {})
-        try:
-            out = git.Git(cwd).execute(
-                ["git", *args], env=full_env, kill_after_timeout=GIT_TIMEOUT_S,
-                with_extended_output=False,
-            )
-        except git.GitCommandError as exc:
-            stderr = (exc.stderr or "").strip().replace("\n", " ")[-400:]
-            action = what or f"run git {args[0]}"
-            raise WorkspaceError(f"Could not {action}: {stderr or f'git exited {exc.status}'}") from None
-        return out if isinstance(out, str) else str(out)
+            full_env.update(self._auth_env(remote, repo))
+        return run_git(cwd, *args, env=full_env, what=what)
+
+    def _tree_git(
+        self,
+        tree: Worktree,
+        *args: str,
+        remote: str | None = None,
+        env: Mapping[str, str] | None = None,
+        what: str | None = None,
+        repo: str = "",
+    ) -> str:
+        """Git on a worktree, with its git directory named, so its `.git` file is not trusted."""
+        full_env = dict(env or {})
+        if tree.git_dir is not None:
+            full_env.update({"GIT_DIR": str(tree.git_dir), "GIT_WORK_TREE": str(tree.path)})
+        return self._git(tree.path, *args, remote=remote, env=full_env, what=what, repo=repo)
+
+    def _auth_env(self, remote: str, repo: str) -> dict[str, str]:
+        """The only place the token leaves memory: into the environment of one fetch or push."""
+        return auth_env(remote, self._token_for(repo))
 
 
 class _DualLock:
@@ -280,8 +302,133 @@ def auth_env(remote_url: str, token: str | None) -> dict[str, str]:
     return env
 
 
-def _rev_parse(cwd: Path, ref: str) -> str | None:
+def run_git(
+    cwd: Path,
+    *args: str,
+    env: Mapping[str, str] | None = None,
+    what: str | None = None,
+    timeout_s: float = GIT_TIMEOUT_S,
+) -> str:
+    """Run git with an explicit environment and no hooks; raise WorkspaceError saying what failed."""
+    argv = ["git", "-c", f"core.hooksPath={_empty_dir('hooks')}", "-c", "core.fsmonitor=false", *args]
     try:
-        return git.Git(cwd).rev_parse("--verify", "--quiet", f"{ref}^{{commit}}") or None
-    except git.GitCommandError:
+        done = subprocess.run(argv, cwd=cwd, env=git_env(env), capture_output=True,
+                              stdin=subprocess.DEVNULL, timeout=timeout_s, check=False)
+    except subprocess.TimeoutExpired:
+        raise WorkspaceError(f"Could not {what or f'run git {args[0]}'}: git took longer than "
+                             f"{timeout_s:g} s.") from None
+    except OSError as exc:
+        raise WorkspaceError(f"Could not run git ({exc.strerror}); install git in the runner image.") from None
+    if done.returncode != 0:
+        stderr = done.stderr.decode("utf-8", "replace").strip().replace("\n", " ")[-400:]
+        action = what or f"run git {args[0]}"
+        raise WorkspaceError(f"Could not {action}: {stderr or f'git exited {done.returncode}'}")
+    return done.stdout.decode("utf-8", "replace").removesuffix("\n")
+
+
+def git_env(extra: Mapping[str, str] | None = None) -> dict[str, str]:
+    """The whole environment of a git child: nothing is inherited but PATH."""
+    env = {
+        "PATH": os.environ.get("PATH", os.defpath),
+        "HOME": str(_empty_dir("home")),
+        "LC_ALL": "C",
+        "GIT_TERMINAL_PROMPT": "0",
+        "GIT_ASKPASS": "true",
+        "GIT_CONFIG_NOSYSTEM": "1",
+        "GIT_CONFIG_GLOBAL": os.devnull,
+        "GIT_OPTIONAL_LOCKS": "0",
+    }
+    env.update(extra or {})
+    return env
+
+
+@functools.cache
+def _empty_dir(purpose: str) -> Path:
+    """A directory only the runner can see, empty and read-only: the hooks path and git's HOME."""
+    path = Path(tempfile.mkdtemp(prefix=f"agent-runner-{purpose}-"))
+    path.chmod(0o555)
+    return path
+
+
+class CommittedFiles:
+    """Files as committed at one commit: what `.agent-runner.yml` is read from.
+
+    Only blobs count; a symlink is followed once, and only to a path inside the tree.
+    """
+
+    def __init__(self, git_dir: Path, commit: str) -> None:
+        self.git_dir = git_dir
+        self.commit = commit
+
+    def read(self, name: str, max_bytes: int, warnings: list[str]) -> tuple[str, str, bool] | None:
+        """(the real path, its text cut to ``max_bytes``, whether there was more), or None."""
+        path = posixpath.normpath(name)
+        for _ in range(2):
+            entry = self._entry(path)
+            if entry is None:
+                return None
+            mode, sha = entry
+            if mode == "120000":
+                target = self._git("cat-file", "blob", sha)
+                path = posixpath.normpath(posixpath.join(posixpath.dirname(path), target))
+                if path.startswith("../") or path == ".." or path.startswith("/") or \
+                        path.split("/")[0] == ".git":
+                    warnings.append(f"`{name}` points outside the repository; it was ignored.")
+                    return None
+                continue
+            if mode not in ("100644", "100755"):
+                warnings.append(f"`{name}` is not a regular file; it was ignored.")
+                return None
+            size = int(self._git("cat-file", "-s", sha) or "0")
+            text = self._git("cat-file", "blob", sha) if size <= 4 * max_bytes else ""
+            raw = text.encode("utf-8", "replace")
+            return path, raw[:max_bytes].decode("utf-8", "replace"), size > max_bytes
+        warnings.append(f"`{name}` is a link to a link; it was ignored.")
+        return None
+
+    def _entry(self, path: str) -> tuple[str, str] | None:
+        out = self._git("ls-tree", "-z", self.commit, "--", path)
+        for record in out.split("\0"):
+            meta, _, entry_path = record.partition("\t")
+            if entry_path == path and meta:
+                mode, _kind, sha = meta.split(" ")
+                return mode, sha
+        return None
+
+    def _git(self, *args: str) -> str:
+        return run_git(self.git_dir, *args, env={"GIT_DIR": str(self.git_dir)},
+                       what=f"read the repository at {self.commit[:12]}")
+
+
+def prepare_sandbox_git(git_dir: Path, dest: Path, *, objects_mount: Path) -> Path:
+    """Build a throw-away git directory for the sandbox: HEAD, a copy of the index, no refs.
+
+    Its objects are its own (so a command may commit) with the real objects as a read-only
+    alternate at ``objects_mount``. Return the real objects directory to mount there.
+    """
+    env = {"GIT_DIR": str(git_dir)}
+    common = Path(run_git(git_dir, "rev-parse", "--git-common-dir", env=env))
+    common = common if common.is_absolute() else (git_dir / common)
+    try:
+        head = run_git(git_dir, "rev-parse", "--verify", "--quiet", "HEAD", env=env)
+    except WorkspaceError:
+        head = "ref: refs/heads/main"
+    (dest / "objects" / "info").mkdir(parents=True)
+    (dest / "refs" / "heads").mkdir(parents=True)
+    (dest / "refs" / "tags").mkdir(parents=True)
+    (dest / "HEAD").write_text(head + "\n", encoding="utf-8")
+    (dest / "config").write_text(
+        "[core]\n\trepositoryformatversion = 0\n\tfilemode = true\n\tbare = false\n", encoding="utf-8"
+    )
+    (dest / "objects" / "info" / "alternates").write_text(f"{objects_mount}\n", encoding="utf-8")
+    if (git_dir / "index").is_file():
+        shutil.copyfile(git_dir / "index", dest / "index")
+    return (common / "objects").resolve()
+
+
+def _rev_parse(cwd: Path, ref: str, git_dir: Path | None = None) -> str | None:
+    env = {"GIT_DIR": str(git_dir), "GIT_WORK_TREE": str(cwd)} if git_dir is not None else None
+    try:
+        return run_git(cwd, "rev-parse", "--verify", "--quiet", f"{ref}^{{commit}}", env=env) or None
+    except WorkspaceError:
         return None

@@ -89,6 +89,8 @@ class GenerationContext:
     feedback: str | None = None  # validation output from the previous round, if any
     transcript_dir: Path | None = None
     report_progress: Callable[[str], None] = _no_progress
+    #: The worktree's real git directory (from the workspace, never from its `.git` file).
+    git_dir: Path | None = None
 
     def seconds_left(self) -> float:
         return self.deadline - time.monotonic()

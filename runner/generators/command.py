@@ -18,13 +18,16 @@ and semicolons is still one argument. Placeholders:
 - ``{task_id}``: the task id from the issue metadata;
 - ``{repo}``: the target repository, ``owner/name``.
 
-The CLI gets a minimal environment: ``COMMAND_ENV_ALLOWLIST`` (credential-like
+The CLI runs in the sandbox (:mod:`runner.sandbox`): only the worktree is
+writable, the instruction file is mounted read-only, there is no network unless
+``SANDBOX_NETWORK=allow``, and at the deadline everything it started is killed.
+It gets a minimal environment: ``COMMAND_ENV_ALLOWLIST`` (credential-like
 names are never copied), ``AGENT_RUNNER_*`` variables describing the task, and
 ``OPENAI_API_KEY`` / ``ANTHROPIC_API_KEY`` from the settings only when the
-allowlist names them. The GitHub token is never passed. The CLI runs in its own
-process group, which is stopped at the deadline. If the CLI commits (aider does
-by default), its commits are undone with ``git reset --soft`` and their changes
-kept, because the runner makes the one commit itself.
+allowlist names them. The GitHub token is never passed. If the CLI commits
+(aider does by default), it commits into a throw-away git directory: the
+runner's HEAD does not move, the files stay changed, and the runner makes the
+one commit itself.
 """
 
 from __future__ import annotations
@@ -37,7 +40,7 @@ from pathlib import Path
 from typing import Any
 
 from runner.config import Settings
-from runner.errors import ConfigError, GeneratorError, GeneratorTimeout
+from runner.errors import ConfigError, GeneratorError, GeneratorTimeout, WorkspaceError
 from runner.generators.base import Changes, GenerationContext, Generator, Usage
 from runner.log import Redactor
 from runner.procs import (
@@ -45,18 +48,18 @@ from runner.procs import (
     fenced,
     format_seconds,
     minimal_env,
-    run_bounded,
     split_command,
     strip_ansi,
     tail_text,
 )
+from runner.sandbox import Sandbox
+from runner.workspace import run_git
 
 PLACEHOLDERS = ("instruction", "instruction_file", "worktree", "model", "task_id", "repo")
 EXAMPLE = "COMMAND_TEMPLATE='aider --yes --no-auto-commits --message-file {instruction_file}'"
 TRANSCRIPT_NAME = "command.log"
 MAX_SUMMARY_CHARS = 1500
 _GIT_TIMEOUT_S = 60.0
-_GIT_ENV_NAMES = ("PATH", "HOME", "LANG", "LC_ALL", "TMPDIR")
 #: Secrets an operator may hand to the CLI by naming them in COMMAND_ENV_ALLOWLIST.
 _PASSABLE_SECRETS = {"OPENAI_API_KEY": "openai_api_key", "ANTHROPIC_API_KEY": "anthropic_api_key"}
 _PASSABLE_URLS = {
@@ -71,8 +74,9 @@ class CommandGenerator:
 
     name = "command"
 
-    def __init__(self, settings: Settings) -> None:
+    def __init__(self, settings: Settings, sandbox: Sandbox | None = None) -> None:
         self.settings = settings
+        self.sandbox = sandbox or Sandbox.from_settings(settings)
         self.template = settings.command_template or ""
         self.tokens, self.used = parse_template(self.template)
         self.program = Path(self.tokens[0]).name
@@ -84,7 +88,6 @@ class CommandGenerator:
             raise GeneratorTimeout(f"No time was left to run `{self.program}` for this task.")
         ctx.report_progress(f"Running `{self.program}` (up to {format_seconds(timeout)} s).")
         ctx.log.info("command_started", program=self.program, timeout_s=round(timeout, 1))
-        head = _git_head(ctx.worktree)
         with tempfile.TemporaryDirectory(prefix="agent-runner-cmd-") as scratch:
             instruction_file = Path(scratch) / "instruction.md"
             prompt = compose_prompt(ctx)
@@ -99,13 +102,13 @@ class CommandGenerator:
             }
             argv = expand_template(self.tokens, values)
             env = self._env(ctx, values)
-            result = self._run(argv, ctx, env, timeout)
-        # The transcript and the folded commits matter most when the command failed.
+            result = self._run(argv, ctx, env, timeout, Path(scratch))
+        # The transcript matters most when the command failed.
         transcript = self._write_transcript(ctx, result)
-        notes = _fold_commits(ctx.worktree, head)
+        notes: tuple[str, ...] = ()
         self._raise_for_failure(ctx, result)
         model = values["model"] if "model" in self.used else ctx.model
-        files = changed_files(ctx.worktree, exclude=(ctx.trace_path,))
+        files = changed_files(ctx.worktree, exclude=(ctx.trace_path,), git_dir=ctx.git_dir)
         ctx.log.info(
             "command_finished",
             program=self.program,
@@ -131,14 +134,18 @@ class CommandGenerator:
         )
 
     def _run(
-        self, argv: list[str], ctx: GenerationContext, env: dict[str, str], timeout: float
+        self, argv: list[str], ctx: GenerationContext, env: dict[str, str], timeout: float,
+        scratch: Path,
     ) -> ProcResult:
-        """Start the command, turning every way it cannot start into a GeneratorError."""
+        """Start the command in the sandbox, turning every way it cannot start into a GeneratorError."""
         try:
-            return run_bounded(argv, cwd=ctx.worktree, env=env, deadline_s=timeout)
+            return self.sandbox.run(argv, worktree=ctx.worktree, env=env, deadline_s=timeout,
+                                    extra_ro=(scratch,), git_dir=ctx.git_dir,
+                                    secrets_allowed=_PASSABLE_SECRETS)
         except FileNotFoundError as exc:
+            where = f" ({exc.strerror})" if exc.strerror and "sandbox" in exc.strerror else ""
             raise GeneratorError(
-                f"`{self.program}` was not found on PATH. Install it in the runner image "
+                f"`{self.program}` was not found on PATH{where}. Install it in the runner image "
                 "(add it to the Dockerfile), or fix COMMAND_TEMPLATE.",
                 hint="Ask the runner's operator to install the command, then remove the `agent-failed` label.",
             ) from exc
@@ -299,14 +306,17 @@ def compose_prompt(ctx: GenerationContext) -> str:
     return "\n\n".join(parts) + "\n"
 
 
-def changed_files(worktree: Path, *, exclude: tuple[str, ...] = ()) -> tuple[str, ...]:
+def changed_files(
+    worktree: Path, *, exclude: tuple[str, ...] = (), git_dir: Path | None = None
+) -> tuple[str, ...]:
     """Every path that differs from HEAD (added, modified, deleted, renamed, untracked)."""
-    result = _git(worktree, "status", "--porcelain", "-z", "--untracked-files=all")
-    if not result.ok or result.truncated:
-        raise GeneratorError(
-            f"Could not list the changed files (git status {result.describe_exit()})."
-        )
-    entries = result.output.split("\0")
+    env = {"GIT_DIR": str(git_dir), "GIT_WORK_TREE": str(worktree)} if git_dir else {}
+    try:
+        out = run_git(worktree, "status", "--porcelain", "-z", "--untracked-files=all", env=env,
+                      what="list the changed files", timeout_s=_GIT_TIMEOUT_S)
+    except WorkspaceError as exc:
+        raise GeneratorError(str(exc)) from None
+    entries = out.split("\0")
     files: set[str] = set()
     index = 0
     while index < len(entries):
@@ -321,44 +331,6 @@ def changed_files(worktree: Path, *, exclude: tuple[str, ...] = ()) -> tuple[str
                 files.add(entries[index])
             index += 1
     return tuple(sorted(files - set(exclude)))
-
-
-def _fold_commits(worktree: Path, head: str | None) -> tuple[str, ...]:
-    """Undo commits the CLI made (keeping their changes), so the runner commits once, as itself."""
-    if head is None:
-        return ()
-    now = _git_head(worktree)
-    if now is None or now == head:
-        return ()
-    if not _git(worktree, "merge-base", "--is-ancestor", head, now).ok:
-        raise GeneratorError(
-            "The command moved the branch to an unrelated commit. It must only edit files; "
-            "configure it not to switch branches or rewrite history."
-        )
-    count = _git(worktree, "rev-list", "--count", f"{head}..{now}").output.strip() or "some"
-    reset = _git(worktree, "reset", "--soft", head)
-    if not reset.ok:
-        raise GeneratorError(
-            f"Could not undo the command's commits: {tail_text(reset.output, max_lines=5)}"
-        )
-    return (f"The command made {count} commit(s); they were folded into the runner's commit.",)
-
-
-def _git_head(worktree: Path) -> str | None:
-    result = _git(worktree, "rev-parse", "--verify", "-q", "HEAD")
-    return result.output.strip() if result.ok and result.output.strip() else None
-
-
-def _git(worktree: Path, *args: str) -> ProcResult:
-    env = minimal_env(_GIT_ENV_NAMES, {"GIT_TERMINAL_PROMPT": "0", "GIT_OPTIONAL_LOCKS": "0"})
-    return run_bounded(
-        ["git", *args],
-        cwd=worktree,
-        env=env,
-        deadline_s=_GIT_TIMEOUT_S,
-        output_limit=5_000_000,
-        merge_stderr=False,
-    )
 
 
 def _plain(value: Any) -> str | None:

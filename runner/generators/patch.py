@@ -13,10 +13,9 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-import git
-
-from runner.errors import GeneratorError
+from runner.errors import GeneratorError, WorkspaceError
 from runner.generators.base import Changes, GenerationContext
+from runner.workspace import run_git
 
 _FENCE_RE = re.compile(
     r"^(?P<fence>`{3,}|~{3,})[ \t]*(?P<lang>diff|patch|udiff)[^\n]*\n(?P<body>.*?)^(?P=fence)[ \t]*$",
@@ -41,7 +40,7 @@ class PatchGenerator:
                 summary="The instruction has no `diff` or `patch` block, so only the trace file was written.",
                 generator=self.name,
             )
-        repo = git.Git(ctx.worktree)
+        repo = _Apply(ctx.worktree, ctx.git_dir)
         touched: list[str] = []
         applied = skipped = 0
         for index, body in enumerate(patches, start=1):
@@ -72,33 +71,43 @@ class PatchGenerator:
         return Changes(summary=summary + ".", files=tuple(touched), generator=self.name)
 
 
-def _applies(repo: git.Git, patch_file: Path, *, reverse: bool = False) -> bool:
+def _applies(repo: _Apply, patch_file: Path, *, reverse: bool = False) -> bool:
     args = ["--check", "--whitespace=nowarn"] + (["--reverse"] if reverse else [])
     try:
         repo.apply(*args, str(patch_file))
         return True
-    except git.GitCommandError:
+    except WorkspaceError:
         return False
 
 
-def _check_error(repo: git.Git, patch_file: Path) -> str:
+def _check_error(repo: _Apply, patch_file: Path) -> str:
     try:
         repo.apply("--check", str(patch_file))
-    except git.GitCommandError as exc:
-        lines = [line for line in (exc.stderr or "").splitlines() if line.strip()]
-        return " ".join(line.strip().removeprefix("stderr: '").rstrip("'") for line in lines[-3:])
+    except WorkspaceError as exc:
+        return str(exc).split(": ", 1)[-1][-300:]
     return "unknown reason"
 
 
-def _numstat_files(repo: git.Git, patch_file: Path) -> list[str]:
+def _numstat_files(repo: _Apply, patch_file: Path) -> list[str]:
     try:
         out = repo.apply("--numstat", "-z", str(patch_file))
-    except git.GitCommandError as exc:
+    except WorkspaceError as exc:
         raise GeneratorError(
-            f"A patch block is not a valid unified diff: {(exc.stderr or '').strip()[-200:]}",
+            f"A patch block is not a valid unified diff: {str(exc).split(': ', 1)[-1][-200:]}",
             hint="Paste the output of `git diff` inside a ```diff fence, then remove the `agent-failed` label.",
         ) from None
     return [entry.split("\t")[-1] for entry in out.split("\0") if entry.count("\t") >= 2]
+
+
+class _Apply:
+    """`git apply` in the worktree, through the workspace's one git layer."""
+
+    def __init__(self, worktree: Path, git_dir: Path | None) -> None:
+        self.worktree = worktree
+        self.env = {"GIT_DIR": str(git_dir), "GIT_WORK_TREE": str(worktree)} if git_dir else {}
+
+    def apply(self, *args: str) -> str:
+        return run_git(self.worktree, "apply", *args, env=self.env, what="apply the patch")
 
 
 def build(settings: Any) -> PatchGenerator:

@@ -37,9 +37,9 @@ def target_file(world: World, path: str, branch: str = "agent-task-test-tas") ->
 
 
 def changed_paths(world: World, branch: str = "agent-task-test-tas") -> set[str]:
-    import git
+    from runner.workspace import run_git
 
-    out = git.Git(world.emu.bare_repo_path(TARGET)).diff("--name-only", f"main...{branch}")
+    out = run_git(world.emu.bare_repo_path(TARGET), "diff", "--name-only", f"main...{branch}")
     return set(out.split())
 
 
@@ -99,7 +99,7 @@ def test_validation_failure_goes_back_to_the_model_until_it_passes(world: World)
         ])
         number = world.file_issue(dispatch_body(target="octocat/checked"))
 
-        world.run_once(**llm_settings("openai", emu, validate_commands="python check.py", validation_rounds=2))
+        world.run_once(**llm_settings("openai", emu, validate_commands="python3 check.py", validation_rounds=2))
 
         assert any(r.contains("exit") and r.contains("check.py") for r in emu.completions[2:])
         pull = world.pulls("octocat/checked")[0]
@@ -120,7 +120,7 @@ def test_validation_that_never_passes(world: World, on_failure: str) -> None:
         ])
         number = world.file_issue(dispatch_body(target="octocat/checked"))
 
-        world.run_once(**llm_settings("openai", emu, validate_commands="python check.py", validation_rounds=1,
+        world.run_once(**llm_settings("openai", emu, validate_commands="python3 check.py", validation_rounds=1,
                                       on_validation_failure=on_failure))
 
         pulls = world.pulls("octocat/checked")
@@ -131,7 +131,7 @@ def test_validation_that_never_passes(world: World, on_failure: str) -> None:
             assert "processed" in world.labels(number)
         else:
             assert pulls == []
-            assert "Validation failed after 2 round(s)" in comment and "python check.py" in comment
+            assert "Validation failed after 2 round(s)" in comment and "python3 check.py" in comment
             assert "agent-failed" in world.labels(number)
 
 

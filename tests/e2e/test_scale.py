@@ -66,7 +66,10 @@ class SlowRunners:
         self.runs_dir = tmp_path / "agent-runs"
         template = chaos.slow_agent_template(tmp_path / "agent", seconds=seconds, record_dir=self.runs_dir,
                                              barrier=barrier)
+        # SANDBOX=off: the slow agent records its runs (and meets its barrier) outside its worktree,
+        # which the sandbox forbids; isolation has its own tests (tests/e2e/test_sandbox*.py).
         self.settings = {"GENERATORS": "command", "COMMAND_TEMPLATE": template, "LEDGER_URL": ledger_url,
+                         "SANDBOX": "off",
                          "POLL_INTERVAL_SECONDS": "0.5", "HEALTH_HOST": "127.0.0.1", **settings}
         self.replicas: list[chaos.Replica] = []
 

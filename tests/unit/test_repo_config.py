@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import shlex
-import sys
 from pathlib import Path
 
 import pytest
@@ -12,7 +10,7 @@ from runner.errors import GeneratorError, TaskSpecError
 from runner.procs import minimal_env
 from runner.repo_config import MAX_INSTRUCTION_CHARS, RepoConfig, load_repo_config, run_setup
 
-PY = shlex.quote(sys.executable)
+PY = "python3"  # what the sandbox shows: the system interpreter
 
 
 def write(root: Path, name: str, text: str) -> Path:
