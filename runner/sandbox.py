@@ -82,6 +82,7 @@ class Backend:
     name: str
     detail: str
     isolated: bool
+    path: str = ""
 
 
 @dataclass(frozen=True)
@@ -95,6 +96,8 @@ class Sandbox:
     hidden: tuple[Path, ...] = ()
     #: Extra read-only paths every command sees (tool installs outside /usr and /opt).
     extra_ro: tuple[Path, ...] = ()
+    #: The bubblewrap program (a name on PATH or a path).
+    bwrap: str = "bwrap"
 
     @classmethod
     def from_settings(cls, settings: object) -> Sandbox:
@@ -123,7 +126,7 @@ class Sandbox:
         """Which backend is active; raise SandboxUnavailable when the configured one cannot run."""
         if self.mode == "off":
             return Backend("off", "SANDBOX=off: untrusted commands run without isolation", False)
-        return detect_backend()
+        return detect_backend(self.bwrap)
 
     def run(
         self,
@@ -152,13 +155,14 @@ class Sandbox:
         if self.mode == "off":
             return run_bounded(args, cwd=worktree, env=child_env, deadline_s=deadline_s,
                                stdin=stdin, output_limit=output_limit)
-        detect_backend()  # raises SandboxUnavailable, with the reason, before anything runs
+        backend = detect_backend(self.bwrap)  # raises SandboxUnavailable, with the reason, first
         readonly = [*self.extra_ro, *[Path(p) for p in extra_ro]]
         _check_program(args[0], worktree, child_env.get("PATH", os.defpath), readonly)
         child_env.update({"HOME": SANDBOX_HOME, "TMPDIR": "/tmp"})
         with tempfile.TemporaryDirectory(prefix="agent-runner-sandbox-") as scratch:
             git_binds = _git_binds(worktree, git_dir, Path(scratch))
             bwrap = _bwrap_argv(
+                backend.path,
                 worktree=worktree,
                 network=self.network if network is None else network,
                 hidden=self.hidden,
@@ -201,9 +205,9 @@ def set_non_dumpable() -> bool:
 
 
 @functools.cache
-def detect_backend() -> Backend:
+def detect_backend(bwrap: str = "bwrap") -> Backend:
     """Probe bubblewrap once per process: find it, and check that it can make its namespaces."""
-    path = shutil.which("bwrap")
+    path = shutil.which(bwrap)
     if path is None:
         raise SandboxUnavailable("The sandbox is not available: `bwrap` is not installed. " + _INSTALL_HINT)
     if shutil.which("prlimit") is None:
@@ -212,7 +216,7 @@ def detect_backend() -> Backend:
         )
     probe_dir = Path(tempfile.mkdtemp(prefix="agent-runner-probe-"))
     try:
-        argv = [*_bwrap_argv(worktree=probe_dir, network=False, hidden=(), readonly=[], git_binds=[]),
+        argv = [*_bwrap_argv(path, worktree=probe_dir, network=False, hidden=(), readonly=[], git_binds=[]),
                 "--", "true"]
         try:
             done = subprocess.run(argv, capture_output=True, text=True, timeout=_PROBE_TIMEOUT_S,
@@ -230,10 +234,11 @@ def detect_backend() -> Backend:
                                  env={"PATH": os.defpath}, timeout=_PROBE_TIMEOUT_S).stdout.strip()
     finally:
         shutil.rmtree(probe_dir, ignore_errors=True)
-    return Backend("bwrap", version or "bubblewrap", True)
+    return Backend("bwrap", version or "bubblewrap", True, path)
 
 
 def _bwrap_argv(
+    bwrap: str,
     *,
     worktree: Path,
     network: bool,
@@ -241,7 +246,7 @@ def _bwrap_argv(
     readonly: Sequence[Path],
     git_binds: Sequence[str],
 ) -> list[str]:
-    argv = ["bwrap", "--die-with-parent", "--new-session", "--unshare-user", "--unshare-pid",
+    argv = [bwrap, "--die-with-parent", "--new-session", "--unshare-user", "--unshare-pid",
             "--unshare-ipc", "--unshare-uts", "--unshare-cgroup-try", "--hostname", "sandbox",
             "--cap-drop", "ALL"]
     if os.geteuid() == 0:
@@ -262,13 +267,28 @@ def _bwrap_argv(
         resolved = secret.resolve()
         if resolved.is_dir() and any(resolved.is_relative_to(s) for s in SYSTEM_PATHS if Path(s).is_dir()):
             argv += ["--tmpfs", str(resolved)]
-    for path in readonly:
-        if path.exists():
-            argv += ["--ro-bind", str(path), str(path)]
+    shown = [p for p in readonly if p.exists()]
+    # Mount points bwrap makes for binds under the private /tmp (a worktree in /tmp/...) sit in
+    # a tmpfs of their own, made read-only below, so only /tmp itself and the worktree are writable.
+    bound = {str(p) for p in (*shown, worktree)}
+    tops = sorted({top for p in (*shown, worktree) if (top := _tmp_top(p)) is not None} - bound)
+    for top in tops:
+        argv += ["--tmpfs", str(top)]
+    for path in shown:
+        argv += ["--ro-bind", str(path), str(path)]
     argv += ["--bind", str(worktree), str(worktree)]
     argv += list(git_binds)
-    argv += ["--chdir", str(worktree)]
+    for top in tops:
+        argv += ["--remount-ro", str(top)]
+    # The root bwrap built (mount points for the binds) turns read-only too.
+    argv += ["--remount-ro", "/", "--chdir", str(worktree)]
     return argv
+
+
+def _tmp_top(path: Path) -> str | None:
+    """``/tmp/a`` for ``/tmp/a/b/c``: the directory under /tmp a bind would create."""
+    parts = path.parts
+    return f"/tmp/{parts[2]}" if len(parts) > 2 and parts[1] == "tmp" else None
 
 
 def _git_binds(worktree: Path, git_dir: Path | None, scratch: Path) -> list[str]:
