@@ -8,10 +8,11 @@ COPY pyproject.toml README.md ./
 COPY runner ./runner
 RUN /opt/venv/bin/pip install --upgrade pip && /opt/venv/bin/pip install .
 
-# Runtime stage: git, the venv, a non-root user, volumes and a health check.
+# Runtime stage: git, bubblewrap (the sandbox for untrusted commands, docs/security.md), the venv,
+# a non-root user, volumes and a health check.
 FROM python:3.11-slim
 RUN apt-get update \
-    && apt-get install -y --no-install-recommends git ca-certificates tini \
+    && apt-get install -y --no-install-recommends git ca-certificates tini bubblewrap \
     && rm -rf /var/lib/apt/lists/* \
     && groupadd --gid 1000 runner \
     && useradd --uid 1000 --gid 1000 --create-home --shell /usr/sbin/nologin runner \
