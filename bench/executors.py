@@ -81,6 +81,7 @@ def run(executor: str, replicas: int, workers: int, issues_n: int, agent_seconds
             runs_dir, timing = root / "agent-runs", root / "timing.jsonl"
             env = chaos.runner_env(
                 emu, WORKERS=str(workers), GENERATORS="command",
+                SANDBOX="off",  # the slow agent records its runs outside its worktree
                 COMMAND_TEMPLATE=chaos.slow_agent_template(root / "agent", seconds=agent_seconds,
                                                            record_dir=runs_dir),
                 POLL_INTERVAL_SECONDS="1", HOOKS=h.TIMING_HOOK, AGENT_RUNNER_TIMING_FILE=str(timing),

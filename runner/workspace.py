@@ -2,9 +2,23 @@
 
 One persistent bare mirror per target repository is fetched under a file lock;
 each job gets its own detached ``git worktree`` from it, so a task never pays for
-a full clone and two workers never share a checkout. The token travels only in
-the environment of the git process (``GIT_CONFIG_COUNT``/``KEY``/``VALUE`` with a
-host-scoped ``http.extraHeader``): never in a URL, argv or ``.git/config``.
+a full clone and two workers never share a checkout.
+
+This module is also the one place that runs git (:func:`run_git`). Every call gets:
+
+- an explicit environment built by :func:`git_env`, never ``os.environ``
+  (GitPython, which this replaced, handed the whole runner environment to every
+  git child);
+- ``core.hooksPath`` set to an empty runner-owned directory and ``core.fsmonitor``
+  off, on the command line, which beats any repository config: no hook planted
+  in the mirror, in a worktree's ``.git`` or through ``core.hooksPath`` ever runs;
+- no system or global config (``~/.gitconfig`` is not read);
+- the token only for fetch and push (:meth:`Workspace._auth_env`, the one place it
+  leaves memory), as a host-scoped ``http.extraHeader`` in
+  ``GIT_CONFIG_COUNT``/``KEY``/``VALUE``: never in a URL, argv or ``.git/config``.
+
+Worktree commands name the git directory (``GIT_DIR``), so a ``.git`` file an
+untrusted command rewrote is never followed.
 """
 
 from __future__ import annotations

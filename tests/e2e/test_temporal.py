@@ -57,7 +57,8 @@ def test_a_second_start_of_the_same_task_is_a_no_op(world: World, temporal: str)
 def test_a_worker_killed_mid_activity_is_replaced(world: World, tmp_path: Path, temporal: str) -> None:
     runs = tmp_path / "agent-runs"
     template = chaos.slow_agent_template(tmp_path / "agent", seconds=3, record_dir=runs)
-    base = {"GENERATORS": "command", "COMMAND_TEMPLATE": template, "EXECUTOR": "temporal",
+    # SANDBOX=off: the slow agent records its runs outside its worktree, which the sandbox forbids.
+    base = {"GENERATORS": "command", "COMMAND_TEMPLATE": template, "EXECUTOR": "temporal", "SANDBOX": "off",
             "TEMPORAL_ADDRESS": temporal, "LEASE_SECONDS": "2", "POLL_INTERVAL_SECONDS": "0.5",
             "HEALTH_HOST": "127.0.0.1"}
 
@@ -130,7 +131,7 @@ def test_chaos_with_killed_workers_still_gives_one_of_everything(world: World, t
     issues = chaos.file_issues(world.emu, ids)
     chaos.inject_faults(world.emu, rate=0.05, seed=7)
     template = chaos.slow_agent_template(tmp_path / "agent", seconds=1, record_dir=tmp_path / "runs")
-    env = world.env(GENERATORS="command", COMMAND_TEMPLATE=template, EXECUTOR="temporal",
+    env = world.env(GENERATORS="command", COMMAND_TEMPLATE=template, EXECUTOR="temporal", SANDBOX="off",
                     TEMPORAL_ADDRESS=temporal, LEASE_SECONDS="2", POLL_INTERVAL_SECONDS="0.5")
     rng = random.Random(3)
     with chaos.Fleet(env, tmp_path, 3, cwd=world.root) as fleet:
