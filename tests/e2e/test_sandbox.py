@@ -14,6 +14,7 @@ from __future__ import annotations
 import base64
 import json
 import os
+import re
 import threading
 import time
 from collections.abc import Iterator
@@ -266,7 +267,7 @@ def test_a_command_that_hangs_is_killed_with_everything_it_started(
 
     assert [o.status for o in outcomes] == ["failed"]
     comment = hostile.world.comments(number)[-1]["body"]
-    assert "did not finish within 2 s and was stopped" in comment
+    assert re.search(r"`python3` did not finish within [\d.]+ s and was stopped", comment), comment
     assert "agent-failed" in hostile.world.labels(number)
     assert hostile.world.pulls(HOSTILE) == []
     assert hostile.world.emu.branch_sha(HOSTILE, "agent-task-test-tas") is None
