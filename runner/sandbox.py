@@ -247,8 +247,8 @@ def _bwrap_argv(
     git_binds: Sequence[str],
 ) -> list[str]:
     argv = [bwrap, "--die-with-parent", "--new-session", "--unshare-user", "--unshare-pid",
-            "--unshare-ipc", "--unshare-uts", "--unshare-cgroup-try", "--hostname", "sandbox",
-            "--cap-drop", "ALL"]
+            "--unshare-ipc", "--unshare-uts", "--unshare-cgroup-try", "--cap-drop", "ALL"]
+    # No --hostname: sethostname() is refused by podman's default seccomp profile.
     if os.geteuid() == 0:
         # uid 0 inside would keep capabilities in the namespace and ignore the process limit.
         argv += ["--uid", "65534", "--gid", "65534"]
