@@ -26,6 +26,7 @@ lint: $(STAMP)
 bench: $(STAMP)
 	$(PY) bench/throughput.py
 	$(PY) bench/chaos.py
+	$(PY) bench/sandbox.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache build *.egg-info
