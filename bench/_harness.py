@@ -10,9 +10,11 @@ from __future__ import annotations
 import json
 import math
 import os
+import re
 import sys
 import time
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -102,3 +104,61 @@ def say(text: str = "") -> None:
 def fail(text: str, code: int = 2) -> None:
     print(text, file=sys.stderr, flush=True)
     raise SystemExit(code)
+
+
+# -- figures from the emulator's request log ------------------------------------------------
+
+_NUMBERS = re.compile(r"/\d+(?=/|$)")
+
+
+def route(record: Any) -> str:
+    """`METHOD /path` with numbers as {n}, so that tasks on different issues add up."""
+    return f"{record.method} {_NUMBERS.sub('/{n}', record.path)}"
+
+
+@dataclass
+class RequestFigures:
+    """What GitHub saw during a run, counted from the emulator's request log."""
+
+    tasks: int
+    polls: int
+    per_task: float  # REST requests per task, polls left out
+    writes_per_task: float
+    routes: dict[str, float]  # route -> requests per task
+    writes: int
+    write_span_s: float
+    min_write_gap_s: float
+    max_writes_per_minute: int
+    max_writes_per_hour: int
+
+    @property
+    def write_rate_per_s(self) -> float:
+        return self.writes / self.write_span_s if self.write_span_s > 0 else 0.0
+
+
+def request_figures(log: Sequence[Any], tasks: int, poll_path: str) -> RequestFigures:
+    rest = [r for r in log if not r.git and not r.path.startswith("/_emulator/")]
+    polls = [r for r in rest if r.method == "GET" and r.path == poll_path]
+    work = [r for r in rest if not (r.method == "GET" and r.path == poll_path)]
+    counts: dict[str, int] = {}
+    for record in work:
+        counts[route(record)] = counts.get(route(record), 0) + 1
+    times = sorted(r.at for r in work if r.is_write)
+    gaps = [b - a for a, b in zip(times, times[1:], strict=False)]
+
+    def busiest(window: float) -> int:
+        best, lo = 0, 0
+        for hi, t in enumerate(times):
+            while times[lo] <= t - window:
+                lo += 1
+            best = max(best, hi - lo + 1)
+        return best
+
+    n = max(tasks, 1)
+    return RequestFigures(
+        tasks=tasks, polls=len(polls), per_task=len(work) / n, writes_per_task=len(times) / n,
+        routes={k: v / n for k, v in sorted(counts.items(), key=lambda kv: -kv[1])},
+        writes=len(times), write_span_s=(times[-1] - times[0]) if len(times) > 1 else 0.0,
+        min_write_gap_s=min(gaps) if gaps else math.nan,
+        max_writes_per_minute=busiest(60.0), max_writes_per_hour=busiest(3600.0),
+    )

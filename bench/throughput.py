@@ -4,9 +4,11 @@
 Each scenario starts a fresh GitHub emulator with N labeled dispatch issues
 and real `agent-runner run` processes whose generator is a stand-in agent
 that sleeps ``--agent-seconds`` (2 s: simulated LLM latency) and writes one
-file. Scenarios: WORKERS=1, 4 and 16 in one process, and 4 replicas with
+file. Scenarios: WORKERS=1, 4 and 16 in one process, and 3 replicas with
 WORKERS=4 each sharing one ledger (PostgreSQL when
-AGENT_RUNNER_TEST_POSTGRES_DSN is set, else one SQLite file).
+AGENT_RUNNER_TEST_POSTGRES_DSN is set, else one SQLite file). Everything runs
+with the shipped defaults, the write pacer included (``--pacing off`` shows the
+runner without it).
 
 Figures:
 
@@ -22,17 +24,24 @@ Figures:
   and the final ledger write.
 - slot time per task: worker slots x span / N, minus the agent time; the
   overhead above plus the time a free slot waits for its next job.
+- from the emulator's request log: REST requests and writes per task (polls
+  left out, git traffic too), the measured write rate, the busiest minute and
+  the smallest gap between two writes. With the pacer on these must stay
+  within GitHub's limits: >= 1 s apart, <= 80 a minute, <= 500 an hour. At
+  WORKERS=16 the write budget, not the workers, sets the pace: 3 writes a
+  task at 1 write/s is 20 tasks/min until 500 writes in the hour are spent.
 
-WORKERS=1 runs on ``--single-issues`` (default 20) issues, since 200 x 2 s
-would take over 7 minutes; its rate is per minute all the same.
+WORKERS=1 runs on ``--single-issues`` (default 20) issues, to keep the run
+short; its rate is per minute all the same.
 
 Each issue is closed once it is labeled `processed`, as merging its PR would
 do. That keeps fewer than 100 issues open, around a runner bug: with more
 than one page of open dispatch issues the poll serves later pages from a
 stale cache (see docs/scaling.md). ``--keep-open`` shows the bug.
 
-    .venv/bin/python bench/throughput.py                 # all scenarios, 200 issues (~6 min)
-    .venv/bin/python bench/throughput.py --issues 60     # a quicker look
+    .venv/bin/python bench/throughput.py                 # all scenarios, 60 issues (~10 min with the pacer)
+    .venv/bin/python bench/throughput.py --only w1,w16   # a quicker look
+    .venv/bin/python bench/throughput.py --pacing off    # the runner without the write pacer
 """
 
 from __future__ import annotations
@@ -67,7 +76,7 @@ class Figures:
     overhead: list[float]
     agent_s: list[float]
     stages: dict[str, float]
-    requests_per_task: float
+    requests: h.RequestFigures
 
     @property
     def per_minute(self) -> float:
@@ -81,7 +90,7 @@ class Figures:
 
 
 def run_scenario(scenario: Scenario, *, agent_seconds: float, dsn: str | None, timeout: float,
-                 close: bool = True) -> Figures:
+                 close: bool = True, pacing: bool = True) -> Figures:
     with tempfile.TemporaryDirectory(prefix="agent-runner-bench-") as scratch:
         root = Path(scratch)
         with (chaos.scratch_world(root, rate_limit=h.UNLIMITED) as emu,
@@ -103,6 +112,7 @@ def run_scenario(scenario: Scenario, *, agent_seconds: float, dsn: str | None, t
                 HOOKS=h.TIMING_HOOK,
                 AGENT_RUNNER_TIMING_FILE=str(timing),
                 PYTHONPATH=h.python_path(),
+                **({} if pacing else {"GITHUB_THROTTLE": "false"}),
             )
             ledger = open_ledger(url)
             closed: set[int] = set()
@@ -122,9 +132,7 @@ def run_scenario(scenario: Scenario, *, agent_seconds: float, dsn: str | None, t
                     if not done:
                         h.say(fleet.log_tails(10))
                 invariants = chaos.check_invariants(emu, ledger, issues)
-                polls = [r for r in emu.request_log
-                         if r.method == "GET" and r.path == f"/repos/{chaos.DISPATCH}/issues"]
-                requests = (len(emu.request_log) - len(polls)) / len(issues)
+                requests = h.request_figures(emu.request_log, len(issues), f"/repos/{chaos.DISPATCH}/issues")
                 records = chaos.ledger_records(ledger, len(issues))
             finally:
                 ledger.close()
@@ -153,13 +161,15 @@ def run_scenario(scenario: Scenario, *, agent_seconds: float, dsn: str | None, t
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--issues", type=int, default=200, help="issues per scenario (default 200)")
+    parser.add_argument("--issues", type=int, default=60, help="issues per scenario (default 60)")
+    parser.add_argument("--pacing", choices=("on", "off"), default="on",
+                        help="the write pacer (GITHUB_THROTTLE); on is the shipped default")
     parser.add_argument("--single-issues", type=int, default=20,
                         help="issues for the WORKERS=1 scenario (default 20)")
     parser.add_argument("--agent-seconds", type=float, default=2.0, help="simulated LLM latency per task")
     parser.add_argument("--keep-open", action="store_true",
                         help="leave processed issues open (shows the paginated-poll bug past 100 issues)")
-    parser.add_argument("--only", default="", help="comma-separated scenario labels to run, e.g. w4,r4x4")
+    parser.add_argument("--only", default="", help="comma-separated scenario labels to run, e.g. w4,r3x4")
     args = parser.parse_args()
     if args.issues < 1 or args.issues > 9999 or args.single_issues < 1:
         h.fail("--issues must be 1..9999 and --single-issues at least 1")
@@ -168,11 +178,12 @@ def main() -> int:
         Scenario("w1", min(args.single_issues, args.issues), 1, 1),
         Scenario("w4", args.issues, 4, 1),
         Scenario("w16", args.issues, 16, 1),
-        Scenario("r4x4", args.issues, 4, 4),
+        Scenario("r3x4", args.issues, 4, 3),
     ]
     wanted = {s.strip() for s in args.only.split(",") if s.strip()}
     scenarios = [s for s in scenarios if not wanted or s.label in wanted]
-    h.say(f"agent-runner throughput: agent sleeps {args.agent_seconds:g} s per task; shared ledger: "
+    h.say(f"agent-runner throughput: agent sleeps {args.agent_seconds:g} s per task; pacer {args.pacing}; "
+          f"shared ledger: "
           f"{'PostgreSQL' if dsn else 'SQLite file (set ' + h.DSN_ENV + ' for PostgreSQL)'}")
     results: list[Figures] = []
     for scenario in scenarios:
@@ -181,7 +192,7 @@ def main() -> int:
         h.say(f"- {scenario.label}: {scenario.issues} issues, {scenario.replicas} process(es) x "
               f"WORKERS={scenario.workers} ...")
         figures = run_scenario(scenario, agent_seconds=args.agent_seconds, dsn=dsn, timeout=timeout,
-                               close=not args.keep_open)
+                               close=not args.keep_open, pacing=args.pacing == "on")
         h.say(f"  {figures.per_minute:.1f} tasks/min, span {figures.span_s:.1f} s, wall {figures.wall_s:.1f} s, "
               f"{'ok' if figures.ok else 'NOT OK'}")
         results.append(figures)
@@ -198,10 +209,19 @@ def main() -> int:
     h.say(h.table(["setup", "issues", "ledger", "tasks/min", "span s", "overhead p50 ms",
                    "overhead p95 ms", "slot ms/task", "invariants"], rows))
     h.say()
+    rows = []
+    for f in results:
+        r = f.requests
+        rows.append([f.scenario.label, f"{r.per_task:.2f}", f"{r.writes_per_task:.2f}", r.writes,
+                     f"{r.write_rate_per_s:.2f}", r.max_writes_per_minute, r.max_writes_per_hour,
+                     f"{r.min_write_gap_s:.2f}", r.polls])
+    h.say(h.table(["setup", "REST req/task", "writes/task", "writes", "writes/s", "busiest minute",
+                   "busiest hour", "min gap s", "polls"], rows))
+    h.say()
     for f in results:
         stages = ", ".join(f"{k} {1000 * v:.0f}" for k, v in f.stages.items())
-        h.say(f"{f.scenario.label}: median stage times (ms, from the ledger): {stages}; "
-              f"{f.requests_per_task:.1f} REST requests per task besides polls")
+        h.say(f"{f.scenario.label}: median stage times (ms, from the ledger): {stages}")
+        h.say("  per task by route: " + ", ".join(f"{k} {v:.2f}" for k, v in f.requests.routes.items()))
     if any(f.scenario.label == "w1" for f in results) and args.single_issues < args.issues:
         w1 = next(f for f in results if f.scenario.label == "w1")
         h.say(f"WORKERS=1 ran {w1.scenario.issues} issues; {args.issues} would take about "

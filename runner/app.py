@@ -16,12 +16,13 @@ from runner.errors import AppNotInstalled, ConfigError, SandboxUnavailable
 from runner.forge.auth import AppInstallations, PersonalToken, TokenSource, read_private_key
 from runner.forge.base import Forge
 from runner.forge.github import GitHubForge
+from runner.forge.pacer import LedgerSlots, SlotLedger, WriteLimits
 from runner.generators import build_chain
 from runner.health import Metrics
 from runner.hooks import CombinedHooks, load_hooks
 from runner.intake import Runner
 from runner.ledger import open_ledger
-from runner.ledger.base import JobLedger
+from runner.ledger.base import JobLedger, Ledger
 from runner.log import REDACTOR, get_logger
 from runner.pipeline import Pipeline
 from runner.sandbox import Sandbox
@@ -72,10 +73,17 @@ def token_source(settings: Settings, *, clock: Callable[[], datetime] = utc_now)
     )
 
 
-def forge_from_settings(settings: Settings, tokens: TokenSource | None = None) -> GitHubForge:
+def forge_from_settings(settings: Settings, tokens: TokenSource | None = None, *, ledger: Ledger | None = None,
+                        log: Any = None) -> GitHubForge:
+    """The forge with one write pacer per token; its write slots live in the ledger when replicas
+    share a PostgreSQL one, so that they all draw on one budget."""
+    limits = WriteLimits(settings.github_write_interval_seconds, settings.github_writes_per_minute,
+                         settings.github_writes_per_hour)
+    slots = LedgerSlots(ledger) if isinstance(ledger, SlotLedger) else None
     return GitHubForge(tokens or token_source(settings), base_url=settings.github_api_url,
                        timeout=settings.github_timeout_seconds, max_retries=settings.github_max_retries,
-                       throttle=settings.github_throttle)
+                       throttle=settings.github_throttle, limits=limits, slots=slots,
+                       cache_ttl=settings.github_cache_seconds, log=log)
 
 
 def bot_identity(settings: Settings, tokens: TokenSource, forge: GitHubForge) -> Identity:
@@ -117,9 +125,10 @@ def build_app(settings: Settings, *, clock: Callable[[], datetime] = utc_now, lo
     log = log or get_logger(agent=settings.agent_name)
     chain = build_chain(settings.generators, settings)
     hooks = CombinedHooks(load_hooks(settings.hooks), log)
-    forge = forge_from_settings(settings, tokens)
-    identity = bot_identity(settings, tokens, forge)
     settings.data_dir.mkdir(parents=True, exist_ok=True)
+    ledger = open_ledger(settings.ledger_location) if settings.executor != "temporal" else None
+    forge = forge_from_settings(settings, tokens, ledger=ledger, log=log)
+    identity = bot_identity(settings, tokens, forge)
     workspace = Workspace(settings.workspace_dir, token=tokens.token_for, identity=identity)
     metrics = Metrics(stale_after_s=max(300.0, settings.effective_poll_interval * 3))
     sandbox = Sandbox.from_settings(settings)
@@ -129,11 +138,11 @@ def build_app(settings: Settings, *, clock: Callable[[], datetime] = utc_now, lo
         return _temporal_app(settings, forge=forge, workspace=workspace, chain=chain, hooks=hooks, log=log,
                              clock=clock, metrics=metrics, owner=owner, runner_log=runner_log, tokens=tokens,
                              sandbox=sandbox)
-    ledger = open_ledger(settings.ledger_location)
+    assert ledger is not None
     pipeline = Pipeline(settings=settings, forge=forge, workspace=workspace, chain=chain, ledger=ledger,
                         hooks=hooks, redactor=REDACTOR, log=log, clock=clock, sandbox=sandbox)
     runner = Runner(settings=settings, forge=forge, ledger=ledger, pipeline=pipeline, clock=clock,
-                    owner=owner, log=runner_log, metrics=metrics)
+                    owner=owner, log=runner_log, metrics=metrics, interrupt=forge.interrupt)
     return App(settings, forge, ledger, workspace, pipeline, runner, metrics, tokens)
 
 

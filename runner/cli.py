@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import signal
 import sys
 import threading
@@ -165,7 +166,16 @@ def _dispatch(args: argparse.Namespace) -> int:
     app = build_app(settings)
     try:
         if command in {"run", "serve", "worker"}:
-            return _serve(app, stop, poll=command != "worker")
+            code = _serve(app, stop, poll=command != "worker")
+            stuck = getattr(app.runner, "waiting_on_github", None)
+            if stuck is not None and stuck():
+                # A job or the poll still hangs on GitHub past the grace period (leases released).
+                # Do not let interpreter shutdown wait on their threads and sockets.
+                app.close()
+                sys.stdout.flush()
+                sys.stderr.flush()
+                os._exit(code)
+            return code
         if command == "once":
             outcomes = app.runner.run_once()
             counts: dict[str, int] = {}

@@ -55,7 +55,11 @@ class Settings(BaseSettings):
     require_labeler_permission: bool = True
     github_timeout_seconds: float = Field(default=30.0, gt=0)
     github_max_retries: int = Field(default=5, ge=0, le=20)
-    github_throttle: bool = True  # PyGithub's pause between writes, against secondary rate limits
+    github_throttle: bool = True  # the write pacer (runner/forge/pacer.py), against secondary limits
+    github_write_interval_seconds: float = Field(default=1.0, ge=0)
+    github_writes_per_minute: int = Field(default=80, ge=1)
+    github_writes_per_hour: int = Field(default=500, ge=1)
+    github_cache_seconds: float = Field(default=60.0, ge=0)
 
     # Webhook intake (`agent-runner serve`, or `run` with WEBHOOK_SECRET set)
     webhook_secret: SecretStr | None = None
@@ -80,6 +84,8 @@ class Settings(BaseSettings):
     retry_base_seconds: float = Field(default=10.0, gt=0)
     retry_max_seconds: float = Field(default=900.0, gt=0)
     shutdown_grace_seconds: float = Field(default=30.0, ge=0)
+    progress_after_seconds: float = Field(default=5.0, ge=0)  # no progress comment before this
+    progress_every_seconds: float = Field(default=15.0, ge=0)  # then at most one edit per this
     health_host: str = "0.0.0.0"
     health_port: int = Field(default=8080, ge=0, le=65535)
     log_level: LogLevel = "INFO"

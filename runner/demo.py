@@ -70,7 +70,6 @@ def _demo(root: Path, verbose: bool, out: Callable[[str], None]) -> int:
             workspace_dir=root / "workspace",
             data_dir=root / "data",
             generators="patch",
-            github_throttle=False,
             poll_interval_seconds=1,
         )
         app = build_app(settings)

@@ -29,6 +29,7 @@ The tree::
     ├── ValidationFailed             the validation commands did not pass
     ├── SandboxUnavailable           no backend can isolate untrusted commands
     ├── LeaseLost                    another worker owns the task now   (transient)
+    ├── ShuttingDown                 SIGTERM cut a wait on GitHub short (transient)
     ├── LedgerUnavailable            the ledger database is unreachable (transient)
     ├── CrashLoop                    workers keep dying on this task
     └── InternalError                a bug in the runner or a plugin    (transient)
@@ -217,6 +218,13 @@ class LeaseLost(RunnerError):
 
     transient = True
     hint = "Nothing to do: another worker is handling the task."
+
+
+class ShuttingDown(RunnerError):
+    """The process is stopping: a wait on GitHub (pacer, retry) was cut short; the lease is released."""
+
+    transient = True
+    hint = "Nothing to do: the task runs again when a runner picks it up."
 
 
 class LedgerUnavailable(RunnerError):

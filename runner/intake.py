@@ -24,7 +24,10 @@ from runner.ledger.base import Job, Ledger, TaskKey
 from runner.pipeline import Outcome, Pipeline
 from runner.task import body_hash, parse_metadata
 
+#: How often the idle loop claims; a poll that queued work, a finished job or SIGTERM wake it sooner.
 IDLE_TICK_S = 1.0
+#: Of SHUTDOWN_GRACE_SECONDS, what is kept for releasing leases and exiting.
+DRAIN_MARGIN_S = 2.0
 
 
 class Runner:
@@ -41,6 +44,7 @@ class Runner:
         owner: str,
         log: Any,
         metrics: Metrics | None = None,
+        interrupt: Callable[[], None] | None = None,
     ) -> None:
         self.settings = settings
         self.forge = forge
@@ -55,7 +59,9 @@ class Runner:
         self._slots = threading.BoundedSemaphore(settings.workers)
         self._active: dict[TaskKey, Job] = {}
         self._active_lock = threading.Lock()
-        self._wake = threading.Event()  # set when new work was queued: claim now, not at the next tick
+        self._wake = threading.Event()  # set when work was queued or a job finished: claim now
+        self._poller: threading.Thread | None = None
+        self._interrupt = interrupt or (lambda: None)  # cuts every wait on GitHub short
 
     # -- intake ------------------------------------------------------------------
 
@@ -127,26 +133,34 @@ class Runner:
         """Poll every POLL_INTERVAL_SECONDS and keep WORKERS jobs running until ``stop`` is set.
 
         With webhooks on, the poll runs every WEBHOOK_POLL_INTERVAL_SECONDS as the safety
-        net, and a queued delivery wakes the loop at once."""
-        next_poll = 0.0
+        net. The poll runs in its own thread, so a GitHub that stops answering
+        cannot hold up shutdown; a queued delivery, a poll that queued work or a
+        finished job wakes the loop at once to claim the next task.
+        """
+        self._poller = threading.Thread(target=self._poll_loop, args=(stop,), name="poll", daemon=True)
+        self._poller.start()
         threading.Thread(target=self._wake_on, args=(stop,), name="stop-watch", daemon=True).start()
         while not stop.is_set():
             self.metrics.loop_tick()
-            if time.monotonic() >= next_poll:
-                next_poll = time.monotonic() + self.settings.effective_poll_interval
-                try:
-                    self.poll()
-                except RunnerError as exc:
-                    self.metrics.poll_failed()
-                    self.log.warning("poll failed; will try again", error=str(exc))
-            self._wake.clear()  # a delivery queued from here on wakes the wait below at once
+            self._wake.clear()  # work queued from here on wakes the wait below at once
             self._claim_while_free(stop)
-            self._wake.wait(min(IDLE_TICK_S, max(0.0, next_poll - time.monotonic())))
+            self._wake.wait(IDLE_TICK_S)  # retries that fall due are claimed within this
         self._drain()
 
     def _wake_on(self, stop: threading.Event) -> None:
         stop.wait()
         self._wake.set()
+
+    def _poll_loop(self, stop: threading.Event) -> None:
+        """Poll until stopped; a poll stuck on a hung GitHub is simply left behind at shutdown."""
+        while not stop.is_set():
+            try:
+                if self.poll():
+                    self._wake.set()
+            except RunnerError as exc:
+                self.metrics.poll_failed()
+                self.log.warning("poll failed; will try again", error=str(exc))
+            stop.wait(self.settings.effective_poll_interval)
 
     def _claim_while_free(self, stop: threading.Event) -> None:
         while not stop.is_set() and self._slots.acquire(blocking=False):
@@ -162,10 +176,20 @@ class Runner:
             self._start(job, lambda _outcome: None)
 
     def _drain(self) -> None:
-        """Stop claiming, let running jobs finish for the grace period, then release the rest."""
-        deadline = time.monotonic() + self.settings.shutdown_grace_seconds
+        """Stop claiming, let running jobs finish for the grace period, then release the rest.
+
+        At the deadline every wait on GitHub (pacer, retry backoff) is cut
+        short, and no new request goes out, so a hung GitHub cannot keep the
+        process past SHUTDOWN_GRACE_SECONDS.
+        """
+        deadline = time.monotonic() + max(0.0, self.settings.shutdown_grace_seconds - DRAIN_MARGIN_S)
         while self.active_count() and time.monotonic() < deadline:
-            time.sleep(0.1)
+            self._wake.wait(0.1)
+            self._wake.clear()
+        self._interrupt()
+        settle = time.monotonic() + min(DRAIN_MARGIN_S / 2, self.settings.shutdown_grace_seconds / 4)
+        while self.active_count() and time.monotonic() < settle:  # interrupted jobs release themselves
+            time.sleep(0.05)
         with self._active_lock:
             leftovers = list(self._active.values())
         for job in leftovers:
@@ -174,6 +198,10 @@ class Runner:
                 self.log.info("released lease on shutdown", issue=job.key.issue_number)
             except RunnerError as exc:
                 self.log.warning("could not release lease", issue=job.key.issue_number, error=str(exc))
+
+    def waiting_on_github(self) -> bool:
+        """After serve: whether a job or the poll is still stuck in a call to GitHub."""
+        return bool(self.active_count()) or (self._poller is not None and self._poller.is_alive())
 
     def active_count(self) -> int:
         with self._active_lock:
@@ -187,6 +215,7 @@ class Runner:
                 with self._active_lock:
                     self._active.pop(job.key, None)
                 self._slots.release()
+                self._wake.set()
 
         with self._active_lock:
             self._active[job.key] = job

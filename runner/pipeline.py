@@ -27,6 +27,7 @@ from runner.errors import (
     PolicyRefused,
     RateLimited,
     RunnerError,
+    ShuttingDown,
     TaskSpecError,
     ValidationFailed,
 )
@@ -44,7 +45,7 @@ from runner.procs import minimal_env
 from runner.publish import push_change, upsert_pull
 from runner.render import PullView, ResultView, commit_message, pull_title, render_pull_body
 from runner.repo_config import load_repo_config, run_setup
-from runner.report import Reporter
+from runner.report import Reporter, progress_due
 from runner.sandbox import Sandbox
 from runner.task import (
     DispatchTask,
@@ -58,8 +59,7 @@ from runner.transcript import excerpt
 from runner.validation import run_validation, validation_outcome
 from runner.workspace import Mirror, Workspace, Worktree
 
-OutcomeStatus = Literal["succeeded", "failed", "retrying", "skipped", "lost"]
-PROGRESS_EVERY_S = 5.0
+OutcomeStatus = Literal["succeeded", "failed", "retrying", "skipped", "lost", "released"]
 EXCERPT_CHARS = 3000
 
 
@@ -81,7 +81,9 @@ class _Run:
     view: ResultView
     stages: dict[str, float] = field(default_factory=dict)
     task: DispatchTask | None = None
-    last_progress: float = 0.0
+    issue: Issue | None = None
+    started: float = field(default_factory=time.monotonic)
+    last_shown: float | None = None  # when progress was last posted (monotonic)
 
     @contextmanager
     def stage(self, name: str) -> Iterator[None]:
@@ -133,6 +135,8 @@ class Pipeline:
             except LeaseLost as exc:
                 log.warning("stopping: lease lost", error=str(exc))
                 return Outcome("lost", error=str(exc))
+            except ShuttingDown as exc:
+                return self._release(run, exc)
             except RunnerError as exc:
                 return self._fail(run, exc)
             except Exception as exc:  # the loop boundary: a bug must not kill the runner
@@ -150,6 +154,8 @@ class Pipeline:
                 "each time without finishing (killed, out of memory, or timed out)."
             )
         issue = self.forge.get_issue(key.dispatch_repo, key.issue_number)
+        run.issue = issue
+        self.reporter.note_issue(issue, attempt=run.job.attempt)
         eligible, why = policy.should_process(issue, self.labels)
         if not eligible:
             run.log.info("skipping issue", reason=why)
@@ -225,7 +231,8 @@ class Pipeline:
         feedback: str | None = None
         usage = Usage()
         for round_no in range(s.validation_rounds + 1):
-            before = self.workspace.snapshot(tree)
+            # Only validation needs the snapshot (to tell whether a round changed anything).
+            before = self.workspace.snapshot(tree) if commands else None
             with run.stage("generate" if round_no == 0 else f"generate_round_{round_no + 1}"):
                 ctx = replace(self._context(run, task, tree.path, names, model.model, repo_config.instructions,
                                             feedback), git_dir=tree.git_dir)
@@ -316,7 +323,8 @@ class Pipeline:
         self._show(run, final=True, status="succeeded", pr_url=pull.html_url, pr_number=pull.number,
                    summary=changes.summary, files=changes.files, stages_done=(), progress=None,
                    notes=self._warnings() + notes + tuple(self.hooks.failures))
-        self.reporter.mark_processed(run.task.dispatch_repo, run.task.issue_number)
+        self.reporter.mark_processed(run.task.dispatch_repo, run.task.issue_number,
+                                     carried=run.issue.labels if run.issue is not None else None)
         self.hooks.call("on_finished", task=run.task, pull=pull)
         self._complete(run, pr_url=pull.html_url, transcript=changes.transcript)
         return Outcome("succeeded", pr_url=pull.html_url, stage_seconds=dict(run.stages))
@@ -335,7 +343,7 @@ class Pipeline:
                 raise LeaseLost("lease lost while failing")
             if decision == "retry":
                 retry_at = self.clock() + timedelta(seconds=self._retry_delay(error, failures))
-                self._show(run, status="retrying", error=message)
+                self._show(run, force=True, status="retrying", error=message)
             else:
                 self._show(run, final=True, status="refused" if isinstance(error, PolicyRefused)
                            else "failed", error=message, hint=error.hint, progress=None)
@@ -356,6 +364,15 @@ class Pipeline:
             return Outcome("lost", error=message)
         return Outcome("retrying" if decision == "retry" else "failed", error=message,
                        stage_seconds=dict(run.stages))
+
+    def _release(self, run: _Run, stop: ShuttingDown) -> Outcome:
+        """Shutdown cut a wait on GitHub short: hand the task back as it is, counting no failure."""
+        run.log.info("stopping: shutting down", error=str(stop))
+        try:
+            self.ledger.release(run.lease.job, now=self.clock())
+        except RunnerError as exc:  # already released by the drain, or the ledger is away: its lease expires
+            run.log.info("lease not released by the job", error=str(exc))
+        return Outcome("released", error=str(stop), stage_seconds=dict(run.stages))
 
     # -- helpers -----------------------------------------------------------------
 
@@ -379,23 +396,26 @@ class Pipeline:
             delay = max(delay, error.retry_after)
         return delay
 
-    def _show(self, run: _Run, *, final: bool = False, **changes: Any) -> None:
-        """Update the result comment; progress updates are best effort, final ones are not."""
+    def _show(self, run: _Run, *, final: bool = False, force: bool = False, **changes: Any) -> None:
+        """Update the result comment; progress is paced and best effort, final updates are not."""
         run.view = replace(run.view, **changes)
         if not final:
             run.lease.check()
         key = run.job.key
         if final:
             self.reporter.post(key.dispatch_repo, key.issue_number, run.view)
-        else:
-            self.reporter.progress(key.dispatch_repo, key.issue_number, run.view)
+            return
+        now = time.monotonic()
+        since = None if run.last_shown is None else now - run.last_shown
+        if not force and not progress_due(now - run.started, since, after_s=self.settings.progress_after_seconds,
+                                          every_s=self.settings.progress_every_seconds):
+            return
+        if self.reporter.progress(key.dispatch_repo, key.issue_number, run.view):
+            run.last_shown = now
 
     def _progress(self, run: _Run, message: str) -> None:
         run.log.info("progress", message=message)
-        now = time.monotonic()
-        if now - run.last_progress >= PROGRESS_EVERY_S:
-            run.last_progress = now
-            self._show(run, progress=message)
+        self._show(run, progress=message)
 
 
 @dataclass(frozen=True)

@@ -24,6 +24,7 @@ class Issue:
     updated_at: str
     html_url: str
     is_pull_request: bool = False
+    comment_count: int | None = None  # None: the forge did not say
 
 
 @dataclass(frozen=True)
@@ -93,6 +94,9 @@ class Forge(Protocol):
         self, repo: str, *, head: str, base: str, title: str, body: str, draft: bool = False
     ) -> PullRequest:
         """Open a PR; if one already exists for ``head``, return that one instead."""
+
+    def write_wait(self) -> float:
+        """Seconds a write would now wait for the pacer; 0 when it could go at once."""
 
     def update_pull(
         self,

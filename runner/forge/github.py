@@ -8,9 +8,10 @@ at the boundary, so nothing above it needs to know the library.
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import threading
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 from urllib.parse import quote
 
@@ -22,13 +23,53 @@ from github.PullRequest import PullRequest as GhPull
 
 from runner.errors import ForgeError, NotFound, PermissionDenied, RateLimited, Rejected
 from runner.forge.base import Comment, Issue, PullRequest, RepoInfo
+from runner.forge.cache import TtlCache
+from runner.forge.pacer import GITHUB_LIMITS, Pacer, SlotStore, WriteLimits
 
 if TYPE_CHECKING:
     from runner.forge.auth import TokenSource
 
+WRITE_METHODS = frozenset({"POST", "PATCH", "PUT", "DELETE"})
+
+
+def pacer_bucket(credential: str, base_url: str) -> str:
+    """The pacer's key for one credential on one GitHub: a hash, so no token is ever stored."""
+    return hashlib.sha256(f"{base_url}\n{credential}".encode()).hexdigest()[:20]
+
+
+class PacedRetry(GithubRetry):  # type: ignore[misc]
+    """GithubRetry whose waits go through the pacer: cut short by shutdown, shared by all threads.
+
+    A Retry-After (or an exhausted primary limit) holds every request of the
+    token, not only the one being retried, and a retried write takes a write
+    slot like any other write.
+    """
+
+    pacer: Pacer | None = None
+
+    def new(self, **kw: Any) -> PacedRetry:
+        retry: PacedRetry = super().new(**kw)
+        retry.pacer = self.pacer
+        return retry
+
+    def sleep(self, response: Any = None) -> None:
+        pacer = self.pacer
+        if pacer is None:
+            super().sleep(response)
+            return
+        retry_after = None
+        if response is not None:
+            pacer.observe(dict(response.headers))
+            if self.respect_retry_after_header:
+                retry_after = self.get_retry_after(response)
+        if retry_after is None:
+            pacer.wait(self.get_backoff_time())
+        method = self.history[-1].method if self.history else None
+        pacer.before(write=(method or "").upper() in WRITE_METHODS)
+
 
 class GitHubForge:
-    """The Forge protocol over PyGithub, with retries and conditional polling."""
+    """The Forge protocol over PyGithub, with a write pacer per token, short caches and conditional polling."""
 
     def __init__(
         self,
@@ -38,60 +79,100 @@ class GitHubForge:
         timeout: float = 30.0,
         max_retries: int = 5,
         throttle: bool = True,
+        limits: WriteLimits | None = GITHUB_LIMITS,
+        slots: SlotStore | None = None,
+        cache_ttl: float = 60.0,
+        clock: Callable[[], float] = time.monotonic,
+        log: Any = None,
     ) -> None:
-        # GithubRetry retries 5xx and 403s that carry Retry-After or an exhausted
-        # rate limit (waiting for X-RateLimit-Reset); we add 429, which GitHub
-        # documents for secondary limits:
-        # https://docs.github.com/en/rest/using-the-rest-api/rate-limits-for-the-rest-api
-        retry = GithubRetry(
-            total=max_retries,
-            backoff_factor=0.5,
-            status_forcelist=[*range(500, 600), 429],
-            max_rate_limit_wait=900,
-            raise_on_status=False,  # when retries run out, map the last response, not a RetryError
-        )
-        extra: dict[str, Any] = {}
-        if not throttle:
-            extra = {"seconds_between_requests": None, "seconds_between_writes": None}
         if isinstance(token, str):
             from runner.forge.auth import PersonalToken
 
             token = PersonalToken(token)
         self._source: TokenSource = token
+        self._base_url = base_url
+        self._max_retries = max_retries
+        # Our pacer replaces PyGithub's throttle, which has no lock and so does not
+        # hold across threads.
         self._client_options: dict[str, Any] = dict(
-            base_url=base_url, per_page=100, timeout=int(timeout), retry=retry, lazy=True, **extra)
-        # One client per credential (the PAT, or one per app installation), so each token
-        # keeps its own connection pool and write pacing.
-        self._clients: dict[str, Github] = {}
+            base_url=base_url, per_page=100, timeout=int(timeout), lazy=True,
+            seconds_between_requests=None, seconds_between_writes=None)
+        self._limits = limits if throttle else None
+        self._slots = slots
+        self._log = log
+        # Shutdown: one flag for every pacer, those made later included.
+        self._stop = threading.Event()
+        # One client and one pacer per credential (the PAT, or one per app installation):
+        # GitHub's limits are per token.
+        self._clients: dict[str, tuple[Github, Pacer]] = {}
         self._clients_lock = threading.Lock()
         self._login: str | None = None
         self._etags: dict[tuple[str, str], tuple[str, list[Issue], bool]] = {}
         self._etag_lock = threading.Lock()
+        self._repos: TtlCache[RepoInfo] = TtlCache(cache_ttl, clock=clock)
+        self._permissions: TtlCache[str] = TtlCache(cache_ttl, clock=clock)
 
-    def _gh_for(self, repo: str) -> Github:
-        """The client whose token may act on ``repo`` (raises AppNotInstalled when none may)."""
+    def _client(self, repo: str) -> tuple[Github, Pacer]:
+        """The client and pacer whose token may act on ``repo`` (raises AppNotInstalled when none may)."""
         key = self._source.key_for(repo)
         with self._clients_lock:
-            client = self._clients.get(key)
-            if client is None:
-                client = Github(auth=_SourcedToken(self._source, key), **self._client_options)
-                self._clients[key] = client
-            return client
+            found = self._clients.get(key)
+            if found is None:
+                credential = self._source.token(key) if self._source.mode == "token" else key
+                pacer = Pacer(self._limits, bucket=pacer_bucket(credential, self._base_url), store=self._slots,
+                              stop=self._stop, log=self._log)
+                # GithubRetry retries 5xx and 403s that carry Retry-After or an exhausted
+                # rate limit (waiting for X-RateLimit-Reset); we add 429, which GitHub
+                # documents for secondary limits:
+                # https://docs.github.com/en/rest/using-the-rest-api/rate-limits-for-the-rest-api
+                retry = PacedRetry(
+                    total=self._max_retries,
+                    backoff_factor=0.5,
+                    status_forcelist=[*range(500, 600), 429],
+                    max_rate_limit_wait=900,
+                    raise_on_status=False,  # when retries run out, map the last response, not a RetryError
+                )
+                retry.pacer = pacer
+                client = Github(auth=_SourcedToken(self._source, key), retry=retry, **self._client_options)
+                found = self._clients[key] = (client, pacer)
+            return found
+
+    @contextlib.contextmanager
+    def _request(self, action: str, repo: str, *, write: bool = False) -> Iterator[Github]:
+        """Pace one request for ``repo``'s token, translate its errors, learn the rate limit from its answer."""
+        client, pacer = self._client(repo)
+        pacer.before(write=write)
+        try:
+            with translate(action, observe=pacer.observe):
+                yield client
+        finally:
+            remaining, limit = client.requester.rate_limiting
+            if limit > 0:
+                pacer.observe_quota(remaining, limit, float(client.requester.rate_limiting_resettime))
+
+    def interrupt(self) -> None:
+        """Shutdown: cut every wait on GitHub short and refuse every later request (ShuttingDown)."""
+        self._stop.set()
+
+    def write_wait(self) -> float:
+        with self._clients_lock:
+            pacers = [pacer for _, pacer in self._clients.values()]
+        return max((pacer.write_wait() for pacer in pacers), default=0.0)
 
     def authenticated_login(self, repo: str) -> str:
         """Who the runner is on GitHub: the token's user (``GET /user``), or the app's ``<slug>[bot]``."""
         if self._login is None:
             login = self._source.bot_login
             if login is None:
-                with translate("read the token's user (GET /user)"):
-                    login = self._gh_for(repo).get_user().login
+                with self._request("read the token's user (GET /user)", repo) as gh:
+                    login = gh.get_user().login
             self._login = login
         return self._login
 
     def user_id(self, login: str, repo: str) -> int:
         """The numeric id of a user or bot (``GET /users/{login}``), asked with ``repo``'s token."""
-        with translate(f"read the user {login}"):
-            _, data = self._gh_for(repo).requester.requestJsonAndCheck("GET", f"/users/{quote(login)}")
+        with self._request(f"read the user {login}", repo) as gh:
+            _, data = gh.requester.requestJsonAndCheck("GET", f"/users/{quote(login)}")
             return int(data["id"])
 
     # -- issues -----------------------------------------------------------------
@@ -110,18 +191,18 @@ class GitHubForge:
             cached = self._etags.get(cache_key)
         # The ETag covers page 1 only, so a 304 proves nothing when there were more pages.
         headers = {"If-None-Match": cached[0]} if cached and cached[2] else {}
-        with translate(f"list issues in {repo}"):
-            requester = self._gh_for(repo).requester
-            resp_headers, data = requester.requestJsonAndCheck("GET", url, parameters=params, headers=headers)
-            if data is None and cached:  # 304 Not Modified
-                return list(cached[1])
-            pages = [data or []]
-            next_url = _next_link(resp_headers)
-            single_page = next_url is None
-            while next_url:
-                page_headers, page = requester.requestJsonAndCheck("GET", next_url)
-                pages.append(page or [])
-                next_url = _next_link(page_headers)
+        with self._request(f"list issues in {repo}", repo) as gh:
+            resp_headers, data = gh.requester.requestJsonAndCheck("GET", url, parameters=params, headers=headers)
+        if data is None and cached:  # 304 Not Modified
+            return list(cached[1])
+        pages = [data or []]
+        next_url = _next_link(resp_headers)
+        single_page = next_url is None
+        while next_url:
+            with self._request(f"list issues in {repo}", repo) as gh:
+                page_headers, page = gh.requester.requestJsonAndCheck("GET", next_url)
+            pages.append(page or [])
+            next_url = _next_link(page_headers)
         issues = [issue_from_json(repo, item) for page in pages for item in page]
         issues = [i for i in issues if not i.is_pull_request]
         etag = resp_headers.get("etag")
@@ -131,59 +212,67 @@ class GitHubForge:
         return issues
 
     def get_issue(self, repo: str, number: int) -> Issue:
-        with translate(f"read issue {repo}#{number}"):
-            issue = self._gh_for(repo).get_repo(repo).get_issue(number)
+        with self._request(f"read issue {repo}#{number}", repo) as gh:
+            issue = gh.get_repo(repo).get_issue(number)
             return _issue_value(repo, issue)
 
     def list_comments(self, repo: str, number: int) -> Sequence[Comment]:
-        with translate(f"list comments on {repo}#{number}"):
-            issue = self._gh_for(repo).get_repo(repo).get_issue(number)
+        with self._request(f"list comments on {repo}#{number}", repo) as gh:
+            issue = gh.get_repo(repo).get_issue(number)
             return [_comment_value(c) for c in issue.get_comments()]
 
     def create_comment(self, repo: str, number: int, body: str) -> Comment:
-        with translate(f"comment on {repo}#{number}"):
-            issue = self._gh_for(repo).get_repo(repo).get_issue(number)
+        with self._request(f"comment on {repo}#{number}", repo, write=True) as gh:
+            issue = gh.get_repo(repo).get_issue(number)
             return _comment_value(issue.create_comment(body))
 
     def edit_comment(self, repo: str, comment_id: int, body: str) -> Comment:
-        with translate(f"edit comment {comment_id} in {repo}"):
-            _, data = self._gh_for(repo).requester.requestJsonAndCheck(
+        with self._request(f"edit comment {comment_id} in {repo}", repo, write=True) as gh:
+            _, data = gh.requester.requestJsonAndCheck(
                 "PATCH", f"/repos/{repo}/issues/comments/{comment_id}", input={"body": body}
             )
             return Comment(id=int(data["id"]), body=data.get("body") or "",
                            author=(data.get("user") or {}).get("login", ""), html_url=data.get("html_url") or "")
 
     def add_labels(self, repo: str, number: int, labels: Sequence[str]) -> None:
-        with translate(f"label {repo}#{number}"):
-            self._gh_for(repo).get_repo(repo).get_issue(number).add_to_labels(*labels)
+        with self._request(f"label {repo}#{number}", repo, write=True) as gh:
+            gh.get_repo(repo).get_issue(number).add_to_labels(*labels)
 
     def remove_label(self, repo: str, number: int, label: str) -> None:
         try:
-            with translate(f"unlabel {repo}#{number}"):
-                self._gh_for(repo).get_repo(repo).get_issue(number).remove_from_labels(label)
+            with self._request(f"unlabel {repo}#{number}", repo, write=True) as gh:
+                gh.get_repo(repo).get_issue(number).remove_from_labels(label)
         except NotFound:
             return  # Already gone: the outcome we wanted.
 
     def label_actor(self, repo: str, number: int, label: str) -> str | None:
-        with translate(f"read events of {repo}#{number}"):
+        with self._request(f"read events of {repo}#{number}", repo) as gh:
             actor: str | None = None
-            for event in self._gh_for(repo).get_repo(repo).get_issue(number).get_events():
+            for event in gh.get_repo(repo).get_issue(number).get_events():
                 if event.event == "labeled" and event.label is not None and event.label.name == label:
                     actor = event.actor.login if event.actor else None
             return actor
 
     def permission(self, repo: str, user: str) -> str:
-        with translate(f"read {user}'s permission on {repo}"):
+        """Cached for GITHUB_CACHE_SECONDS: a revoked permission counts again within that time."""
+        return self._permissions.get_or_load((repo.lower(), user.lower()), lambda: self._permission(repo, user))
+
+    def _permission(self, repo: str, user: str) -> str:
+        with self._request(f"read {user}'s permission on {repo}", repo) as gh:
             try:
-                return self._gh_for(repo).get_repo(repo).get_collaborator_permission(user)
+                return gh.get_repo(repo).get_collaborator_permission(user)
             except GithubException as exc:
                 if exc.status == 404:
                     return "none"
                 raise
 
     def repo_info(self, repo: str) -> RepoInfo:
-        with translate(f"read repository {repo}"):
-            r = self._gh_for(repo).get_repo(repo)
+        """Cached for GITHUB_CACHE_SECONDS: the default branch and clone URL rarely change."""
+        return self._repos.get_or_load(repo.lower(), lambda: self._repo_info(repo))
+
+    def _repo_info(self, repo: str) -> RepoInfo:
+        with self._request(f"read repository {repo}", repo) as gh:
+            r = gh.get_repo(repo)
             return RepoInfo(
                 full_name=r.full_name,
                 default_branch=r.default_branch,
@@ -195,8 +284,8 @@ class GitHubForge:
 
     def find_pull(self, repo: str, head_branch: str) -> PullRequest | None:
         owner = repo.split("/")[0]
-        with translate(f"find the pull request for {head_branch} in {repo}"):
-            pulls = self._gh_for(repo).get_repo(repo).get_pulls(state="all", head=f"{owner}:{head_branch}")
+        with self._request(f"find the pull request for {head_branch} in {repo}", repo) as gh:
+            pulls = gh.get_repo(repo).get_pulls(state="all", head=f"{owner}:{head_branch}")
             found = [_pull_value(p) for p in pulls]
         # GitHub lists newest first; an open PR wins over older closed ones.
         found.sort(key=lambda p: (p.state != "open", -p.number))
@@ -206,8 +295,8 @@ class GitHubForge:
         self, repo: str, *, head: str, base: str, title: str, body: str, draft: bool = False
     ) -> PullRequest:
         try:
-            with translate(f"open a pull request from {head} in {repo}"):
-                pull = self._gh_for(repo).get_repo(repo).create_pull(
+            with self._request(f"open a pull request from {head} in {repo}", repo, write=True) as gh:
+                pull = gh.get_repo(repo).create_pull(
                     base=base, head=head, title=title, body=body, draft=draft
                 )
                 return _pull_value(pull)
@@ -230,8 +319,8 @@ class GitHubForge:
         body: str | None = None,
         state: str | None = None,
     ) -> PullRequest:
-        with translate(f"update pull request {repo}#{number}"):
-            pull = self._gh_for(repo).get_repo(repo).get_pull(number)
+        with self._request(f"update pull request {repo}#{number}", repo, write=True) as gh:
+            pull = gh.get_repo(repo).get_pull(number)
             pull.edit(title=_opt(title), body=_opt(body), state=_opt(state))
             return _pull_value(pull)  # PyGithub refreshes the object from the PATCH response
 
@@ -257,11 +346,13 @@ class _SourcedToken(Auth.Auth):
 
 
 @contextlib.contextmanager
-def translate(action: str) -> Iterator[None]:
+def translate(action: str, observe: Callable[[Mapping[str, str]], None] | None = None) -> Iterator[None]:
     """Map PyGithub and requests exceptions onto our tree, with a sentence for humans."""
     try:
         yield
     except GithubException as exc:
+        if observe is not None:
+            observe(exc.headers or {})
         raise _from_status(exc.status, exc.headers or {}, exc.data, action) from exc
     except requests.exceptions.RequestException as exc:
         raise ForgeError(f"Could not reach GitHub to {action} ({type(exc).__name__}).") from exc
@@ -333,6 +424,7 @@ def issue_from_json(repo: str, item: dict[str, Any]) -> Issue:
         updated_at=item.get("updated_at") or "",
         html_url=item.get("html_url") or "",
         is_pull_request="pull_request" in item and item["pull_request"] is not None,
+        comment_count=item.get("comments") if isinstance(item.get("comments"), int) else None,
     )
 
 
@@ -348,6 +440,7 @@ def _issue_value(repo: str, issue: GhIssue) -> Issue:
         updated_at=issue.updated_at.isoformat() if issue.updated_at else "",
         html_url=issue.html_url or "",
         is_pull_request=issue.pull_request is not None,
+        comment_count=issue.comments if isinstance(issue.comments, int) else None,
     )
 
 

@@ -16,7 +16,8 @@ keep several ledgers in one database, put each in its own schema with
 from __future__ import annotations
 
 import functools
-from collections.abc import Iterator, Mapping
+import threading
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import AbstractContextManager, contextmanager
 from typing import Any
 
@@ -31,6 +32,12 @@ from runner.ledger.store import URL_FORMATS, Executor, Params, PerThread, Row, S
 CONNECT_TIMEOUT_SECONDS = 10
 APPLICATION_NAME = "agent-runner"  # what operators see in pg_stat_activity
 _MIGRATION_LOCK = "SELECT pg_advisory_xact_lock(hashtext('agent-runner-ledger:' || current_schema()))"
+#: GitHub write slots shared by replicas (runner.forge.pacer). Created on first use, outside the
+#: task migrations: it holds only the last hour of timestamps and may be dropped at any time.
+_SLOTS_TABLE = """CREATE TABLE IF NOT EXISTS github_write_slots (
+    bucket TEXT NOT NULL, at DOUBLE PRECISION NOT NULL)"""
+_SLOTS_INDEX = "CREATE INDEX IF NOT EXISTS github_write_slots_by_bucket ON github_write_slots (bucket, at)"
+_SLOTS_LOCK = "SELECT pg_advisory_xact_lock(hashtext('agent-runner-pacer:' || current_schema() || %s))"
 
 
 @functools.lru_cache(maxsize=64)
@@ -49,6 +56,7 @@ class PostgresLedger(SqlLedger):
         given = conninfo_to_dict(conninfo)
         defaults = {"connect_timeout": CONNECT_TIMEOUT_SECONDS, "application_name": APPLICATION_NAME}
         self._extra: dict[str, Any] = {k: v for k, v in defaults.items() if k not in given}
+        self._slots_ready = threading.Event()
         self._conns: PerThread[psycopg.Connection[Any]] = PerThread(
             self._connect, psycopg.Connection.close, lambda conn: not (conn.closed or conn.broken)
         )
@@ -72,6 +80,30 @@ class PostgresLedger(SqlLedger):
 
     def close(self) -> None:
         self._conns.close_all()
+
+    def reserve_slot(self, bucket: str, choose: Callable[[list[float], float], float]) -> float:
+        """Reserve a GitHub write slot for all replicas; returns the seconds to wait for it.
+
+        One short transaction under an advisory lock per bucket: read the last
+        hour's slots, let ``choose`` (runner.forge.pacer.next_slot) pick the next
+        one, store it. Times are the database's clock, the one every replica shares.
+        """
+        if not self._slots_ready.is_set():
+            with self._locked_transaction() as execute:
+                execute(_SLOTS_TABLE, {})
+                execute(_SLOTS_INDEX, {})
+            self._slots_ready.set()
+        conn = self._conns.get()
+        with _translated(), conn.transaction():
+            conn.execute(_SLOTS_LOCK, (bucket,))
+            row = conn.execute("SELECT extract(epoch FROM clock_timestamp())::float8").fetchone()
+            now = float(row[0]) if row else 0.0
+            conn.execute("DELETE FROM github_write_slots WHERE bucket = %s AND at < %s", (bucket, now - 3600.0))
+            history = [float(r[0]) for r in conn.execute(
+                "SELECT at FROM github_write_slots WHERE bucket = %s ORDER BY at", (bucket,)).fetchall()]
+            slot = choose(history, now)
+            conn.execute("INSERT INTO github_write_slots (bucket, at) VALUES (%s, %s)", (bucket, slot))
+        return slot - now
 
     # -- backend hooks --------------------------------------------------------------
 

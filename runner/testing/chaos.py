@@ -88,7 +88,10 @@ def file_issues(emu: GitHubEmulator, ids: Sequence[str], *, dispatch: str = DISP
 
 
 def runner_env(emu: GitHubEmulator, *, dispatch: str = DISPATCH, **extra: str) -> dict[str, str]:
-    """An environment for `agent-runner` subprocesses against ``emu`` (no credentials leak in)."""
+    """An environment for `agent-runner` subprocesses against ``emu`` (no credentials leak in).
+
+    Shipped defaults otherwise, the write pacer included: benchmarks measure what users get.
+    """
     env = {k: v for k, v in os.environ.items()
            if not k.startswith(("GITHUB_", "OPENAI_", "ANTHROPIC_", "LEDGER_", "AGENT_RUNNER_"))}
     env.update({
@@ -96,7 +99,6 @@ def runner_env(emu: GitHubEmulator, *, dispatch: str = DISPATCH, **extra: str) -
         "GITHUB_API_URL": emu.base_url,
         "DISPATCH_REPO": dispatch,
         "GENERATORS": "patch",
-        "GITHUB_THROTTLE": "false",
         "LOG_FORMAT": "json",
     })
     env.update(extra)

@@ -46,6 +46,13 @@ class RequestRecord:
     user: str | None
     headers: dict[str, str]
     fault: bool = False
+    git: bool = False  # git smart HTTP, not the REST API
+    at: float = 0.0  # time.time() when the request arrived
+
+    @property
+    def is_write(self) -> bool:
+        """A content-creating REST request, as GitHub's secondary limits count them."""
+        return not self.git and self.method in {"POST", "PATCH", "PUT", "DELETE"}
 
 
 @dataclass
@@ -149,8 +156,10 @@ class App:
             self._log.clear()
 
     def record(self, method: str, path: str, query: str, status: int, user: str | None,
-               headers: Mapping[str, str], *, fault: bool = False) -> None:
-        entry = RequestRecord(method, path, query, status, user, loggable_headers(headers), fault)
+               headers: Mapping[str, str], *, fault: bool = False, git: bool = False,
+               at: float | None = None) -> None:
+        entry = RequestRecord(method, path, query, status, user, loggable_headers(headers), fault, git,
+                              time.time() if at is None else at)
         with self._log_lock:
             self._log.append(entry)
 
@@ -171,6 +180,7 @@ class App:
         return self.backend.authorize(full_name, request.user, need, installation_id=request.installation_id)
 
     def handle(self, request: Request) -> Reply:
+        arrived = time.time()
         principal = self.principal_for(request.headers.get("authorization"))
         request.user = principal.login if principal else None
         request.installation_id = principal.installation_id if principal else None
@@ -184,7 +194,7 @@ class App:
         else:
             reply = self._finish(request, self._dispatch(request))
         self.record(request.method, request.path, request.query_string, reply.status,
-                    request.user, request.headers, fault=rule is not None)
+                    request.user, request.headers, fault=rule is not None, at=arrived)
         return reply
 
     def _dispatch(self, request: Request) -> Response:

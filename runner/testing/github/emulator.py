@@ -89,6 +89,7 @@ class GitHubEmulator:
         return self
 
     def stop(self) -> None:
+        self._app.faults.clear()  # release requests held by a hang rule
         if self._thread is not None:
             self._server.shutdown()
             self._thread.join()

@@ -2,8 +2,10 @@
 
 A rule matches requests by method and path and then answers with an error
 status (optionally after a delay) or, with ``status=None``, only delays the
-real answer to simulate a slow or timing-out GitHub. Rules apply to the REST
-API; git smart-HTTP traffic is only affected when ``include_git`` is set.
+real answer to simulate a slow or timing-out GitHub. A ``hang`` rule holds
+matching requests unanswered until the rules are cleared: a frozen GitHub
+(:meth:`Faults.freeze`). Rules apply to the REST API; git smart-HTTP traffic
+is only affected when ``include_git`` is set.
 """
 
 from __future__ import annotations
@@ -12,7 +14,7 @@ import random
 import re
 import threading
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field, fields
 from typing import Any
 
 _MESSAGES = {
@@ -43,14 +45,16 @@ class FaultRule:
     seed: int | None = None
     include_git: bool = False
     message: str | None = None
+    hang: bool = False
     fired: int = 0
     _rng: random.Random = field(default_factory=random.Random, repr=False, compare=False)
+    _released: threading.Event = field(default_factory=threading.Event, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         if self.status is not None and not 400 <= self.status <= 599:
             raise ValueError(f"status must be an HTTP error (400-599) or None, got {self.status}")
-        if self.status is None and not self.delay:
-            raise ValueError("a rule without a status must set a delay")
+        if self.status is None and not self.delay and not self.hang:
+            raise ValueError("a rule without a status must set a delay or hang")
         if self.count is not None and self.count < 1:
             raise ValueError("count must be at least 1, or None for no limit")
         if self.probability is not None and not 0.0 <= self.probability <= 1.0:
@@ -76,12 +80,14 @@ class FaultRule:
         return _MESSAGES.get(self.status or 500, "Injected fault")
 
     def sleep(self) -> None:
-        """Wait out the rule's delay; call it without holding any lock."""
+        """Wait out the rule's delay (or hang until cleared); call it without holding any lock."""
+        if self.hang:
+            self._released.wait()
         if self.delay:
             time.sleep(self.delay)
 
     def as_json(self) -> dict[str, Any]:
-        return {k: v for k, v in asdict(self).items() if not k.startswith("_")}
+        return {f.name: getattr(self, f.name) for f in fields(self) if not f.name.startswith("_")}
 
 
 class Faults:
@@ -104,19 +110,27 @@ class Faults:
         *,
         include_git: bool = False,
         message: str | None = None,
+        hang: bool = False,
     ) -> FaultRule:
         """Add a rule; rules are tried in the order they were added."""
         rule = FaultRule(
             status=status, count=count, path_regex=path_regex, method=method,
             retry_after=retry_after, delay=delay, probability=probability, seed=seed,
-            include_git=include_git, message=message,
+            include_git=include_git, message=message, hang=hang,
         )
         with self._lock:
             self._rules.append(rule)
         return rule
 
+    def freeze(self, *, include_git: bool = False) -> FaultRule:
+        """Leave every request unanswered (a GitHub that hangs) until :meth:`clear`."""
+        return self.inject(status=None, count=None, hang=True, include_git=include_git)
+
     def clear(self) -> None:
+        """Remove every rule; requests held by a hang rule get their real answer."""
         with self._lock:
+            for rule in self._rules:
+                rule._released.set()
             self._rules.clear()
 
     @property

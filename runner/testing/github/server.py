@@ -130,10 +130,10 @@ class _Handler(BaseHTTPRequestHandler):
                     extra.append(("Retry-After", str(int(rule.retry_after))))
                 text = f"{exc.message}\n".encode()
                 self._send(exc.status, [("Content-Type", "text/plain"), *extra], [text], length=len(text))
-                app.record(self.command, path, query, exc.status, login, headers, fault=rule is not None)
+                app.record(self.command, path, query, exc.status, login, headers, fault=rule is not None, git=True)
                 return
             try:
                 self._send(cgi.status, cgi.headers, cgi.body())
             finally:
                 cgi.close()
-        app.record(self.command, path, query, cgi.status, login, headers, fault=rule is not None)
+        app.record(self.command, path, query, cgi.status, login, headers, fault=rule is not None, git=True)

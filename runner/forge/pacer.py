@@ -1,0 +1,282 @@
+"""Keep GitHub writes within its secondary limits for every worker of the process, and every replica.
+
+GitHub asks integrations to wait at least one second between content-creating
+requests (POST, PATCH, PUT, DELETE), and its secondary limits allow about 80
+of them a minute and 500 an hour:
+https://docs.github.com/en/rest/using-the-rest-api/rate-limits-for-the-rest-api#about-secondary-rate-limits
+https://docs.github.com/en/rest/using-the-rest-api/best-practices-for-using-the-rest-api#avoid-concurrent-requests
+
+One :class:`Pacer` per token is shared by all threads. A write *reserves* the
+next slot that keeps all three limits (:func:`next_slot`, pure) and sleeps
+until it, so concurrent workers queue up instead of bursting. The slots live
+in a :class:`SlotStore`: in memory for one process, or in the PostgreSQL
+ledger so that replicas share one budget.
+
+Every request, read or write, also honours what GitHub said last: a
+``Retry-After`` holds all requests for that long, and when
+``x-ratelimit-remaining`` falls below a tenth of the limit the remaining
+requests are spread evenly until ``x-ratelimit-reset``, so the runner slows
+down before the primary limit, not after it.
+
+Every wait is cut short by :meth:`Pacer.interrupt` (shutdown), which raises
+:class:`runner.errors.ShuttingDown` in the waiting thread and in every later
+request.
+"""
+
+from __future__ import annotations
+
+import bisect
+import threading
+import time
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Protocol, runtime_checkable
+
+from runner.errors import LedgerUnavailable, ShuttingDown
+
+MINUTE = 60.0
+HOUR = 3600.0
+#: Below this share of the primary limit left, requests are spread until the reset.
+LOW_WATER = 0.1
+
+
+@dataclass(frozen=True)
+class WriteLimits:
+    """GitHub's secondary limits for content-creating requests, per token."""
+
+    min_interval_s: float = 1.0
+    per_minute: int = 80
+    per_hour: int = 500
+
+
+GITHUB_LIMITS = WriteLimits()
+
+
+def next_slot(history: Sequence[float], now: float, limits: WriteLimits) -> float:
+    """The earliest time >= ``now`` at which one more write keeps every limit.
+
+    ``history`` holds the (ascending) times of earlier writes, past or already
+    reserved, within the last hour. A write at ``t`` needs the previous one
+    ``min_interval_s`` earlier, and fewer than ``per_minute`` (``per_hour``)
+    writes in the window ending at ``t``.
+    """
+    t = max(now, history[-1] + limits.min_interval_s) if history else now
+    while True:
+        before = t
+        for window, cap in ((MINUTE, limits.per_minute), (HOUR, limits.per_hour)):
+            if cap > 0 and len(history) >= cap:
+                t = max(t, history[-cap] + window)
+        if t == before:
+            return t
+
+
+class SlotStore(Protocol):
+    """Where reserved write slots live: this process, or a database shared by replicas."""
+
+    def reserve(self, bucket: str, limits: WriteLimits) -> float:
+        """Reserve the next write slot of ``bucket``; return the seconds to wait for it."""
+
+
+class LocalSlots:
+    """Write slots in this process's memory, shared by its threads."""
+
+    def __init__(self, clock: Callable[[], float] = time.monotonic) -> None:
+        self._clock = clock
+        self._lock = threading.Lock()
+        self._history: dict[str, list[float]] = {}
+
+    def reserve(self, bucket: str, limits: WriteLimits) -> float:
+        with self._lock:
+            now = self._clock()
+            history = self._pruned(bucket, now)
+            slot = next_slot(history, now, limits)
+            history.append(slot)
+            return slot - now
+
+    def peek(self, bucket: str, limits: WriteLimits) -> float:
+        """The seconds a write would wait now, without reserving anything."""
+        with self._lock:
+            now = self._clock()
+            return next_slot(self._pruned(bucket, now), now, limits) - now
+
+    def record(self, bucket: str, delay: float) -> None:
+        """Note a slot reserved elsewhere (the shared store), ``delay`` seconds from now."""
+        with self._lock:
+            history = self._history.setdefault(bucket, [])
+            bisect.insort(history, self._clock() + delay)
+
+    def _pruned(self, bucket: str, now: float) -> list[float]:
+        history = self._history.setdefault(bucket, [])
+        del history[:bisect.bisect_left(history, now - HOUR)]
+        return history
+
+
+@runtime_checkable
+class SlotLedger(Protocol):
+    """A ledger that can keep write slots for all replicas (the PostgreSQL one)."""
+
+    def reserve_slot(self, bucket: str, choose: Callable[[list[float], float], float]) -> float:
+        """Under a lock, pass the bucket's slots of the last hour and now to ``choose``; store its slot."""
+
+
+class LedgerSlots:
+    """Write slots kept in the shared ledger, so every replica draws on one budget per token."""
+
+    def __init__(self, ledger: SlotLedger) -> None:
+        self._ledger = ledger
+
+    def reserve(self, bucket: str, limits: WriteLimits) -> float:
+        return self._ledger.reserve_slot(bucket, lambda history, now: next_slot(history, now, limits))
+
+
+class Pacer:
+    """The request gate for one token; see the module docstring.
+
+    ``limits=None`` turns write pacing off (``GITHUB_THROTTLE=false``); what
+    GitHub says (Retry-After, the primary limit) is honoured all the same.
+    ``sleep`` waits and returns True when woken by :meth:`interrupt`; tests
+    pass a fake clock and sleep.
+    """
+
+    def __init__(
+        self,
+        limits: WriteLimits | None = GITHUB_LIMITS,
+        *,
+        bucket: str = "default",
+        store: SlotStore | None = None,
+        clock: Callable[[], float] = time.monotonic,
+        wall: Callable[[], float] = time.time,
+        sleep: Callable[[float], bool] | None = None,
+        stop: threading.Event | None = None,
+        log: object = None,
+    ) -> None:
+        self.limits = limits
+        self.bucket = bucket
+        self._local = LocalSlots(clock)
+        self._store: SlotStore = store or self._local
+        self._clock = clock
+        self._wall = wall
+        self._stop = stop or threading.Event()  # shared by the pacers of one forge
+        self._sleep = sleep or self._stop.wait
+        self._log = log
+        self._lock = threading.Lock()
+        self._hold_until = 0.0  # monotonic: no request before this (Retry-After)
+        self._next_any = 0.0  # monotonic: the next spread-out request when the quota runs low
+        self._quota: tuple[int, int, float] | None = None  # remaining, limit, reset (epoch)
+        self.writes = 0
+        self.waited_s = 0.0
+
+    # -- the gate ------------------------------------------------------------------
+
+    def before(self, *, write: bool) -> None:
+        """Block until a request may go; a write also takes a write slot. Raises ShuttingDown."""
+        self._check()
+        with self._lock:
+            now = self._clock()
+            start = max(now, self._hold_until)
+            start = max(start, self._quota_start(now))
+        self._wait(start - now)
+        if write and self.limits is not None:
+            self._wait(self._reserve(self.limits))
+        if write:
+            with self._lock:
+                self.writes += 1
+
+    def observe(self, headers: Mapping[str, str]) -> None:
+        """Learn from a response's headers: Retry-After and the primary rate limit."""
+        lowered = {k.lower(): v for k, v in headers.items()}
+        retry_after = _number(lowered.get("retry-after"))
+        if retry_after is not None:
+            self.hold(retry_after)
+        remaining = _number(lowered.get("x-ratelimit-remaining"))
+        limit = _number(lowered.get("x-ratelimit-limit"))
+        reset = _number(lowered.get("x-ratelimit-reset"))
+        if remaining is not None and limit is not None and reset is not None:
+            self.observe_quota(int(remaining), int(limit), reset)
+
+    def observe_quota(self, remaining: int, limit: int, reset_epoch: float) -> None:
+        if limit <= 0:
+            return
+        with self._lock:
+            self._quota = (remaining, limit, reset_epoch)
+
+    def hold(self, seconds: float) -> None:
+        """No request of this token goes before ``seconds`` from now (GitHub said Retry-After)."""
+        with self._lock:
+            self._hold_until = max(self._hold_until, self._clock() + max(0.0, seconds))
+
+    def write_wait(self) -> float:
+        """Seconds a write would wait now (this process's view); for best-effort writes."""
+        with self._lock:
+            hold = max(0.0, self._hold_until - self._clock())
+        if self.limits is None:
+            return hold
+        return max(hold, self._local.peek(self.bucket, self.limits))
+
+    # -- shutdown ----------------------------------------------------------------------
+
+    def interrupt(self) -> None:
+        """Wake every waiting thread with ShuttingDown, and refuse every later request."""
+        self._stop.set()
+
+    @property
+    def interrupted(self) -> bool:
+        return self._stop.is_set()
+
+    def wait(self, seconds: float) -> None:
+        """Sleep for ``seconds`` unless interrupted (used by HTTP retries too)."""
+        self._wait(seconds)
+
+    # -- internals -----------------------------------------------------------------------
+
+    def _check(self) -> None:
+        if self._stop.is_set():
+            raise ShuttingDown("The runner is shutting down; the request to GitHub was not sent.")
+
+    def _wait(self, seconds: float) -> None:
+        if seconds <= 0:
+            self._check()
+            return
+        with self._lock:
+            self.waited_s += seconds
+        if self._sleep(seconds) or self._stop.is_set():
+            raise ShuttingDown("The runner is shutting down; it stopped waiting for GitHub.")
+
+    def _quota_start(self, now: float) -> float:
+        """When the next request may go so that the primary quota lasts until its reset."""
+        if self._quota is None:
+            return now
+        remaining, limit, reset_epoch = self._quota
+        until_reset = reset_epoch - self._wall()
+        if until_reset <= 0 or remaining >= limit * LOW_WATER:
+            return now
+        if remaining <= 0:
+            return now + until_reset
+        start = max(now, self._next_any)
+        gap = max(0.0, until_reset - (start - now)) / remaining  # spread what is left from `start` on
+        self._next_any = start + gap
+        self._quota = (remaining - 1, limit, reset_epoch)  # this request spends one, until GitHub says more
+        return start
+
+    def _reserve(self, limits: WriteLimits) -> float:
+        if self._store is self._local:
+            return self._local.reserve(self.bucket, limits)
+        try:
+            delay = self._store.reserve(self.bucket, limits)
+        except LedgerUnavailable as exc:
+            # Keep pacing this process rather than stop writing while the database is away.
+            warn = getattr(self._log, "warning", None)
+            if warn is not None:
+                warn("shared write pacing unavailable; pacing this process only", error=str(exc))
+            return self._local.reserve(self.bucket, limits)
+        self._local.record(self.bucket, delay)
+        return delay
+
+
+def _number(value: str | None) -> float | None:
+    if value is None:
+        return None
+    try:
+        return float(value)
+    except ValueError:
+        return None
