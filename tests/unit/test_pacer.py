@@ -18,7 +18,7 @@ from runner.forge.pacer import (
     next_slot,
 )
 from runner.ledger import open_ledger
-from tests.unit.ledger_fixtures import fresh_url
+from tests.unit.ledger_fixtures import fresh_url, raw_query
 
 
 class FakeClock:
@@ -160,14 +160,16 @@ def test_replicas_share_one_budget_through_the_postgresql_ledger(tmp_path: Path)
             stores = [LedgerSlots(ledger) for ledger in ledgers if isinstance(ledger, SlotLedger)]
             assert len(stores) == 2
             limits = WriteLimits(min_interval_s=1.0, per_minute=80, per_hour=500)
-            delays = [stores[i % 2].reserve("token-hash", limits) for i in range(10)]
+            for i in range(10):
+                stores[i % 2].reserve("token-hash", limits)
             other = stores[0].reserve("another-token", limits)
+            slots = [row[0] for row in raw_query(
+                url, "SELECT at FROM github_write_slots WHERE bucket = 'token-hash' ORDER BY at")]
         finally:
             for ledger in ledgers:
                 ledger.close()
-    # Reserved back to back (no sleeping), each slot lands a second after the one before,
-    # whichever replica asked; another token has a budget of its own.
-    gaps = [b - a for a, b in zip(delays, delays[1:], strict=False)]
-    assert all(gap > 0.9 for gap in gaps), delays
-    assert delays[-1] > 8.5
+    # Whichever replica asked, each slot lands at least a second after the one before;
+    # another token has a budget of its own.
+    assert len(slots) == 10
+    assert all(b - a >= 1.0 - 1e-6 for a, b in zip(slots, slots[1:], strict=False)), slots
     assert other < 0.5
