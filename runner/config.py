@@ -110,6 +110,7 @@ class Settings(BaseSettings):
     openai_api_key: SecretStr | None = None
     openai_base_url: str | None = None
     openai_model: str = "gpt-4o-mini"
+    openai_compat: Literal["auto", "openai", "llamacpp", "vllm", "ollama"] = "auto"
     anthropic_api_key: SecretStr | None = None
     anthropic_base_url: str | None = None
     anthropic_model: str = "claude-sonnet-4-6"

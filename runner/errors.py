@@ -22,8 +22,12 @@ The tree::
     ├── WorkspaceError               git failed locally or over the wire (transient)
     │   └── HumanCommitsOnBranch     a person pushed to the task branch (permanent)
     ├── GeneratorError               a generator could not make the change
-    │   ├── GeneratorUnavailable     a backend is down or refused       (transient)
+    │   ├── GeneratorUnavailable     a backend is overloaded or failing (transient)
+    │   │   └── GeneratorUnreachable the backend cannot be reached      (transient)
+    │   ├── ModelRequestRefused      the server says the request is invalid
+    │   ├── NoChangeMade             the generator finished without changing a file
     │   ├── BudgetExceeded           tokens or cost over the limit
+    │   │   └── TurnLimitReached     MAX_TURNS model calls without finishing
     │   └── GeneratorTimeout         the wall-clock deadline passed
     ├── GuardRefused                 the change touches what it may not
     ├── ValidationFailed             the validation commands did not pass
@@ -172,9 +176,41 @@ class GeneratorError(RunnerError):
 
 
 class GeneratorUnavailable(GeneratorError):
-    """The generator's backend is unreachable, overloaded or rejected the call."""
+    """The generator's backend is overloaded or failing; a later try may pass."""
 
     transient = True
+    hint = (
+        "The runner retries this by itself. If it keeps failing, check the model server's "
+        "health and logs, then remove the `agent-failed` label."
+    )
+
+
+class GeneratorUnreachable(GeneratorUnavailable):
+    """The generator's backend could not be reached at all (refused, DNS, TLS)."""
+
+    hint = (
+        "Check that the model server is running and that its URL (`OPENAI_BASE_URL` / "
+        "`ANTHROPIC_BASE_URL`) is right, then remove the `agent-failed` label."
+    )
+
+
+class ModelRequestRefused(GeneratorError):
+    """The model server says the request itself is invalid, so sending it again cannot help."""
+
+    hint = (
+        "Check the model name and that the server supports tool calling (for an OpenAI-compatible "
+        "server, set `OPENAI_COMPAT` to its kind; see docs/generators.md), then remove the "
+        "`agent-failed` label."
+    )
+
+
+class NoChangeMade(GeneratorError):
+    """The generator finished without changing any file, so there is nothing to claim."""
+
+    hint = (
+        "Make the instruction more specific (name the files and the change), or use a more "
+        "capable model or generator, then remove the `agent-failed` label."
+    )
 
 
 class BudgetExceeded(GeneratorError):
@@ -183,6 +219,15 @@ class BudgetExceeded(GeneratorError):
     hint = (
         "Raise `MAX_TOKENS_PER_TASK` / `MAX_COST_USD_PER_TASK`, or make the instruction "
         "smaller, then remove the `agent-failed` label."
+    )
+
+
+class TurnLimitReached(BudgetExceeded):
+    """The model made MAX_TURNS calls without finishing."""
+
+    hint = (
+        "Raise `MAX_TURNS`, or split the instruction into smaller tasks, then remove the "
+        "`agent-failed` label."
     )
 
 

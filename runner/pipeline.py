@@ -14,6 +14,7 @@ from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
+from functools import partial
 from pathlib import Path
 from typing import Any, Literal
 
@@ -35,6 +36,7 @@ from runner.forge.base import Forge, Issue, PullRequest
 from runner.generators import build_chain
 from runner.generators.base import Budget, Changes, GenerationContext, Generator, Usage
 from runner.generators.chain import run_chain
+from runner.generators.pricing import display_model
 from runner.generators.trace import write_trace
 from runner.hooks import CombinedHooks
 from runner.lease import LeaseKeeper
@@ -197,7 +199,7 @@ class Pipeline:
             changes = result.changes
             body = self.redact(render_pull_body(PullView(
                 task=task, summary=changes.summary, files=changes.files, generator=changes.generator,
-                usage_line=_usage_line(changes), validation_md=result.validation_md,
+                usage_line=_usage_line(changes), validation_md=result.validation_md, summary_by=changes.summary_by,
                 transcript_excerpt=self._excerpt(changes),
                 notes=changes.notes + result.notes + tuple(self.hooks.failures),
             )))
@@ -236,7 +238,8 @@ class Pipeline:
             with run.stage("generate" if round_no == 0 else f"generate_round_{round_no + 1}"):
                 ctx = replace(self._context(run, task, tree.path, names, model.model, repo_config.instructions,
                                             feedback), git_dir=tree.git_dir)
-                changes = run_chain(chain, ctx, reset=lambda: self.workspace.reset(tree))
+                changes = run_chain(chain, ctx, reset=lambda: self.workspace.reset(tree),
+                                    changed=partial(self._changed, tree, before=before, trace_path=names.trace_path))
                 write_trace(ctx, branch=names.branch, max_bytes=s.max_file_bytes)
                 files = self.workspace.changed_files(tree)
                 guard.check_tree(tree.path, files, allow_workflows=s.allow_workflow_changes,
@@ -288,6 +291,16 @@ class Pipeline:
             return names, pull
         return names, self.forge.find_pull(task.target_repo, names.branch)
 
+    def _changed(self, tree: Worktree, changes: Changes, *, before: str, trace_path: str) -> bool:
+        """Whether a generator left a change outside the trace file.
+
+        A re-run may rewrite exactly what the branch already holds: that counts
+        when the generator says it wrote those files. A reply with no edit does not.
+        """
+        if not set(self.workspace.changed_files(tree)) - {trace_path}:
+            return False
+        return bool(set(changes.files) - {trace_path}) or self.workspace.snapshot(tree) != before
+
     def _chain_for(self, task: DispatchTask) -> Sequence[Generator]:
         """The task's own `generator` metadata picks from the installed generators."""
         if not task.generator:
@@ -322,6 +335,8 @@ class Pipeline:
         run.lease.check()
         self._show(run, final=True, status="succeeded", pr_url=pull.html_url, pr_number=pull.number,
                    summary=changes.summary, files=changes.files, stages_done=(), progress=None,
+                   summary_by=changes.summary_by, no_change=changes.no_change, generator=changes.generator,
+                   fell_back=changes.fell_back,
                    notes=self._warnings() + notes + tuple(self.hooks.failures))
         self.reporter.mark_processed(run.task.dispatch_repo, run.task.issue_number,
                                      carried=run.issue.labels if run.issue is not None else None)
@@ -443,7 +458,7 @@ def _usage_line(changes: Changes) -> str | None:
     usage = changes.usage
     if not usage.total_tokens and not usage.duration_s:
         return None
-    parts = [f"model {usage.model}" if usage.model else None,
+    parts = [f"model {display_model(usage.model)}" if usage.model else None,
              f"{usage.input_tokens} in / {usage.output_tokens} out tokens" if usage.total_tokens else None,
              f"${usage.cost_usd:.4f}" if usage.cost_usd is not None else None,
              f"{usage.duration_s:.1f} s" if usage.duration_s else None]

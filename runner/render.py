@@ -37,6 +37,10 @@ class ResultView:
     error: str | None = None
     hint: str | None = None
     notes: tuple[str, ...] = ()
+    summary_by: str | None = None  # who wrote the summary when it is not the runner's own sentence
+    no_change: str | None = None  # why the generator changed nothing, in its own words
+    generator: str | None = None
+    fell_back: tuple[str, ...] = ()  # generators that failed before `generator` ran
 
 
 @dataclass(frozen=True)
@@ -51,6 +55,7 @@ class PullView:
     validation_md: str | None = None
     transcript_excerpt: str | None = None
     notes: tuple[str, ...] = field(default_factory=tuple)
+    summary_by: str | None = None
 
 
 def is_result_comment(body: str) -> bool:
@@ -68,14 +73,16 @@ def render_result(view: ResultView) -> str:
         if view.progress:
             lines += ["", f"_{_plain(view.progress)}_"]
     elif view.status == "succeeded":
-        lines.append(f"✅ **{view.agent_name}** finished task {task}.")
+        lines.append(_success_line(view, task))
         lines.append("")
         if view.pr_url:
             lines.append(f"Pull request: {view.pr_url}")
         if view.branch:
             lines.append(f"Branch: `{view.branch}`")
-        if view.summary:
-            lines += ["", _plain(view.summary)]
+        if view.no_change:
+            lines += ["", f"No code change was made: {_plain(view.no_change)}"]
+        elif view.summary:
+            lines += ["", *_summary_lines(view.summary, view.summary_by)]
         if view.files:
             lines += ["", "Files changed:", *_bullets(view.files)]
     elif view.status == "retrying":
@@ -109,7 +116,7 @@ def render_pull_body(view: PullView) -> str:
         "",
         "## What changed",
         "",
-        _plain(view.summary) or "No summary.",
+        *(_summary_lines(view.summary, view.summary_by) if view.summary.strip() else ["No summary."]),
     ]
     if view.files:
         parts += ["", "Files:", *_bullets(view.files)]
@@ -138,6 +145,26 @@ def commit_message(task: DispatchTask, summary: str) -> str:
         f"agent: {subject}\n\n{summary.strip()[:2000]}\n\n"
         f"Task: {task.task_id}\nDispatch: {task.dispatch_repo}#{task.issue_number}\n"
     )
+
+
+def _success_line(view: ResultView, task: str) -> str:
+    """Say plainly whether the task was done, done with no change needed, or only recorded after failures."""
+    if view.no_change is None:
+        return f"✅ **{view.agent_name}** finished task {task}."
+    if view.fell_back:
+        failed = ", ".join(f"`{_code(name)}`" for name in view.fell_back)
+        return (f"⚠️ **{view.agent_name}** did not make the change for task {task}: {failed} failed, "
+                f"and `{_code(view.generator or '?')}` ran instead.")
+    return f"✅ **{view.agent_name}** finished task {task} with no code change."
+
+
+def _summary_lines(summary: str, summary_by: str | None) -> list[str]:
+    """The summary; a model's own words are quoted as its claim, not stated as the runner's."""
+    if summary_by is None:
+        return [_plain(summary)]
+    quoted = [f"> {line}" if line.strip() else ">" for line in _plain(summary).strip().splitlines()]
+    return [f"{_plain(summary_by)} described its change as follows (its own words, not checked by the runner):",
+            "", *quoted]
 
 
 def _bullets(items: Sequence[str]) -> list[str]:

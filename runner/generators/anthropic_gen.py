@@ -24,6 +24,7 @@ from runner.generators.llm_loop import (
     ModelRequest,
     ToolResults,
     UserText,
+    check_cost_limit,
     limit_retry_after,
     resolve_api_key,
     run_agent,
@@ -43,6 +44,7 @@ class AnthropicGenerator:
         self._key = key
         self._max_retries = max_retries
         self._options = LoopOptions.from_settings(settings, self.name, max_retries=max_retries)
+        check_cost_limit(settings, settings.anthropic_model)
 
     def generate(self, ctx: GenerationContext) -> Changes:
         # One client per task, closed when it ends. An explicit api_key keeps the

@@ -58,7 +58,14 @@ class Usage:
 
 @dataclass(frozen=True)
 class Changes:
-    """What a generator did: a summary for the PR body, the files it touched, its cost."""
+    """What a generator did: a summary for the PR body, the files it touched, its cost.
+
+    A generator that changed no file has failed, and the chain falls back, unless
+    it says why no change is needed in ``no_change`` (``trace``, or ``patch`` with
+    no diff block); the result comment then states that reason as it is.
+    ``summary_by`` names who wrote ``summary`` when it is not the generator's own
+    checked sentence (``"the model gpt-4o-mini"``): it is then shown as a quote.
+    """
 
     summary: str
     files: tuple[str, ...] = ()
@@ -66,6 +73,9 @@ class Changes:
     transcript: Path | None = None
     generator: str = ""
     notes: tuple[str, ...] = ()
+    no_change: str | None = None
+    summary_by: str | None = None
+    fell_back: tuple[str, ...] = ()  # generators that failed before this one, set by the chain
 
 
 def _no_progress(message: str) -> None:

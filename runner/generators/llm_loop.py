@@ -11,11 +11,13 @@ fallback for servers that refuse tool calling (as aider's edit formats do).
 
 from __future__ import annotations
 
+import json
+import re
 import time
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Any, Literal, Protocol
 
 from pydantic import SecretStr
 
@@ -25,9 +27,13 @@ from runner.errors import (
     GeneratorError,
     GeneratorTimeout,
     GeneratorUnavailable,
+    GeneratorUnreachable,
+    ModelRequestRefused,
+    NoChangeMade,
+    TurnLimitReached,
 )
 from runner.generators.base import Changes, GenerationContext, Usage
-from runner.generators.pricing import cost_usd, format_cost
+from runner.generators.pricing import cost_usd, display_model, format_cost, price_for
 from runner.generators.tools import TOOL_SPECS, Toolbox, ToolInputError, ToolSpec, parse_edit_plan
 from runner.transcript import Transcript, clip
 
@@ -35,6 +41,8 @@ MAX_TOOL_RESULT_CHARS = 20_000
 MAX_CALL_SECONDS = 600.0
 MIN_ATTEMPT_SECONDS = 20.0
 MAX_SDK_RETRY_AFTER = 20.0
+#: Replies without an edit that the model is told about before the loop gives up.
+NO_EDIT_NUDGES = 1
 JSON_FALLBACK_NOTE = "tool calling unsupported by server; used JSON edit protocol"
 
 
@@ -84,6 +92,9 @@ class ModelRequest:
     timeout: float
     max_retries: int
     deadline_bound: bool  # the timeout is the task's deadline, so a timeout means "out of time"
+    #: "required" while no file has been edited (a reply without a tool call cannot be the end
+    #: yet), "auto" after; each backend sends what its server honours.
+    tool_choice: Literal["auto", "required"] = "auto"
 
 
 @dataclass(frozen=True)
@@ -145,9 +156,10 @@ class _Session:
         self.turn = 0
         self.input_tokens = self.output_tokens = 0
         self.started = time.monotonic()
-        self._warned_cost = False
+        self.no_edit_replies = 0
 
     def run(self) -> Changes:
+        self._check_price_known()
         system, task = build_prompts(self.ctx, self.options.generator)
         self.transcript.add("system", text=system)
         self.transcript.add("user", text=task)
@@ -164,16 +176,20 @@ class _Session:
             raise
         finally:
             path = self.transcript.close()
-        return Changes(summary=summary, files=tuple(self.toolbox.touched), usage=self.usage(),
-                       transcript=path, generator=self.options.generator, notes=tuple(self.notes))
+        # The summary is the model's claim, so it is shown as the model's words.
+        by = f"The model `{display_model(self.backend.model)}`" if summary else None
+        return Changes(summary=summary or "The model finished without a summary.", files=tuple(self.toolbox.touched),
+                       usage=self.usage(), transcript=path, generator=self.options.generator,
+                       notes=tuple(self.notes), summary_by=by)
 
     def _tool_loop(self, system: str, messages: list[Message]) -> str:
         while True:
+            choice: Literal["auto", "required"] = "auto" if self.toolbox.touched else "required"
             try:
-                reply = self._call(system, messages, TOOL_SPECS)
+                reply = self._call(system, messages, TOOL_SPECS, tool_choice=choice)
             except ToolCallingUnsupported as exc:
                 if self.turn > 1:  # the server took tools before, so this refusal is about something else
-                    raise GeneratorError(exc.message) from exc
+                    raise ModelRequestRefused(exc.message) from exc
                 raise
             messages.append(AssistantTurn(reply.text, tuple(self._for_history(c) for c in reply.calls)))
             self._progress(reply)
@@ -181,16 +197,33 @@ class _Session:
                 if reply.truncated:
                     messages.append(UserText(CUT_OFF_NUDGE))
                     continue
-                return reply.text.strip() or "The model finished without a summary."
+                if not self.toolbox.touched:
+                    self._no_edit("answered without editing any file", reply.text)
+                    messages.append(UserText(NO_EDIT_NUDGE))
+                    continue
+                return reply.text.strip()
             outcomes = []
             for call in reply.calls:
                 result = self.toolbox.dispatch(call.name, call.arguments)
                 content = clip(result.content, MAX_TOOL_RESULT_CHARS)
                 self.transcript.add("tool", name=call.name, call_id=call.id, content=content, is_error=result.is_error)
                 outcomes.append(ToolOutcome(call, content, result.is_error))
+                if call.name == "finish" and result.is_error and not self.toolbox.touched:
+                    said = call.arguments.get("summary") if isinstance(call.arguments, Mapping) else None
+                    self._no_edit("called finish without editing any file", said if isinstance(said, str) else "")
             if self.toolbox.summary is not None:
-                return self.toolbox.summary or reply.text.strip() or "The model finished without a summary."
+                return self.toolbox.summary or reply.text.strip()
             messages.append(ToolResults(tuple(outcomes)))
+
+    def _no_edit(self, what: str, said: str) -> None:
+        """Tell the model once that nothing changed yet; then give up, quoting what it said."""
+        self.no_edit_replies += 1
+        if self.no_edit_replies <= NO_EDIT_NUDGES:
+            return
+        words = " ".join(said.split())
+        quote = f" Its last words: “{clip(words, 200)}”" if words else ""
+        raise NoChangeMade(f"The model {what} (turn {self.turn} of at most {self.ctx.budget.max_turns}), "
+                           f"so there is no change to publish.{quote}")
 
     def _for_history(self, call: Call) -> Call:
         """Drop argument strings too large to write anyway, so they are not re-sent every turn."""
@@ -217,20 +250,25 @@ class _Session:
                 self.transcript.add("tool", name=tool, content=result.content, is_error=result.is_error)
                 if result.is_error:
                     self.notes.append(f"skipped an edit of `{args.get('path')}`: {result.content}")
+            if not self.toolbox.touched:
+                skipped = f" ({'; '.join(self.notes[1:])})" if len(self.notes) > 1 else ""
+                raise NoChangeMade(f"The model's JSON answer made no edit that could be applied{skipped}.")
             return summary
 
-    def _call(self, system: str, messages: Sequence[Message], tools: tuple[ToolSpec, ...]) -> ModelReply:
+    def _call(self, system: str, messages: Sequence[Message], tools: tuple[ToolSpec, ...], *,
+              tool_choice: Literal["auto", "required"] = "auto") -> ModelReply:
         budget = self.ctx.budget
         if self.turn >= budget.max_turns:
-            raise BudgetExceeded(
-                f"The model did not finish within {budget.max_turns} turns; it used {self.spent()}."
+            raise TurnLimitReached(
+                f"The model did not finish within MAX_TURNS={budget.max_turns} turns; it used {self.spent()}."
             )
         left = self.ctx.seconds_left()
         if left <= 0:
             raise GeneratorTimeout(f"The generator ran out of time after {self.turn} turns; it used {self.spent()}.")
         self.turn += 1
         timeout, retries, bound = call_limits(left, self.options.max_retries)
-        request = ModelRequest(system, tuple(messages), tools, budget.max_output_tokens, timeout, retries, bound)
+        request = ModelRequest(system, tuple(messages), tools, budget.max_output_tokens, timeout, retries, bound,
+                               tool_choice)
         try:
             reply = self.backend.complete(request)
         except GeneratorTimeout as exc:
@@ -250,12 +288,21 @@ class _Session:
             raise BudgetExceeded(
                 f"The task used {self.spent()}, over the limit of {budget.max_tokens} tokens."
             )
-        if budget.max_cost_usd is not None:
-            if cost is not None and cost > budget.max_cost_usd:
-                raise BudgetExceeded(f"The task used {self.spent()}, over the limit of ${budget.max_cost_usd:g}.")
-            if cost is None and not self._warned_cost:
-                self._warned_cost = True
-                self.ctx.log.warning("no price known for model; cost limit not enforced", model=self.backend.model)
+        if budget.max_cost_usd is not None and cost is not None and cost > budget.max_cost_usd:
+            raise BudgetExceeded(f"The task used {self.spent()}, over the limit of ${budget.max_cost_usd:g}.")
+
+    def _check_price_known(self) -> None:
+        """A cost limit that cannot be enforced is refused before the first call, never ignored."""
+        if self.ctx.budget.max_cost_usd is None or price_for(self.backend.model, self.options.prices) is not None:
+            return
+        model = display_model(self.backend.model)
+        raise GeneratorError(
+            f"MAX_COST_USD_PER_TASK is set, but no price is known for the model `{model}`, "
+            "so the limit could not be enforced; the model was not called.",
+            hint=f"Add the model's price to `MODEL_PRICES` (for example `{{\"{model}\": [0.5, 1.5]}}`, "
+            "dollars per million input and output tokens; `[0, 0]` for a local model), or unset "
+            "`MAX_COST_USD_PER_TASK`, then remove the `agent-failed` label.",
+        )
 
     def _progress(self, reply: ModelReply) -> None:
         what = ", ".join(_describe(call) for call in reply.calls) or ("answered" if reply.text else "no reply")
@@ -287,7 +334,23 @@ class _Session:
 
     def usage(self) -> Usage:
         return Usage(input_tokens=self.input_tokens, output_tokens=self.output_tokens, cost_usd=self.cost(),
-                     duration_s=time.monotonic() - self.started, model=self.backend.model)
+                     duration_s=time.monotonic() - self.started, model=display_model(self.backend.model))
+
+
+def check_cost_limit(settings: Any, *models: str | None) -> None:
+    """Refuse at start-up a cost limit that no known price can enforce for the configured models."""
+    if settings.max_cost_usd_per_task is None:
+        return
+    wanted = {m for m in (*models, settings.default_model, *settings.seniority_models.values()) if m}
+    unknown = sorted(m for m in wanted if price_for(m, settings.model_prices) is None)
+    if unknown:
+        names = ", ".join(f"`{display_model(m)}`" for m in unknown)
+        example = json.dumps({display_model(unknown[0]): [0.5, 1.5]})
+        raise ConfigError(
+            f"MAX_COST_USD_PER_TASK is set, but no price is known for {names}, so the limit could not be "
+            f"enforced. Add the price to MODEL_PRICES (dollars per million input and output tokens, "
+            f"for example MODEL_PRICES='{example}'; [0, 0] for a local model), or unset MAX_COST_USD_PER_TASK."
+        )
 
 
 def call_limits(seconds_left: float, max_retries: int) -> tuple[float, int, bool]:
@@ -333,7 +396,7 @@ def sdk_errors(sdk: Any, provider: str, key_setting: str, request: ModelRequest)
             raise GeneratorTimeout(f"The {provider} API did not answer before the generator's deadline.") from exc
         raise GeneratorUnavailable(f"The {provider} API timed out; try again later.") from exc
     except sdk.APIConnectionError as exc:
-        raise GeneratorUnavailable(f"Could not reach the {provider} API ({exc.message}).") from exc
+        raise GeneratorUnreachable(f"Could not reach the {provider} API ({exc.message}).") from exc
     except sdk.APIStatusError as exc:
         raise status_error(provider, key_setting, exc.status_code, _error_text(exc), bool(request.tools)) from exc
     except sdk.APIResponseValidationError as exc:
@@ -349,11 +412,30 @@ def status_error(provider: str, key_setting: str, status: int, message: str, had
             f"The {provider} API rejected the credentials (HTTP {status}: {text}). "
             f"Check {key_setting} and that the key may use the model."
         )
-    if had_tools and status in (400, 404, 422) and ("tool" in lowered or "function" in lowered):
+    invalid = status in (400, 404, 413, 422) or (status >= 500 and says_request_invalid(message))
+    if had_tools and invalid and status != 413 and ("tool" in lowered or "function" in lowered):
         return ToolCallingUnsupported(f"The {provider} server refused tool calling (HTTP {status}: {text}).")
+    if invalid:
+        return ModelRequestRefused(f"The {provider} server refused the request as invalid (HTTP {status}: {text}).")
     if status in (408, 409, 429) or status >= 500:
         return GeneratorUnavailable(f"The {provider} API is unavailable (HTTP {status}: {text}); try again later.")
-    return GeneratorError(f"The {provider} API refused the request (HTTP {status}: {text}).")
+    return ModelRequestRefused(f"The {provider} API refused the request (HTTP {status}: {text}).")
+
+
+#: What a server says when the request itself is wrong, even under a 5xx status
+#: (llama-cpp-python answers a pydantic validation error with HTTP 500).
+_INVALID_REQUEST = re.compile(
+    r"input should be|should be a valid|validation error|invalid[ _]request|field required|"
+    r"extra inputs are not permitted|missing required|is not supported|not supported by|unsupported|"
+    r"bad request|invalid (?:type|value|argument|parameter|json|schema|tool|message)|could not parse|"
+    r"failed to parse|unknown (?:field|parameter)|unexpected (?:field|keyword)",
+    re.IGNORECASE,
+)
+
+
+def says_request_invalid(message: str) -> bool:
+    """Whether an error body says the request is invalid, so sending it again cannot help."""
+    return bool(_INVALID_REQUEST.search(message))
 
 
 def build_prompts(ctx: GenerationContext, generator: str) -> tuple[str, str]:
@@ -409,6 +491,11 @@ Answer with one JSON object and nothing else:
  "edits": [{"path": "relative/path", "content": "the whole new file"},
            {"path": "relative/path", "search": "exact text to find once", "replace": "its replacement"}]}
 Paths are relative to the repository root. Never touch `.git/` or `.github/workflows/`."""
+
+NO_EDIT_NUDGE = (
+    "You have not changed any file yet, so the task is not done. Change the files with "
+    "write_file or edit_file now, then call finish with a short summary."
+)
 
 CUT_OFF_NUDGE = (
     "Your last reply was cut off at the output token limit. Continue with smaller steps: "

@@ -3,12 +3,24 @@
 Only translation lives here: the neutral conversation into chat-completion
 messages (``tool_calls`` with JSON-string arguments, ``role: tool`` results)
 and the reply back. The loop, budgets and tools are shared
-(:mod:`runner.generators.llm_loop`).
+(:mod:`runner.generators.llm_loop`); how servers differ is in
+:mod:`runner.generators.openai_compat`.
+
+What every server we know accepts, and what it may send back:
+
+- ``tool_choice`` is always sent (llama.cpp ignores tools without it);
+- ``content`` is always a string, ``""`` beside ``tool_calls`` (llama-cpp-python
+  answers ``null`` with a 500);
+- a reply may carry a legacy ``function_call`` beside (or instead of)
+  ``tool_calls``, tool-call ids of any shape or none, ``type`` missing, and
+  arguments as an object, HTML-escaped JSON or invalid JSON (which the model is
+  told about, through the tool result).
 """
 
 from __future__ import annotations
 
 import json
+import threading
 from typing import Any
 
 import openai
@@ -25,12 +37,21 @@ from runner.generators.llm_loop import (
     ModelRequest,
     ToolResults,
     UserText,
+    check_cost_limit,
     limit_retry_after,
     resolve_api_key,
     run_agent,
     sdk_errors,
 )
+from runner.generators.openai_compat import (
+    CompatProfile,
+    decode_arguments,
+    detect_profile,
+    profile_for,
+)
 from runner.generators.tools import ToolSpec
+
+DETECT_TIMEOUT_S = 5.0
 
 
 class OpenAIGenerator:
@@ -44,6 +65,9 @@ class OpenAIGenerator:
         self._key = key
         self._max_retries = max_retries
         self._options = LoopOptions.from_settings(settings, self.name, max_retries=max_retries)
+        self._profile = profile_for(settings.openai_compat, settings.openai_base_url)
+        self._detect_lock = threading.Lock()
+        check_cost_limit(settings, settings.openai_model)
 
     def generate(self, ctx: GenerationContext) -> Changes:
         # One client per task: its connections are closed when the task ends, and
@@ -52,14 +76,22 @@ class OpenAIGenerator:
             api_key=self._key, base_url=self._settings.openai_base_url, max_retries=self._max_retries,
             http_client=openai.DefaultHttpxClient(event_hooks={"response": [limit_retry_after]}),
         ) as client:
-            backend = OpenAIBackend(
-                client,
-                ctx.model or self._settings.openai_model,
-                # OpenAI's own API wants max_completion_tokens (o-series and gpt-5 reject max_tokens);
-                # most compatible servers (vLLM, llama.cpp, Ollama) only know max_tokens.
-                legacy_max_tokens=bool(self._settings.openai_base_url),
-            )
+            profile = self._profile_for(client, ctx)
+            backend = OpenAIBackend(client, ctx.model or self._settings.openai_model, profile=profile)
             return run_agent(ctx, backend, self._options)
+
+    def _profile_for(self, client: openai.OpenAI, ctx: GenerationContext) -> CompatProfile:
+        """The server's profile: from OPENAI_COMPAT, or asked of the server once (``GET /models``)."""
+        with self._detect_lock:
+            if self._profile is None:
+                try:
+                    listing = client.with_options(timeout=DETECT_TIMEOUT_S, max_retries=0).models.list()
+                    self._profile = detect_profile({"data": [m.model_dump() for m in listing.data]})
+                except openai.OpenAIError as exc:  # an answer we cannot read is "unknown", not a failure
+                    ctx.log.info("could not detect the server kind; using the generic profile", error=str(exc))
+                    return detect_profile(None)
+                ctx.log.info("detected the OpenAI-compatible server kind", compat=self._profile.name)
+            return self._profile
 
 
 def build(settings: Settings) -> OpenAIGenerator:
@@ -70,34 +102,30 @@ def build(settings: Settings) -> OpenAIGenerator:
 class OpenAIBackend:
     """Translate between the loop's neutral messages and chat completions."""
 
-    def __init__(self, client: openai.OpenAI, model: str, *, legacy_max_tokens: bool = False) -> None:
+    def __init__(self, client: openai.OpenAI, model: str, *, profile: CompatProfile) -> None:
         self._client = client
         self.model = model
-        self._legacy_max_tokens = legacy_max_tokens
+        self.profile = profile
 
     def complete(self, request: ModelRequest) -> ModelReply:
         kwargs: dict[str, Any] = {
             "model": self.model,
             "messages": to_openai_messages(request.system, request.messages),
-            ("max_tokens" if self._legacy_max_tokens else "max_completion_tokens"): request.max_output_tokens,
+            self.profile.max_tokens_field: request.max_output_tokens,
         }
         if request.tools:
             kwargs["tools"] = [to_openai_tool(spec) for spec in request.tools]
+            kwargs["tool_choice"] = self.profile.tool_choice(request.tool_choice)
         client = self._client.with_options(timeout=request.timeout, max_retries=request.max_retries)
         with sdk_errors(openai, "OpenAI", "OPENAI_API_KEY", request):
             response = client.chat.completions.create(**kwargs)
         if not response.choices:
             raise GeneratorError("The OpenAI API answered without any choice; try again or pick another model.")
         choice = response.choices[0]
-        calls = tuple(
-            Call(id=tc.id, name=tc.function.name, arguments=_arguments(tc.function.arguments))
-            for tc in choice.message.tool_calls or []
-            if tc.type == "function"
-        )
         usage = response.usage
         return ModelReply(
-            text=choice.message.content or "",
-            calls=calls,
+            text=_text(choice.message.content),
+            calls=reply_calls(choice.message),
             input_tokens=(usage.prompt_tokens or 0) if usage else 0,
             output_tokens=(usage.completion_tokens or 0) if usage else 0,
             truncated=choice.finish_reason == "length",
@@ -115,7 +143,8 @@ def to_openai_messages(system: str, messages: tuple[Message, ...]) -> list[dict[
         if isinstance(message, UserText):
             out.append({"role": "user", "content": message.text})
         elif isinstance(message, AssistantTurn):
-            item: dict[str, Any] = {"role": "assistant", "content": message.text or (None if message.calls else "")}
+            # Always a string: llama-cpp-python refuses `null` beside tool_calls with a 500.
+            item: dict[str, Any] = {"role": "assistant", "content": message.text or ""}
             if message.calls:
                 item["tool_calls"] = [
                     {"id": c.id, "type": "function", "function": {"name": c.name, "arguments": _json(c.arguments)}}
@@ -127,15 +156,41 @@ def to_openai_messages(system: str, messages: tuple[Message, ...]) -> list[dict[
     return out
 
 
-def _arguments(raw: str | None) -> dict[str, Any] | str:
-    """Decode the JSON-string arguments; keep the raw text when it is not an object, for the error."""
-    if not raw:
-        return {}
-    try:
-        value = json.loads(raw)
-    except json.JSONDecodeError:
-        return raw
-    return value if isinstance(value, dict) else raw
+def reply_calls(message: Any) -> tuple[Call, ...]:
+    """The tool calls of a reply, whatever shape the server gave them.
+
+    ``tool_calls`` wins; a legacy ``function_call`` counts only when there is no
+    ``tool_calls`` (llama-cpp-python sends both for the same call). An id that
+    is missing, repeated or not a string is replaced, since it is only ever
+    echoed back to the same server.
+    """
+    raw = list(getattr(message, "tool_calls", None) or [])
+    found: list[tuple[Any, Any]] = [
+        (getattr(tc, "id", None), getattr(tc, "function", None))
+        for tc in raw if getattr(tc, "type", None) in (None, "function")
+    ]
+    legacy = getattr(message, "function_call", None)
+    if not found and legacy is not None:
+        found = [(None, legacy)]
+    calls: list[Call] = []
+    seen: set[str] = set()
+    for index, (call_id, function) in enumerate(found):
+        name = getattr(function, "name", None)
+        if not isinstance(name, str) or not name:
+            continue
+        ident = str(call_id) if isinstance(call_id, str | int) and str(call_id) else ""
+        if not ident or ident in seen:
+            ident = f"call_{index}_{len(seen)}"
+        seen.add(ident)
+        calls.append(Call(id=ident, name=name, arguments=decode_arguments(getattr(function, "arguments", None))))
+    return tuple(calls)
+
+
+def _text(content: Any) -> str:
+    """The reply's text; some servers send a list of parts instead of a string."""
+    if isinstance(content, list):
+        return "".join(str(p.get("text", "")) if isinstance(p, dict) else str(p) for p in content)
+    return content if isinstance(content, str) else ""
 
 
 def _json(arguments: Any) -> str:

@@ -36,10 +36,8 @@ class PatchGenerator:
     def generate(self, ctx: GenerationContext) -> Changes:
         patches = extract_patches(ctx.instruction)
         if not patches:
-            return Changes(
-                summary="The instruction has no `diff` or `patch` block, so only the trace file was written.",
-                generator=self.name,
-            )
+            reason = "The instruction has no `diff` or `patch` block, so only the trace file was written."
+            return Changes(summary=reason, generator=self.name, no_change=reason)
         repo = _Apply(ctx.worktree, ctx.git_dir)
         touched: list[str] = []
         applied = skipped = 0

@@ -10,6 +10,7 @@ we would rather say "unknown" than guess.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping, Sequence
 
 Price = tuple[float, float]
@@ -78,6 +79,22 @@ def cost_usd(
 def format_cost(cost: float | None) -> str:
     """Show a cost the way a person reads it: ``$0.0123`` or ``$ unknown``."""
     return "$ unknown" if cost is None else f"${cost:.4f}"
+
+
+_PATHLIKE = re.compile(r"^(?:/|~|\.{1,2}/|[A-Za-z]:[\\/])|\\|\.(?:gguf|ggml|bin|safetensors|pt|pth|onnx)$",
+                       re.IGNORECASE)
+
+
+def display_model(model: str | None) -> str | None:
+    """The model's name as people may read it: a local file path becomes its file name.
+
+    A llama.cpp server started without ``--alias`` reports the path of the
+    weights file as the model id; a public PR body must not show that path.
+    """
+    if not model or not _PATHLIKE.search(model):
+        return model
+    name = re.split(r"[\\/]", model.rstrip("/\\"))[-1]
+    return re.sub(r"\.(?:gguf|ggml|bin|safetensors|pt|pth|onnx)$", "", name, flags=re.IGNORECASE) or "local model"
 
 
 def _normalize(table: Mapping[str, Sequence[float]]) -> dict[str, Price]:

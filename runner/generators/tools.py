@@ -185,6 +185,11 @@ class Toolbox:
         return self._write(path, content, verb="Wrote")
 
     def _tool_finish(self, summary: str = "") -> ToolResult:
+        if not self.touched:
+            raise ToolInputError(
+                "no file has been changed yet, so the task is not done. Change the files with "
+                "write_file or edit_file first, then call finish."
+            )
         self.summary = summary.strip() if isinstance(summary, str) else ""
         return ToolResult("Finished.", finished=True)
 
@@ -203,6 +208,13 @@ class Toolbox:
     def _read_text(self, path: str) -> str:
         if not isinstance(path, str):
             raise ToolInputError("`path` must be a string.")
+        target = guard.resolve_inside(self.worktree, path)
+        if not target.exists() and not target.is_symlink():
+            raise ToolInputError(
+                f"{path} does not exist. Use list_files to see which files exist, or write_file to create it."
+            )
+        if target.is_dir() and not target.is_symlink():
+            raise ToolInputError(f"{path} is a directory, not a file. Use list_files to see what it holds.")
         data = guard.safe_read(self.worktree, path, max_bytes=max(self.max_file_bytes, MAX_SEARCH_FILE_BYTES))
         try:
             return data.decode("utf-8")
@@ -291,4 +303,4 @@ def parse_edit_plan(text: str) -> tuple[str, list[tuple[str, dict[str, Any]]]]:
         else:
             raise ToolInputError(f'edit {number} needs either "content" or both "search" and "replace".')
     summary = plan.get("summary")
-    return (summary.strip() if isinstance(summary, str) and summary.strip() else "Applied the model's edits."), calls
+    return (summary.strip() if isinstance(summary, str) else ""), calls

@@ -37,7 +37,8 @@ class TraceGenerator:
     name = "trace"
 
     def generate(self, ctx: GenerationContext) -> Changes:
-        return Changes(summary="Recorded the task in the trace file.", generator=self.name)
+        return Changes(summary="Recorded the task in the trace file.", generator=self.name,
+                       no_change="The `trace` generator records the task in the trace file and changes nothing else.")
 
 
 def build(settings: Any) -> TraceGenerator:

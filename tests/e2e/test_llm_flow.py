@@ -69,7 +69,7 @@ def test_scripted_session_edits_two_files_and_the_pr_tells_the_story(world: Worl
 
 def test_repository_instructions_and_model_label_reach_the_model(world: World) -> None:
     with OpenAIEmulator() as emu:
-        emu.script([call("finish", {"summary": "Nothing to do."})])
+        emu.script([call("write_file", {"path": "a.txt", "content": "b\n"}), call("finish", {"summary": "Done."})])
         world.emu.create_repo("octocat/guided", files={"AGENTS.md": "Always write tests first.\n", "a.txt": "a\n"})
         number = world.file_issue(dispatch_body(target="octocat/guided"), labels=("copilot-agent", "model:gpt-4.1"))
 

@@ -20,6 +20,8 @@ from runner.errors import (
     GeneratorError,
     GeneratorTimeout,
     GeneratorUnavailable,
+    ModelRequestRefused,
+    NoChangeMade,
 )
 from runner.generators.anthropic_gen import AnthropicGenerator
 from runner.generators.base import Budget, Changes, GenerationContext, Generator
@@ -166,8 +168,10 @@ def test_hostile_tool_calls_are_refused_and_sent_back(provider: Provider, emu: L
         Reply.tool_call("rm_rf", {"path": "/"}),
         Reply.tool_call("edit_file", {"path": "src/app.py", "search": "nope", "replace": "x"}),
         Reply.tool_call("finish", {"summary": "Nothing was safe to do."}),
+        Reply.tool_call("finish", {"summary": "Nothing was safe to do."}),
     ])
-    changes = provider.generator(provider.settings(emu)).generate(context(worktree))
+    with pytest.raises(NoChangeMade) as info:
+        provider.generator(provider.settings(emu)).generate(context(worktree))
 
     requests = emu.completions
     for index, (_, refusal) in enumerate(HOSTILE):
@@ -178,7 +182,10 @@ def test_hostile_tool_calls_are_refused_and_sent_back(provider: Provider, emu: L
     assert "unknown tool `rm_rf`" in requests[len(HOSTILE) + 2].tool_results[0]
     assert "`search` was not found in src/app.py" in requests[len(HOSTILE) + 3].tool_results[0]
     assert all(len(r.raw) < 2_000_000 for r in requests[len(HOSTILE) + 1:])  # the 50 MB are not re-sent
-    assert changes.summary == "Nothing was safe to do." and changes.files == ()
+    # A finish without an edit is refused once, then the task fails quoting the model, not claiming work.
+    assert "no file has been changed yet" in requests[len(HOSTILE) + 4].tool_results[0]
+    assert "called finish without editing any file" in str(info.value)
+    assert "“Nothing was safe to do.”" in str(info.value)
     assert changed(worktree) == {"link"}  # only the symlink we planted
     assert list(outside.iterdir()) == [] and not (tmp_path / "x").exists()
     assert not (worktree / ".git/hooks/pre-commit").exists()
@@ -198,7 +205,7 @@ def test_cost_budget_and_turn_limit(provider: Provider, emu: LLMEmulator, worktr
     with pytest.raises(BudgetExceeded, match=r"over the limit of \$0\.01"):
         provider.generator(provider.settings(emu)).generate(context(worktree, budget=Budget(max_cost_usd=0.01)))
     emu.script([call("list_files", {}), call("list_files", {}), call("list_files", {})])
-    with pytest.raises(BudgetExceeded, match="did not finish within 2 turns; it used 240 tokens"):
+    with pytest.raises(BudgetExceeded, match="did not finish within MAX_TURNS=2 turns; it used 240 tokens"):
         provider.generator(provider.settings(emu)).generate(context(worktree, budget=Budget(max_turns=2)))
 
 
@@ -264,9 +271,9 @@ def test_keys_are_required_unless_a_local_server_is_named(provider: Provider, em
     key = f"{provider.name}_api_key"
     with pytest.raises(ConfigError, match=f"{provider.name.upper()}_API_KEY"):
         provider.generator(provider.settings(None, **{key: None}))
-    emu.script([Reply.text("Nothing to change.")])
+    emu.script([call("write_file", {"path": "a.txt", "content": "a\n"}), Reply.text("Wrote a.txt.")])
     changes = provider.generator(provider.settings(emu, **{key: None})).generate(context(worktree))
-    assert changes.summary == "Nothing to change." and changes.files == ()
+    assert changes.summary == "Wrote a.txt." and changes.files == ("a.txt",)
     assert emu.completions[0].auth_present
 
 
@@ -285,6 +292,9 @@ def test_read_only_tools_answer_with_bounded_results(provider: Provider, emu: LL
         call("list_files", {"pattern": "*.py"}),
         call("read_file", {"path": "link/secret.txt"}),
         call("read_file", {"path": "src/app.py", "bogus": 1}),
+        call("read_file", {"path": "missing.txt"}),
+        call("read_file", {"path": "src"}),
+        call("write_file", {"path": "seen.txt", "content": "looked\n"}),
         call("finish", {"summary": "Looked around."}),
     ])
     changes = provider.generator(provider.settings(emu)).generate(context(worktree))
@@ -297,12 +307,14 @@ def test_read_only_tools_answer_with_bounded_results(provider: Provider, emu: LL
     assert seen[5] == ["src/app.py"]
     assert seen[6][0].startswith("ERROR: Refused") and "top secret" not in seen[6][0]
     assert "unknown arguments ['bogus']" in seen[7][0]
-    assert changes.files == () and changes.summary == "Looked around."
+    assert seen[8][0].startswith("ERROR: missing.txt does not exist.")
+    assert seen[9][0] == "ERROR: src is a directory, not a file. Use list_files to see what it holds."
+    assert changes.files == ("seen.txt",) and changes.summary == "Looked around."
 
 
 def test_a_later_tool_refusal_is_not_mistaken_for_missing_tool_support(provider: Provider, emu: LLMEmulator,
                                                                          worktree: Path) -> None:
     emu.script([call("list_files", {}), Reply.error(400, "Invalid tool_call_id in messages[3].")])
-    with pytest.raises(GeneratorError, match="tool_call_id") as info:
+    with pytest.raises(ModelRequestRefused, match="tool_call_id") as info:
         provider.generator(provider.settings(emu)).generate(context(worktree))
-    assert type(info.value) is GeneratorError and len(emu.completions) == 2
+    assert not info.value.transient and len(emu.completions) == 2

@@ -123,8 +123,8 @@ class ChangelogGenerator:
         updated = add_entry(current, entry)
         if updated == current:
             ctx.log.info("changelog entry already present", path=self.path)
-            return Changes(summary=f"{self.path} already lists “{entry}” under Unreleased.",
-                           generator=self.name)
+            already = f"{self.path} already lists “{entry}” under Unreleased."
+            return Changes(summary=already, generator=self.name, no_change=already)
         self._check_time(ctx)
         written = safe_write(ctx.worktree, self.path, updated, max_bytes=self.max_file_bytes,
                              allow_workflows=False)
