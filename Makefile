@@ -4,7 +4,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test lint bench clean venv
+.PHONY: demo test lint bench check-real-llm clean venv
 
 venv: $(STAMP)
 
@@ -28,5 +28,9 @@ bench: $(STAMP)
 	$(PY) bench/chaos.py
 	$(PY) bench/sandbox.py
 
+# A real model server (llama-cpp-python + Gemma 3 270M) end to end; not part of `make test`.
+check-real-llm: $(STAMP)
+	$(PY) bench/real_llm.py
+
 clean:
-	rm -rf $(VENV) .pytest_cache build *.egg-info
+	rm -rf $(VENV) .venv-real-llm .pytest_cache build *.egg-info

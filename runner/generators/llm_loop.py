@@ -367,7 +367,8 @@ def call_limits(seconds_left: float, max_retries: int) -> tuple[float, int, bool
 
 
 def limit_retry_after(response: Any) -> None:
-    """An httpx response hook: let the SDK retry only when the server asks for a short wait.
+    """An httpx response hook: let the SDK retry only when the server asks for a short wait,
+    and never a request the server called invalid.
 
     The Anthropic SDK sleeps for whatever ``Retry-After`` says (OpenAI's up to
     two minutes), which could outlive the task's deadline. A longer wait is
@@ -384,6 +385,11 @@ def limit_retry_after(response: Any) -> None:
             continue
     if wait is not None and wait > MAX_SDK_RETRY_AFTER:
         headers["x-should-retry"] = "false"
+    elif response.status_code >= 500 and "x-should-retry" not in headers:
+        # A 5xx whose body says the request is invalid fails the same way every time.
+        response.read()
+        if says_request_invalid(response.text):
+            headers["x-should-retry"] = "false"
 
 
 @contextmanager

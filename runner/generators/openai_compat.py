@@ -40,8 +40,8 @@ class CompatProfile:
 
 PROFILES: Mapping[str, CompatProfile] = {
     "openai": CompatProfile("openai", max_tokens_field="max_completion_tokens", honours_required=True),
-    # llama.cpp's server (--jinja) honours "required"; llama-cpp-python accepts it and treats it as "auto".
-    "llamacpp": CompatProfile("llamacpp", honours_required=True),
+    # llama-cpp-python's chatml-function-calling asserts tool_choice == "auto" (HTTP 500 otherwise).
+    "llamacpp": CompatProfile("llamacpp"),
     # vLLM >= 0.8.3 takes "required" (guided decoding); "auto" needs --enable-auto-tool-choice.
     "vllm": CompatProfile("vllm", honours_required=True),
     # Ollama's OpenAI endpoint ignores tool_choice; "auto" says what it does anyway.

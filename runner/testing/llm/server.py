@@ -145,6 +145,14 @@ class LLMEmulator:
     def models(self) -> dict[str, Any]:
         raise NotImplementedError
 
+    def refuse(self, body: Mapping[str, Any]) -> tuple[int, str] | None:
+        """A ``(status, message)`` for a request this server kind would refuse, or None."""
+        return None
+
+    def shape(self, reply: Reply, body: Mapping[str, Any]) -> Reply:
+        """The scripted reply as this server kind would send it (a profile may drop tool calls)."""
+        return reply
+
     def api_key_from(self, headers: Mapping[str, str]) -> str | None:
         for name in self.auth_headers:
             value = headers.get(name)
@@ -190,6 +198,9 @@ class _Handler(BaseHTTPRequestHandler):
             return self._json(400, emu.error_body(400, "The request body is not a JSON object."))
         if emu.reject_tools and body.get("tools"):
             return self._json(400, emu.error_body(400, "tools is not supported by this server (tool calling unsupported)."))
+        refusal = emu.refuse(body)
+        if refusal is not None:
+            return self._json(refusal[0], emu.error_body(*refusal))
         reply = emu._next_reply()
         if reply is None:
             message = f"The {emu.provider} emulator has no scripted reply left ({len(emu.requests)} requests served)."
@@ -203,6 +214,7 @@ class _Handler(BaseHTTPRequestHandler):
                          "retry-after-ms": str(int(reply.retry_after * 1000))}
             message = reply.error_message or f"Emulated error {reply.status}."
             return self._json(reply.status, emu.error_body(reply.status, message), extra)
+        reply = emu.shape(reply, body)
         if body.get("stream"):
             return self._stream(emu.render_stream(reply, body))
         return self._json(200, emu.render(reply, body))
