@@ -234,7 +234,10 @@ class TurnLimitReached(BudgetExceeded):
 class GeneratorTimeout(GeneratorError):
     """The generator ran past its wall-clock deadline."""
 
-    hint = "Raise the generator timeout or narrow the instruction, then remove the `agent-failed` label."
+    hint = (
+        "Raise `GENERATOR_TIMEOUT_SECONDS` (a slow local model may need much more), or narrow the "
+        "instruction, then remove the `agent-failed` label."
+    )
 
 
 class GuardRefused(RunnerError):

@@ -109,7 +109,7 @@ class Toolbox:
         root = self.worktree.resolve()
         for dirpath, dirnames, filenames in os.walk(base):
             dirnames[:] = sorted(d for d in dirnames if d not in SKIP_DIRS)
-            for filename in sorted(filenames):
+            for filename in sorted(f for f in filenames if f not in SKIP_DIRS):  # a worktree's `.git` is a file
                 rel = (Path(dirpath) / filename).relative_to(root).as_posix()
                 if pattern and not (fnmatch.fnmatch(rel, pattern) or fnmatch.fnmatch(filename, pattern)):
                     continue
@@ -235,7 +235,7 @@ class Toolbox:
         found: list[Path] = []
         for dirpath, dirnames, filenames in os.walk(start):
             dirnames[:] = sorted(d for d in dirnames if d not in SKIP_DIRS)
-            found += [Path(dirpath) / f for f in sorted(filenames)]
+            found += [Path(dirpath) / f for f in sorted(filenames) if f not in SKIP_DIRS]
         return found
 
 

@@ -63,6 +63,8 @@ def test_every_server_profile_lands_the_change(world: World, profile: str) -> No
         assert sent[0].body["tool_choice"] == ("required" if profile == "vllm" else "auto")
         assert sent[3].body["tool_choice"] == "auto"
         assert all(m.get("content") is not None for r in sent for m in r.body["messages"])
+        listing = sent[1].tool_results[0].splitlines()
+        assert "src/app.py" in listing and ".git" not in listing  # a worktree's `.git` file is not shown
         comment = result_comment(world, number)
         assert "✅" in comment and "`src/app.py`" in comment
         assert "The model `gpt-4o-mini` described its change" in comment and "> Greets the world." in comment
