@@ -291,7 +291,7 @@ class Pipeline:
             return names, pull
         return names, self.forge.find_pull(task.target_repo, names.branch)
 
-    def _changed(self, tree: Worktree, changes: Changes, *, before: str, trace_path: str) -> bool:
+    def _changed(self, tree: Worktree, changes: Changes, *, before: str | None, trace_path: str) -> bool:
         """Whether a generator left a change outside the trace file.
 
         A re-run may rewrite exactly what the branch already holds: that counts
@@ -299,7 +299,10 @@ class Pipeline:
         """
         if not set(self.workspace.changed_files(tree)) - {trace_path}:
             return False
-        return bool(set(changes.files) - {trace_path}) or self.workspace.snapshot(tree) != before
+        if set(changes.files) - {trace_path} or tree.remote_sha is None:  # a new branch: all of it is new
+            return True
+        # An existing branch, and the generator names no file: did it change the tree it started from?
+        return self.workspace.snapshot(tree) != (before or self.workspace.head_tree(tree))
 
     def _chain_for(self, task: DispatchTask) -> Sequence[Generator]:
         """The task's own `generator` metadata picks from the installed generators."""

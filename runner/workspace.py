@@ -178,6 +178,10 @@ class Workspace:
         self._tree_git(tree, "add", "--all")
         return self._tree_git(tree, "write-tree").strip()
 
+    def head_tree(self, tree: Worktree) -> str:
+        """The tree id of HEAD: what :meth:`snapshot` returns for a clean checkout."""
+        return self._tree_git(tree, "rev-parse", "HEAD^{tree}").strip()
+
     def restore_snapshot(self, tree: Worktree) -> None:
         """Drop what ran after the last snapshot (caches, formatter rewrites), keep the staged change."""
         self._tree_git(tree, "checkout", "--quiet", "--", ".")

@@ -17,7 +17,7 @@ import pytest
 from runner.errors import ConfigError
 from runner.testing.llm import OpenAIEmulator, Reply
 from runner.testing.llm.openai_wire import PROFILES
-from tests.conftest import TARGET, World, dispatch_body
+from tests.conftest import DISPATCH, TARGET, World, dispatch_body
 
 KEY = "sk-emulated-key-0000"
 BRANCH = "agent-task-test-tas"
@@ -211,3 +211,20 @@ def test_strict_emulator_reproduces_the_quirks_the_generator_works_around() -> N
         with pytest.raises(openai.InternalServerError, match="Input should be a valid string"):
             client.chat.completions.create(model="m", messages=[
                 {"role": "user", "content": "hi"}, {"role": "assistant", "content": None}])
+
+
+def test_a_rerun_counts_only_what_the_generator_itself_did(world: World) -> None:
+    number = world.file_issue(dispatch_body())
+    with OpenAIEmulator() as emu:
+        emu.script([call("write_file", {"path": "a.txt", "content": "a\n"}), call("finish", {"summary": "A."})])
+        world.run_once(**settings(emu))
+    world.emu.remove_label(DISPATCH, number, "processed")
+    with OpenAIEmulator() as emu:  # the same change again: the branch already has it, and that is fine
+        emu.script([call("write_file", {"path": "a.txt", "content": "a\n"}), call("finish", {"summary": "A."})])
+        assert [o.status for o in world.run_once(**settings(emu))] == ["succeeded"]
+    world.emu.remove_label(DISPATCH, number, "processed")
+    with OpenAIEmulator(profile="text-only") as emu:  # the earlier change on the branch is not this run's
+        emu.script([Reply.text("Already done."), Reply.text("Already done.")])
+        outcomes = world.run_once(**settings(emu))
+    assert [o.status for o in outcomes] == ["failed"]
+    assert "✅" not in result_comment(world, number) and "answered without editing any file" in result_comment(world, number)
