@@ -34,6 +34,7 @@ import throughput
 from runner.app import build_app
 from runner.config import load_settings
 from runner.ledger import TaskKey, open_ledger
+from runner.log import configure_logging
 from runner.testing import chaos
 
 GRACE_S = 5.0
@@ -107,6 +108,7 @@ def main() -> int:
     parser.add_argument("--tasks", type=int, default=20, help="tasks for the overhead figures (default 20)")
     args = parser.parse_args()
     dsn = h.dsn()
+    configure_logging("WARNING", "console", [chaos.ADMIN_TOKEN])  # the in-process runner of the idle polls
 
     h.say(f"1. per-task overhead, WORKERS=1, {args.tasks} tasks, a generator that takes no time")
     rows, by_route = [], {}

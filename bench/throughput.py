@@ -188,7 +188,8 @@ def main() -> int:
     results: list[Figures] = []
     for scenario in scenarios:
         ideal = scenario.issues * args.agent_seconds / (scenario.workers * scenario.replicas)
-        timeout = 120 + 4 * ideal
+        paced = scenario.issues * 3 * 1.0 if args.pacing == "on" else 0.0  # 3 writes a task, 1 s apart
+        timeout = 120 + max(4 * ideal, 1.5 * paced)
         h.say(f"- {scenario.label}: {scenario.issues} issues, {scenario.replicas} process(es) x "
               f"WORKERS={scenario.workers} ...")
         figures = run_scenario(scenario, agent_seconds=args.agent_seconds, dsn=dsn, timeout=timeout,
