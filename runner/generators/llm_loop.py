@@ -34,7 +34,14 @@ from runner.errors import (
 )
 from runner.generators.base import Changes, GenerationContext, Usage
 from runner.generators.pricing import cost_usd, display_model, format_cost, price_for
-from runner.generators.tools import TOOL_SPECS, Toolbox, ToolInputError, ToolSpec, parse_edit_plan
+from runner.generators.tools import (
+    NO_EDIT_REFUSAL,
+    TOOL_SPECS,
+    Toolbox,
+    ToolInputError,
+    ToolSpec,
+    parse_edit_plan,
+)
 from runner.transcript import Transcript, clip
 
 MAX_TOOL_RESULT_CHARS = 20_000
@@ -208,7 +215,7 @@ class _Session:
                 content = clip(result.content, MAX_TOOL_RESULT_CHARS)
                 self.transcript.add("tool", name=call.name, call_id=call.id, content=content, is_error=result.is_error)
                 outcomes.append(ToolOutcome(call, content, result.is_error))
-                if call.name == "finish" and result.is_error and not self.toolbox.touched:
+                if call.name == "finish" and result.content.startswith(NO_EDIT_REFUSAL) and not self.toolbox.touched:
                     said = call.arguments.get("summary") if isinstance(call.arguments, Mapping) else None
                     self._no_edit("called finish without editing any file", said if isinstance(said, str) else "")
             if self.toolbox.summary is not None:

@@ -25,6 +25,8 @@ MAX_READ_LINES = 400
 MAX_READ_CHARS = 40_000
 MAX_SEARCH_HITS = 100
 MAX_SEARCH_FILE_BYTES = 1_000_000
+#: How a finish before any edit is answered; the loop counts these replies.
+NO_EDIT_REFUSAL = "ERROR: no file has been changed yet, so the task is not done."
 SKIP_DIRS = frozenset({".git", "node_modules", "__pycache__", ".venv", ".tox", ".mypy_cache"})
 
 
@@ -186,10 +188,8 @@ class Toolbox:
 
     def _tool_finish(self, summary: str = "") -> ToolResult:
         if not self.touched:
-            raise ToolInputError(
-                "no file has been changed yet, so the task is not done. Change the files with "
-                "write_file or edit_file first, then call finish."
-            )
+            raise ToolInputError(NO_EDIT_REFUSAL.removeprefix("ERROR: ") + " Change the files with "
+                                 "write_file or edit_file first, then call finish.")
         self.summary = summary.strip() if isinstance(summary, str) else ""
         return ToolResult("Finished.", finished=True)
 
