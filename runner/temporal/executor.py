@@ -45,6 +45,8 @@ from runner.temporal.workflow import DispatchTaskWorkflow
 
 #: Extra time an activity may take beyond generation and validation (clone, push, GitHub).
 ACTIVITY_SLACK_S = 600.0
+#: GitHub's timestamps are whole seconds (see _submit).
+STALE_MARGIN = timedelta(seconds=1)
 _CLOSED_STATUS: dict[WorkflowExecutionStatus, Status] = {
     WorkflowExecutionStatus.FAILED: "dead",
     WorkflowExecutionStatus.TERMINATED: "dead",
@@ -223,12 +225,16 @@ class TemporalRunner:
                 self.metrics.submitted("duplicate")
                 return handle, False
             closed = description.close_time
-            if listed_at is not None and closed is not None and closed >= listed_at:
+            # GitHub's timestamps have whole seconds: a label removed in the second the run
+            # closed shows an `updated_at` before the close. Only a close a full second after
+            # the snapshot proves it stale; the tie re-runs, and a needless re-run just skips.
+            if listed_at is not None and closed is not None and closed - listed_at >= STALE_MARGIN:
                 self.metrics.submitted("stale")
                 return None, False
+        previous = (await _memo(description)).get("pr_url") if description is not None else None
         try:
             handle = await client.start_workflow(
-                DispatchTaskWorkflow.run, self._request(number, task_id), id=wid,
+                DispatchTaskWorkflow.run, self._request(number, task_id, previous), id=wid,
                 task_queue=self.settings.temporal_task_queue,
                 id_reuse_policy=WorkflowIDReusePolicy.ALLOW_DUPLICATE,
                 memo={"status": "queued", "task_id": task_id, "dispatch_repo": self.repo, "issue": number},
@@ -242,7 +248,7 @@ class TemporalRunner:
                       workflow_id=wid)
         return handle, True
 
-    def _request(self, number: int, task_id: str | None) -> TaskRequest:
+    def _request(self, number: int, task_id: str | None, previous_pr_url: str | None = None) -> TaskRequest:
         s = self.settings
         return TaskRequest(
             dispatch_repo=self.repo, issue_number=number, task_id=task_id, max_attempts=s.max_attempts,
@@ -250,6 +256,7 @@ class TemporalRunner:
             start_to_close_s=s.generator_timeout_seconds
             + s.validation_timeout_seconds * (s.validation_rounds + 1) + ACTIVITY_SLACK_S,
             retry_base_s=s.retry_base_seconds, retry_max_s=s.retry_max_seconds,
+            previous_pr_url=previous_pr_url,
         )
 
     async def _result(self, handle: WorkflowHandle[Any, TaskResult]) -> TaskResult:
@@ -275,6 +282,13 @@ class TemporalRunner:
             finally:
                 await worker.shutdown()
                 await asyncio.gather(task, return_exceptions=True)
+
+
+async def _memo(description: Any) -> Mapping[str, Any]:
+    try:
+        return dict(await description.memo())
+    except (RPCError, ValueError, TypeError):
+        return {}
 
 
 def _outcome(result: TaskResult) -> Outcome:

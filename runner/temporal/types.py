@@ -40,6 +40,8 @@ class TaskRequest:
     retry_base_s: float
     retry_max_s: float
     non_retryable: tuple[str, ...] = NON_RETRYABLE
+    #: The PR an earlier run recorded: a re-run that finds the issue done keeps pointing at it.
+    previous_pr_url: str | None = None
 
 
 @dataclass(frozen=True)

@@ -41,7 +41,8 @@ class DispatchTaskWorkflow:
         except ActivityError as exc:
             cause = exc.cause
             result = TaskResult(status="dead", error=str(cause or exc))
-        workflow.upsert_memo({"status": result.status, "pr_url": result.pr_url, "error": result.error,
+        workflow.upsert_memo({"status": result.status, "pr_url": result.pr_url or request.previous_pr_url,
+                              "error": result.error,
                               "attempt": result.attempt, "owner": result.owner,
                               "task_id": request.task_id})
         return result
