@@ -13,7 +13,9 @@ The tree::
     ├── PolicyRefused                the task is well-formed but not allowed
     │   ├── TargetNotAllowed         target outside ALLOWED_TARGET_REPOS
     │   ├── LabelerNotTrusted        whoever labeled it lacks write permission
-    │   └── AppNotInstalled          the GitHub App is not installed on the target
+    │   ├── AppNotInstalled          the GitHub App is not installed on the target
+    │   ├── RerunNotTrusted          a non-writer removed the result label
+    │   └── TextNotApproved          a non-writer edited the body after the label
     ├── ForgeError                   the GitHub API failed              (transient)
     │   ├── RateLimited              403/429 with a reset time          (transient)
     │   ├── PermissionDenied         our token may not do this          (permanent)
@@ -30,6 +32,7 @@ The tree::
     │   │   └── TurnLimitReached     MAX_TURNS model calls without finishing
     │   └── GeneratorTimeout         the wall-clock deadline passed
     ├── GuardRefused                 the change touches what it may not
+    │   └── SecretsFound             the change or trace holds a secret; nothing pushed
     ├── ValidationFailed             the validation commands did not pass
     ├── SandboxUnavailable           no backend can isolate untrusted commands
     ├── LeaseLost                    another worker owns the task now   (transient)
@@ -108,6 +111,24 @@ class AppNotInstalled(PolicyRefused):
     def __init__(self, message: str, *, install_url: str = "") -> None:
         super().__init__(message)
         self.install_url = install_url
+
+
+class RerunNotTrusted(PolicyRefused):
+    """Whoever removed the result label to ask for a re-run may not dispatch work."""
+
+    hint = (
+        "Ask someone with write access to the dispatch repository to remove the "
+        "result label (`processed` or `agent-failed`)."
+    )
+
+
+class TextNotApproved(PolicyRefused):
+    """The body was edited by someone without write access after a writer approved it."""
+
+    hint = (
+        "Ask someone with write access to read the issue body, then remove and re-add "
+        "the trigger label to approve the text as it is now."
+    )
 
 
 class ForgeError(RunnerError):
@@ -244,6 +265,15 @@ class GuardRefused(RunnerError):
     """The change writes where it may not (outside the tree, .git, workflows, secrets)."""
 
     hint = "Change the instruction so it stays inside the repository, then remove the `agent-failed` label."
+
+
+class SecretsFound(GuardRefused):
+    """The secret scan found something that looks like a credential; nothing was pushed."""
+
+    hint = (
+        "Remove the secret from the instruction or the change (and rotate it if it was real), "
+        "then remove the `agent-failed` label."
+    )
 
 
 class ValidationFailed(RunnerError):

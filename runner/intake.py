@@ -17,7 +17,7 @@ from typing import Any
 
 from runner import policy
 from runner.config import Settings
-from runner.errors import RunnerError, TaskSpecError
+from runner.errors import LedgerUnavailable, RunnerError, TaskSpecError
 from runner.forge.base import Forge, Issue
 from runner.health import Metrics
 from runner.ledger.base import Job, Ledger, TaskKey
@@ -69,7 +69,15 @@ class Runner:
         """Queue every eligible issue; re-queue finished ones whose result label was removed."""
         started = time.monotonic()
         issues = self.forge.list_dispatch_issues(self.repo, self.labels.trigger)
-        queued = sum(self.offer(issue) for issue in issues)
+        queued = 0
+        for issue in issues:
+            try:
+                queued += self.offer(issue)
+            except LedgerUnavailable:
+                raise  # the whole poll is retried; no issue is at fault
+            except Exception as exc:  # one issue must never stop the others (DESIGN: trust boundaries)
+                self.log.exception("could not queue issue; the others go on", issue=issue.number,
+                                   error_type=type(exc).__name__)
         self.metrics.poll_done(time.monotonic() - started, len(issues))
         return queued
 
@@ -235,6 +243,7 @@ class Runner:
 
 
 def _task_id(body: str) -> str | None:
+    """A hint for the ledger only: the pipeline parses the body for real and reports any problem."""
     try:
         metadata = parse_metadata(body)
     except TaskSpecError:

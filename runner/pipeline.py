@@ -188,6 +188,7 @@ class Pipeline:
             self.hooks.call("on_generated", task=task, changes=result.changes)
 
             run.lease.check()
+            self._check_trust(task, issue, while_running=True)  # an edit while we worked stops the push
             with run.stage("push"):
                 head, _ = push_change(self.workspace, tree, clone_url=info.clone_url,
                                       message=commit_message(task, result.changes.summary))
@@ -272,14 +273,17 @@ class Pipeline:
 
     # -- stages ------------------------------------------------------------------
 
-    def _check_trust(self, task: DispatchTask, issue: Issue) -> None:
+    def _check_trust(self, task: DispatchTask, issue: Issue, *, while_running: bool = False) -> None:
+        """Writers must have approved the text: one history read plus cached permission lookups."""
         policy.check_target(task.target_repo, self.settings.target_allowed(task.target_repo),
                             self.settings.allowed_target_repos, task.dispatch_repo.split("/")[0])
         if not self.settings.require_labeler_permission:
             return
-        actor = self.forge.label_actor(issue.repo, issue.number, self.labels.trigger)
-        permission = self.forge.permission(issue.repo, actor) if actor else None
-        policy.check_labeler(actor, permission, self.labels.trigger, issue.repo)
+        facts = policy.approval(self.forge.issue_trail(issue.repo, issue.number), self.labels)
+        me = self.forge.authenticated_login(issue.repo).lower()
+        permissions = {login.lower(): "admin" if login.lower() == me else self.forge.permission(issue.repo, login)
+                       for login in facts.people()}
+        policy.check_approval(facts, permissions, self.labels, issue.repo, while_running=while_running)
 
     def _names(self, task: DispatchTask, mirror: Mirror) -> tuple[TaskNames, PullRequest | None]:
         """Pick the branch, moving aside when another task id already owns the primary one."""

@@ -2,13 +2,25 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Literal
 
-from runner.errors import LabelerNotTrusted, RunnerError, TargetNotAllowed
-from runner.forge.base import Issue, PullRequest
+from runner.errors import (
+    LabelerNotTrusted,
+    RerunNotTrusted,
+    RunnerError,
+    TargetNotAllowed,
+    TextNotApproved,
+)
+from runner.forge.base import Issue, IssueTrail, PullRequest
 
 TRUSTED_PERMISSIONS = frozenset({"admin", "maintain", "write"})
+
+
+def is_writer(permission: str | None) -> bool:
+    """Whether a role may approve work: write, maintain or admin."""
+    return permission in TRUSTED_PERMISSIONS
 
 
 @dataclass(frozen=True)
@@ -52,6 +64,102 @@ def check_labeler(actor: str | None, permission: str | None, trigger: str, repo:
         raise LabelerNotTrusted(
             f"@{actor} added the `{trigger}` label but has `{permission or 'no'}` permission on "
             f"{repo}; dispatching work needs write access."
+        )
+
+
+@dataclass(frozen=True)
+class Approval:
+    """Who approved an issue's text and who touched it since, read from its history.
+
+    ``labeler`` added the trigger label most recently (None when the label is
+    gone); ``rerun_by`` last removed a result label after that, asking for a
+    re-run; ``editors`` changed the body at or after the labeling moment (a
+    tie counts as after: GitHub's timestamps have one-second resolution).
+    """
+
+    labeler: str | None
+    labeled_at: str | None
+    rerun_by: str | None
+    rerun_label: str | None
+    editors: tuple[str | None, ...]
+    complete: bool
+
+    def people(self) -> frozenset[str]:
+        """Every login whose permission the checks need."""
+        names = [self.labeler, self.rerun_by, *self.editors]
+        return frozenset(n for n in names if n)
+
+
+def approval(trail: IssueTrail, labels: Labels) -> Approval:
+    """Read the labeling, re-run and edit facts from an issue's history (pure)."""
+    events = sorted(enumerate(trail.label_events), key=lambda item: (item[1].at, item[0]))
+    labeler = labeled_at = rerun_by = rerun_label = None
+    results = {labels.processed.lower(), labels.failed.lower()}
+    for _, event in events:
+        name = event.label.lower()
+        if name == labels.trigger.lower():
+            if event.action == "labeled":
+                labeler, labeled_at, rerun_by, rerun_label = event.actor, event.at, None, None
+            else:
+                labeler = labeled_at = rerun_by = rerun_label = None
+        elif name in results and event.action == "unlabeled" and labeled_at is not None:
+            rerun_by, rerun_label = event.actor, event.label
+    editors = tuple(e.editor for e in trail.edits if labeled_at is not None and e.at >= labeled_at)
+    # An incomplete history only matters when the body was edited after the label.
+    after_label = trail.last_edited_at is not None and labeled_at is not None and trail.last_edited_at >= labeled_at
+    return Approval(labeler, labeled_at, rerun_by, rerun_label, editors,
+                    complete=trail.complete or not after_label)
+
+
+def check_approval(
+    facts: Approval,
+    permissions: Mapping[str, str],
+    labels: Labels,
+    repo: str,
+    *,
+    while_running: bool = False,
+) -> None:
+    """Refuse unless writers approved the text: labeled it, asked for the re-run, and made every edit since.
+
+    ``permissions`` maps logins (lower-case) to roles; a missing login counts
+    as no access. ``while_running`` words the refusal for the check right
+    before the push.
+    """
+    def role(login: str | None) -> str | None:
+        return permissions.get(login.lower()) if login else None
+
+    stopped = " The runner stopped before pushing anything." if while_running else ""
+    if facts.labeler is None:
+        if while_running:
+            raise LabelerNotTrusted(f"The `{labels.trigger}` label was removed while the task ran.{stopped}")
+        raise LabelerNotTrusted(
+            f"The runner could not find who added the `{labels.trigger}` label, so it cannot check their access."
+        )
+    check_labeler(facts.labeler, role(facts.labeler), labels.trigger, repo)
+    if facts.rerun_by is not None or facts.rerun_label is not None:
+        if not is_writer(role(facts.rerun_by)):
+            who = f"@{facts.rerun_by}" if facts.rerun_by else "A deleted account"
+            raise RerunNotTrusted(
+                f"{who} removed the `{facts.rerun_label}` label to run the task again, but has "
+                f"`{role(facts.rerun_by) or 'no'}` permission on {repo}; a re-run needs write access."
+            )
+    if not facts.complete:
+        raise TextNotApproved(
+            "The issue body was edited more often than the runner can check, after the "
+            f"`{labels.trigger}` label was added, so it cannot tell who wrote the text.{stopped}"
+        )
+    for editor in facts.editors:
+        if is_writer(role(editor)):
+            continue
+        who = f"@{editor} (`{role(editor) or 'no'}` permission)" if editor else "A deleted account"
+        if while_running:
+            raise TextNotApproved(
+                f"{who} edited the issue body while the task ran, after @{facts.labeler} approved "
+                f"it by adding the `{labels.trigger}` label.{stopped}"
+            )
+        raise TextNotApproved(
+            f"{who} edited the issue body after @{facts.labeler} added the `{labels.trigger}` "
+            "label, so the text is not the text a writer approved."
         )
 
 

@@ -25,21 +25,19 @@ from types import MappingProxyType
 from typing import Any
 
 from runner.errors import TaskSpecError
+from runner.markdown import MATCH_CHARS, Line, scan, strip_invisible
 
 BRANCH_PREFIX = "agent-task-"
 TRACE_DIR = "agent-tasks"
 PREFIX_LEN = 8
 MAX_TASK_ID = 1024
 MAX_INSTRUCTION_CHARS = 60_000
+#: GitHub caps an issue body at 65,536 characters; anything much larger is not a dispatch issue.
+MAX_BODY_CHARS = 262_144
+MAX_METADATA_CHARS = 16_384
+MAX_METADATA_DEPTH = 8
+METADATA_KEY = "agent_task_metadata"
 
-_METADATA_RE = re.compile(r"<!--\s*agent_task_metadata\s*(.*?)-->", re.DOTALL)
-_HEADING_RE = re.compile(r"^\s{0,3}##\s*(?P<title>[^#].*?)\s*#*\s*$")
-_FENCE_RE = re.compile(r"^\s{0,3}(`{3,}|~{3,})")
-_TARGET_LINE_RE = re.compile(
-    r"^\s*[*_]*\s*target[ _-]?repo(?:sitory)?\s*[*_]*\s*:\s*[*_]*\s*(?P<value>.*?)\s*[*_]*\s*$",
-    re.IGNORECASE,
-)
-_COMMENT_RE = re.compile(r"<!--.*?-->", re.DOTALL)
 # GitHub's own rules: owners are alphanumerics and single hyphens (max 39),
 # repository names are [A-Za-z0-9._-] (max 100) and never "." or "..".
 _OWNER_RE = re.compile(r"^[A-Za-z0-9](?:[A-Za-z0-9-]{0,38})$")
@@ -99,11 +97,23 @@ def parse_task(
     issue_number: int,
     labels: Iterable[str] = (),
 ) -> DispatchTask:
-    """Parse a dispatch issue body, or raise TaskSpecError saying what to fix."""
+    """Parse a dispatch issue body, or raise TaskSpecError saying what to fix.
+
+    Only visible text counts: the metadata comes from the one top-level
+    ``agent_task_metadata`` comment, while the heading and the target line are
+    read outside comments and code fences. Invisible characters are removed
+    first, so neither the generator nor the trace file ever sees them.
+    """
     raw = body or ""
     if not raw.strip():
         raise TaskSpecError(f"The issue body is empty. {FORMAT_HELP}")
-    metadata = parse_metadata(raw)
+    if len(raw) > MAX_BODY_CHARS:
+        raise TaskSpecError(
+            f"The issue body is {len(raw)} characters long; the limit is {MAX_BODY_CHARS}. "
+            "Shorten it or link to a file in the target repository."
+        )
+    scanned = scan(strip_invisible(raw))
+    metadata = _metadata_from(scanned.comments)
     if metadata is None:
         raise TaskSpecError(
             "The issue body has no `agent_task_metadata` comment, so the task has no id. "
@@ -111,12 +121,11 @@ def parse_task(
         )
     task_id = _require_task_id(metadata)
 
-    text = raw.replace("\r\n", "\n").replace("\r", "\n")
-    section, target_line = _scan_body(text)
+    section, target_line = _scan_body(scanned.lines)
     if section is None:
         raise TaskSpecError(
-            "The issue body has no `## Instruction` section. Add the heading "
-            "`## Instruction` with the task below it."
+            "The issue body has no `## Instruction` section (outside comments and code blocks). "
+            "Add the heading `## Instruction` with the task below it."
         )
     instruction = clean_instruction(section)
     if not instruction:
@@ -147,29 +156,76 @@ def parse_task(
 
 
 def parse_metadata(body: str) -> dict[str, Any] | None:
-    """Return the JSON object of the first metadata comment, or None when there is none.
+    """Return the JSON object of the body's one metadata comment, or None when there is none.
 
-    The raw body is used, never a cleaned one, so that the JSON is read exactly
-    as written.
+    Only top-level comments count (a metadata example inside a code fence is
+    text), and a body with two of them is refused rather than guessed at.
     """
-    match = _METADATA_RE.search(body)
-    if match is None:
+    if len(body) > MAX_BODY_CHARS:
+        raise TaskSpecError(f"The body is over {MAX_BODY_CHARS} characters, so its metadata is not read.")
+    return _metadata_from(scan(strip_invisible(body)).comments)
+
+
+def _metadata_from(comments: tuple[str, ...]) -> dict[str, Any] | None:
+    found = [c.lstrip() for c in comments if c.lstrip().startswith(METADATA_KEY)]
+    if not found:
         return None
-    payload = match.group(1).strip()
-    try:
-        value = json.loads(payload)
-    except json.JSONDecodeError as exc:
+    if len(found) > 1:
         raise TaskSpecError(
-            f"The `agent_task_metadata` comment is not valid JSON ({exc.msg} at "
-            f"character {exc.pos}). Write it as `<!-- agent_task_metadata "
-            '{"task_id": "my-task-123"} -->`.'
-        ) from exc
+            f"The issue body has {len(found)} `agent_task_metadata` comments; keep exactly one, "
+            "so that it is clear which task this is."
+        )
+    payload = found[0][len(METADATA_KEY):].strip()
+    if len(payload) > MAX_METADATA_CHARS:
+        raise TaskSpecError(
+            f"The `agent_task_metadata` comment is {len(payload)} characters long; the limit is "
+            f"{MAX_METADATA_CHARS}."
+        )
+    depth = json_depth(payload)
+    if depth > MAX_METADATA_DEPTH:
+        raise TaskSpecError(
+            f"The `agent_task_metadata` JSON nests {depth} levels deep; the limit is {MAX_METADATA_DEPTH}."
+        )
+    try:
+        value = json.loads(payload, parse_constant=_refuse_constant)
+    except ValueError as exc:  # JSONDecodeError, and ints longer than Python's digit limit
+        where = f" ({exc.msg} at character {exc.pos})" if isinstance(exc, json.JSONDecodeError) else ""
+        raise TaskSpecError(
+            f"The `agent_task_metadata` comment is not valid JSON{where}. Write it as "
+            '`<!-- agent_task_metadata {"task_id": "my-task-123"} -->`.'
+        ) from None
     if not isinstance(value, dict):
         raise TaskSpecError(
             "The `agent_task_metadata` comment must hold a JSON object such as "
             '`{"task_id": "my-task-123"}`.'
         )
     return value
+
+
+def json_depth(text: str) -> int:
+    """The deepest nesting of ``[`` and ``{`` in JSON text (strings skipped), in one pass."""
+    depth = deepest = 0
+    in_string = escaped = False
+    for char in text:
+        if in_string:
+            if escaped:
+                escaped = False
+            elif char == "\\":
+                escaped = True
+            elif char == '"':
+                in_string = False
+        elif char == '"':
+            in_string = True
+        elif char in "[{":
+            depth += 1
+            deepest = max(deepest, depth)
+        elif char in "]}":
+            depth -= 1
+    return deepest
+
+
+def _refuse_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not JSON")
 
 
 def render_metadata(metadata: Mapping[str, Any]) -> str:
@@ -180,9 +236,8 @@ def render_metadata(metadata: Mapping[str, Any]) -> str:
 
 
 def clean_instruction(section: str) -> str:
-    """Drop comments and surrounding blank lines; keep every other byte (patches need them)."""
-    text = _COMMENT_RE.sub("", section)
-    lines = text.split("\n")
+    """Drop surrounding blank lines; keep every other byte (patches need them)."""
+    lines = section.split("\n")
     while lines and not lines[0].strip():
         lines.pop(0)
     while lines and not lines[-1].strip():
@@ -288,38 +343,60 @@ def _require_task_id(metadata: Mapping[str, Any]) -> str:
     return text
 
 
-def _scan_body(text: str) -> tuple[str | None, str | None]:
-    """Find the Instruction section and the target line, ignoring anything inside code fences."""
-    lines = text.split("\n")
-    fence: str | None = None
+def _scan_body(lines: tuple[Line, ...]) -> tuple[str | None, str | None]:
+    """Find the Instruction section and the target line among visible lines outside fences.
+
+    Two visible target lines that disagree are refused instead of picking one.
+    """
     section: list[str] | None = None
     in_section = False
     target: str | None = None
     for line in lines:
-        fence_match = _FENCE_RE.match(line)
-        if fence is None and fence_match:
-            fence = fence_match.group(1)[0] * 3
-        elif fence is not None and line.strip().startswith(fence):
-            fence = None
-            if in_section and section is not None:
-                section.append(line)
-            continue
-        if fence is None and not fence_match:
-            heading = _HEADING_RE.match(line)
-            if heading:
-                if in_section:
-                    in_section = False
-                if section is None and heading.group("title").strip().lower() == "instruction":
+        if not line.code:
+            title = _heading_title(line.text)
+            if title is not None:
+                in_section = False
+                if section is None and title.lower() == "instruction":
                     section, in_section = [], True
                 continue
-            target_match = _TARGET_LINE_RE.match(line)
-            if target_match:
-                if target is None:
-                    target = target_match.group("value")
+            value = _target_value(line.text)
+            if value is not None:
+                if target is not None and normalize_repo(value).lower() != normalize_repo(target).lower():
+                    raise TaskSpecError(
+                        f"The body has two `Target Repository:` lines (`{_shorten(target)}` and "
+                        f"`{_shorten(value)}`). Keep one."
+                    )
+                target = target or value
                 continue
         if in_section and section is not None:
-            section.append(line)
+            section.append(line.text)
     return ("\n".join(section) if section is not None else None), target
+
+
+def _heading_title(line: str) -> str | None:
+    """The title of a level-2 ATX heading (``## Title ##``), read with string operations only."""
+    head = line[:MATCH_CHARS]
+    stripped = head.lstrip(" ")
+    if len(head) - len(stripped) > 3 or not stripped.startswith("##") or stripped.startswith("###"):
+        return None
+    title = stripped[2:].strip().rstrip("#").strip()
+    return title or None
+
+
+_TARGET_KEY_RE = re.compile(r"target[ _-]?repo(?:sitory)?", re.IGNORECASE)
+
+
+def _target_value(line: str) -> str | None:
+    """The value of a ``Target Repository: owner/name`` line (bold or italic markers allowed)."""
+    head = line[:MATCH_CHARS].strip()
+    if ":" not in head:
+        return None
+    key, _, value = head.partition(":")
+    key = key.strip().strip("*_").strip()
+    if not _TARGET_KEY_RE.fullmatch(key[:40]):
+        return None
+    value = value.strip().strip("*_").strip()
+    return value or None
 
 
 def _resolve_target(line_value: str | None, meta_value: Any) -> str:

@@ -49,6 +49,43 @@ class PullRequest:
 
 
 @dataclass(frozen=True)
+class LabelEvent:
+    """A label added to or removed from an issue, by whom and when (ISO 8601, UTC)."""
+
+    action: str  # "labeled" or "unlabeled"
+    label: str
+    actor: str | None
+    at: str
+
+
+@dataclass(frozen=True)
+class ContentEdit:
+    """One revision of an issue body; ``editor`` is None when GitHub no longer knows the account."""
+
+    editor: str | None
+    at: str
+
+
+@dataclass(frozen=True)
+class IssueTrail:
+    """Who approved and who changed an issue's text: what the trust rules need, in one read.
+
+    ``edits`` lists body revisions (GitHub's ``userContentEdits``, which include
+    the original text once the body has been edited); ``complete`` is False when
+    GitHub returned only part of the history, so the rules must not assume the
+    rest is harmless.
+    """
+
+    author: str | None
+    body: str
+    created_at: str
+    last_edited_at: str | None
+    edits: tuple[ContentEdit, ...]
+    label_events: tuple[LabelEvent, ...]
+    complete: bool = True
+
+
+@dataclass(frozen=True)
 class RepoInfo:
     full_name: str
     default_branch: str
@@ -84,6 +121,9 @@ class Forge(Protocol):
 
     def permission(self, repo: str, user: str) -> str:
         """'admin', 'maintain', 'write', 'triage', 'read' or 'none'."""
+
+    def issue_trail(self, repo: str, number: int) -> IssueTrail:
+        """Label events and body edits of an issue, for the trust rules (one request)."""
 
     def repo_info(self, repo: str) -> RepoInfo: ...
 

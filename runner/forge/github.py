@@ -22,7 +22,7 @@ from github.Issue import Issue as GhIssue
 from github.PullRequest import PullRequest as GhPull
 
 from runner.errors import ForgeError, NotFound, PermissionDenied, RateLimited, Rejected
-from runner.forge.base import Comment, Issue, PullRequest, RepoInfo
+from runner.forge.base import Comment, ContentEdit, Issue, IssueTrail, LabelEvent, PullRequest, RepoInfo
 from runner.forge.cache import TtlCache
 from runner.forge.pacer import GITHUB_LIMITS, Pacer, SlotStore, WriteLimits
 
@@ -266,6 +266,46 @@ class GitHubForge:
                     return "none"
                 raise
 
+    def issue_trail(self, repo: str, number: int) -> IssueTrail:
+        """Label events and body edits in one GraphQL request.
+
+        The REST timeline records no body edits (a body change is only in
+        GraphQL's ``Issue.userContentEdits``; a title change is a ``renamed``
+        event), so this is the one reliable source:
+        https://docs.github.com/en/graphql/reference/objects#issue
+        """
+        owner, name = repo.split("/", 1)
+        with self._request(f"read the history of {repo}#{number}", repo) as gh:
+            _, data = gh.requester.graphql_query(
+                TRAIL_QUERY, {"owner": owner, "name": name, "number": number})
+        issue = ((data.get("data") or {}).get("repository") or {}).get("issue")
+        if not isinstance(issue, dict):
+            raise NotFound(f"GitHub found no issue {repo}#{number} when reading its history.")
+        edits_page = issue.get("userContentEdits") or {}
+        edit_nodes = [n for n in edits_page.get("nodes") or [] if isinstance(n, dict)]
+        timeline = issue.get("timelineItems") or {}
+        events = tuple(
+            LabelEvent(action="labeled" if n.get("__typename") == "LabeledEvent" else "unlabeled",
+                       label=str((n.get("label") or {}).get("name", "")), actor=_actor_login(n.get("actor")),
+                       at=str(n.get("createdAt") or ""))
+            for n in timeline.get("nodes") or [] if isinstance(n, dict)
+        )
+        author = _actor_login(issue.get("author"))
+        edits = [ContentEdit(editor=_actor_login(n.get("editor")), at=str(n.get("editedAt") or ""))
+                 for n in edit_nodes]
+        complete = int(edits_page.get("totalCount") or 0) <= len(edit_nodes)
+        if issue.get("includesCreatedEdit") and edits and complete:
+            edits.remove(_original_text(edits, author))
+        return IssueTrail(
+            author=author,
+            body=issue.get("body") or "",
+            created_at=str(issue.get("createdAt") or ""),
+            last_edited_at=issue.get("lastEditedAt"),
+            edits=tuple(edits),
+            label_events=events,
+            complete=complete,
+        )
+
     def repo_info(self, repo: str) -> RepoInfo:
         """Cached for GITHUB_CACHE_SECONDS: the default branch and clone URL rarely change."""
         return self._repos.get_or_load(repo.lower(), lambda: self._repo_info(repo))
@@ -376,6 +416,47 @@ def _from_status(status: int, headers: dict[str, Any], data: Any, action: str) -
     if status == 422:
         return Rejected(f"GitHub refused to {action} (422: {detail or message}).", detail=detail or message)
     return ForgeError(f"GitHub failed to {action} ({status}: {message or 'no message'}).")
+
+
+TRAIL_QUERY = """
+query IssueTrail($owner: String!, $name: String!, $number: Int!) {
+  repository(owner: $owner, name: $name) {
+    issue(number: $number) {
+      author { __typename login }
+      body
+      createdAt
+      lastEditedAt
+      includesCreatedEdit
+      userContentEdits(first: 100) { totalCount nodes { editedAt editor { __typename login } } }
+      timelineItems(last: 100, itemTypes: [LABELED_EVENT, UNLABELED_EVENT]) {
+        totalCount
+        nodes {
+          __typename
+          ... on LabeledEvent { createdAt actor { __typename login } label { name } }
+          ... on UnlabeledEvent { createdAt actor { __typename login } label { name } }
+        }
+      }
+    }
+  }
+}
+"""
+
+
+def _original_text(edits: list[ContentEdit], author: str | None) -> ContentEdit:
+    """The entry GitHub adds for the text as first written: the oldest, by the author on a tie."""
+    oldest = min(e.at for e in edits)
+    tied = [e for e in edits if e.at == oldest]
+    return next((e for e in tied if e.editor == author), tied[0])
+
+
+def _actor_login(actor: Any) -> str | None:
+    """An actor's login as REST spells it: GraphQL says ``name`` for a bot, REST ``name[bot]``."""
+    if not isinstance(actor, dict) or not actor.get("login"):
+        return None
+    login = str(actor["login"])
+    if actor.get("__typename") == "Bot" and not login.endswith("[bot]"):
+        login += "[bot]"
+    return login
 
 
 def _opt(value: str | None) -> Any:

@@ -52,6 +52,15 @@ class Event(BaseModel):
     label: dict[str, str] | None = None
 
 
+class ContentEdit(BaseModel):
+    """One revision of an issue body (GraphQL ``UserContentEdit``); the first holds the original."""
+
+    id: int
+    editor: str
+    edited_at: str
+    diff: str | None = None
+
+
 class Comment(BaseModel):
     id: int
     issue_number: int
@@ -88,6 +97,9 @@ class Issue(BaseModel):
     closed_by: str | None = None
     comment_count: int = 0
     events: list[Event] = Field(default_factory=list)
+    last_edited_at: str | None = None
+    editor: str | None = None
+    edits: list[ContentEdit] = Field(default_factory=list)
     pull: PullInfo | None = None
 
 

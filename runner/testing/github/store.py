@@ -20,6 +20,7 @@ from pathlib import Path
 from .errors import EmulatorError, NotFound, ValidationFailed
 from .models import (
     Comment,
+    ContentEdit,
     Event,
     GitHubAppRecord,
     Installation,
@@ -316,8 +317,8 @@ class Store:
                        if new is not None and new != old}
             if title is not None:
                 issue.title = title
-            if body is not None:
-                issue.body = body
+            if body is not None and body != (issue.body or ""):
+                self._record_edit(issue, body, actor)
             if changes:
                 self._notify("pull_request" if issue.pull else "issues", "edited", repo, number, actor,
                              changes=changes)
@@ -341,6 +342,19 @@ class Store:
                 self._change_labels(w, repo, issue, add=labels, remove=drop, actor=actor)
             issue.updated_at = self.now()
             return issue.model_copy(deep=True)
+
+    def _record_edit(self, issue: Issue, body: str, actor: str) -> None:
+        """Change the body and keep its history, as GitHub's ``userContentEdits`` does.
+
+        The first edit also records the original text (``includesCreatedEdit``),
+        dated when the issue was created and attributed to its author.
+        """
+        if not issue.edits:
+            issue.edits.append(ContentEdit(id=self._new_id(self._world), editor=issue.user,
+                                           edited_at=issue.created_at, diff=issue.body or ""))
+        now = self.now()
+        issue.edits.append(ContentEdit(id=self._new_id(self._world), editor=actor, edited_at=now, diff=body))
+        issue.body, issue.last_edited_at, issue.editor = body, now, actor
 
     def _set_state(self, issue: Issue, state: str, reason: str | None, actor: str) -> None:
         if state not in ("open", "closed"):
