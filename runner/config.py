@@ -124,6 +124,8 @@ class Settings(BaseSettings):
     command_template: str | None = None
     command_env_allowlist: CsvList = ("PATH", "HOME", "LANG", "LC_ALL", "TERM", "TMPDIR")
     max_file_bytes: int = Field(default=1_000_000, ge=1)
+    max_change_bytes: int = Field(default=5_000_000, ge=1)  # the whole change, every file together
+    max_changed_files: int = Field(default=500, ge=1)
     allow_workflow_changes: bool = False
 
     # Validation

@@ -11,18 +11,24 @@ not control are checked afterwards with :func:`check_tree`. Both refuse with a
 - ``.github/workflows/`` unless workflow changes are allowed;
 - paths that reach outside the worktree through a symlink, and replacing a
   symlink (a write would land wherever it points);
-- contents larger than the configured limit.
+- contents larger than the configured limit, and a whole change with more
+  bytes or files than ``MAX_CHANGE_BYTES`` / ``MAX_CHANGED_FILES``;
+- setuid, setgid and sticky modes (git would silently store them as 755).
 """
 
 from __future__ import annotations
 
 import os
+import stat
 from collections.abc import Iterable
 from pathlib import Path
 
 from runner.errors import GuardRefused
 
 WORKFLOWS_DIR = ".github/workflows"
+SPECIAL_MODE_BITS = stat.S_ISUID | stat.S_ISGID | stat.S_ISVTX
+#: The modes git stores for files, links and submodules; anything else is refused in a patch.
+GIT_MODES = frozenset({0o100644, 0o100755, 0o120000, 0o160000, 0o040000})
 
 
 def normalize_path(rel_path: str, *, allow_workflows: bool = False) -> str:
@@ -123,6 +129,9 @@ def check_tree(
     changed_paths: Iterable[str],
     allow_workflows: bool,
     max_bytes: int,
+    *,
+    max_change_bytes: int | None = None,
+    max_changed_files: int | None = None,
 ) -> None:
     """Check changes someone else made (an external CLI, a patch) and refuse the unsafe ones.
 
@@ -130,21 +139,56 @@ def check_tree(
     A deleted path is checked as a path only.
     """
     root = worktree.resolve()
+    paths = list(changed_paths)
     problems: list[str] = []
-    for rel_path in changed_paths:
+    if max_changed_files is not None and len(paths) > max_changed_files:
+        problems.append(f"it changes {len(paths)} files, over the limit of {max_changed_files} "
+                        "(MAX_CHANGED_FILES).")
+    total = 0
+    for rel_path in paths:
         try:
             path = resolve_inside(worktree, rel_path, allow_workflows=allow_workflows)
             if path.is_symlink():
                 _check_symlink(root, path, rel_path)
-            elif path.is_file() and path.stat().st_size > max_bytes:
-                problems.append(
-                    f"{_show(rel_path)} is {path.stat().st_size} bytes, over the {max_bytes}-byte limit."
-                )
+            elif path.exists():
+                info = path.lstat()
+                total += info.st_size
+                if info.st_mode & SPECIAL_MODE_BITS:
+                    problems.append(f"{_show(rel_path)} has mode {stat.S_IMODE(info.st_mode):o}; setuid, "
+                                    "setgid and sticky modes are not allowed.")
+                if path.is_file() and info.st_size > max_bytes:
+                    problems.append(f"{_show(rel_path)} is {info.st_size} bytes, over the {max_bytes}-byte limit.")
         except GuardRefused as exc:
             problems.append(exc.message.removeprefix("Refused "))
+    if max_change_bytes is not None and total > max_change_bytes:
+        problems.append(f"the whole change is {total} bytes, over the limit of {max_change_bytes} "
+                        "(MAX_CHANGE_BYTES).")
     if problems:
         listed = "; ".join(problems)
         raise GuardRefused(f"Refused the change because it touches what it may not: {listed}")
+
+
+def check_patch_modes(patch: str) -> None:
+    """Refuse a patch that asks for a mode git would not store as asked (``git apply`` turns 104755 into 755).
+
+    Only the mode header lines are read (``old mode``, ``new mode``, ``new file
+    mode``, ``deleted file mode``), each capped before parsing.
+    """
+    for line in patch.split("\n"):
+        head = line[:80]
+        for prefix in ("new file mode ", "deleted file mode ", "old mode ", "new mode "):
+            if not head.startswith(prefix):
+                continue
+            text = head[len(prefix):].strip()
+            octal = 0 < len(text) <= 7 and all(c in "01234567" for c in text)
+            mode = int(text, 8) if octal else -1
+            if mode > 0 and mode & SPECIAL_MODE_BITS:
+                raise GuardRefused(f"Refused the patch: it asks for mode {text}; setuid, setgid and sticky "
+                                   "modes are not allowed.")
+            if mode not in GIT_MODES:
+                raise GuardRefused(f"Refused the patch: `{prefix}{_show(text)[1:-1]}` is not a mode git "
+                                   "stores (use 100644 or 100755).")
+            break
 
 
 def _check_symlink(root: Path, path: Path, rel_path: str) -> None:

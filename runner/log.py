@@ -7,10 +7,12 @@ cleans issue comments, PR bodies and ledger errors before they leave the process
 
 from __future__ import annotations
 
+import base64
 import logging
 import re
 import sys
 import threading
+import urllib.parse
 from collections.abc import Iterable, MutableMapping
 from typing import Any
 
@@ -24,6 +26,39 @@ _TOKEN_PATTERNS = re.compile(
 _AUTH_HEADER = re.compile(r"(?i)(authorization:\s*(?:bearer|token|basic)\s+)[^\s'\"]+")
 
 
+#: Secrets shorter than this get no encoded variants: they would match ordinary text.
+MIN_VARIANT_CHARS = 8
+
+
+def secret_variants(secret: str) -> list[tuple[str, str]]:
+    """The secret as it could appear when someone tries to sneak it out: ``(text, encoding)``.
+
+    Base64 depends on where in the encoded string the secret starts, so each of
+    the three alignments contributes the part of the output that only the
+    secret's own bytes determine (what ``grep`` would find in a longer blob).
+    """
+    variants = [(secret, "plain")]
+    if len(secret) < MIN_VARIANT_CHARS:
+        return variants
+    raw = secret.encode()
+    variants += [(secret[::-1], "reversed"), (raw.hex(), "hex"), (raw.hex().upper(), "hex")]
+    quoted = urllib.parse.quote(secret, safe="")
+    if quoted != secret:
+        variants.append((quoted, "URL-encoded"))
+    for pad in range(3):
+        for encode in (base64.b64encode, base64.urlsafe_b64encode):
+            text = encode(b"\0" * pad + raw).decode()
+            start = 4 if pad else 0
+            end = 4 * ((pad + len(raw)) // 3)
+            core = text[start:end]
+            if len(core) >= MIN_VARIANT_CHARS:
+                variants.append((core, "base64"))
+    unique: dict[str, str] = {}
+    for value, encoding in variants:
+        unique.setdefault(value, encoding)
+    return list(unique.items())
+
+
 class Redactor:
     """Replace every known secret (and anything shaped like a token) with ***."""
 
@@ -34,7 +69,8 @@ class Redactor:
 
     def add(self, secrets: Iterable[str]) -> None:
         with self._lock:
-            merged = set(self._secrets) | {s for s in secrets if s and len(s) >= 4}
+            wanted = [s for s in secrets if s and len(s) >= 4]
+            merged = set(self._secrets) | {v for s in wanted for v, _ in secret_variants(s)}
             # Longest first, so a secret containing another is masked whole.
             self._secrets = tuple(sorted(merged, key=len, reverse=True))
 

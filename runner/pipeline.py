@@ -18,7 +18,7 @@ from functools import partial
 from pathlib import Path
 from typing import Any, Literal
 
-from runner import guard, policy
+from runner import guard, policy, secrets
 from runner.config import Settings
 from runner.errors import (
     ConfigError,
@@ -189,6 +189,8 @@ class Pipeline:
 
             run.lease.check()
             self._check_trust(task, issue, while_running=True)  # an edit while we worked stops the push
+            with run.stage("secret_scan"):
+                self._scan_for_secrets(tree, names)
             with run.stage("push"):
                 head, _ = push_change(self.workspace, tree, clone_url=info.clone_url,
                                       message=commit_message(task, result.changes.summary))
@@ -241,10 +243,12 @@ class Pipeline:
                                             feedback), git_dir=tree.git_dir)
                 changes = run_chain(chain, ctx, reset=lambda: self.workspace.reset(tree),
                                     changed=partial(self._changed, tree, before=before, trace_path=names.trace_path))
-                write_trace(ctx, branch=names.branch, max_bytes=s.max_file_bytes)
+                write_trace(ctx, branch=names.branch, max_bytes=s.max_file_bytes,
+                            clean=lambda text: self.redact(secrets.mask(text, s.secrets())))
                 files = self.workspace.changed_files(tree)
                 guard.check_tree(tree.path, files, allow_workflows=s.allow_workflow_changes,
-                                 max_bytes=s.max_file_bytes)
+                                 max_bytes=s.max_file_bytes, max_change_bytes=s.max_change_bytes,
+                                 max_changed_files=s.max_changed_files)
             usage = usage + changes.usage
             changes = replace(changes, files=tuple(files), usage=usage)
             self._show(run, stages_done=("claimed", "cloned", "generated"))
@@ -284,6 +288,16 @@ class Pipeline:
         permissions = {login.lower(): "admin" if login.lower() == me else self.forge.permission(issue.repo, login)
                        for login in facts.people()}
         policy.check_approval(facts, permissions, self.labels, issue.repo, while_running=while_running)
+
+    def _scan_for_secrets(self, tree: Worktree, names: TaskNames) -> None:
+        """Scan the added lines of the whole change, and the whole trace file, before any push."""
+        own = self.settings.secrets()
+        findings = secrets.scan_diff(self.workspace.staged_diff(tree), own)
+        trace = tree.path / names.trace_path
+        if trace.is_file():
+            text = trace.read_text(encoding="utf-8", errors="replace")
+            findings += secrets.scan_lines(names.trace_path, enumerate(text.split("\n"), start=1), own)
+        secrets.check(sorted(set(findings), key=lambda f: (f.path, f.line, f.rule)))
 
     def _names(self, task: DispatchTask, mirror: Mirror) -> tuple[TaskNames, PullRequest | None]:
         """Pick the branch, moving aside when another task id already owns the primary one."""

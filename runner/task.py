@@ -199,6 +199,20 @@ def _metadata_from(comments: tuple[str, ...]) -> dict[str, Any] | None:
             "The `agent_task_metadata` comment must hold a JSON object such as "
             '`{"task_id": "my-task-123"}`.'
         )
+    return _clean_json(value)
+
+
+def _clean_json(value: Any) -> Any:
+    """Strip invisible characters that JSON escapes (``\\u200b``) smuggled past the body's cleaning.
+
+    Control characters are kept, so that the checks on ``task_id`` still see and refuse them.
+    """
+    if isinstance(value, str):
+        return strip_invisible(value) if not any(ord(c) < 0x20 or 0x7F <= ord(c) <= 0x9F for c in value) else value
+    if isinstance(value, list):
+        return [_clean_json(v) for v in value]
+    if isinstance(value, dict):
+        return {_clean_json(k): _clean_json(v) for k, v in value.items()}
     return value
 
 
@@ -338,7 +352,7 @@ def _require_task_id(metadata: Mapping[str, Any]) -> str:
         raise TaskSpecError(
             f"The `task_id` is {len(text)} characters long; the limit is {MAX_TASK_ID}."
         )
-    if any(ord(c) < 0x20 or ord(c) == 0x7F for c in text):
+    if any(ord(c) < 0x20 or 0x7F <= ord(c) <= 0x9F for c in text):
         raise TaskSpecError("The `task_id` contains control characters. Use printable text only.")
     return text
 
@@ -388,12 +402,12 @@ _TARGET_KEY_RE = re.compile(r"target[ _-]?repo(?:sitory)?", re.IGNORECASE)
 
 def _target_value(line: str) -> str | None:
     """The value of a ``Target Repository: owner/name`` line (bold or italic markers allowed)."""
-    head = line[:MATCH_CHARS].strip()
+    head = line[:MATCH_CHARS]
     if ":" not in head:
         return None
-    key, _, value = head.partition(":")
+    key, _, value = line.partition(":")
     key = key.strip().strip("*_").strip()
-    if not _TARGET_KEY_RE.fullmatch(key[:40]):
+    if len(key) > 40 or not _TARGET_KEY_RE.fullmatch(key):
         return None
     value = value.strip().strip("*_").strip()
     return value or None

@@ -193,6 +193,12 @@ class Workspace:
         out = self._tree_git(tree, "diff", "--cached", "--name-only", "-z", tree.base_sha)
         return [p for p in out.split("\0") if p]
 
+    def staged_diff(self, tree: Worktree) -> str:
+        """The whole change against the base as a zero-context diff (binary files as text), for the secret scan."""
+        self._git(tree.path, "add", "--all")
+        return self._git(tree.path, "diff", "--cached", "--text", "-U0", "--no-color", "--no-ext-diff",
+                         "--no-renames", tree.base_sha)
+
     def push(self, tree: Worktree, clone_url: str) -> str:
         """Push HEAD to the task branch, refusing if the remote moved since we fetched."""
         head = tree.head()

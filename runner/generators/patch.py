@@ -15,6 +15,7 @@ from typing import Any
 
 from runner.errors import GeneratorError, WorkspaceError
 from runner.generators.base import Changes, GenerationContext
+from runner.guard import check_patch_modes
 from runner.workspace import run_git
 
 _FENCE_RE = re.compile(
@@ -41,6 +42,8 @@ class PatchGenerator:
         repo = _Apply(ctx.worktree, ctx.git_dir)
         touched: list[str] = []
         applied = skipped = 0
+        for body in patches:
+            check_patch_modes(body)
         for index, body in enumerate(patches, start=1):
             ctx.report_progress(f"applying patch block {index}/{len(patches)}")
             with tempfile.NamedTemporaryFile("w", suffix=".patch", delete=False, encoding="utf-8") as fh:

@@ -6,6 +6,8 @@ produces byte-identical content and therefore no new commit.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from dataclasses import replace
 from typing import Any
 
 from runner.generators.base import Changes, GenerationContext
@@ -26,8 +28,11 @@ def render_trace(task: DispatchTask, *, branch: str) -> str:
     )
 
 
-def write_trace(ctx: GenerationContext, *, branch: str, max_bytes: int = 1_000_000) -> str:
-    return safe_write(ctx.worktree, ctx.trace_path, render_trace(ctx.task, branch=branch),
+def write_trace(ctx: GenerationContext, *, branch: str, max_bytes: int = 1_000_000,
+                clean: Callable[[str], str] | None = None) -> str:
+    """Write the trace file; ``clean`` removes what the secret scan flags from the copied instruction."""
+    task = replace(ctx.task, instruction=clean(ctx.task.instruction)) if clean else ctx.task
+    return safe_write(ctx.worktree, ctx.trace_path, render_trace(task, branch=branch),
                       max_bytes=max(max_bytes, 1_000_000), allow_workflows=False)
 
 
