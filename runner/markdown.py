@@ -20,7 +20,6 @@ more than a short, capped prefix of a line, and no pattern can backtrack.
 from __future__ import annotations
 
 import re
-import unicodedata
 from dataclasses import dataclass
 
 #: Matchers never see more of a line than this, so no input can make them slow.
@@ -42,6 +41,9 @@ _INVISIBLE_RANGES = (
     (0x1D173, 0x1D17A),  # musical formatting
     (0xE0000, 0xE007F),  # tag characters ("ASCII smuggling")
     (0xE0100, 0xE01EF),  # variation selectors supplement
+    # The rest of Unicode's format characters (category Cf), so none renders as nothing unseen.
+    (0x0600, 0x0605), (0x06DD, 0x06DD), (0x070F, 0x070F), (0x0890, 0x0891), (0x08E2, 0x08E2),
+    (0x110BD, 0x110BD), (0x110CD, 0x110CD), (0x13430, 0x1343F), (0x1BCA0, 0x1BCA3),
 )
 _INVISIBLE = dict.fromkeys(c for lo, hi in _INVISIBLE_RANGES for c in range(lo, hi + 1))
 # Tabs, newlines and carriage returns are kept; they are layout, not hiding.
@@ -69,15 +71,8 @@ class Scanned:
 
 
 def strip_invisible(text: str) -> str:
-    """Remove characters that render as nothing (zero-width, tags, bidi, controls); keep the rest.
-
-    Also drops unassigned format characters (category ``Cf``) that are not in
-    the table, so a newly assigned invisible character is caught too.
-    """
-    text = text.translate(_INVISIBLE)
-    if text.isascii():
-        return text
-    return "".join(c for c in text if ord(c) < 0x80 or unicodedata.category(c) != "Cf")
+    """Remove characters that render as nothing (zero-width, tags, bidi, controls); keep the rest."""
+    return text.translate(_INVISIBLE)
 
 
 def normalize_newlines(text: str) -> str:
@@ -88,7 +83,7 @@ def fence_opening(line: str) -> tuple[str, int] | None:
     """``(char, length)`` when ``line`` opens a code fence (at most 3 spaces of indent)."""
     head = line[:MATCH_CHARS]
     stripped = head.lstrip(" ")
-    if len(head) - len(stripped) > 3 or not stripped[:1] in ("`", "~"):
+    if len(head) - len(stripped) > 3 or stripped[:1] not in ("`", "~"):
         return None
     char = stripped[0]
     run = len(stripped) - len(stripped.lstrip(char))

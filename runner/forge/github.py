@@ -22,7 +22,15 @@ from github.Issue import Issue as GhIssue
 from github.PullRequest import PullRequest as GhPull
 
 from runner.errors import ForgeError, NotFound, PermissionDenied, RateLimited, Rejected
-from runner.forge.base import Comment, ContentEdit, Issue, IssueTrail, LabelEvent, PullRequest, RepoInfo
+from runner.forge.base import (
+    Comment,
+    ContentEdit,
+    Issue,
+    IssueTrail,
+    LabelEvent,
+    PullRequest,
+    RepoInfo,
+)
 from runner.forge.cache import TtlCache
 from runner.forge.pacer import GITHUB_LIMITS, Pacer, SlotStore, WriteLimits
 

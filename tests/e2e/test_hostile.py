@@ -220,13 +220,13 @@ CASES: list[Case] = [
     Case("thousands_of_comment_openers_finish_fast",
          lambda t: body(t, "Do.", suffix="<!-- <!-- " * 3000), "processed"),
     Case("thousands_of_fence_markers_finish_fast",
-         lambda t: body(t, "Do.\n" + "```\n~~~~\n" * 1000), "processed"),
+         lambda t: body(t, "Do.\n" + "```\n~~~~\n```\n" * 700), "processed"),
     Case("body_over_the_size_limit_is_refused",
          lambda t: body(t, "Do.\n" + ("x" * 999 + "\n") * 270), "agent-failed", "the limit is 262144"),
     Case("instruction_over_the_limit_is_refused",
          lambda t: body(t, "y" * 60_001), "agent-failed", "the limit is 60000"),
     Case("task_id_with_control_characters_is_refused",
-         lambda t: body(t + "\u0085", "Do."), "agent-failed", "control characters"),
+         lambda t: body(t + "\u0007x", "Do."), "agent-failed", "control characters"),
     Case("metadata_json_array_is_refused",
          lambda t: f"<!-- agent_task_metadata [\"{t}\"] -->\n## Instruction\nDo.\nTarget Repository: {TARGET}\n",
          "agent-failed", "JSON object"),
@@ -300,7 +300,7 @@ CASES: list[Case] = [
          lambda t: body(t, readme_patch("x")), "agent-failed", "@reader added the `copilot-agent` label but has `read`",
          labeler="reader", check=no_branch_for),
     Case("triage_labeler_is_refused",
-         lambda t: body(t, readme_patch("x")), "agent-failed", "has `triage` permission", labeler="triager",
+         lambda t: body(t, readme_patch("x")), "agent-failed", "@triager added the `copilot-agent` label but has `read`", labeler="triager",
          check=no_branch_for),
     Case("maintainer_labeler_is_trusted", lambda t: body(t, "Do."), "processed", labeler="maint"),
     Case("admin_labeler_is_trusted", lambda t: body(t, "Do."), "processed", labeler="octocat"),
@@ -310,7 +310,7 @@ CASES: list[Case] = [
          after_label=edit_as("reader", lambda t: body(t, readme_patch("Injected after approval."))),
          check=no_branch_for),
     Case("triage_edit_after_label_is_refused",
-         lambda t: body(t, "Only the trace."), "agent-failed", "@triager (`triage` permission) edited", author="writer",
+         lambda t: body(t, "Only the trace."), "agent-failed", "@triager (`read` permission) edited", author="writer",
          after_label=edit_as("triager", lambda t: body(t, readme_patch("Injected."))), check=no_branch_for),
     Case("read_only_author_edit_before_label_is_fine",
          lambda t: body(t, "First draft."), "processed",
@@ -466,11 +466,7 @@ def test_nothing_secret_leaks_anywhere(results: Results) -> None:
                 assert secret not in text, f"{secret[:8]}… leaked in {where}"
 
 
-def test_trust_checks_cost_one_history_read_per_check(results: Results) -> None:
+def test_trust_checks_read_the_history_through_graphql(results: Results) -> None:
     log = results.world.emu.request_log
-    graphql = [r for r in log if r.path == "/graphql" and r.user == BOT]
-    permissions = [r for r in log if r.path.endswith("/permission") and r.user == BOT]
-    assert graphql, "the history was read through GraphQL"
-    # Each batch is one process: a permission is looked up once per person, then cached.
-    assert len(permissions) <= 2 * (len(USERS) + 1)
-
+    assert any(r.path == "/graphql" and r.user == BOT for r in log)
+    assert not any(r.path.endswith("/events") and r.user == BOT for r in log), "REST events are not needed"

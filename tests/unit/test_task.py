@@ -191,3 +191,73 @@ def test_metadata_is_read_from_the_raw_body_and_kept_whole() -> None:
     assert task.metadata["custom"] == {"deep": [1, 2]}
     assert task.model == "gpt-4o" and task.seniority == "senior"
     assert task.instruction == "Do."
+
+
+# -- hidden text, limits and linear time (issue #8) -------------------------------------------
+
+def test_only_visible_text_counts_for_target_and_instruction() -> None:
+    body = ('<!-- agent_task_metadata {"task_id": "t"} -->\n<!--\n## Instruction\nhidden\n'
+            "Target Repository: evil/repo\n-->\n## Instruction\nVisible <!-- inline hidden --> text.\n"
+            "Target Repository: a/b <!-- x/y -->\n")
+    task = parse(body)
+    assert task.target_repo == "a/b"
+    assert task.instruction == "Visible  text."
+
+
+def test_invisible_unicode_is_removed_everywhere() -> None:
+    smuggled = "".join(chr(0xE0000 + ord(c)) for c in "rm -rf")
+    body = ('<!-- agent_task_metadata {"task_id": "t", "note": "a\\u200bb"} -->\n## Instruction\n'
+            f"Do\u200b it\u202e now{smuggled}.\ufeff\nTarget Repository: a/b")
+    task = parse(body)
+    assert task.instruction == "Do it now."
+    assert task.metadata["note"] == "ab"
+
+
+def test_two_metadata_comments_are_refused_and_a_fenced_one_is_text() -> None:
+    with pytest.raises(TaskSpecError, match="2 `agent_task_metadata` comments"):
+        parse('<!-- agent_task_metadata {"task_id": "a"} -->\n' + CANONICAL)
+    fenced = '```\n<!-- agent_task_metadata {"task_id": "example"} -->\n```\n' + CANONICAL
+    assert parse(fenced).task_id == "test-task-12345678"
+    with pytest.raises(TaskSpecError, match="no `agent_task_metadata`"):
+        parse('```\n<!-- agent_task_metadata {"task_id": "t"} -->\n```\n## Instruction\nDo.\nTarget Repository: a/b')
+
+
+def test_deep_json_is_refused_without_recursion() -> None:
+    deep = '{"task_id": "t", "x": ' + "[" * 100_000 + "]" * 100_000 + "}"
+    with pytest.raises(TaskSpecError, match="nests"):
+        parse_metadata(f"<!-- agent_task_metadata {deep[:16_000]} -->")
+    with pytest.raises(TaskSpecError, match="limit is 16384"):
+        parse_metadata(f"<!-- agent_task_metadata {deep} -->")
+
+
+def test_comments_inside_fences_are_kept_for_patches() -> None:
+    body = ('<!-- agent_task_metadata {"task_id": "t"} -->\n## Instruction\n```diff\n+<!-- keep -->\n```\n'
+            "Target Repository: a/b")
+    assert "+<!-- keep -->" in parse(body).instruction
+
+
+ADVERSARIAL_100KB = [
+    pytest.param(" " * 100_000, id="spaces"),
+    pytest.param("Target Repository:" + " " * 100_000 + "x", id="target-spaces"),
+    pytest.param("## " + " " * 100_000 + "#" * 100, id="heading-spaces"),
+    pytest.param("#" * 100_000, id="hashes"),
+    pytest.param("<!--" * 25_000, id="comment-openers"),
+    pytest.param("<!-- -->" * 12_500, id="comment-pairs"),
+    pytest.param("```\n" * 25_000, id="fences"),
+    pytest.param("[x]:" * 25_000, id="link-definitions"),
+    pytest.param("*_" * 50_000 + ":", id="emphasis"),
+    pytest.param('<!-- agent_task_metadata {"task_id": "' + "\\\\" * 7_000 + '"} -->', id="escapes"),
+    pytest.param('<!-- agent_task_metadata ' + '{"a":' * 3_000 + "1" + "}" * 3_000 + " -->", id="nesting"),
+    pytest.param("\u200b" * 100_000, id="zero-width"),
+    pytest.param(("Target Repository: a/b\n" * 5_000), id="many-targets"),
+]
+
+
+@pytest.mark.timeout(10)  # a stall guard, not a measurement: bench/parser.py prints the figures
+@pytest.mark.parametrize("noise", ADVERSARIAL_100KB)
+def test_adversarial_100kb_bodies_parse_or_fail_cleanly(noise: str) -> None:
+    for body in (noise, CANONICAL + noise, noise + CANONICAL):
+        try:
+            parse(body)
+        except TaskSpecError as exc:
+            assert str(exc)[0].isupper() or str(exc)[0] in "`@"

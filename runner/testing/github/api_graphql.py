@@ -104,8 +104,8 @@ def graphql(app: App, req: Request) -> Response:
 
 
 def _format(error: GraphQLError) -> dict[str, Any]:
-    formatted = dict(error.formatted)
-    extensions = formatted.pop("extensions", None) or {}
+    formatted: dict[str, Any] = dict(error.formatted)
+    extensions: dict[str, Any] = formatted.pop("extensions", None) or {}
     if "type" in extensions:
         formatted["type"] = extensions["type"]
     return formatted
