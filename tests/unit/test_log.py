@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+from collections.abc import Iterator
 
 import pytest
 import structlog
@@ -25,6 +26,15 @@ def test_settings_secrets_include_the_git_header_form() -> None:
     assert set(settings.secrets()) == {"tok-123456", "sk-local-1", encoded}
 
 
+@pytest.fixture()
+def _restore_logging() -> Iterator[None]:
+    """configure_logging binds the captured stderr; later tests in this worker must not log into a closed file."""
+    saved = structlog.get_config()
+    yield
+    structlog.configure(**saved)
+
+
+@pytest.mark.usefixtures("_restore_logging")
 def test_log_lines_and_tracebacks_are_redacted(capsys: pytest.CaptureFixture[str]) -> None:
     secret = "very-secret-value-42"
     configure_logging("INFO", "json", [secret])
