@@ -51,8 +51,11 @@ class RequestRecord:
 
     @property
     def is_write(self) -> bool:
-        """A content-creating REST request, as GitHub's secondary limits count them."""
-        return not self.git and self.method in {"POST", "PATCH", "PUT", "DELETE"}
+        """A content-creating REST request, as GitHub's secondary limits count them.
+
+        ``POST /graphql`` is a read here: the emulated schema has queries only, no mutations.
+        """
+        return not self.git and self.method in {"POST", "PATCH", "PUT", "DELETE"} and self.path != "/graphql"
 
 
 @dataclass
