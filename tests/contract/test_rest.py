@@ -351,6 +351,8 @@ def served_operations() -> dict[tuple[str, str], str]:
     for method, pattern in build_router().routes():
         if pattern.startswith(CONTROL_PREFIX):
             continue  # the emulator's own control API, not GitHub's
+        if pattern == "/graphql":
+            continue  # GitHub's GraphQL API, not in the REST description (tests/e2e/test_github_graphql.py)
         key = (method, path_shape(pattern))
         found[(method, pattern)] = ALIASES.get(key) or by_shape.get(key, "")
     return found
