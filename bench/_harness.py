@@ -1,4 +1,4 @@
-"""What the two benchmarks share beyond :mod:`runner.testing.chaos`: timing, figures, the DSN.
+"""What the two benchmarks share beyond :mod:`tests.chaos`: timing, figures, the DSN.
 
 :class:`TimingHook` is loaded by the runner processes under test
 (``HOOKS=_harness:TimingHook`` with this folder on PYTHONPATH) and appends one
@@ -23,6 +23,8 @@ from runner.hooks import Hook
 
 BENCH_DIR = Path(__file__).resolve().parent
 REPO_ROOT = BENCH_DIR.parent
+if str(REPO_ROOT) not in sys.path:  # the chaos rig lives in tests/ (tests.chaos), not in the package
+    sys.path.insert(0, str(REPO_ROOT))
 DSN_ENV = "AGENT_RUNNER_TEST_POSTGRES_DSN"
 DSN_HELP = (
     f"Set {DSN_ENV} to a PostgreSQL database the benchmark may create schemas in, for example:\n"

@@ -2,7 +2,7 @@
 """Chaos at scale: many replicas on one PostgreSQL ledger, GitHub failing, replicas killed.
 
 The same scenario as the suite's chaos test (tests/e2e/test_scale.py), at a
-larger size and through the same harness (:mod:`runner.testing.chaos`):
+larger size and through the same harness (:mod:`tests.chaos`):
 ``--replicas`` `agent-runner run` processes (WORKERS each) against one GitHub
 emulator holding ``--issues`` dispatch issues; about 10% of API requests
 answer 5xx or 429 with Retry-After; for ``--seconds`` a random replica is
@@ -31,7 +31,7 @@ from pathlib import Path
 import _harness as h
 
 from runner.ledger import open_ledger
-from runner.testing import chaos
+from tests import chaos
 
 
 def main() -> int:

@@ -55,7 +55,7 @@ from pathlib import Path
 import _harness as h
 
 from runner.ledger import open_ledger
-from runner.testing import chaos
+from tests import chaos
 
 
 @dataclass

@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from runner.ledger import TaskKey, TaskRecord, open_ledger
-from runner.testing import chaos
+from tests import chaos
 from tests.conftest import DISPATCH, README_PATCH, World, dispatch_body
 from tests.unit.ledger_fixtures import BACKEND_PARAMS, fresh_url
 

@@ -3,7 +3,7 @@
 Every runner here is a real `agent-runner run` process. They are killed with
 SIGKILL, stopped with SIGTERM and fed GitHub 5xx and 429 answers; the checks
 are what a user sees on GitHub (one PR, one result comment, `processed`) and
-what the ledger says. The harness lives in :mod:`runner.testing.chaos` and is
+what the ledger says. The harness lives in :mod:`tests.chaos` and is
 shared with ``bench/chaos.py``.
 """
 
@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 
 from runner.ledger import Ledger, TaskKey, TaskRecord, open_ledger
-from runner.testing import chaos
+from tests import chaos
 from tests.conftest import DISPATCH, TARGET, World, dispatch_body
 from tests.unit.ledger_fixtures import BACKEND_PARAMS, fresh_url, postgres_dsn
 

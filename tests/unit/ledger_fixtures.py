@@ -25,7 +25,7 @@ import pytest
 
 from runner.errors import LeaseLost
 from runner.ledger import TERMINAL, Job, Ledger, open_ledger
-from runner.testing.chaos import postgres_schema
+from tests.chaos import postgres_schema
 
 DSN_ENV = "AGENT_RUNNER_TEST_POSTGRES_DSN"
 BACKENDS = ("sqlite", "postgres")

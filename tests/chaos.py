@@ -36,8 +36,7 @@ from typing import Any
 
 from runner.ledger import TERMINAL, Ledger, TaskRecord
 from runner.task import BRANCH_PREFIX, task_prefix
-
-from .github import ADMIN_TOKEN, FaultRule, GitHubEmulator
+from runner.testing.github import ADMIN_TOKEN, FaultRule, GitHubEmulator
 
 DISPATCH = "octocat/dispatch"
 TARGET = "octocat/target"
