@@ -1,6 +1,11 @@
 """The `agent-runner` command: parse arguments, load settings once, wire the app, run.
 
 Exit codes: 0 success, 1 a task failed (`process`), 2 bad configuration or usage.
+
+This module imports only the standard library at the top, so that `run` can
+install its SIGTERM handler within milliseconds of the process starting: the
+heavy imports (pydantic, PyGithub, structlog) take most of a second, and a
+signal then would kill the process instead of ending in a clean exit 0.
 """
 
 from __future__ import annotations
@@ -13,12 +18,13 @@ import sys
 import threading
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from runner import __version__
-from runner.config import Settings, load_settings
 from runner.errors import ConfigError, RunnerError
-from runner.log import configure_logging, get_logger
+
+if TYPE_CHECKING:
+    from runner.config import Settings
 
 EPILOG = """\
 Settings come from environment variables and from ./.env (see .env.example).
@@ -111,8 +117,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    stop = _Stop().install() if args.command in {"run", "serve", "worker"} else _Stop()
     try:
-        return _dispatch(args)
+        return _dispatch(args, stop)
     except ConfigError as exc:
         print(f"agent-runner: configuration error: {exc}", file=sys.stderr)
         return 2
@@ -123,7 +130,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 130
 
 
-def _dispatch(args: argparse.Namespace) -> int:
+def _dispatch(args: argparse.Namespace, stop: _Stop) -> int:
     command = args.command
     if command == "demo":
         from runner.demo import run_demo
@@ -137,8 +144,14 @@ def _dispatch(args: argparse.Namespace) -> int:
     if command == "generators":
         return _list_generators()
 
+    if stop.is_set():
+        return 0  # stopped before start-up began: nothing to load, nothing held
+    from runner.config import load_settings
+    from runner.log import configure_logging, get_logger
+
     settings = load_settings(args.env_file)
     configure_logging(settings.log_level, settings.log_format, settings.secrets())
+    stop.logging_ready(get_logger())
     from runner.sandbox import contain_credentials
 
     contain_credentials(settings)
@@ -153,6 +166,8 @@ def _dispatch(args: argparse.Namespace) -> int:
     if command in {"status", "retry"}:
         return _ledger_command(settings, args)
 
+    if stop.is_set():
+        return 0  # stopped during start-up: nothing is held yet
     from runner.app import build_app
 
     if command == "serve" and not settings.webhooks_enabled:
@@ -162,11 +177,10 @@ def _dispatch(args: argparse.Namespace) -> int:
         raise ConfigError("`agent-runner worker` hosts a Temporal worker: set EXECUTOR=temporal and "
                           "TEMPORAL_ADDRESS. With the SQLite or PostgreSQL ledger, `agent-runner run` is "
                           "both the poller and the worker.")
-    stop = _stop_on_signals() if command in {"run", "serve", "worker"} else threading.Event()
     app = build_app(settings)
     try:
         if command in {"run", "serve", "worker"}:
-            code = _serve(app, stop, poll=command != "worker")
+            code = 0 if stop.is_set() else _serve(app, stop.event, poll=command != "worker")
             stuck = getattr(app.runner, "waiting_on_github", None)
             if stuck is not None and stuck():
                 # A job or the poll still hangs on GitHub past the grace period (leases released).
@@ -198,21 +212,41 @@ def _dispatch(args: argparse.Namespace) -> int:
     raise AssertionError(f"unhandled command {command}")
 
 
-def _stop_on_signals() -> threading.Event:
-    """Installed before start-up work, so a SIGTERM at any moment still ends in a clean exit 0."""
-    stop = threading.Event()
+class _Stop:
+    """SIGTERM and SIGINT as a stop request, from the first moments of `run` on.
 
-    def on_signal(signum: int, _frame: Any) -> None:
-        get_logger().info("shutting down", signal=signal.Signals(signum).name)
-        stop.set()
+    The handler only sets an event (and logs once logging is configured): it
+    never imports, because it may interrupt an import in progress.
+    """
 
-    signal.signal(signal.SIGTERM, on_signal)
-    signal.signal(signal.SIGINT, on_signal)
-    return stop
+    def __init__(self) -> None:
+        self.event = threading.Event()
+        self._signal: str | None = None
+        self._log: Any = None
+
+    def install(self) -> _Stop:
+        signal.signal(signal.SIGTERM, self._on_signal)
+        signal.signal(signal.SIGINT, self._on_signal)
+        return self
+
+    def is_set(self) -> bool:
+        return self.event.is_set()
+
+    def logging_ready(self, log: Any) -> None:
+        self._log = log
+        if self._signal is not None:
+            log.info("shutting down", signal=self._signal, during="start-up")
+
+    def _on_signal(self, signum: int, _frame: Any) -> None:
+        self._signal = signal.Signals(signum).name
+        self.event.set()
+        if self._log is not None:
+            self._log.info("shutting down", signal=self._signal)
 
 
 def _serve(app: Any, stop: threading.Event, *, poll: bool = True) -> int:
     from runner.health import HealthServer
+    from runner.log import get_logger
 
     log = get_logger()
     settings = app.settings
@@ -260,6 +294,7 @@ def _check_config(settings: Settings) -> int:
 
     build_chain(settings.generators, settings)
     from runner.app import describe_sandbox
+    from runner.log import get_logger
     from runner.sandbox import Sandbox
 
     shown = settings.model_dump(mode="json")

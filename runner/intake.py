@@ -20,7 +20,7 @@ from runner.config import Settings
 from runner.errors import LedgerUnavailable, RunnerError, TaskSpecError
 from runner.forge.base import Forge, Issue
 from runner.health import Metrics
-from runner.ledger.base import Job, Ledger, TaskKey
+from runner.ledger.base import TERMINAL, Job, Ledger, TaskKey
 from runner.pipeline import Outcome, Pipeline
 from runner.task import body_hash, parse_metadata
 
@@ -85,7 +85,9 @@ class Runner:
         """The one intake for an issue seen by the poll or a webhook: queue it when it is work.
 
         The ledger's enqueue and requeue are atomic, so the poll and a webhook seeing the
-        same issue at once queue it once; a worker claims it under a lease."""
+        same issue at once queue it once; a worker claims it under a lease. The listing
+        may be stale, so a finished task is re-queued only when a fresh look shows
+        that a person removed its result label (see :meth:`_rerun_requested`)."""
         if not policy.should_process(issue, self.labels)[0]:
             return 0
         queued = self._enqueue(issue)
@@ -100,12 +102,25 @@ class Runner:
             self.log.info("task queued", issue=issue.number)
             return 1
         record = self.ledger.get(key)
-        if record is not None and record.status in {"succeeded", "dead"}:
-            # The issue is eligible again, so someone removed `processed`/`agent-failed`: a re-run.
-            if self.ledger.requeue(key, now=now):
-                self.log.info("re-run requested", issue=issue.number, previous=record.status)
-                return 1
+        if record is None or record.status not in TERMINAL or not self._rerun_requested(issue.number):
+            return 0
+        # Fenced on the attempt we saw finish: another replica may have re-run it meanwhile.
+        if self.ledger.requeue(key, now=now, attempt=record.attempt):
+            self.log.info("re-run requested", issue=issue.number, previous=record.status)
+            return 1
         return 0
+
+    def _rerun_requested(self, number: int) -> bool:
+        """Whether a person removed the result label of a finished task, asked after it finished.
+
+        The listing may predate the finish: taken while the job ran, it shows
+        the issue without its result label, and re-queueing on it would run a
+        finished task again. So look again. The pipeline labels the issue before
+        it records the finish, and the record was read before this request, so
+        a result label missing now was removed after the task finished.
+        """
+        issue = self.forge.get_issue(self.repo, number)
+        return policy.should_process(issue, self.labels)[0]
 
     # -- running -----------------------------------------------------------------
 

@@ -2,13 +2,21 @@
 
 A background thread renews the lease every third of its length. The pipeline
 calls :meth:`LeaseKeeper.check` before every side effect on GitHub, so a worker
-that lost its lease (a long GC pause, a partition) stops touching the task.
+that lost its lease (a long GC pause, a partition) stops touching the task, and
+:meth:`LeaseKeeper.renew` right before a request that creates something, so
+that only the holder of a fresh lease creates (the lease is the fence).
+
+The job's own final write (complete, fail) runs inside :meth:`finishing`,
+which stops the heartbeat first, under the same lock: a heartbeat racing the
+job's completion would find the row no longer ``running`` and cry "lease lost"
+about a job that simply finished.
 """
 
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from datetime import datetime
 from typing import Any
 
@@ -25,6 +33,7 @@ class LeaseKeeper:
         self._clock = clock
         self._log = log
         self._stop = threading.Event()
+        self._lock = threading.Lock()  # one ledger write about this lease at a time
         self._lost: str | None = None
         self._thread = threading.Thread(target=self._beat, name=f"lease-{job.key}", daemon=True)
 
@@ -44,14 +53,39 @@ class LeaseKeeper:
     def lost(self) -> bool:
         return self._lost is not None
 
-    def _beat(self) -> None:
-        interval = max(0.2, self._lease_seconds / 3)
-        while not self._stop.wait(interval):
+    def renew(self) -> None:
+        """Extend the lease now; raise LeaseLost if someone else holds the task.
+
+        When the ledger cannot be reached, the lease still counts until it
+        expires by our own clock: past that, another worker may have taken over.
+        """
+        with self._lock:
+            self.check()
+            if self._stop.is_set():
+                return  # finishing: the final write decides
             try:
                 self.job = self._ledger.heartbeat(self.job, now=self._clock(), lease_seconds=self._lease_seconds)
             except LeaseLost as exc:
                 self._lost = str(exc)
                 self._log.warning("lease lost", error=str(exc))
-                return
-            except RunnerError as exc:  # the database blinked; try again next beat
+                raise
+            except RunnerError as exc:  # the database blinked
                 self._log.warning("lease heartbeat failed", error=str(exc))
+                if self.job.lease_expires_at <= self._clock():
+                    self._lost = f"The lease ran out while the ledger was unreachable ({exc})."
+                    raise LeaseLost(self._lost) from exc
+
+    @contextmanager
+    def finishing(self) -> Iterator[Job]:
+        """Stop heartbeating, then hand out the current job for the final ledger write."""
+        with self._lock:
+            self._stop.set()
+            yield self.job
+
+    def _beat(self) -> None:
+        interval = max(0.2, self._lease_seconds / 3)
+        while not self._stop.wait(interval):
+            try:
+                self.renew()
+            except LeaseLost:
+                return

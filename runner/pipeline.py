@@ -18,7 +18,7 @@ from functools import partial
 from pathlib import Path
 from typing import Any, Literal
 
-from runner import guard, policy, secrets
+from runner import guard, policy, retry, secrets
 from runner.config import Settings
 from runner.errors import (
     ConfigError,
@@ -90,8 +90,10 @@ class _Run:
     @contextmanager
     def stage(self, name: str) -> Iterator[None]:
         started = time.monotonic()
-        yield
-        self.stages[name] = round(time.monotonic() - started, 3)
+        try:
+            yield
+        finally:  # a stage that failed took time too, and `status` shows it
+            self.stages[name] = round(time.monotonic() - started, 3)
 
 
 class Pipeline:
@@ -110,6 +112,7 @@ class Pipeline:
         log: Any,
         clock: Callable[[], datetime],
         sandbox: Sandbox | None = None,
+        retry_policy: retry.RetryPolicy = retry.RetryPolicy(),  # noqa: B008 (a frozen value)
     ) -> None:
         self.settings = settings
         self.sandbox = sandbox or Sandbox.from_settings(settings)
@@ -122,7 +125,8 @@ class Pipeline:
         self.log = log
         self.clock = clock
         self.labels = policy.Labels(settings.trigger_label, settings.processed_label, settings.failed_label)
-        self.reporter = Reporter(forge, self.labels, redactor, log)
+        self.retry = retry_policy
+        self.reporter = Reporter(forge, self.labels, redactor, log, retry_policy)
 
     def run(self, job: Job) -> Outcome:
         """Process one claimed job to a final or retryable state; never raises RunnerError."""
@@ -161,8 +165,7 @@ class Pipeline:
         eligible, why = policy.should_process(issue, self.labels)
         if not eligible:
             run.log.info("skipping issue", reason=why)
-            self._complete(run, pr_url=None)
-            return Outcome("skipped", error=why)
+            return self._record_as_found(run, issue, why)
 
         task = parse_task(issue.body, dispatch_repo=key.dispatch_repo, issue_number=issue.number,
                           labels=issue.labels)
@@ -175,7 +178,8 @@ class Pipeline:
         info = self.forge.repo_info(task.target_repo)
         base = task.base_branch or info.default_branch
         with run.stage("clone"):
-            mirror = self.workspace.sync(task.target_repo, info.clone_url)
+            mirror = retry.call(lambda: self.workspace.sync(task.target_repo, info.clone_url),
+                                what=f"fetch {task.target_repo}", log=run.log, policy=self.retry)
         names, existing = self._names(task, mirror)
         run.log = run.log.bind(branch=names.branch)
         if policy.pull_action(existing) == "merged" and existing is not None:
@@ -192,12 +196,14 @@ class Pipeline:
             with run.stage("secret_scan"):
                 self._scan_for_secrets(tree, names)
             with run.stage("push"):
+                run.lease.renew()  # only the holder of a fresh lease pushes and opens the PR
                 head, _ = push_change(self.workspace, tree, clone_url=info.clone_url,
-                                      message=commit_message(task, result.changes.summary))
+                                      message=commit_message(task, result.changes.summary),
+                                      log=run.log, policy=self.retry)
             self.hooks.call("on_pushed", task=task, branch=names.branch, sha=head)
             self._show(run, stages_done=("claimed", "cloned", "generated", "validated", "pushed"))
 
-        run.lease.check()
+        run.lease.renew()
         with run.stage("pull_request"):
             changes = result.changes
             body = self.redact(render_pull_body(PullView(
@@ -208,7 +214,7 @@ class Pipeline:
             )))
             pull, action = upsert_pull(self.forge, repo=task.target_repo, branch=names.branch, base=base,
                                        title=pull_title(task, issue.title), body=body, existing=existing,
-                                       draft=result.draft)
+                                       draft=result.draft, log=run.log, policy=self.retry)
         run.log.info("pull request ready", pr=pull.html_url, action=action, head=head, draft=result.draft)
         self.hooks.call("on_pull_request", task=task, pull=pull)
         return self._succeed(run, pull, changes, notes=changes.notes + result.notes)
@@ -389,13 +395,16 @@ class Pipeline:
         except LeaseLost:
             return Outcome("lost", error=message)
         except RunnerError as report_error:
-            # Could not even report: keep the task alive so the report happens later.
+            # Could not even report: keep the task alive so the report happens later, even past
+            # the attempt budget (`dead` without `agent-failed` would be a lie about GitHub).
             run.log.warning("could not report failure", error=self.redact(str(report_error)))
-            if failures < self.settings.max_attempts:
+            if failures < self.settings.max_attempts or retry.retryable(report_error):
                 decision = "retry"
                 retry_at = self.clock() + timedelta(seconds=self._retry_delay(report_error, failures))
         try:
-            self.ledger.fail(job, now=self.clock(), error=message, retry_at=retry_at)
+            with run.lease.finishing() as current:
+                self.ledger.fail(current, now=self.clock(), error=message, retry_at=retry_at,
+                                 stage_seconds=run.stages)
         except LeaseLost:
             return Outcome("lost", error=message)
         return Outcome("retrying" if decision == "retry" else "failed", error=message,
@@ -405,10 +414,41 @@ class Pipeline:
         """Shutdown cut a wait on GitHub short: hand the task back as it is, counting no failure."""
         run.log.info("stopping: shutting down", error=str(stop))
         try:
-            self.ledger.release(run.lease.job, now=self.clock())
+            with run.lease.finishing() as job:
+                self.ledger.release(job, now=self.clock())
         except RunnerError as exc:  # already released by the drain, or the ledger is away: its lease expires
             run.log.info("lease not released by the job", error=str(exc))
         return Outcome("released", error=str(stop), stage_seconds=dict(run.stages))
+
+    def _record_as_found(self, run: _Run, issue: Issue, why: str) -> Outcome:
+        """Record what GitHub already says about an issue we may not work on, so `status` agrees.
+
+        A takeover of a task whose worker died after labeling finds `processed`
+        (then the PR is looked up by its head branch and recorded) or
+        `agent-failed` (then the task is `dead`, pointing at the result comment).
+        """
+        if self.labels.failed in issue.labels and self.labels.processed not in issue.labels:
+            error = (f"The issue is labeled `{self.labels.failed}`: an earlier attempt failed, and the "
+                     "result comment on the issue says why.")
+            with run.lease.finishing() as job:
+                self.ledger.fail(job, now=self.clock(), error=error, retry_at=None, stage_seconds=run.stages)
+            return Outcome("skipped", error=why)
+        pull = self._find_task_pull(issue) if self.labels.processed in issue.labels else None
+        self._complete(run, pr_url=pull.html_url if pull else None)
+        return Outcome("skipped", pr_url=pull.html_url if pull else None, error=why)
+
+    def _find_task_pull(self, issue: Issue) -> PullRequest | None:
+        """The PR of a processed issue, by head branch: the primary one, else the disambiguated one."""
+        try:
+            task = parse_task(issue.body, dispatch_repo=issue.repo, issue_number=issue.number,
+                              labels=issue.labels)
+        except TaskSpecError:
+            return None
+        primary = task_names(task)
+        pull = self.forge.find_pull(task.target_repo, primary.branch)
+        if pull is not None and _task_id_in(pull.body) in (None, task.task_id):
+            return pull
+        return self.forge.find_pull(task.target_repo, task_names(task, disambiguate=True).branch)
 
     # -- helpers -----------------------------------------------------------------
 
@@ -423,8 +463,9 @@ class Pipeline:
         return excerpt(text, (), limit=EXCERPT_CHARS, collapse=False) or None
 
     def _complete(self, run: _Run, *, pr_url: str | None, transcript: Path | None = None) -> None:
-        self.ledger.complete(run.lease.job, now=self.clock(), pr_url=pr_url, stage_seconds=run.stages,
-                             transcript=str(transcript) if transcript else None)
+        with run.lease.finishing() as job:
+            self.ledger.complete(job, now=self.clock(), pr_url=pr_url, stage_seconds=run.stages,
+                                 transcript=str(transcript) if transcript else None)
 
     def _retry_delay(self, error: RunnerError, failures: int) -> float:
         delay = backoff_delay(failures, base=self.settings.retry_base_seconds, cap=self.settings.retry_max_seconds)
@@ -439,14 +480,14 @@ class Pipeline:
             run.lease.check()
         key = run.job.key
         if final:
-            self.reporter.post(key.dispatch_repo, key.issue_number, run.view)
+            self.reporter.post(key.dispatch_repo, key.issue_number, run.view, run.lease.renew)
             return
         now = time.monotonic()
         since = None if run.last_shown is None else now - run.last_shown
         if not force and not progress_due(now - run.started, since, after_s=self.settings.progress_after_seconds,
                                           every_s=self.settings.progress_every_seconds):
             return
-        if self.reporter.progress(key.dispatch_repo, key.issue_number, run.view):
+        if self.reporter.progress(key.dispatch_repo, key.issue_number, run.view, run.lease.renew):
             run.last_shown = now
 
     def _progress(self, run: _Run, message: str) -> None:

@@ -210,6 +210,12 @@ class Workspace:
                        what=f"push {tree.branch}", repo=tree.repo)
         return head
 
+    def remote_sha(self, tree: Worktree, clone_url: str) -> str | None:
+        """Where the task branch points on the remote now (None: no such branch), asked over the wire."""
+        out = self._git(tree.path, "ls-remote", "origin", f"refs/heads/{tree.branch}", remote=clone_url,
+                        what=f"read {tree.branch} on the remote")
+        return out.split()[0] if out.strip() else None
+
     def cleanup(self) -> None:
         """Prune worktrees left behind by a killed process (safe to run at start-up)."""
         mirrors = self.root / "mirrors"

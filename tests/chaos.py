@@ -5,12 +5,18 @@ The scale tests (``tests/e2e/test_scale.py``) and the benchmarks
 the suite checks on every run is the same code the benchmark runs at scale::
 
     file_issues ──► Fleet (N `agent-runner run` processes, one ledger)
-        ──► inject_faults (seeded 5xx, 429 + Retry-After) ──► kill -9 and restart replicas
+        ──► inject_faults (seeded 5xx, 403/429 + Retry-After, delays, writes that
+            succeed but answer 502, git transport errors) ──► kill -9 and restart replicas
         ──► wait until settled ──► stop with SIGTERM ──► check_invariants
 
 What is checked is what a user sees on GitHub (one PR, one result comment and
-the ``processed`` label per issue) plus the ledger (every task ``succeeded``).
-Every wait here is bounded by a deadline.
+the ``processed`` label per issue; one comment and one PR creation per issue
+in the emulator's request log) and that `agent-runner status --json` tells the
+same story (``succeeded`` with the PR's URL exactly where GitHub shows
+``processed``). Every wait here is bounded by a deadline.
+
+It lives in tests/, not in the runtime package: only the emulators, which
+plugin authors use, ship in runner/testing/.
 """
 
 from __future__ import annotations
@@ -18,6 +24,7 @@ from __future__ import annotations
 import json
 import os
 import random
+import re
 import shlex
 import signal
 import socket
@@ -35,6 +42,7 @@ from pathlib import Path
 from typing import Any
 
 from runner.ledger import TERMINAL, Ledger, TaskRecord
+from runner.ledger.status import records_to_json
 from runner.task import BRANCH_PREFIX, task_prefix
 from runner.testing.github import ADMIN_TOKEN, FaultRule, GitHubEmulator
 
@@ -46,8 +54,30 @@ DEFAULT_INSTRUCTION = "Create a simple test file to verify the agent runner is w
 RUNNER_ARGV = (sys.executable, "-m", "runner", "--env-file", "/dev/null", "run")
 #: Rules skip the emulator's own control routes (the app also never faults them).
 API_PATHS = r"^/(?!_emulator/)"
-#: How injected faults are split: mostly 5xx, some secondary rate limits.
-FAULT_MIX: tuple[tuple[int, float], ...] = ((500, 0.3), (502, 0.2), (503, 0.2), (429, 0.3))
+GIT_PATHS = r"^/git/"
+
+
+@dataclass(frozen=True)
+class FaultKind:
+    """One kind of injected API fault and its share of all faults."""
+
+    status: int | None
+    share: float
+    retry_after: float | None = None
+    delay: float | None = None
+    method: str | None = None
+    after_action: bool = False
+
+
+#: The chaos profile: how injected API faults are split. Mostly 5xx; rate limits
+#: (429, and 403 with a retry hint); slow answers; and POSTs that GitHub carries out
+#: but answers with a 502, which a blind retry would turn into a second comment or PR.
+FAULT_MIX: tuple[FaultKind, ...] = (
+    FaultKind(500, 0.2), FaultKind(502, 0.15), FaultKind(503, 0.1),
+    FaultKind(429, 0.15, retry_after=1.0), FaultKind(403, 0.1, retry_after=1.0),
+    FaultKind(None, 0.15, delay=0.4),
+    FaultKind(502, 0.15, method="POST", after_action=True),
+)
 
 Log = Callable[[str], None]
 
@@ -105,19 +135,26 @@ def runner_env(emu: GitHubEmulator, *, dispatch: str = DISPATCH, **extra: str) -
 
 
 def inject_faults(emu: GitHubEmulator, *, rate: float = 0.1, seed: int = 0,
-                  retry_after: float = 1.0) -> list[FaultRule]:
-    """Fail about ``rate`` of all API requests, split as :data:`FAULT_MIX`; git is spared.
+                  git_rate: float | None = None) -> list[FaultRule]:
+    """Fail about ``rate`` of all API requests, split as :data:`FAULT_MIX`, and ``git_rate`` of git's.
 
     Rules are tried in order, so each rule's probability is its share of what
     the rules before it let through; that keeps the overall rate at ``rate``.
+    Git requests (fetch and push over smart HTTP) fail with 500 at ``git_rate``
+    (default: ``rate``).
     """
     rules: list[FaultRule] = []
     taken = 0.0
-    for index, (status, share) in enumerate(FAULT_MIX):
-        probability = share * rate / (1.0 - taken)
-        taken += share * rate
-        rules.append(emu.inject(status=status, count=None, path_regex=API_PATHS, probability=probability,
-                                seed=seed * 100 + index, retry_after=retry_after if status == 429 else None))
+    for index, kind in enumerate(FAULT_MIX):
+        probability = min(1.0, kind.share * rate / (1.0 - taken))
+        taken += kind.share * rate
+        rules.append(emu.inject(status=kind.status, count=None, path_regex=API_PATHS, probability=probability,
+                                seed=seed * 100 + index, retry_after=kind.retry_after, delay=kind.delay,
+                                method=kind.method, after_action=kind.after_action))
+    git = rate if git_rate is None else git_rate
+    if git > 0:
+        rules.append(emu.inject(status=500, count=None, path_regex=GIT_PATHS, probability=git,
+                                seed=seed * 100 + 99, include_git=True))
     return rules
 
 
@@ -229,6 +266,7 @@ class Fleet:
     def __init__(self, env: Mapping[str, str], root: Path, size: int, *,
                  per_replica: Callable[[int], Mapping[str, str]] | None = None,
                  cwd: Path | None = None) -> None:
+        self.cwd = cwd
         self.replicas: list[Replica] = []
         for index in range(size):
             home = root / f"replica-{index}"
@@ -403,15 +441,46 @@ class Invariants:
         return marks + [f"  violation: {v}" for v in self.violations[:20]]
 
 
+def creations(emu: GitHubEmulator, path_regex: str) -> Counter[str]:
+    """POSTs to paths matching ``path_regex`` that took effect, by path, from the emulator's request log.
+
+    A creation took effect when it was answered 201, or when an injected fault
+    answered an error after carrying it out (``acted``)."""
+    pattern = re.compile(path_regex)
+    return Counter(r.path for r in emu.request_log
+                   if r.method == "POST" and pattern.search(r.path) and (r.status == 201 or r.acted))
+
+
+def status_json(env: Mapping[str, str], limit: int, cwd: Path | None = None) -> list[dict[str, Any]]:
+    """What `agent-runner status --json` prints, run as an operator would."""
+    done = subprocess.run([*RUNNER_ARGV[:-1], "status", "--json", "--limit", str(limit)], env=dict(env),
+                          capture_output=True, text=True, timeout=60, cwd=cwd)
+    if done.returncode != 0:
+        raise AssertionError(f"`agent-runner status --json` exited {done.returncode}: {done.stderr[-2000:]}")
+    rows: list[dict[str, Any]] = json.loads(done.stdout)
+    return rows
+
+
 def check_invariants(emu: GitHubEmulator, ledger: Ledger, issues: Mapping[int, str], *,
-                     dispatch: str = DISPATCH, target: str = TARGET) -> Invariants:
-    """One PR, one result comment, no other comment, `processed`, no `agent-failed`, ledger `succeeded`."""
+                     dispatch: str = DISPATCH, target: str = TARGET,
+                     status: Sequence[Mapping[str, Any]] | None = None) -> Invariants:
+    """What GitHub shows, and whether the ledger (``status``, as `status --json` prints it) agrees.
+
+    Per issue: one PR, one result comment and no other, one comment creation
+    in the request log, `processed` and not `agent-failed` (so no task failed
+    wrongly), and a status row that says `succeeded` with that PR's URL. Without
+    ``status`` the ledger is read directly.
+    """
     result = Invariants(issues=len(issues))
     pulls = emu.pulls(target)
     by_head = Counter(p["head"]["ref"] for p in pulls)
     bodies = {p["head"]["ref"]: p.get("body") or "" for p in pulls}
-    records = {r.key.issue_number: r for r in ledger_records(ledger, len(issues))
-               if r.key.dispatch_repo == dispatch}
+    urls = {p["head"]["ref"]: p["html_url"] for p in pulls}
+    rows = status if status is not None else records_to_json(ledger_records(ledger, len(issues)))
+    records = {int(r["issue_number"]): r for r in rows if r["dispatch_repo"] == dispatch}
+    comment_posts = creations(emu, rf"^/repos/{re.escape(dispatch)}/issues/\d+/comments$")
+    pull_posts = sum(creations(emu, rf"^/repos/{re.escape(target)}/pulls$").values())
+
     def one_pr(number: int, tid: str) -> str | None:
         head = branch_for(tid)
         if by_head[head] != 1:
@@ -428,26 +497,41 @@ def check_invariants(emu: GitHubEmulator, ledger: Ledger, issues: Mapping[int, s
         total = len(emu.comments(dispatch, number))
         return None if total == 1 else f"#{number}: {total} comments in all"
 
+    def one_comment_creation(number: int, tid: str) -> str | None:
+        made = comment_posts[f"/repos/{dispatch}/issues/{number}/comments"]
+        return None if made == 1 else f"#{number}: {made} comment creations in the request log"
+
     def processed(number: int, tid: str) -> str | None:
         labels = set(emu.labels(dispatch, number))
         if "processed" not in labels:
             return f"#{number}: labels {sorted(labels)} lack `processed`"
         return f"#{number}: still labeled `agent-failed`" if "agent-failed" in labels else None
 
-    def ledger_succeeded(number: int, tid: str) -> str | None:
+    def status_agrees(number: int, tid: str) -> str | None:
+        """succeeded <=> `processed` with its pr_url; dead/failed <=> `agent-failed` with the error."""
         record = records.get(number)
         if record is None:
-            return f"#{number}: not in the ledger"
-        if record.status != "succeeded":
-            return f"#{number}: ledger says {record.status} (attempt {record.attempt}): {record.last_error}"
+            return f"#{number}: not in `status`"
+        labels = set(emu.labels(dispatch, number))
+        state, pr_url, error = record["status"], record["pr_url"], record["last_error"]
+        if "processed" in labels:
+            want = urls.get(branch_for(tid))
+            if state != "succeeded" or pr_url != want:
+                return f"#{number}: GitHub says processed ({want}), status says {state} ({pr_url}): {error}"
+        elif "agent-failed" in labels:
+            if state not in ("dead", "failed") or not error:
+                return f"#{number}: GitHub says agent-failed, status says {state} (error: {error})"
+        elif state in ("succeeded", "dead"):
+            return f"#{number}: status says {state}, but the issue has no result label"
         return None
 
     checks: dict[str, Callable[[int, str], str | None]] = {
         "one PR per issue (head branch, state=all)": one_pr,
         "one result comment per issue": one_result_comment,
         "no duplicate or extra comments": no_other_comment,
+        "one comment creation per issue (request log)": one_comment_creation,
         "labeled `processed`, not `agent-failed`": processed,
-        "ledger says `succeeded`": ledger_succeeded,
+        "`status` agrees with GitHub (succeeded + PR URL)": status_agrees,
     }
     for name, check in checks.items():
         problems = [p for p in (check(n, t) for n, t in sorted(issues.items())) if p]
@@ -457,6 +541,8 @@ def check_invariants(emu: GitHubEmulator, ledger: Ledger, issues: Mapping[int, s
     strays = sorted(set(by_head) - expected)
     if strays:
         result.violations.append(f"PRs from unexpected branches: {strays}")
+    if pull_posts != len(issues):
+        result.violations.append(f"{pull_posts} PR creations in the request log for {len(issues)} issues")
     return result
 
 
@@ -476,6 +562,10 @@ class ChaosResult:
     invariants: Invariants
     attempts: int
     reruns: int
+    git_faults: int = 0
+    retried_in_place: int = 0  # "retrying in place" log lines
+    found_after_failure: int = 0  # creations found by the recheck instead of being sent again
+    leases_lost: int = 0  # "lease lost" warnings
 
     @property
     def ok(self) -> bool:
@@ -484,8 +574,11 @@ class ChaosResult:
     def summary(self) -> str:
         head = (f"chaos: {self.issues} issues, {self.replicas} replicas, {self.kills} kill -9, "
                 f"{self.faults} faults in {self.api_requests} API requests "
-                f"({100.0 * self.faults / max(1, self.api_requests):.1f}%), {self.attempts} attempts, "
-                f"{self.reruns} poll re-runs, {self.seconds:.1f} s, exit codes {self.exit_codes}")
+                f"({100.0 * self.faults / max(1, self.api_requests):.1f}%) + {self.git_faults} git faults, "
+                f"{self.attempts} attempts, {self.reruns} poll re-runs, {self.seconds:.1f} s, "
+                f"exit codes {self.exit_codes}\n"
+                f"  {self.retried_in_place} retries in place, {self.found_after_failure} creations found "
+                f"by a recheck (not sent again), {self.leases_lost} `lease lost` warnings")
         return "\n".join([head, *self.invariants.lines()])
 
 
@@ -497,6 +590,7 @@ def run_chaos(
     *,
     seed: int = 0,
     fault_rate: float = 0.1,
+    git_fault_rate: float | None = None,
     max_kills: int = 8,
     kill_every: tuple[float, float] = (2.0, 3.5),
     chaos_seconds: float = 40.0,
@@ -509,8 +603,8 @@ def run_chaos(
 ) -> ChaosResult:
     """Start the fleet, fail API calls and kill replicas until the work is done, then check.
 
-    Chaos lasts until every task settled, ``max_kills`` kills, or
-    ``chaos_seconds``; then faults stop and the fleet gets what is left of
+    Chaos lasts until every task settled or ``chaos_seconds`` passed (with at
+    most ``max_kills`` kills); then faults stop and the fleet gets what is left of
     ``deadline_seconds`` to finish before it is stopped with SIGTERM.
     ``close_when_processed`` closes each issue once it is done (see
     :func:`close_processed`); the benchmark needs it beyond 100 issues.
@@ -520,7 +614,7 @@ def run_chaos(
     deadline = started + deadline_seconds
     emu.clear_request_log()
     fleet.start()
-    rules = inject_faults(emu, rate=fault_rate, seed=seed)
+    rules = inject_faults(emu, rate=fault_rate, seed=seed, git_rate=git_fault_rate)
     closed: set[int] = set()
 
     def done() -> bool:
@@ -530,11 +624,11 @@ def run_chaos(
 
     try:
         chaos_until = min(deadline, started + chaos_seconds)
-        while fleet.kills < max_kills and time.monotonic() < chaos_until:
+        while time.monotonic() < chaos_until:
             if wait_until(done, min(chaos_until, time.monotonic() + rng.uniform(*kill_every)), 0.2):
                 break
-            if time.monotonic() >= chaos_until:
-                break
+            if time.monotonic() >= chaos_until or fleet.kills >= max_kills:
+                continue  # the faults go on until the work is done or the chaos time is up
             victim = rng.choice(fleet.replicas)
             victim.kill()
             log(f"  t={time.monotonic() - started:5.1f}s kill -9 {victim.name} (kill {fleet.kills})")
@@ -542,19 +636,27 @@ def run_chaos(
             victim.start()
     finally:
         emu.clear_faults()
-        faults = sum(rule.fired for rule in rules)
-        requests = len(emu.request_log)
+        faults = sum(rule.fired for rule in rules if not rule.include_git)
+        git_faults = sum(rule.fired for rule in rules if rule.include_git)
+        requests = sum(1 for r in emu.request_log if not r.path.startswith("/git/"))
     log(f"  t={time.monotonic() - started:5.1f}s faults off ({faults} fired); waiting for the rest")
     is_settled = wait_until(done, deadline, 0.25)
     codes = fleet.stop(timeout=stop_timeout)
     seconds = time.monotonic() - started
     records = ledger_records(ledger, len(issues))
-    reruns = sum(1 for e in fleet.log_events() if e.get("event") == "re-run requested")
+    events = Counter(str(e.get("event")) for e in fleet.log_events())
+    invariants = check_invariants(emu, ledger, issues, dispatch=dispatch, target=target,
+                                  status=status_json(fleet.replicas[0].env, len(issues) * 2, fleet.cwd))
+    reruns = events["re-run requested"]
+    if reruns:
+        invariants.violations.append(f"{reruns} re-runs that nobody asked for (no label was removed)")
     return ChaosResult(
         issues=len(issues), replicas=len(fleet), kills=fleet.kills, faults=faults,
         api_requests=requests, seconds=seconds, settled=is_settled, exit_codes=codes,
-        invariants=check_invariants(emu, ledger, issues, dispatch=dispatch, target=target),
-        attempts=sum(r.attempt for r in records), reruns=reruns,
+        invariants=invariants, attempts=sum(r.attempt for r in records), reruns=reruns,
+        git_faults=git_faults, retried_in_place=events["retrying in place"],
+        found_after_failure=events["found it on GitHub after a failed try; not sending again"],
+        leases_lost=events["lease lost"],
     )
 
 

@@ -133,8 +133,14 @@ class GitHubForge:
                 # rate limit (waiting for X-RateLimit-Reset); we add 429, which GitHub
                 # documents for secondary limits:
                 # https://docs.github.com/en/rest/using-the-rest-api/rate-limits-for-the-rest-api
+                # Never POST twice: GithubRetry adds POST to urllib3's idempotent methods, and a
+                # POST retried after GitHub acted (a 502 after the write, a read timeout) makes a
+                # second comment or PR. Creation is retried one level up, in runner.retry, which
+                # looks for the comment or PR first. Connection errors (nothing was sent) are
+                # still retried here for every method.
                 retry = PacedRetry(
                     total=self._max_retries,
+                    allowed_methods=GithubRetry.DEFAULT_ALLOWED_METHODS,
                     backoff_factor=0.5,
                     status_forcelist=[*range(500, 600), 429],
                     max_rate_limit_wait=900,

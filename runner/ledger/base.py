@@ -168,14 +168,16 @@ class Ledger(Protocol):
         now: datetime,
         task_id: str | None = None,
         body_hash: str | None = None,
+        attempt: int | None = None,
     ) -> bool:
         """Put a ``succeeded``/``failed``/``dead`` task back to ``queued``, due from now.
 
         Resets ``failures`` (a fresh attempt budget) and ``last_error``; keeps
         ``attempt`` (the fencing token) and ``pr_url``. ``task_id`` and
         ``body_hash`` replace the stored ones when given (the issue may have been
-        edited). Returns False, changing nothing, for unknown, queued or running
-        tasks."""
+        edited). With ``attempt``, only a record still at that attempt is
+        re-queued (the one the caller saw finish, not a newer run). Returns
+        False, changing nothing, for unknown, queued or running tasks."""
         ...
 
     def claim(self, owner: str, *, now: datetime, lease_seconds: float) -> Job | None:

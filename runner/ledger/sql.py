@@ -174,6 +174,7 @@ def statements(dialect: Dialect) -> Statements:
                 task_id = COALESCE(:task_id, task_id), body_hash = COALESCE(:body_hash, body_hash),
                 updated_at = :now
             WHERE {_KEY} AND status IN ('succeeded', 'failed', 'dead')
+                AND attempt = COALESCE(:attempt, attempt)
             RETURNING issue_number""",
         claim=f"""UPDATE {TABLE} SET {_TAKE}
             WHERE (dispatch_repo, issue_number) = (

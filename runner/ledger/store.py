@@ -157,8 +157,10 @@ class SqlLedger(ABC):
         now: datetime,
         task_id: str | None = None,
         body_hash: str | None = None,
+        attempt: int | None = None,
     ) -> bool:
-        params = {**self._key(key), "task_id": task_id, "body_hash": body_hash, "now": self._now(now)}
+        params = {**self._key(key), "task_id": task_id, "body_hash": body_hash, "now": self._now(now),
+                  "attempt": attempt}
         return bool(self._write(self._sql.requeue, params))
 
     def claim(self, owner: str, *, now: datetime, lease_seconds: float) -> Job | None:

@@ -15,7 +15,7 @@ if TYPE_CHECKING:
 router = Router()
 
 _FAULT_FIELDS = ("status", "count", "path_regex", "method", "retry_after", "delay",
-                 "probability", "seed", "include_git", "message", "hang")
+                 "probability", "seed", "include_git", "message", "hang", "after_action")
 
 
 def _require_admin(app: App, req: Request) -> None:

@@ -37,7 +37,10 @@ _ANONYMOUS_LIMIT = 60
 
 @dataclass(frozen=True)
 class RequestRecord:
-    """One logged request; ``headers`` have lower-case names and never ``authorization``."""
+    """One logged request; ``headers`` have lower-case names and never ``authorization``.
+
+    ``acted`` is True when the request took effect although its answer was an
+    injected error (a fault with ``after_action``)."""
 
     method: str
     path: str
@@ -48,6 +51,7 @@ class RequestRecord:
     fault: bool = False
     git: bool = False  # git smart HTTP, not the REST API
     at: float = 0.0  # time.time() when the request arrived
+    acted: bool = False
 
     @property
     def is_write(self) -> bool:
@@ -160,9 +164,9 @@ class App:
 
     def record(self, method: str, path: str, query: str, status: int, user: str | None,
                headers: Mapping[str, str], *, fault: bool = False, git: bool = False,
-               at: float | None = None) -> None:
+               at: float | None = None, acted: bool = False) -> None:
         entry = RequestRecord(method, path, query, status, user, loggable_headers(headers), fault, git,
-                              time.time() if at is None else at)
+                              time.time() if at is None else at, acted)
         with self._log_lock:
             self._log.append(entry)
 
@@ -192,12 +196,15 @@ class App:
             rule = self.faults.take(request.method, request.path)
             if rule is not None:
                 rule.sleep()
+        acted = False
         if rule is not None and rule.status is not None:
+            if rule.after_action:  # carry it out, then answer as if it had failed
+                acted = self._finish(request, self._dispatch(request)).status < 400
             reply = self._fault_reply(rule, request.user)
         else:
             reply = self._finish(request, self._dispatch(request))
         self.record(request.method, request.path, request.query_string, reply.status,
-                    request.user, request.headers, fault=rule is not None, at=arrived)
+                    request.user, request.headers, fault=rule is not None, at=arrived, acted=acted)
         return reply
 
     def _dispatch(self, request: Request) -> Response:

@@ -315,10 +315,11 @@ class GitHubEmulator:
                method: str | None = None, retry_after: float | None = None,
                delay: float | None = None, probability: float | None = None,
                seed: int | None = None, *, include_git: bool = False,
-               message: str | None = None) -> FaultRule:
+               message: str | None = None, after_action: bool = False) -> FaultRule:
         """Fail matching requests; see :class:`FaultRule` for the fields."""
         return self._app.faults.inject(status, count, path_regex, method, retry_after, delay,
-                                       probability, seed, include_git=include_git, message=message)
+                                       probability, seed, include_git=include_git, message=message,
+                                       after_action=after_action)
 
     def clear_faults(self) -> None:
         self._app.faults.clear()

@@ -4,8 +4,11 @@ A rule matches requests by method and path and then answers with an error
 status (optionally after a delay) or, with ``status=None``, only delays the
 real answer to simulate a slow or timing-out GitHub. A ``hang`` rule holds
 matching requests unanswered until the rules are cleared: a frozen GitHub
-(:meth:`Faults.freeze`). Rules apply to the REST API; git smart-HTTP traffic
-is only affected when ``include_git`` is set.
+(:meth:`Faults.freeze`). With ``after_action`` the request is carried out
+first and the error answered after, as when GitHub wrote the comment and then
+a proxy returned 502: the case that makes a blind retry of a POST create a
+second comment. Rules apply to the REST API; git smart-HTTP traffic is only
+affected when ``include_git`` is set (``after_action`` is REST only).
 """
 
 from __future__ import annotations
@@ -46,6 +49,7 @@ class FaultRule:
     include_git: bool = False
     message: str | None = None
     hang: bool = False
+    after_action: bool = False
     fired: int = 0
     _rng: random.Random = field(default_factory=random.Random, repr=False, compare=False)
     _released: threading.Event = field(default_factory=threading.Event, repr=False, compare=False)
@@ -55,6 +59,8 @@ class FaultRule:
             raise ValueError(f"status must be an HTTP error (400-599) or None, got {self.status}")
         if self.status is None and not self.delay and not self.hang:
             raise ValueError("a rule without a status must set a delay or hang")
+        if self.after_action and self.status is None:
+            raise ValueError("after_action needs a status to answer with")
         if self.count is not None and self.count < 1:
             raise ValueError("count must be at least 1, or None for no limit")
         if self.probability is not None and not 0.0 <= self.probability <= 1.0:
@@ -111,12 +117,13 @@ class Faults:
         include_git: bool = False,
         message: str | None = None,
         hang: bool = False,
+        after_action: bool = False,
     ) -> FaultRule:
         """Add a rule; rules are tried in the order they were added."""
         rule = FaultRule(
             status=status, count=count, path_regex=path_regex, method=method,
             retry_after=retry_after, delay=delay, probability=probability, seed=seed,
-            include_git=include_git, message=message, hang=hang,
+            include_git=include_git, message=message, hang=hang, after_action=after_action,
         )
         with self._lock:
             self._rules.append(rule)
