@@ -108,13 +108,13 @@ def slow_runners(world: World, tmp_path: Path) -> Iterator[list[SlowRunners]]:
 @pytest.mark.slow
 def test_under_chaos_github_shows_one_of_everything_and_status_agrees(
         world: World, ledger_url: str, tmp_path: Path) -> None:
-    """3 replicas, 12 issues, ~10% of API and git calls failing, replicas killed; default MAX_ATTEMPTS.
+    """3 replicas, 8 issues, ~10% of API and git calls failing, replicas killed; default MAX_ATTEMPTS.
 
     The short version of `bench/chaos.py`, on both ledgers. The faults include
     POSTs that GitHub carries out and then answers 502, so a blind retry would
     show up as a second comment creation in the request log.
     """
-    issues = chaos.file_issues(world.emu, chaos.task_ids(12, "c"), dispatch=DISPATCH, target=TARGET)
+    issues = chaos.file_issues(world.emu, chaos.task_ids(8, "c"), dispatch=DISPATCH, target=TARGET)
     env = world.env(LEDGER_URL=ledger_url, WORKERS="2", POLL_INTERVAL_SECONDS="0.5", LEASE_SECONDS="3",
                     RETRY_BASE_SECONDS="0.2", RETRY_MAX_SECONDS="1", SHUTDOWN_GRACE_SECONDS="10")
     assert "MAX_ATTEMPTS" not in env  # the shipped default must be enough
@@ -122,7 +122,7 @@ def test_under_chaos_github_shows_one_of_everything_and_status_agrees(
     try:
         with chaos.Fleet(env, tmp_path / "fleet", 3, cwd=world.root) as fleet:
             result = chaos.run_chaos(world.emu, ledger, fleet, issues, seed=20240611, fault_rate=0.1,
-                                     max_kills=4, kill_every=(1.5, 3.0), chaos_seconds=20,
+                                     max_kills=3, kill_every=(1.5, 3.0), chaos_seconds=15,
                                      deadline_seconds=45, dispatch=DISPATCH, target=TARGET, log=print)
             logs = fleet.log_tails()
     finally:
