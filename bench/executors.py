@@ -37,7 +37,7 @@ from pathlib import Path
 
 import _harness as h
 
-from runner.testing import chaos
+from tests import chaos
 
 sys.path.insert(0, str(h.REPO_ROOT))
 from tests.temporal_server import temporal_dev_server  # noqa: E402

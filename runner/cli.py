@@ -330,6 +330,7 @@ def _temporal_command(settings: Settings, args: argparse.Namespace) -> int:
     from runner.app import forge_from_settings, utc_now
     from runner.health import Metrics
     from runner.ledger.status import format_status_table, records_to_json
+    from runner.log import get_logger
     from runner.temporal.executor import TemporalRunner
 
     forge = forge_from_settings(settings)

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from runner.testing import chaos
+from tests import chaos
 from tests.conftest import DISPATCH, World, dispatch_body
 from tests.temporal_server import temporal_dev_server
 
