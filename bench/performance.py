@@ -35,7 +35,7 @@ from runner.app import build_app
 from runner.config import load_settings
 from runner.ledger import TaskKey, open_ledger
 from runner.log import configure_logging
-from runner.testing import chaos
+from tests import chaos
 
 GRACE_S = 5.0
 

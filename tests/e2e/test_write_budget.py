@@ -10,8 +10,8 @@ from collections import Counter
 from pathlib import Path
 
 from runner.ledger import TaskKey, open_ledger
-from runner.testing import chaos
 from runner.testing.github.app import RequestRecord
+from tests import chaos
 from tests.conftest import DISPATCH, World, dispatch_body
 
 #: What a task may cost at most once the short caches are warm. The trust re-check before
