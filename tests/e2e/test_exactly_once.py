@@ -61,10 +61,10 @@ def test_a_pull_request_github_opened_but_answered_502_is_found_by_its_head(worl
 
 
 def test_transient_faults_are_retried_in_their_stage_without_costing_an_attempt(world: World) -> None:
-    """Three 500s on git push, a 503 on fetch, 502s on comment edits and a 429 on a label: still attempt 1."""
+    """Three 500s on git push, a 503 on fetch, two 502s on the comment, a 429 on a label: still attempt 1."""
     world.emu.inject(status=500, count=3, path_regex=r"git-receive-pack", include_git=True)
     world.emu.inject(status=503, count=1, path_regex=r"git-upload-pack", include_git=True)
-    world.emu.inject(status=502, count=2, method="PATCH", path_regex=r"/issues/comments/\d+$")
+    world.emu.inject(status=502, count=2, method="POST", path_regex=COMMENTS)
     world.emu.inject(status=429, count=1, method="POST", path_regex=r"/labels$", retry_after=1)
     world.emu.inject(status=403, count=1, method="POST", path_regex=PULLS, retry_after=1)
     number = world.file_issue(dispatch_body())
@@ -73,7 +73,8 @@ def test_transient_faults_are_retried_in_their_stage_without_costing_an_attempt(
     [outcome] = app.runner.run_once()
 
     assert outcome.status == "succeeded", outcome
-    assert all(rule.exhausted for rule in world.emu.faults.rules), world.emu.faults.rules
+    fired = [(rule.method, rule.path_regex, rule.fired, rule.count) for rule in world.emu.faults.rules]
+    assert all(rule.exhausted for rule in world.emu.faults.rules), fired
     assert world.labels(number) == {"copilot-agent", "processed"}
     assert pull_creations(world) == 1 and comment_creations(world, number) == 1
     record = app.ledger.get(TaskKey(DISPATCH, number))
