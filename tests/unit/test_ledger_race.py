@@ -95,7 +95,7 @@ def check_history(events: list[Event], ledger: Ledger) -> None:
     assert any(len(c) > 1 for c in claims.values()), "no lease was ever taken over"
 
 
-@pytest.mark.timeout(60)
+@pytest.mark.timeout(240)  # spawned processes start slowly on a busy 2-core machine
 def test_threads_never_share_a_task(ledger_url: str) -> None:
     ledger = open_ledger(ledger_url)
     start = threading.Barrier(WORKERS)
@@ -123,7 +123,7 @@ def test_threads_never_share_a_task(ledger_url: str) -> None:
         ledger.close()
 
 
-@pytest.mark.timeout(60)
+@pytest.mark.timeout(240)  # spawned processes start slowly on a busy 2-core machine
 def test_processes_never_share_a_task(ledger_url: str) -> None:
     context = multiprocessing.get_context("spawn")
     ready, start, results = context.Queue(), context.Event(), context.Queue()
@@ -138,10 +138,10 @@ def test_processes_never_share_a_task(ledger_url: str) -> None:
     events: list[Event] = []
     try:
         for _ in processes:  # spawning is slow: let nobody drain the queue before all are up
-            ready.get(timeout=30)
+            ready.get(timeout=120)
         start.set()
         for _ in processes:
-            name, outcome = results.get(timeout=30)
+            name, outcome = results.get(timeout=120)
             assert not isinstance(outcome, BaseException), f"{name} raised {outcome!r}"
             events.extend(outcome)
     except queue.Empty:
@@ -158,7 +158,7 @@ def test_processes_never_share_a_task(ledger_url: str) -> None:
         ledger.close()
 
 
-@pytest.mark.timeout(60)
+@pytest.mark.timeout(240)  # spawned processes start slowly on a busy 2-core machine
 @pytest.mark.parametrize("backend", BACKEND_PARAMS)
 def test_processes_opening_a_fresh_ledger_together_migrate_once(backend: str, tmp_path: Path) -> None:
     context = multiprocessing.get_context("spawn")
@@ -168,7 +168,7 @@ def test_processes_opening_a_fresh_ledger_together_migrate_once(backend: str, tm
         for process in processes:
             process.start()
         start.set()
-        outcomes = [results.get(timeout=30) for _ in processes]
+        outcomes = [results.get(timeout=120) for _ in processes]
         for process in processes:
             process.join(10)
         assert outcomes == ["ok"] * 4
