@@ -111,7 +111,14 @@ def _push(emu: GitHubEmulator, branch: str) -> None:
     (clone / f"{branch}.txt").write_text(f"{branch}\n")
     _git("add", ".", cwd=clone)
     _git("commit", "-qm", f"Add {branch}", cwd=clone)
-    _git("push", "-q", "origin", branch, cwd=clone)
+    # Seen failing once in a few hundred runs at load ~10 (exit 1, cause not yet found); the
+    # push is set-up for the case, not what it checks, so it gets one more try with its stderr kept.
+    try:
+        _git("push", "-q", "origin", branch, cwd=clone)
+    except subprocess.CalledProcessError as exc:
+        print("first push failed:", exc.stderr)
+        time.sleep(1)
+        _git("push", "-q", "origin", branch, cwd=clone)
 
 
 @pytest.fixture(scope="module")
