@@ -4,7 +4,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test lint bench check-real-llm clean venv
+.PHONY: demo test lint bench check-real-llm clean venv config-docs
 
 venv: $(STAMP)
 
@@ -19,6 +19,9 @@ demo: $(STAMP)
 
 test: $(STAMP)
 	$(PY) -m pytest -n 2 -q $(PYTEST_ARGS)
+
+config-docs: $(STAMP)  ## after changing a setting in runner/config.py
+	$(VENV)/bin/agent-runner config-docs
 
 lint: $(STAMP)
 	$(PY) -m ruff check runner tests bench

@@ -27,9 +27,10 @@ if TYPE_CHECKING:
     from runner.config import Settings
 
 EPILOG = """\
-Settings come from environment variables and from ./.env (see .env.example).
-The essentials: GITHUB_TOKEN (or GITHUB_APP_ID + GITHUB_APP_PRIVATE_KEY_FILE to run as a
-GitHub App, see docs/github-app.md), DISPATCH_REPO; GITHUB_API_URL for GitHub Enterprise.
+Settings come from environment variables and from ./.env (see .env.example and
+docs/configuration.md); an empty value (NAME=) means unset. The essentials: GITHUB_TOKEN
+(or GITHUB_APP_ID + GITHUB_APP_PRIVATE_KEY_FILE to run as a GitHub App, see
+docs/github-app.md), DISPATCH_REPO; GITHUB_API_URL for GitHub Enterprise.
 
 examples:
   agent-runner demo                      # the whole flow against the built-in emulator
@@ -110,6 +111,13 @@ def build_parser() -> argparse.ArgumentParser:
                    description="Load the settings from the environment and .env, check them the way "
                    "`run` does at start-up (token, dispatch repository, generator chain), and print "
                    "them as JSON with secrets hidden. Exits 2 naming the setting that is wrong.")
+    docs = sub.add_parser("config-docs", help="regenerate .env.example, docs/configuration.md and the README summary",
+                          description="Write the settings reference from the settings model in "
+                          "runner/config.py: .env.example, docs/configuration.md and the settings summary "
+                          "in README.md. Run it after adding or changing a setting; a test fails until you do.")
+    docs.add_argument("--root", type=Path, default=None,
+                      help="the checkout to write into (default: the one this runner is installed from)")
+    docs.add_argument("--check", action="store_true", help="write nothing; exit 1 if any file is stale")
     health = sub.add_parser("healthcheck", help="exit 0 if the local runner answers /healthz (for Docker)")
     health.add_argument("--url", default=None, help="default: http://127.0.0.1:$HEALTH_PORT/healthz")
     return parser
@@ -143,6 +151,8 @@ def _dispatch(args: argparse.Namespace, stop: _Stop) -> int:
         return 0
     if command == "generators":
         return _list_generators()
+    if command == "config-docs":
+        return _config_docs(args.root, check=args.check)
 
     if stop.is_set():
         return 0  # stopped before start-up began: nothing to load, nothing held
@@ -282,6 +292,20 @@ def _list_generators() -> int:
     return 0
 
 
+def _config_docs(root: Path | None, *, check: bool) -> int:
+    from runner import config_reference
+
+    root = root or Path(__file__).resolve().parent.parent
+    if check:
+        stale = config_reference.stale_files(root)
+        for path in stale:
+            print(f"agent-runner: {path} is out of date; run `agent-runner config-docs`", file=sys.stderr)
+        return 1 if stale else 0
+    for path in config_reference.write_files(root):
+        print(f"agent-runner: wrote {path}")
+    return 0
+
+
 def _check_config(settings: Settings) -> int:
     if settings.auth_mode == "token":
         settings.token()
@@ -306,23 +330,28 @@ def _check_config(settings: Settings) -> int:
 
 def _ledger_command(settings: Settings, args: argparse.Namespace) -> int:
     from runner.app import utc_now
-    from runner.ledger import open_ledger
+    from runner.ledger import open_existing_ledger, open_ledger
     from runner.ledger.status import format_status_table, records_to_json
 
     if settings.executor == "temporal":
         return _temporal_command(settings, args)
-    ledger = open_ledger(settings.ledger_location)
-    try:
-        if args.command == "retry":
+    if args.command == "retry":
+        ledger = open_ledger(settings.ledger_location)
+        try:
             return _retry(settings, ledger, args.issue)
-        records = ledger.list(limit=args.limit)
-        if args.json:
-            print(json.dumps(records_to_json(records), indent=2))
-        else:
-            print(format_status_table(records, utc_now()))
-        return 0
+        finally:
+            ledger.close()
+    existing = open_existing_ledger(settings.ledger_location)  # status creates nothing
+    try:
+        records = existing.list(limit=args.limit) if existing is not None else []
     finally:
-        ledger.close()
+        if existing is not None:
+            existing.close()
+    if args.json:
+        print(json.dumps(records_to_json(records), indent=2))
+    else:
+        print(format_status_table(records, utc_now()))
+    return 0
 
 
 def _temporal_command(settings: Settings, args: argparse.Namespace) -> int:

@@ -13,7 +13,14 @@ import json
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
+from pydantic import (
+    Field,
+    SecretStr,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from runner.errors import ConfigError, TaskSpecError
@@ -38,109 +45,195 @@ class Settings(BaseSettings):
         extra="ignore",
         frozen=True,
         case_sensitive=False,
+        env_ignore_empty=True,  # `NAME=` in .env.example means "unset", not "empty string"
+        use_attribute_docstrings=True,  # the docstring under a field is its documentation
     )
 
     # GitHub
     github_token: SecretStr | None = None
+    """Token for the dispatch and target repositories; set it, or run as a GitHub App (GITHUB_APP_ID). Classic tokens need `repo`; fine-grained tokens need Contents, Issues and Pull requests (read/write) and Metadata (read)."""
     # ... or a GitHub App (docs/github-app.md): its id and private key (PEM text or a file)
     github_app_id: int | None = Field(default=None, ge=1)
+    """Run as this GitHub App instead of with GITHUB_TOKEN (see docs/github-app.md). Comments and commits are then by the app's `<slug>[bot]`."""
     github_app_private_key: SecretStr | None = None
+    """The GitHub App's private key as PEM text; or use GITHUB_APP_PRIVATE_KEY_FILE."""
     github_app_private_key_file: Path | None = None
+    """A file holding the GitHub App's private key (PEM), for example a mounted secret."""
     github_api_url: str = "https://api.github.com"
+    """API root. Use `https://HOST/api/v3` for GitHub Enterprise Server."""
     dispatch_repo: str | None = None
+    """The repository whose issues carry the tasks, as `owner/name` (required)."""
     trigger_label: str = "copilot-agent"
+    """The label that asks the runner to act on an issue."""
     processed_label: str = "processed"
+    """The label set when a task is done. Remove it to run the task again."""
     failed_label: str = "agent-failed"
+    """The label set when a task failed for good, with the reason in the result comment. Remove it to retry."""
     allowed_target_repos: CsvList = ()
+    """Repositories the runner may change, comma-separated globs such as `org/*,other/repo`. Empty: only those owned by DISPATCH_REPO's owner."""
     require_labeler_permission: bool = True
+    """Only act when whoever added the trigger label has write, maintain or admin permission on DISPATCH_REPO."""
     github_timeout_seconds: float = Field(default=30.0, gt=0)
+    """Timeout of one GitHub API request."""
     github_max_retries: int = Field(default=5, ge=0, le=20)
+    """Retries of one GitHub API request on 5xx, timeouts and rate limits, with backoff."""
     github_throttle: bool = True  # the write pacer (runner/forge/pacer.py), against secondary limits
+    """The write pacer: all workers (and, with a PostgreSQL LEDGER_URL, all replicas) share GitHub's write limits for the token (see docs/performance.md)."""
     github_write_interval_seconds: float = Field(default=1.0, ge=0)
+    """Least time between two writes; GitHub asks for at least 1 s."""
     github_writes_per_minute: int = Field(default=80, ge=1)
+    """Most writes per minute (GitHub allows about 80)."""
     github_writes_per_hour: int = Field(default=500, ge=1)
+    """Most writes per hour (GitHub allows about 500)."""
     github_cache_seconds: float = Field(default=60.0, ge=0)
+    """Re-use repository facts and labelers' permissions for this long (0: read them for every task)."""
 
     # Webhook intake (`agent-runner serve`, or `run` with WEBHOOK_SECRET set)
     webhook_secret: SecretStr | None = None
+    """The secret set on the app's (or repository's) webhook, which turns webhook intake on. Empty: polling only."""
     webhook_host: str = "0.0.0.0"
+    """Address the webhook server binds."""
     webhook_port: int = Field(default=8081, ge=0, le=65535)
+    """Port of the webhook server."""
     webhook_max_age_seconds: float = Field(default=3600.0, gt=0)
+    """Deliveries about events older than this are refused as replays."""
     webhook_poll_interval_seconds: float = Field(default=900.0, gt=0)
+    """With webhooks on, the poll is only a safety net and runs this often."""
 
     # Identity
     agent_name: str = "agent-runner"
+    """The name shown in comments, and the commit author name unless GIT_AUTHOR_NAME is set."""
     git_author_name: str | None = None
+    """Commit author name. Empty: AGENT_NAME."""
     git_author_email: str = "agent-runner@users.noreply.github.com"
+    """Commit author email. Commits by any other author on a task branch count as a human's, and the runner does not overwrite them."""
 
     # Loop and storage
     poll_interval_seconds: float = Field(default=60.0, gt=0)
+    """How often to poll DISPATCH_REPO. The poll is a conditional request; a 304 does not count against the rate limit."""
     workspace_dir: Path = Path("/workspace")
+    """Bare mirrors (one per target) and per-job worktrees. Give each process its own."""
     data_dir: Path = Path("/data")
+    """The SQLite ledger and the transcripts."""
     ledger_url: str | None = None
+    """The ledger: `sqlite:///relative.db`, `sqlite:////absolute.db` or `postgresql://user:pass@host/db` to share work between replicas. Empty: `sqlite:///$DATA_DIR/ledger.db`."""
     workers: int = Field(default=1, ge=1, le=64)
+    """Jobs run in parallel, each in its own worktree."""
     max_attempts: int = Field(default=5, ge=1, le=100)
+    """Transient failures (network, 5xx, rate limits, git transport) are retried with backoff up to this many attempts."""
     lease_seconds: float = Field(default=120.0, ge=1)
+    """How long a claimed task stays reserved without a heartbeat."""
     retry_base_seconds: float = Field(default=10.0, gt=0)
+    """First delay before retrying a transient failure; it doubles with each attempt."""
     retry_max_seconds: float = Field(default=900.0, gt=0)
+    """Longest delay between retries."""
     shutdown_grace_seconds: float = Field(default=30.0, ge=0)
+    """On SIGTERM, how long running jobs may finish before their leases are released."""
     progress_after_seconds: float = Field(default=5.0, ge=0)  # no progress comment before this
+    """The result comment shows progress only once a task has run this long."""
     progress_every_seconds: float = Field(default=15.0, ge=0)  # then at most one edit per this
+    """Then it is edited at most this often."""
     health_host: str = "0.0.0.0"
+    """Address the health server binds."""
     health_port: int = Field(default=8080, ge=0, le=65535)
+    """Port of `/healthz`, `/readyz` and `/metrics` (Prometheus)."""
     log_level: LogLevel = "INFO"
+    """DEBUG, INFO, WARNING or ERROR (any case)."""
     log_format: Literal["auto", "json", "console"] = "auto"
+    """`json`, `console`, or `auto`: JSON unless on a terminal. Secrets are redacted from every line."""
 
     hooks: CsvList = ()
+    """Python hooks called at each stage, comma-separated `package.module:Class` (see `runner/hooks.py`)."""
 
     # Executor: our own lease ledger (SQLite or PostgreSQL, by LEDGER_URL), or Temporal
     executor: Literal["ledger", "temporal"] = "ledger"
+    """`ledger`: SQLite, or PostgreSQL when LEDGER_URL says so. `temporal`: one Temporal workflow per dispatch issue (see docs/scaling.md); LEASE_SECONDS is then the activity heartbeat timeout."""
     temporal_address: str = "localhost:7233"
+    """The Temporal frontend, `host:port`."""
     temporal_namespace: str = "default"
+    """The Temporal namespace."""
     temporal_task_queue: str = "agent-runner"
+    """The Temporal task queue the workers listen on."""
     temporal_tls: bool = False
+    """Connect to Temporal over TLS (implied by TEMPORAL_API_KEY)."""
     temporal_tls_client_cert_file: Path | None = None
+    """mTLS client certificate for Temporal (PEM file)."""
     temporal_tls_client_key_file: Path | None = None
+    """mTLS client key for Temporal (PEM file)."""
     temporal_tls_server_ca_file: Path | None = None
+    """CA that signed the Temporal server's certificate (PEM file). Empty: the system's."""
     temporal_api_key: SecretStr | None = None
+    """Temporal Cloud API key (implies TLS)."""
 
     # Generators
     generators: CsvList = ("patch",)
+    """The generator fallback chain, tried in order: `patch`, `trace`, `openai`, `anthropic`, `command` or a plugin's name. `agent-runner generators` lists what is installed."""
     generator_timeout_seconds: float = Field(default=900.0, gt=0)
+    """Wall-clock limit for generation."""
     openai_api_key: SecretStr | None = None
+    """OpenAI API key. A local OPENAI_BASE_URL needs none."""
     openai_base_url: str | None = None
+    """Any OpenAI-compatible server (vLLM, Ollama, llama.cpp, LiteLLM). Empty: OpenAI."""
     openai_model: str = "gpt-4o-mini"
+    """Model for the `openai` generator when the task names none."""
     openai_compat: Literal["auto", "openai", "llamacpp", "vllm", "ollama"] = "auto"
+    """The OpenAI-compatible server's kind: `openai`, `llamacpp`, `vllm`, `ollama`, or `auto` (OpenAI without OPENAI_BASE_URL, otherwise detected). See docs/generators.md."""
     anthropic_api_key: SecretStr | None = None
+    """Anthropic API key."""
     anthropic_base_url: str | None = None
+    """An Anthropic-compatible server. Empty: Anthropic."""
     anthropic_model: str = "claude-sonnet-4-6"
+    """Model for the `anthropic` generator when the task names none."""
     default_model: str | None = None
+    """Model used when a task names none, before OPENAI_MODEL / ANTHROPIC_MODEL."""
     seniority_models: dict[str, str] = Field(default_factory=dict)
+    """JSON object mapping a task's `seniority` to a model, for example `{"junior": "gpt-4o-mini", "senior": "gpt-4o"}`."""
     model_prices: dict[str, tuple[float, float]] = Field(default_factory=dict)
+    """JSON object of USD prices per million input and output tokens, for example `{"my-model": [0.5, 1.5]}`, added to the built-in table."""
     max_turns: int = Field(default=30, ge=1, le=500)
+    """Model turns per task for the LLM generators."""
     max_output_tokens: int = Field(default=4096, ge=1)
+    """Output tokens per model turn."""
     max_tokens_per_task: int | None = Field(default=None, ge=1)
+    """Token budget per task, enforced between model turns. Empty: no limit."""
     max_cost_usd_per_task: float | None = Field(default=None, gt=0)
+    """Cost budget per task in USD, enforced between model turns. Empty: no limit."""
     command_template: str | None = None
+    """External coding-agent CLI for the `command` generator, for example `aider --message-file {instruction_file} --yes`."""
     command_env_allowlist: CsvList = ("PATH", "HOME", "LANG", "LC_ALL", "TERM", "TMPDIR")
+    """Environment variables the `command` generator's CLI receives. It never gets the GitHub token."""
     max_file_bytes: int = Field(default=1_000_000, ge=1)
+    """Largest file a generator may write."""
     max_change_bytes: int = Field(default=5_000_000, ge=1)  # the whole change, every file together
+    """Largest change a task may push, every file together."""
     max_changed_files: int = Field(default=500, ge=1)
+    """Most files one change may touch."""
     allow_workflow_changes: bool = False
+    """Allow changes under `.github/workflows/`."""
 
     # Validation
     validate_commands: CsvList = ()
+    """Commands run in the worktree after generation, comma-separated, for example `pytest -q,ruff check .`."""
     validation_timeout_seconds: float = Field(default=600.0, gt=0)
+    """Time limit of each validation command."""
     validation_rounds: int = Field(default=2, ge=0, le=10)
+    """How many times a failed validation is fed back to the generator."""
     on_validation_failure: Literal["draft", "fail"] = "draft"
+    """`draft`: open the PR as a draft with the failure report; `fail`: mark the task failed."""
 
     # Sandbox (docs/security.md)
     sandbox: Literal["bwrap", "off"] = "bwrap"
+    """Every untrusted command (agent CLI, setup/validate commands, the tests they run) runs in bubblewrap. `off` runs them without isolation and says so on every issue (see docs/security.md)."""
     sandbox_network: Literal["off", "allow"] = "off"
+    """`off`: no network inside the sandbox; `allow`: for agent CLIs that must reach an LLM API."""
     sandbox_memory_mb: int = Field(default=4096, ge=64)
+    """Per-process data size (MiB) inside one sandbox."""
     sandbox_pids: int = Field(default=512, ge=16)
+    """Process count inside one sandbox."""
     sandbox_ro_paths: CsvList = ()
+    """Extra read-only paths the sandboxed commands see (tools installed outside /usr and /opt), comma-separated absolute paths."""
     repo_commands: CsvList = ()
+    """Run the setup/validate commands of a target's `.agent-runner.yml`: empty (never), `allow` (every target), or patterns such as `octo-org/*,octo-org/tools`."""
 
     _split = field_validator(
         "allowed_target_repos", "generators", "command_env_allowlist", "validate_commands", "hooks",
@@ -169,6 +262,13 @@ class Settings(BaseSettings):
             if item.lower() not in ("allow", "off") and item.count("/") != 1:
                 raise ValueError(f"`{item}` must be `allow`, `off`, or a pattern like `owner/*`")
         return value
+
+    @field_validator("log_level", "log_format", mode="before")
+    @classmethod
+    def _fold_case(cls, value: Any, info: ValidationInfo) -> Any:
+        if not isinstance(value, str):
+            return value
+        return value.strip().upper() if info.field_name == "log_level" else value.strip().lower()
 
     @field_validator("dispatch_repo")
     @classmethod

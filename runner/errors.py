@@ -19,6 +19,7 @@ The tree::
     ├── ForgeError                   the GitHub API failed              (transient)
     │   ├── RateLimited              403/429 with a reset time          (transient)
     │   ├── PermissionDenied         our token may not do this          (permanent)
+    │   │   └── BadCredentials       401: the token itself is invalid   (permanent)
     │   ├── Rejected                 GitHub refused the request (422)   (permanent)
     │   └── NotFound                 repository, issue or ref missing   (permanent)
     ├── WorkspaceError               git failed locally or over the wire (transient)
@@ -151,6 +152,12 @@ class PermissionDenied(ForgeError):
 
     transient = False
     hint = "Give the runner's token access to the repository, then remove the `agent-failed` label."
+
+
+class BadCredentials(PermissionDenied):
+    """GitHub answered 401: the token is wrong, expired or revoked, so nothing can work."""
+
+    hint = "Replace GITHUB_TOKEN with a valid token and restart the runner."
 
 
 class Rejected(ForgeError):

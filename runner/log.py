@@ -105,41 +105,70 @@ REDACTOR = Redactor()
 
 
 def configure_logging(level: str = "INFO", fmt: str = "auto", secrets: Iterable[str] = ()) -> None:
-    """Set up structlog once: JSON off a TTY, colors on one, redaction before both."""
+    """Set up one pipeline: structlog and stdlib records alike are redacted, then rendered.
+
+    structlog events go through the stdlib root handler, whose
+    ``ProcessorFormatter`` also formats records from libraries (PyGithub,
+    urllib3, openai), so JSON mode is JSON on every line. Tracebacks are
+    structured (``exception`` as a list of frames) in JSON and readable on a
+    console; both are redacted.
+    """
     REDACTOR.add(secrets)
+    numeric = logging.getLevelName(level.upper())
+    numeric = numeric if isinstance(numeric, int) else logging.INFO
     use_console = fmt == "console" or (fmt == "auto" and sys.stderr.isatty())
-    renderer: Any = (
-        structlog.dev.ConsoleRenderer(colors=True)
-        if use_console
-        else structlog.processors.JSONRenderer()
-    )
-    processors: list[Any] = [
+    shared: list[Any] = [
         structlog.contextvars.merge_contextvars,
-        structlog.processors.add_log_level,
+        structlog.stdlib.add_log_level,
+        structlog.stdlib.add_logger_name,
         structlog.processors.TimeStamper(fmt="iso", utc=True),
         structlog.processors.StackInfoRenderer(),
     ]
-    # Tracebacks become text before redaction, so they are redacted too.
-    processors += [structlog.processors.format_exc_info, REDACTOR.processor, renderer]
+    if use_console:
+        # Tracebacks become text before redaction, so they are redacted too.
+        final: list[Any] = [structlog.processors.format_exc_info, REDACTOR.processor,
+                            structlog.dev.ConsoleRenderer(colors=True)]
+    else:
+        final = [structlog.processors.dict_tracebacks, REDACTOR.processor,
+                 structlog.processors.JSONRenderer()]
     structlog.configure(
-        processors=processors,
-        wrapper_class=structlog.make_filtering_bound_logger(getattr(logging, level)),
-        logger_factory=structlog.PrintLoggerFactory(file=sys.stderr),
+        processors=[structlog.stdlib.filter_by_level, *shared,
+                    structlog.stdlib.ProcessorFormatter.wrap_for_formatter],
+        wrapper_class=structlog.stdlib.BoundLogger,
+        logger_factory=structlog.stdlib.LoggerFactory(),
         cache_logger_on_first_use=False,
     )
-    # Libraries that log through stdlib (PyGithub, urllib3) go through the same redaction.
-    logging.basicConfig(level=max(logging.WARNING, getattr(logging, level)), stream=sys.stderr,
-                        format="%(levelname)s %(name)s %(message)s")
-    for handler in logging.getLogger().handlers:
-        handler.addFilter(_StdlibRedactFilter())
+    formatter = structlog.stdlib.ProcessorFormatter(
+        foreign_pre_chain=[structlog.stdlib.ExtraAdder(), *shared],
+        processors=[structlog.stdlib.ProcessorFormatter.remove_processors_meta, *final],
+    )
+    handler = _StderrHandler()
+    handler.setFormatter(formatter)
+    root = logging.getLogger()
+    for old in [h for h in root.handlers if isinstance(h, _StderrHandler)]:
+        root.removeHandler(old)
+    root.addHandler(handler)
+    root.setLevel(numeric)
+    # Libraries below WARNING are noise at INFO; at DEBUG they are what you asked for.
+    for name in ("urllib3", "github", "git", "httpx", "httpcore", "openai", "anthropic"):
+        logging.getLogger(name).setLevel(max(logging.WARNING, numeric) if numeric > logging.DEBUG else numeric)
 
 
-class _StdlibRedactFilter(logging.Filter):
-    def filter(self, record: logging.LogRecord) -> bool:
-        record.msg = REDACTOR(record.getMessage())
-        record.args = ()
-        return True
+class _StderrHandler(logging.StreamHandler):  # type: ignore[type-arg]
+    """The one handler we install; it looks up sys.stderr on every record (pytest swaps it)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+
+    @property  # type: ignore[override]
+    def stream(self) -> Any:
+        return sys.stderr
+
+    @stream.setter
+    def stream(self, _value: Any) -> None:
+        pass
 
 
 def get_logger(**bound: Any) -> Any:
+    """The runner's logger with context bound (repo, issue, task_id, attempt, generator)."""
     return structlog.get_logger("agent-runner").bind(**bound)

@@ -6,6 +6,7 @@ comment again and edit it instead of posting a second one.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Literal
@@ -179,5 +180,46 @@ def _code(text: str) -> str:
 
 
 def _plain(text: str) -> str:
-    """Neutralise HTML comments so user text cannot forge our markers."""
+    """Neutralise HTML comments so user text cannot forge our markers or hide text.
+
+    Inside a closed code fence or a code span GitHub shows ``<!--`` as it is
+    and does not decode entities, so there the text is left alone (except our
+    own markers): an example such as the metadata comment stays copyable.
+    """
+    out: list[str] = []
+    lines = text.split("\n")
+    i = 0
+    while i < len(lines):
+        fence = _FENCE_RE.match(lines[i])
+        end = _fence_end(lines, i, fence.group(1)) if fence else None
+        if end is not None:
+            out += [_escape_markers(line) for line in lines[i:end + 1]]
+            i = end + 1
+            continue
+        out.append(_CODE_SPAN_RE.sub(lambda m: _escape_markers(m.group(0)) if m.group(1) else _escape_comments(m.group(0)),
+                                     lines[i]))
+        i += 1
+    return "\n".join(out)
+
+
+_FENCE_RE = re.compile(r"^ {0,3}(`{3,}|~{3,})")
+# A code span (group 1), or a run of anything else up to the next backtick.
+_CODE_SPAN_RE = re.compile(r"(`+)[^`](?:.*?[^`])?\1(?!`)|[^`]+|`+")
+
+
+def _fence_end(lines: list[str], start: int, opener: str) -> int | None:
+    """The index of the line closing the fence opened at ``start``, or None if it never closes."""
+    closer = re.compile(rf"^ {{0,3}}{re.escape(opener[0])}{{{len(opener)},}}\s*$")
+    for j in range(start + 1, len(lines)):
+        if closer.match(lines[j]):
+            return j
+    return None
+
+
+def _escape_markers(code: str) -> str:
+    """In code, only our own markers are neutralised: nobody needs to copy those."""
+    return _escape_comments(code) if "agent-runner:" in code else code
+
+
+def _escape_comments(text: str) -> str:
     return text.replace("<!--", "&lt;!--").replace("-->", "--&gt;")

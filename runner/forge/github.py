@@ -21,7 +21,7 @@ from github.GithubObject import NotSet
 from github.Issue import Issue as GhIssue
 from github.PullRequest import PullRequest as GhPull
 
-from runner.errors import ForgeError, NotFound, PermissionDenied, RateLimited, Rejected
+from runner.errors import BadCredentials, ForgeError, NotFound, PermissionDenied, RateLimited, Rejected
 from runner.forge.base import (
     Comment,
     ContentEdit,
@@ -409,7 +409,16 @@ def translate(action: str, observe: Callable[[Mapping[str, str]], None] | None =
             observe(exc.headers or {})
         raise _from_status(exc.status, exc.headers or {}, exc.data, action) from exc
     except requests.exceptions.RequestException as exc:
-        raise ForgeError(f"Could not reach GitHub to {action} ({type(exc).__name__}).") from exc
+        raise ForgeError(
+            f"Could not reach GitHub at {_request_url(exc)} to {action} ({type(exc).__name__}). "
+            "Check GITHUB_API_URL and the network."
+        ) from exc
+
+
+def _request_url(exc: requests.exceptions.RequestException) -> str:
+    """The failed request's URL without its query string; PyGithub sends the token in a header."""
+    url = getattr(exc.request, "url", None) if exc.request is not None else None
+    return str(url).split("?", 1)[0] if url else "GITHUB_API_URL"
 
 
 _translate = translate  # the old name
@@ -422,7 +431,8 @@ def _from_status(status: int, headers: dict[str, Any], data: Any, action: str) -
     if status == 429 or (status == 403 and ("retry-after" in lowered or lowered.get("x-ratelimit-remaining") == "0")):
         return RateLimited(f"GitHub rate-limited the request to {action}.", retry_after=_retry_after(lowered))
     if status == 401:
-        return PermissionDenied(f"GitHub rejected the token while trying to {action} (401). Check GITHUB_TOKEN.")
+        return BadCredentials(f"GitHub rejected the token while trying to {action} (401 Bad credentials). "
+                              "Check GITHUB_TOKEN: it may be mistyped, expired or revoked.")
     if status == 403:
         return PermissionDenied(f"The token may not {action} (403: {message}).")
     if status == 404:

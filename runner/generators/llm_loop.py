@@ -409,11 +409,24 @@ def sdk_errors(sdk: Any, provider: str, key_setting: str, request: ModelRequest)
             raise GeneratorTimeout(f"The {provider} API did not answer before the generator's deadline.") from exc
         raise GeneratorUnavailable(f"The {provider} API timed out; try again later.") from exc
     except sdk.APIConnectionError as exc:
-        raise GeneratorUnreachable(f"Could not reach the {provider} API ({exc.message}).") from exc
+        url_setting = key_setting.replace("_API_KEY", "_BASE_URL")
+        raise GeneratorUnreachable(
+            f"Could not reach the {provider} API at {_request_origin(exc)} ({exc.message}). "
+            f"Check {url_setting} and the network."
+        ) from exc
     except sdk.APIStatusError as exc:
         raise status_error(provider, key_setting, exc.status_code, _error_text(exc), bool(request.tools)) from exc
     except sdk.APIResponseValidationError as exc:
         raise GeneratorError(f"The {provider} API sent a reply the SDK could not read ({exc.message}).") from exc
+
+
+def _request_origin(exc: Any) -> str:
+    """Scheme, host and path of the failed request (no query string), or `its URL` if unknown."""
+    url = getattr(getattr(exc, "request", None), "url", None)
+    if url is None:
+        return "its URL"
+    text = str(url)
+    return text.split("?", 1)[0]
 
 
 def status_error(provider: str, key_setting: str, status: int, message: str, had_tools: bool) -> GeneratorError:

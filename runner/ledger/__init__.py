@@ -36,8 +36,37 @@ __all__ = [
     "backoff_delay",
     "lease_expiry",
     "next_retry",
+    "open_existing_ledger",
     "open_ledger",
 ]
+
+
+def open_existing_ledger(url: str) -> Ledger | None:
+    """Open the ledger at ``url`` read-only, creating and migrating nothing.
+
+    For read-only commands (`status`, `check-config`): None means there is no
+    ledger there yet, which is an empty one, not an error.
+    """
+    scheme = _scheme(url)
+    if scheme == "sqlite":
+        from runner.ledger.sqlite import SqliteLedger
+
+        return SqliteLedger.open_existing(url.strip())
+    if scheme == "postgresql":
+        from runner.ledger.postgres import PostgresLedger
+
+        return PostgresLedger.open_existing(url.strip())
+    raise ConfigError(f"LEDGER_URL `{redact_url(url)}` has an unknown scheme. {URL_FORMATS}")
+
+
+def _scheme(url: str) -> str | None:
+    scheme, sep, _ = url.strip().partition("://")
+    scheme = scheme.lower()
+    if sep and scheme == "sqlite":
+        return "sqlite"
+    if sep and scheme in ("postgresql", "postgres"):
+        return "postgresql"
+    return None
 
 
 def open_ledger(url: str) -> Ledger:

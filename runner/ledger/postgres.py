@@ -50,7 +50,7 @@ class PostgresLedger(SqlLedger):
 
     dialect = sql.POSTGRES
 
-    def __init__(self, conninfo: str) -> None:
+    def __init__(self, conninfo: str, *, read_only: bool = False) -> None:
         super().__init__()
         self._conninfo = conninfo
         given = conninfo_to_dict(conninfo)
@@ -60,6 +60,8 @@ class PostgresLedger(SqlLedger):
         self._conns: PerThread[psycopg.Connection[Any]] = PerThread(
             self._connect, psycopg.Connection.close, lambda conn: not (conn.closed or conn.broken)
         )
+        if read_only:
+            return
         try:
             self._migrate()
         except BaseException:
@@ -77,6 +79,22 @@ class PostgresLedger(SqlLedger):
                 f"Cannot use the PostgreSQL ledger at LEDGER_URL `{redact_url(url)}`: {reason}. "
                 f"Check that the server is up and the user may create tables. {URL_FORMATS}"
             ) from exc
+
+    @classmethod
+    def open_existing(cls, url: str) -> PostgresLedger | None:
+        """Connect without migrating; None when the database holds no ledger yet."""
+        try:
+            ledger = cls(url, read_only=True)
+            found = ledger._read(f"SELECT to_regclass('{sql.TABLE}') IS NOT NULL", {})
+        except (psycopg.Error, LedgerUnavailable) as exc:
+            reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+            raise ConfigError(
+                f"Cannot read the PostgreSQL ledger at LEDGER_URL `{redact_url(url)}`: {reason}."
+            ) from exc
+        if not found or not found[0][0]:
+            ledger.close()
+            return None
+        return ledger
 
     def close(self) -> None:
         self._conns.close_all()

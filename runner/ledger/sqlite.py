@@ -56,7 +56,7 @@ class SqliteLedger(SqlLedger):
 
     dialect = sql.SQLITE
 
-    def __init__(self, path: Path, *, busy_timeout: float = 30.0) -> None:
+    def __init__(self, path: Path, *, busy_timeout: float = 30.0, read_only: bool = False) -> None:
         if sqlite3.sqlite_version_info < MIN_VERSION:
             raise ConfigError(
                 f"This Python links SQLite {sqlite3.sqlite_version}; the ledger needs 3.35 or "
@@ -66,9 +66,12 @@ class SqliteLedger(SqlLedger):
         super().__init__()
         self.path = path
         self._busy_timeout = busy_timeout
+        self._read_only = read_only
         self._conns: PerThread[sqlite3.Connection] = PerThread(
             self._connect, sqlite3.Connection.close, lambda conn: True
         )
+        if read_only:
+            return
         try:
             self._migrate()
         except BaseException:
@@ -87,6 +90,22 @@ class SqliteLedger(SqlLedger):
                 f"Cannot open the SQLite ledger at `{path}` (LEDGER_URL `{url}`): {exc}. "
                 f"Check that the directory exists and is writable. {URL_FORMATS}"
             ) from exc
+
+    @classmethod
+    def open_existing(cls, url: str) -> SqliteLedger | None:
+        """Open read-only, creating nothing; None when there is no ledger file (or table) yet."""
+        path = path_from_url(url)
+        if not path.is_file():
+            return None
+        try:
+            ledger = cls(path, read_only=True)
+            found = ledger._read(f"SELECT name FROM sqlite_master WHERE type = 'table' AND name = '{sql.TABLE}'", {})
+        except (OSError, sqlite3.Error, LedgerUnavailable) as exc:
+            raise ConfigError(f"Cannot read the SQLite ledger at `{path}` (LEDGER_URL `{url}`): {exc}.") from exc
+        if not found:
+            ledger.close()
+            return None
+        return ledger
 
     def close(self) -> None:
         self._conns.close_all()
@@ -131,6 +150,11 @@ class SqliteLedger(SqlLedger):
             conn.execute("COMMIT")
 
     def _connect(self) -> sqlite3.Connection:
+        if self._read_only:
+            with _translated():
+                return sqlite3.connect(f"{self.path.resolve().as_uri()}?mode=ro", uri=True,
+                                       timeout=self._busy_timeout, isolation_level=None,
+                                       check_same_thread=False)
         with _translated():
             conn = sqlite3.connect(
                 self.path,

@@ -68,6 +68,24 @@ def test_status_on_an_empty_ledger_says_so(world: World, env: dict[str, str]) ->
     assert json.loads(run(world, env, "status", "--json")) == []
 
 
+def test_status_creates_nothing_and_reports_a_missing_ledger_as_empty(
+    world: World, ledger_url: str, tmp_path: Path
+) -> None:
+    """A read-only command never writes: not the SQLite file, not its directory, not a schema."""
+    data_dir = tmp_path / "never-made"
+    url = f"sqlite:///{data_dir / 'ledger.db'}" if ledger_url.startswith("sqlite") else ledger_url
+    env = world.env(LEDGER_URL=url, DATA_DIR=str(data_dir))
+    assert run(world, env, "status").strip() == "No tasks in the ledger yet."
+    assert json.loads(run(world, env, "status", "--json")) == []
+    assert not data_dir.exists()
+    if url.startswith("postgresql"):
+        import psycopg
+
+        with psycopg.connect(url) as conn:
+            found = conn.execute("SELECT to_regclass('tasks') IS NOT NULL").fetchone()
+        assert found is not None and found[0] is False  # status made no table
+
+
 def test_status_table_shows_status_attempt_owner_age_pr_and_error(
         world: World, env: dict[str, str], ledger_url: str, one_good_one_bad: tuple[int, int]) -> None:
     good, bad = one_good_one_bad

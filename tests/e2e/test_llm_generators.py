@@ -262,8 +262,11 @@ def test_bad_key_is_permanent_and_names_the_setting(provider: Provider, worktree
 def test_unreachable_server_is_transient(provider: Provider, worktree: Path) -> None:
     with provider.emulator() as emu:
         settings = provider.settings(emu)
-    with pytest.raises(GeneratorUnavailable, match="Could not reach"):
+        host = emu.base_url.split("//", 1)[1].split("/", 1)[0]
+    with pytest.raises(GeneratorUnavailable, match="Could not reach") as info:
         provider.generator(settings).generate(context(worktree, seconds=10))
+    assert f"{provider.name.upper()}_BASE_URL" in str(info.value)  # names the setting to check
+    assert host in str(info.value)  # and where it tried
 
 
 def test_keys_are_required_unless_a_local_server_is_named(provider: Provider, emu: LLMEmulator,

@@ -94,3 +94,21 @@ def test_polling_reuses_the_answer_on_304() -> None:
     second = f.list_dispatch_issues("o/d", "copilot-agent")
     assert [i.number for i in first] == [i.number for i in second] == [1]  # the PR is skipped
     assert responses.calls[1].request.headers["If-None-Match"] == 'W/"abc"'
+
+
+def test_an_unreachable_api_names_the_url_and_the_setting() -> None:
+    """Port 9 on loopback refuses the connection: a real socket error, not a mocked one."""
+    with pytest.raises(ForgeError) as info:
+        GitHubForge("tok-secret-1234", base_url=API, max_retries=0, throttle=False).get_issue("o/r", 1)
+    message = str(info.value)
+    assert f"{API}/repos/o/r/issues/1" in message and "GITHUB_API_URL" in message
+    assert "tok-secret-1234" not in message and info.value.transient
+
+
+@responses.activate
+def test_a_401_is_bad_credentials() -> None:
+    from runner.errors import BadCredentials
+
+    responses.get(f"{API}/repos/o/r/issues/1", status=401, json={"message": "Bad credentials"})
+    with pytest.raises(BadCredentials, match="GITHUB_TOKEN"):
+        forge().get_issue("o/r", 1)

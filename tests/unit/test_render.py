@@ -44,3 +44,28 @@ def test_pull_body_carries_metadata_summary_and_fixes_line() -> None:
 def test_pull_title_uses_the_issue_title() -> None:
     assert pull_title(TASK, "  Add   tests ") == "[agent] Add tests"
     assert pull_title(TASK, "") == "[agent] Do the thing."
+
+
+def test_the_format_example_in_a_failure_comment_is_copyable() -> None:
+    """Entities are not decoded inside code, so the example must keep a literal `<!--`."""
+    from runner.errors import TaskSpecError
+
+    try:
+        parse_task("no metadata here", dispatch_repo="o/d", issue_number=5)
+    except TaskSpecError as exc:
+        error = str(exc)
+    text = render_result(ResultView("failed", "t-1", "bot", error=error))
+    fenced = text.split("```markdown\n", 1)[1].split("```", 1)[0]
+    assert fenced.startswith('<!-- agent_task_metadata {"task_id": "my-task-123"} -->')
+    assert "&lt;" not in fenced
+    copied = fenced.replace("my-task-123", "t-9").replace("owner/repo", "o/t")
+    assert parse_task(copied, dispatch_repo="o/d", issue_number=5).task_id == "t-9"
+
+
+def test_comments_outside_code_are_still_neutralised() -> None:
+    text = render_result(ResultView("failed", "t-1", "bot",
+                                    error="hidden <!-- secret text --> and `<!-- shown -->` and `<!-- agent-runner:result -->`"))
+    assert "hidden &lt;!-- secret text --&gt;" in text and "`<!-- shown -->`" in text
+    assert text.count("<!-- agent-runner:result -->") == 1
+    unclosed = render_result(ResultView("failed", "t-1", "bot", error="```\n<!-- never closed"))
+    assert "&lt;!-- never closed" in unclosed
