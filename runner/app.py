@@ -25,6 +25,7 @@ from runner.ledger import open_ledger
 from runner.ledger.base import JobLedger, Ledger
 from runner.log import REDACTOR, get_logger
 from runner.pipeline import Pipeline
+from runner.preflight import prepare
 from runner.sandbox import Sandbox
 from runner.workspace import Identity, Workspace
 
@@ -125,7 +126,7 @@ def build_app(settings: Settings, *, clock: Callable[[], datetime] = utc_now, lo
     log = log or get_logger(agent=settings.agent_name)
     chain = build_chain(settings.generators, settings)
     hooks = CombinedHooks(load_hooks(settings.hooks), log)
-    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    prepare(settings)  # directories made and writable, command programs on PATH
     ledger = open_ledger(settings.ledger_location) if settings.executor != "temporal" else None
     forge = forge_from_settings(settings, tokens, ledger=ledger, log=log)
     identity = bot_identity(settings, tokens, forge)

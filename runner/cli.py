@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from runner import __version__
-from runner.errors import ConfigError, RunnerError
+from runner.errors import BadCredentials, ConfigError, RunnerError
 
 if TYPE_CHECKING:
     from runner.config import Settings
@@ -107,10 +107,23 @@ def build_parser() -> argparse.ArgumentParser:
     sub.add_parser("generators", help="list the installed generators, built-in and plugins",
                    description="List every generator name you can put in GENERATORS: the built-ins "
                    "and those installed by plugins under the `agent_runner.generators` entry point group.")
-    sub.add_parser("check-config", help="validate the settings and print them (secrets hidden)",
-                   description="Load the settings from the environment and .env, check them the way "
-                   "`run` does at start-up (token, dispatch repository, generator chain), and print "
-                   "them as JSON with secrets hidden. Exits 2 naming the setting that is wrong.")
+    check = sub.add_parser("check-config", help="validate the settings offline, the way start-up does",
+                           description="Load the settings from the environment and .env and check them the "
+                           "way `run` does at start-up, without side effects: required settings, the "
+                           "directories (writable, created by nobody), the ledger (opened read-only), the "
+                           "generator chain and plugins, the commands' programs, and the hooks. Prints one "
+                           "✓/✗ line per check and exits 2 if any fails. Nothing is sent to GitHub: "
+                           "`agent-runner doctor` does the online checks.")
+    check.add_argument("--json", action="store_true",
+                       help="also print the settings as JSON on stdout (secrets hidden)")
+    doctor = sub.add_parser("doctor", help="check the token, repositories, labels and generators online",
+                            description="Everything check-config checks, then against the real services: "
+                            "the token (valid, its scopes), DISPATCH_REPO (access), the labels, the "
+                            "allowlist resolved against real repositories, each generator's credentials "
+                            "(one cheap call), git and the clock. One ✓/✗ line per check, each ✗ with its "
+                            "fix; exits 1 if any check fails.")
+    doctor.add_argument("--fix", action="store_true",
+                        help="create missing labels (in the runner's colours) instead of failing")
     docs = sub.add_parser("config-docs", help="regenerate .env.example, docs/configuration.md and the README summary",
                           description="Write the settings reference from the settings model in "
                           "runner/config.py: .env.example, docs/configuration.md and the settings summary "
@@ -128,7 +141,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     stop = _Stop().install() if args.command in {"run", "serve", "worker"} else _Stop()
     try:
         return _dispatch(args, stop)
-    except ConfigError as exc:
+    except (ConfigError, BadCredentials) as exc:  # a token GitHub rejects is a configuration error
         print(f"agent-runner: configuration error: {exc}", file=sys.stderr)
         return 2
     except RunnerError as exc:
@@ -172,7 +185,9 @@ def _dispatch(args: argparse.Namespace, stop: _Stop) -> int:
         print(detail)
         return 0 if ok else 1
     if command == "check-config":
-        return _check_config(settings)
+        return _check_config(settings, as_json=args.json)
+    if command == "doctor":
+        return _doctor(settings, fix=args.fix)
     if command in {"status", "retry"}:
         return _ledger_command(settings, args)
 
@@ -260,6 +275,12 @@ def _serve(app: Any, stop: threading.Event, *, poll: bool = True) -> int:
 
     log = get_logger()
     settings = app.settings
+    try:
+        app.runner.poll()  # a token GitHub rejects (401) exits 2 now, instead of idling "healthy"
+    except BadCredentials:
+        raise
+    except RunnerError as exc:
+        log.warning("first poll failed; will try again", error=str(exc))
     health = HealthServer(app.metrics, settings.health_host, settings.health_port).start()
     webhooks = None
     if settings.webhooks_enabled:
@@ -306,26 +327,38 @@ def _config_docs(root: Path | None, *, check: bool) -> int:
     return 0
 
 
-def _check_config(settings: Settings) -> int:
-    if settings.auth_mode == "token":
-        settings.token()
-    else:
-        from runner.app import token_source
+def _check_config(settings: Settings, *, as_json: bool) -> int:
+    from runner.preflight import offline_checks
 
-        token_source(settings)  # reads and parses the private key
-    settings.require_dispatch_repo()
-    from runner.generators import build_chain
-
-    build_chain(settings.generators, settings)
-    from runner.app import describe_sandbox
-    from runner.log import get_logger
-    from runner.sandbox import Sandbox
-
-    shown = settings.model_dump(mode="json")
-    shown["sandbox_backend"] = describe_sandbox(Sandbox.from_settings(settings), get_logger())
-    print(json.dumps(shown, indent=2, sort_keys=True, default=str))
-    print(f"agent-runner: configuration is valid; sandbox: {shown['sandbox_backend']}", file=sys.stderr)
+    checks = offline_checks(settings)
+    for check in checks:
+        print(check.line(), file=sys.stderr if as_json else sys.stdout)
+    if as_json:
+        print(json.dumps(settings.model_dump(mode="json"), indent=2, sort_keys=True, default=str))
+    failed = [c for c in checks if not c.ok]
+    if failed:
+        print(f"agent-runner: configuration error: {len(failed)} check(s) failed", file=sys.stderr)
+        return 2
+    print("agent-runner: configuration is valid", file=sys.stderr)
     return 0
+
+
+def _doctor(settings: Settings, *, fix: bool) -> int:
+    from runner.app import forge_from_settings, utc_now
+    from runner.doctor import Doctor, run_checks
+    from runner.preflight import offline_checks
+
+    checks = offline_checks(settings)
+    for check in checks:
+        print(check.line(), flush=True)
+    forge = forge_from_settings(settings)
+    for check in run_checks(Doctor(settings, forge, utc_now, fix=fix)):
+        checks.append(check)
+        print(check.line(), flush=True)
+    failed = [c.name for c in checks if not c.ok]
+    print(f"agent-runner: {len(failed)} check(s) failed: {', '.join(failed)}" if failed
+          else "agent-runner: all checks passed", file=sys.stderr)
+    return 1 if failed else 0
 
 
 def _ledger_command(settings: Settings, args: argparse.Namespace) -> int:

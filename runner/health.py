@@ -1,7 +1,9 @@
 """Expose liveness, readiness and Prometheus metrics over a small HTTP server.
 
-`/healthz` says the loop is turning, `/readyz` that the last poll reached GitHub,
-and `/metrics` is the Prometheus text format. The container's HEALTHCHECK runs
+`/healthz` says the loop is turning and GitHub still accepts the token (it
+fails after AUTH_FAILURES_UNHEALTHY polls in a row are refused with 401/403,
+so the container turns unhealthy instead of idling forever), `/readyz` that
+the last poll reached GitHub, and `/metrics` is the Prometheus text format. The container's HEALTHCHECK runs
 `agent-runner healthcheck`, which asks `/healthz` on localhost.
 """
 
@@ -16,6 +18,9 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
+
+#: Polls in a row that GitHub refuses (401/403) before /healthz fails.
+AUTH_FAILURES_UNHEALTHY = 3
 
 
 class Metrics:
@@ -43,6 +48,8 @@ class Metrics:
         self.sandbox = "unknown"
         self._last_tick = time.monotonic()
         self._last_good_poll: float | None = None
+        self._auth_failures = 0
+        self.auth_error = ""
 
     def loop_tick(self) -> None:
         self._last_tick = time.monotonic()
@@ -51,12 +58,18 @@ class Metrics:
         self.polls.labels("ok").inc()
         self.last_poll.set(time.time())
         self._last_good_poll = time.monotonic()
+        self._auth_failures = 0
+        self.auth_error = ""
 
     def webhook_delivery(self, event: str, outcome: str) -> None:
         self.webhooks.labels(event, outcome).inc()
 
-    def poll_failed(self) -> None:
-        self.polls.labels("error").inc()
+    def poll_failed(self, *, auth_error: str | None = None) -> None:
+        """A failed poll; ``auth_error`` when GitHub refused the token (401/403), which no retry fixes."""
+        self.polls.labels("auth_error" if auth_error else "error").inc()
+        if auth_error:
+            self._auth_failures += 1
+            self.auth_error = auth_error
 
     def submitted(self, result: str) -> None:
         self.submissions.labels(result).inc()
@@ -74,7 +87,15 @@ class Metrics:
             self.stage_seconds.labels(stage).observe(value)
 
     def alive(self) -> bool:
-        return time.monotonic() - self._last_tick < self.stale_after_s
+        return self.health_problem() is None
+
+    def health_problem(self) -> str | None:
+        """Why /healthz fails, or None: the loop stalled, or GitHub keeps refusing the token."""
+        if time.monotonic() - self._last_tick >= self.stale_after_s:
+            return "stalled"
+        if self._auth_failures >= AUTH_FAILURES_UNHEALTHY:
+            return f"GitHub refused the last {self._auth_failures} polls: {self.auth_error}"
+        return None
 
     def ready(self) -> bool:
         return self._last_good_poll is not None and time.monotonic() - self._last_good_poll < self.stale_after_s
@@ -89,7 +110,8 @@ class HealthServer:
         class Handler(BaseHTTPRequestHandler):
             def do_GET(self) -> None:  # noqa: N802 (http.server's naming)
                 if self.path == "/healthz":
-                    self._reply(200 if metrics_ref.alive() else 503, b"ok\n" if metrics_ref.alive() else b"stalled\n")
+                    problem = metrics_ref.health_problem()
+                    self._reply(503 if problem else 200, f"{problem or 'ok'}\n".encode())
                 elif self.path == "/readyz":
                     ok = metrics_ref.ready()
                     text = "ready\n" if ok else "not ready: no successful poll yet\n"

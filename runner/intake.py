@@ -17,7 +17,7 @@ from typing import Any
 
 from runner import policy
 from runner.config import Settings
-from runner.errors import LedgerUnavailable, RunnerError, TaskSpecError
+from runner.errors import LedgerUnavailable, PermissionDenied, RunnerError, TaskSpecError
 from runner.forge.base import Forge, Issue
 from runner.health import Metrics
 from runner.ledger.base import TERMINAL, Job, Ledger, TaskKey
@@ -180,6 +180,9 @@ class Runner:
             try:
                 if self.poll():
                     self._wake.set()
+            except PermissionDenied as exc:  # 401/403: waiting does not fix it; /healthz will say so
+                self.metrics.poll_failed(auth_error=str(exc))
+                self.log.error("GitHub refused the poll; check GITHUB_TOKEN", error=str(exc))
             except RunnerError as exc:
                 self.metrics.poll_failed()
                 self.log.warning("poll failed; will try again", error=str(exc))

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Protocol
 
 
@@ -90,6 +91,25 @@ class RepoInfo:
     full_name: str
     default_branch: str
     clone_url: str
+    private: bool
+
+
+@dataclass(frozen=True)
+class TokenInfo:
+    """Who the token is, what it may do (classic scopes; None for fine-grained or app tokens),
+    and GitHub's clock (its `Date` header)."""
+
+    login: str
+    scopes: tuple[str, ...] | None
+    server_time: datetime | None
+
+
+@dataclass(frozen=True)
+class RepoAccess:
+    """A repository the token can see and the token's permissions on it (`push`, `triage`, ...)."""
+
+    full_name: str
+    permissions: frozenset[str]
     private: bool
 
 

@@ -12,6 +12,7 @@ import hashlib
 import threading
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
+from email.utils import parsedate_to_datetime
 from typing import TYPE_CHECKING, Any
 from urllib.parse import quote
 
@@ -21,7 +22,14 @@ from github.GithubObject import NotSet
 from github.Issue import Issue as GhIssue
 from github.PullRequest import PullRequest as GhPull
 
-from runner.errors import BadCredentials, ForgeError, NotFound, PermissionDenied, RateLimited, Rejected
+from runner.errors import (
+    BadCredentials,
+    ForgeError,
+    NotFound,
+    PermissionDenied,
+    RateLimited,
+    Rejected,
+)
 from runner.forge.base import (
     Comment,
     ContentEdit,
@@ -29,7 +37,9 @@ from runner.forge.base import (
     IssueTrail,
     LabelEvent,
     PullRequest,
+    RepoAccess,
     RepoInfo,
+    TokenInfo,
 )
 from runner.forge.cache import TtlCache
 from runner.forge.pacer import GITHUB_LIMITS, Pacer, SlotStore, WriteLimits
@@ -334,6 +344,53 @@ class GitHubForge:
                 private=bool(r.private),
             )
 
+    # -- what `agent-runner doctor` asks --------------------------------------------
+
+    def token_info(self, repo: str) -> TokenInfo:
+        """GET /user: the login, the classic scopes and GitHub's clock.
+
+        Classic tokens list their scopes in `X-OAuth-Scopes`; fine-grained and
+        app tokens send no such header:
+        https://docs.github.com/en/apps/oauth-apps/building-oauth-apps/scopes-for-oauth-apps
+        """
+        with self._request("read the authenticated user", repo) as gh:
+            headers, data = gh.requester.requestJsonAndCheck("GET", "/user")
+        lowered = {k.lower(): v for k, v in (headers or {}).items()}
+        raw = lowered.get("x-oauth-scopes")
+        scopes = None if raw is None else tuple(s.strip() for s in raw.split(",") if s.strip())
+        try:
+            server_time = parsedate_to_datetime(lowered["date"]) if "date" in lowered else None
+        except (TypeError, ValueError):
+            server_time = None
+        return TokenInfo(login=str(data.get("login", "")), scopes=scopes, server_time=server_time)
+
+    def repo_access(self, repo: str) -> RepoAccess:
+        with self._request(f"read repository {repo}", repo) as gh:
+            _, data = gh.requester.requestJsonAndCheck("GET", f"/repos/{repo}")
+        return _access_value(data)
+
+    def accessible_repos(self, repo: str) -> list[RepoAccess]:
+        """GET /user/repos with ``repo``'s token: every repository it can use, with its permissions."""
+        found: list[RepoAccess] = []
+        with self._request("list the token's repositories", repo) as gh:
+            headers, page = gh.requester.requestJsonAndCheck(
+                "GET", "/user/repos", parameters={"per_page": 100})
+            found += [_access_value(item) for item in page or []]
+            next_url = _next_link(headers)
+            while next_url:
+                headers, page = gh.requester.requestJsonAndCheck("GET", next_url)
+                found += [_access_value(item) for item in page or []]
+                next_url = _next_link(headers)
+        return found
+
+    def list_labels(self, repo: str) -> list[str]:
+        with self._request(f"list labels of {repo}", repo) as gh:
+            return [label.name for label in gh.get_repo(repo).get_labels()]
+
+    def create_label(self, repo: str, name: str, color: str, description: str) -> None:
+        with self._request(f"create the label `{name}` in {repo}", repo, write=True) as gh:
+            gh.get_repo(repo).create_label(name, color, description)
+
     # -- pull requests -----------------------------------------------------------
 
     def find_pull(self, repo: str, head_branch: str) -> PullRequest | None:
@@ -481,6 +538,14 @@ def _actor_login(actor: Any) -> str | None:
     if actor.get("__typename") == "Bot" and not login.endswith("[bot]"):
         login += "[bot]"
     return login
+
+def _access_value(data: Any) -> RepoAccess:
+    perms = data.get("permissions") or {}
+    return RepoAccess(full_name=str(data.get("full_name", "")),
+                      permissions=frozenset(k for k, v in perms.items() if v),
+                      private=bool(data.get("private")))
+
+
 
 
 def _opt(value: str | None) -> Any:

@@ -25,6 +25,7 @@ from runner.generators.llm_loop import (
     ToolResults,
     UserText,
     check_cost_limit,
+    check_credentials,
     limit_retry_after,
     resolve_api_key,
     run_agent,
@@ -45,6 +46,12 @@ class AnthropicGenerator:
         self._max_retries = max_retries
         self._options = LoopOptions.from_settings(settings, self.name, max_retries=max_retries)
         check_cost_limit(settings, settings.anthropic_model)
+
+    def check(self) -> str:
+        """What `agent-runner doctor` asks: do the key and the base URL work? (one cheap call)"""
+        with anthropic.Anthropic(api_key=self._key, base_url=self._settings.anthropic_base_url, max_retries=0,
+                          timeout=15.0) as client:
+            return check_credentials(anthropic, client, "Anthropic", "ANTHROPIC_API_KEY")
 
     def generate(self, ctx: GenerationContext) -> Changes:
         # One client per task, closed when it ends. An explicit api_key keeps the

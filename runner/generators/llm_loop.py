@@ -409,15 +409,31 @@ def sdk_errors(sdk: Any, provider: str, key_setting: str, request: ModelRequest)
             raise GeneratorTimeout(f"The {provider} API did not answer before the generator's deadline.") from exc
         raise GeneratorUnavailable(f"The {provider} API timed out; try again later.") from exc
     except sdk.APIConnectionError as exc:
-        url_setting = key_setting.replace("_API_KEY", "_BASE_URL")
-        raise GeneratorUnreachable(
-            f"Could not reach the {provider} API at {_request_origin(exc)} ({exc.message}). "
-            f"Check {url_setting} and the network."
-        ) from exc
+        raise _unreachable(exc, provider, key_setting) from exc
     except sdk.APIStatusError as exc:
         raise status_error(provider, key_setting, exc.status_code, _error_text(exc), bool(request.tools)) from exc
     except sdk.APIResponseValidationError as exc:
         raise GeneratorError(f"The {provider} API sent a reply the SDK could not read ({exc.message}).") from exc
+
+
+def check_credentials(sdk: Any, client: Any, provider: str, key_setting: str) -> str:
+    """The cheap call `agent-runner doctor` makes: list the models (GET /v1/models)."""
+    try:
+        models = [m.id for m in client.models.list().data]
+    except sdk.APIConnectionError as exc:
+        raise _unreachable(exc, provider, key_setting) from exc
+    except sdk.APIStatusError as exc:
+        raise status_error(provider, key_setting, exc.status_code, _error_text(exc), False) from exc
+    shown = ", ".join(models[:3]) + (", …" if len(models) > 3 else "")
+    return f"{provider} answered with {len(models)} model{'s' if len(models) != 1 else ''} ({shown})"
+
+
+def _unreachable(exc: Any, provider: str, key_setting: str) -> GeneratorUnreachable:
+    url_setting = key_setting.replace("_API_KEY", "_BASE_URL")
+    return GeneratorUnreachable(
+        f"Could not reach the {provider} API at {_request_origin(exc)} ({exc.message}). "
+        f"Check {url_setting} and the network."
+    )
 
 
 def _request_origin(exc: Any) -> str:

@@ -38,6 +38,7 @@ from runner.generators.llm_loop import (
     ToolResults,
     UserText,
     check_cost_limit,
+    check_credentials,
     limit_retry_after,
     resolve_api_key,
     run_agent,
@@ -68,6 +69,12 @@ class OpenAIGenerator:
         self._profile = profile_for(settings.openai_compat, settings.openai_base_url)
         self._detect_lock = threading.Lock()
         check_cost_limit(settings, settings.openai_model)
+
+    def check(self) -> str:
+        """What `agent-runner doctor` asks: do the key and the base URL work? (one cheap call)"""
+        with openai.OpenAI(api_key=self._key, base_url=self._settings.openai_base_url, max_retries=0,
+                          timeout=15.0) as client:
+            return check_credentials(openai, client, "OpenAI", "OPENAI_API_KEY")
 
     def generate(self, ctx: GenerationContext) -> Changes:
         # One client per task: its connections are closed when the task ends, and

@@ -9,6 +9,8 @@ import socket
 import subprocess
 import sys
 import time
+import urllib.error
+import urllib.request
 
 import pytest
 from github import Auth, Github
@@ -119,3 +121,51 @@ def test_demo_runs_the_whole_flow(tmp_path) -> None:
     assert re.search(r"Pull request #\d+: http://127\.0\.0\.1:\d+/octocat/hello-world/pull/\d+", result.stdout)
     assert "agent-task-demo-tas" in result.stdout and "README.md" in result.stdout
     assert "finished task" in result.stdout and "processed" in result.stdout
+
+
+def test_a_rejected_token_at_start_up_exits_2_naming_the_setting(world: World) -> None:
+    result = world.cli("run", env=world.env(GITHUB_TOKEN="ghp_" + "q" * 36, HEALTH_PORT="0"))
+    assert result.returncode == 2, result.stderr[-2000:]
+    assert "GITHUB_TOKEN" in result.stderr and "401" in result.stderr
+    assert "q" * 36 not in result.stderr
+
+
+def test_healthz_fails_while_github_keeps_refusing_the_token_and_readyz_keeps_its_meaning(world: World) -> None:
+    port = free_port()
+    env = world.env(HEALTH_PORT=str(port), HEALTH_HOST="127.0.0.1", POLL_INTERVAL_SECONDS="0.2",
+                    GITHUB_MAX_RETRIES="0")
+    proc = subprocess.Popen([sys.executable, "-m", "runner", "--env-file", "/dev/null", "run"], env=env,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=world.root)
+
+    def wait_for(path: str, status: int) -> str:
+        deadline = time.monotonic() + 60
+        seen = ""
+        while time.monotonic() < deadline:
+            try:
+                with urllib.request.urlopen(f"http://127.0.0.1:{port}{path}", timeout=2) as resp:
+                    got, seen = resp.status, resp.read().decode()
+            except urllib.error.HTTPError as exc:
+                got, seen = exc.code, exc.read().decode()
+            except OSError:
+                got = -1
+            if got == status:
+                return seen
+            time.sleep(0.1)
+        raise AssertionError(f"{path} never answered {status}; last: {seen}")
+
+    try:
+        wait_for("/healthz", 200)
+        wait_for("/readyz", 200)
+        world.emu.inject(401, count=None, path_regex=r"^/repos/[^/]+/[^/]+/issues$",
+                         message="Bad credentials")
+        body = wait_for("/healthz", 503)
+        assert "GITHUB_TOKEN" in body
+        assert world.cli("healthcheck", env=env).returncode == 1  # the container turns unhealthy
+        world.emu.clear_faults()  # the token works again (rotated): healthy again
+        wait_for("/healthz", 200)
+        wait_for("/readyz", 200)
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        _, err = proc.communicate(timeout=30)
+    assert proc.returncode == 0, err[-2000:]
+    assert "emulator-token" not in err

@@ -33,6 +33,17 @@ def get_rate_limit(app: App, req: Request) -> Response:
     return Response(200, {"resources": {"core": bucket, **others}, "rate": bucket})
 
 
+@router.route("GET", "/user/repos")
+def list_user_repos(app: App, req: Request) -> Response:
+    """Repositories the user owns or collaborates on, with permissions, oldest first (like `sort=created`)."""
+    assert req.user is not None
+    store = app.backend.store
+    login = req.user.lower()
+    mine = [r for r in store.repos() if r.owner.lower() == login or login in r.collaborators]
+    renderer = app.backend.renderer()
+    return paginate(app, req, mine, lambda repo: renderer.repo(repo, permission=store.permission(repo.full_name, req.user)))
+
+
 @router.route("POST", "/user/repos")
 def create_repo(app: App, req: Request) -> Response:
     assert req.user is not None

@@ -182,6 +182,10 @@ class Store:
             w.issues[key], w.comments[key] = {}, {}
             return w.repos[key].model_copy(deep=True)
 
+    def repos(self) -> list[Repo]:
+        with self._reading() as w:
+            return [r.model_copy(deep=True) for r in w.repos.values()]
+
     def has_repo(self, full_name: str) -> bool:
         with self._reading() as w:
             return full_name.lower() in w.repos

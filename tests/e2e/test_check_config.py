@@ -1,0 +1,53 @@
+"""`check-config` rejects what start-up rejects, names the setting, and changes nothing on disk."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import World
+
+
+def bad_settings(root: Path) -> list[tuple[dict[str, str], str]]:
+    blocker = root / "a-file"
+    blocker.write_text("not a directory\n")
+    return [
+        ({"LEDGER_URL": "garbage"}, "LEDGER_URL"),
+        ({"LEDGER_URL": "mysql://u:p@db/x"}, "LEDGER_URL"),
+        ({"HOOKS": "nosuch:Thing"}, "HOOKS"),
+        ({"GENERATORS": "command", "COMMAND_TEMPLATE": "no-such-agent-cli --yes {instruction}"}, "COMMAND_TEMPLATE"),
+        ({"DATA_DIR": str(blocker / "data")}, "DATA_DIR"),
+        ({"WORKSPACE_DIR": str(blocker / "ws")}, "WORKSPACE_DIR"),
+    ]
+
+
+@pytest.mark.parametrize("case", range(6))
+def test_check_config_and_start_up_reject_the_same_settings(world: World, case: int) -> None:
+    env_extra, setting = bad_settings(world.root)[case]
+    checked = world.cli("check-config", env=world.env(**env_extra))
+    assert checked.returncode == 2, checked.stdout + checked.stderr
+    assert "✗" in checked.stdout and setting in checked.stdout
+    started = world.cli("once", env=world.env(**env_extra))
+    assert started.returncode == 2, started.stderr[-2000:]
+    assert setting in started.stderr and "Traceback" not in started.stderr
+
+
+def test_check_config_has_no_side_effects(world: World, tmp_path: Path) -> None:
+    fresh = tmp_path / "fresh"
+    env = world.env(DATA_DIR=str(fresh / "data"), WORKSPACE_DIR=str(fresh / "workspace"))
+    checked = world.cli("check-config", env=env)
+    assert checked.returncode == 0, checked.stdout + checked.stderr
+    assert not fresh.exists()  # no directory, no ledger file
+    for name in ("settings", "directories", "ledger", "generators", "commands", "hooks", "sandbox"):
+        assert f"✓ {name}:" in checked.stdout
+    assert "empty: created at start-up" in checked.stdout
+    assert not any(r.path.startswith("/repos") for r in world.emu.request_log)  # offline
+
+
+def test_check_config_json_hides_secrets(world: World) -> None:
+    checked = world.cli("check-config", "--json", env=world.env(OPENAI_API_KEY="sk-local-secret-1234567890abcd"))
+    assert checked.returncode == 0, checked.stderr
+    assert '"dispatch_repo": "octocat/dispatch"' in checked.stdout
+    assert "sk-local-secret" not in checked.stdout + checked.stderr
+    assert "emulator-token" not in checked.stdout + checked.stderr
