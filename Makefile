@@ -11,6 +11,7 @@ venv: $(STAMP)
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip uninstall --quiet --yes agent-runner 2>/dev/null || true  # this project's old distribution name
 	$(PY) -m pip install --quiet -e '.[dev]'
 	touch $(STAMP)
 

@@ -6,7 +6,7 @@ your generator, commit, push, pull request, issue comment, labels) against
 git on 127.0.0.1, with no credentials and no network. Run them from this
 directory after installing the plugin, so its entry point is registered:
 
-    pip install -e .
+    pip install -e '.[test]'
     pytest
 """
 

@@ -1,0 +1,29 @@
+"""The distribution has a name of its own, plugins depend on that name, and types ship."""
+
+from __future__ import annotations
+
+import re
+import tomllib
+
+from tests.conftest import REPO_ROOT
+
+
+def project(path: str) -> dict[str, object]:
+    return tomllib.loads((REPO_ROOT / path).read_text("utf-8"))  # type: ignore[no-any-return]
+
+
+def test_the_example_plugin_depends_on_this_distribution_not_the_pypi_namesake() -> None:
+    ours = project("pyproject.toml")["project"]
+    plugin = project("examples/generator-plugin/pyproject.toml")["project"]
+    assert isinstance(ours, dict) and isinstance(plugin, dict)
+    assert ours["name"] != "agent-runner"  # that name on PyPI is an unrelated project
+    names = [re.split(r"[<>=!~\[ ;]", dep, maxsplit=1)[0] for dep in plugin["dependencies"]]
+    assert names == [ours["name"]]
+    assert "pytest" in " ".join(plugin["optional-dependencies"]["test"])
+    assert ours["scripts"] == {"agent-runner": "runner.cli:main"}  # the command keeps its name
+
+
+def test_the_package_is_typed() -> None:
+    assert (REPO_ROOT / "runner" / "py.typed").exists()
+    package_data = project("pyproject.toml")["tool"]["setuptools"]["package-data"]  # type: ignore[index]
+    assert "py.typed" in package_data["runner"]
