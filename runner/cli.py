@@ -124,6 +124,20 @@ def build_parser() -> argparse.ArgumentParser:
                             "fix; exits 1 if any check fails.")
     doctor.add_argument("--fix", action="store_true",
                         help="create missing labels (in the runner's colours) instead of failing")
+    smoke = sub.add_parser("smoke-test", help="file a smoke-test issue and check the whole round trip",
+                           description="File the README's smoke-test issue in DISPATCH_REPO, let a runner "
+                           "process it (its own, or with --wait one already running), and check what a user "
+                           "sees: the branch, the PR with its metadata and Fixes line, the trace file, one "
+                           "result comment and the label. Then remove the label and check that the re-run "
+                           "changes nothing. Closes the PR, deletes the branch and closes the issue unless "
+                           "--keep. Works against GitHub and the emulator; exits 1 if any step fails.")
+    smoke.add_argument("--target", default=None, metavar="OWNER/REPO",
+                       help="the target repository (default: the first exact name in ALLOWED_TARGET_REPOS)")
+    smoke.add_argument("--wait", action="store_true",
+                       help="wait for a runner that is already running instead of processing the issue here")
+    smoke.add_argument("--keep", action="store_true", help="leave the issue, branch and PR for inspection")
+    smoke.add_argument("--timeout", type=float, default=600.0, metavar="SECONDS",
+                       help="how long to wait for the runner each time (default 600)")
     docs = sub.add_parser("config-docs", help="regenerate .env.example, docs/configuration.md and the README summary",
                           description="Write the settings reference from the settings model in "
                           "runner/config.py: .env.example, docs/configuration.md and the settings summary "
@@ -186,6 +200,8 @@ def _dispatch(args: argparse.Namespace, stop: _Stop) -> int:
         return 0 if ok else 1
     if command == "check-config":
         return _check_config(settings, as_json=args.json)
+    if command == "smoke-test":
+        return _smoke_test(settings, args)
     if command == "doctor":
         return _doctor(settings, fix=args.fix)
     if command in {"status", "retry"}:
@@ -359,6 +375,41 @@ def _doctor(settings: Settings, *, fix: bool) -> int:
     print(f"agent-runner: {len(failed)} check(s) failed: {', '.join(failed)}" if failed
           else "agent-runner: all checks passed", file=sys.stderr)
     return 1 if failed else 0
+
+
+def _smoke_test(settings: Settings, args: argparse.Namespace) -> int:
+    from runner.app import forge_from_settings
+    from runner.smoke import SmokeTest
+    from runner.task import normalize_repo
+
+    exact = [p for p in settings.allowed_target_repos if not any(c in p for c in "*?[")]
+    target = args.target or (exact[0] if exact else None)
+    if target is None:
+        raise ConfigError("smoke-test needs a target repository: pass --target OWNER/REPO, or name one "
+                          "exactly in ALLOWED_TARGET_REPOS.")
+    target = normalize_repo(target)
+    forge = forge_from_settings(settings)
+    app = None
+    run_runner = None
+    if not args.wait:
+        from runner.app import build_app
+
+        app = build_app(settings)
+        runner = app.runner
+
+        def run_runner(number: int) -> None:
+            runner.process_issue(number)
+
+    try:
+        report = SmokeTest(settings, forge, target, run_runner, timeout_s=args.timeout, keep=args.keep).run()
+    finally:
+        if app is not None:
+            app.close()
+    verdict = "PASS" if report.passed else "FAIL"
+    failed = [step for step, ok, _ in report.steps if not ok]
+    print(f"smoke test: {verdict}" + (f" (failed: {', '.join(failed)})" if failed else
+                                       f": {len(report.steps)} steps, one PR, one comment, re-run idempotent"))
+    return 0 if report.passed else 1
 
 
 def _ledger_command(settings: Settings, args: argparse.Namespace) -> int:

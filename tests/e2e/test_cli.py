@@ -25,7 +25,7 @@ def free_port() -> int:
 
 
 @pytest.mark.parametrize("command", ["run", "once", "process", "demo", "emulator", "status", "retry",
-                                     "generators", "healthcheck", "check-config", "config-docs", "doctor"])
+                                     "generators", "healthcheck", "check-config", "config-docs", "doctor", "smoke-test"])
 def test_every_command_has_help(command: str) -> None:
     out = subprocess.run([sys.executable, "-m", "runner", command, "--help"], capture_output=True, text=True,
                          cwd=REPO_ROOT)

@@ -162,6 +162,15 @@ def get_ref(app: App, req: Request) -> Response:
     return Response(200, app.backend.renderer().ref(repo, refname, sha))
 
 
+@router.route("DELETE", "/repos/{owner}/{repo}/git/refs/{ref:path}")
+def delete_ref(app: App, req: Request) -> Response:
+    """204, or 422 "Reference does not exist" as GitHub answers for a missing ref."""
+    repo = app.repo(req, "write")
+    if not app.backend.git(repo).delete_ref("refs/" + req.params["ref"].strip("/")):
+        raise ValidationFailed([], "Reference does not exist")
+    return Response(204)
+
+
 @router.route("GET", "/repos/{owner}/{repo}/contents")
 @router.route("GET", "/repos/{owner}/{repo}/contents/{path:path}")
 def get_contents(app: App, req: Request) -> Response:

@@ -137,6 +137,13 @@ class BareRepo:
                          f"{rev}^{{commit}}", check=False)
         return proc.stdout.decode().strip() if proc.returncode == 0 else None
 
+    def delete_ref(self, refname: str) -> bool:
+        """Delete a ref; False when it did not exist."""
+        if self.rev_parse(refname) is None:
+            return False
+        self._git("update-ref", "-d", refname)
+        return True
+
     def branch_sha(self, branch: str) -> str | None:
         return self.rev_parse(f"refs/heads/{branch}")
 
