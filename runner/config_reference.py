@@ -232,6 +232,10 @@ def _is_secret(annotation: Any) -> bool:
     return annotation is SecretStr or SecretStr in typing.get_args(annotation)
 
 
+_KINDS: dict[Any, str] = {SecretStr: "secret", bool: "`true`/`false`", int: "integer", float: "number",
+                          Path: "path", str: "text", tuple: "comma-separated list", dict: "JSON object"}
+
+
 def _kind(info: FieldInfo) -> str:
     """A person's name for the field's type, with its bounds."""
     annotation = info.annotation
@@ -239,26 +243,10 @@ def _kind(info: FieldInfo) -> str:
     if isinstance(annotation, types.UnionType) or typing.get_origin(annotation) is typing.Union:
         annotation = args[0] if len(args) == 1 else annotation
     origin = typing.get_origin(annotation)
-    if annotation is SecretStr:
-        kind = "secret"
-    elif origin is Literal:
+    if origin is Literal:
         kind = "one of " + ", ".join(f"`{v}`" for v in typing.get_args(annotation))
-    elif annotation is bool:
-        kind = "`true`/`false`"
-    elif annotation is int:
-        kind = "integer"
-    elif annotation is float:
-        kind = "number"
-    elif annotation is Path:
-        kind = "path"
-    elif origin is tuple:
-        kind = "comma-separated list"
-    elif origin is dict:
-        kind = "JSON object"
-    elif annotation is str:
-        kind = "text"
     else:
-        kind = str(annotation)
+        kind = _KINDS.get(annotation) or _KINDS.get(origin) or str(annotation)
     bounds = []
     for item in info.metadata:
         for attr, sign in (("ge", "≥"), ("gt", ">"), ("le", "≤"), ("lt", "<")):
