@@ -394,25 +394,25 @@ class GitHubForge:
     # -- what `agent-runner smoke-test` does -----------------------------------------
 
     def create_issue(self, repo: str, title: str, body: str, labels: Sequence[str]) -> int:
-        with translate(f"open an issue in {repo}"):
-            return int(self._gh_for(repo).get_repo(repo).create_issue(title=title, body=body, labels=list(labels)).number)
+        with self._request(f"open an issue in {repo}", repo, write=True) as gh:
+            return int(gh.get_repo(repo).create_issue(title=title, body=body, labels=list(labels)).number)
 
     def close_issue(self, repo: str, number: int) -> None:
-        with translate(f"close {repo}#{number}"):
-            self._gh_for(repo).get_repo(repo).get_issue(number).edit(state="closed")
+        with self._request(f"close {repo}#{number}", repo, write=True) as gh:
+            gh.get_repo(repo).get_issue(number).edit(state="closed")
 
     def branch_head(self, repo: str, branch: str) -> str | None:
         """The branch's commit sha, or None when there is no such branch."""
         try:
-            with translate(f"read branch {branch} of {repo}"):
-                return str(self._gh_for(repo).get_repo(repo).get_git_ref(f"heads/{branch}").object.sha)
+            with self._request(f"read branch {branch} of {repo}", repo) as gh:
+                return str(gh.get_repo(repo).get_git_ref(f"heads/{branch}").object.sha)
         except NotFound:
             return None
 
     def file_text(self, repo: str, ref: str, path: str) -> str | None:
         try:
-            with translate(f"read {path} at {ref} in {repo}"):
-                found = self._gh_for(repo).get_repo(repo).get_contents(path, ref=ref)
+            with self._request(f"read {path} at {ref} in {repo}", repo) as gh:
+                found = gh.get_repo(repo).get_contents(path, ref=ref)
         except NotFound:
             return None
         if isinstance(found, list):
@@ -420,10 +420,10 @@ class GitHubForge:
         return found.decoded_content.decode("utf-8", errors="replace")
 
     def delete_branch(self, repo: str, branch: str) -> None:
-        with translate(f"delete branch {branch} of {repo}"):
+        with self._request(f"delete branch {branch} of {repo}", repo, write=True) as gh:
             # https://docs.github.com/en/rest/git/refs#delete-a-reference (a lazy GitRef would
             # address the singular git/ref/ path, which has no DELETE)
-            self._gh_for(repo).requester.requestJsonAndCheck("DELETE", f"/repos/{repo}/git/refs/heads/{quote(branch)}")
+            gh.requester.requestJsonAndCheck("DELETE", f"/repos/{repo}/git/refs/heads/{quote(branch)}")
 
     # -- pull requests -----------------------------------------------------------
 
