@@ -80,6 +80,15 @@ class World:
     def comment(self) -> int:
         return self.emu.add_comment(REPO, self.issue(), "A comment")
 
+    def pushed_branch(self) -> str:
+        """A freshly pushed branch of its own."""
+        branch = self.unique("gone")
+        _push(self.emu, branch)
+        return branch
+
+    def delete_branch(self, branch: str) -> httpx.Response:
+        return self.call("DELETE", f"/repos/{{repo}}/git/refs/heads/{branch}")
+
     def open_pull(self) -> int:
         """An open pull request of its own, from a freshly pushed branch."""
         branch = self.unique("feature")
@@ -224,6 +233,9 @@ CASES: tuple[Case, ...] = (
     Case("git/get-ref", 200, lambda w: w.get("/repos/{repo}/git/ref/heads/main")),
     Case("git/get-ref", 200, lambda w: w.get("/repos/{repo}/git/refs/heads/main"), "refs-alias"),
     Case("git/get-ref", 404, lambda w: w.get("/repos/{repo}/git/ref/heads/no-such-branch")),
+    Case("git/delete-ref", 204, lambda w: w.delete_branch(w.pushed_branch())),
+    Case("git/delete-ref", 422, lambda w: w.delete_branch("no-such-branch")),
+    Case("repos/list-for-authenticated-user", 200, lambda w: w.get("/user/repos")),
     Case("repos/get-content", 200, lambda w: w.get("/repos/{repo}/contents/README.md"), "file"),
     Case("repos/get-content", 200, lambda w: w.get("/repos/{repo}/contents/src?ref=main"), "dir"),
     Case("repos/get-content", 200, lambda w: w.get("/repos/{repo}/contents"), "root"),

@@ -67,6 +67,7 @@ EXTRA_OPERATIONS: tuple[str, ...] = (
     "pulls/list-review-comments-for-repo",
     "pulls/list-files",
     "repos/list-for-authenticated-user",
+    "git/delete-ref",
     "repos/delete",
 )
 
