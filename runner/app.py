@@ -141,7 +141,7 @@ def build_app(settings: Settings, *, clock: Callable[[], datetime] = utc_now, lo
                              sandbox=sandbox)
     assert ledger is not None
     pipeline = Pipeline(settings=settings, forge=forge, workspace=workspace, chain=chain, ledger=ledger,
-                        hooks=hooks, redactor=REDACTOR, log=log, clock=clock, sandbox=sandbox)
+                        hooks=hooks, redactor=REDACTOR, log=log, clock=clock, sandbox=sandbox, inbox=ledger)
     runner = Runner(settings=settings, forge=forge, ledger=ledger, pipeline=pipeline, clock=clock,
                     owner=owner, log=runner_log, metrics=metrics, interrupt=forge.interrupt)
     return App(settings, forge, ledger, workspace, pipeline, runner, metrics, tokens)

@@ -211,6 +211,10 @@ class Settings(BaseSettings):
     allow_workflow_changes: bool = False
     """Allow changes under `.github/workflows/`."""
 
+    # Feedback rounds (docs/feedback.md): `/agent` comments and reviews push to the same PR
+    feedback_command: str = Field(default="/agent", min_length=1, max_length=40, pattern=r"^\S+$")
+    max_feedback_rounds: int = Field(default=5, ge=0, le=100)
+
     # Validation
     validate_commands: CsvList = ()
     """Commands run in the worktree after generation, comma-separated, for example `pytest -q,ruff check .`."""

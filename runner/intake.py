@@ -11,13 +11,15 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Callable
-from datetime import datetime
+from collections.abc import Callable, Sequence
+from dataclasses import replace
+from datetime import datetime, timedelta
 from typing import Any
 
-from runner import policy
+from runner import feedback, policy
 from runner.config import Settings
 from runner.errors import LedgerUnavailable, PermissionDenied, RunnerError, TaskSpecError
+from runner.feedback import FeedbackItem
 from runner.forge.base import Forge, Issue
 from runner.health import Metrics
 from runner.ledger.base import TERMINAL, Job, Ledger, TaskKey
@@ -28,6 +30,8 @@ from runner.task import body_hash, parse_metadata
 IDLE_TICK_S = 1.0
 #: Of SHUTDOWN_GRACE_SECONDS, what is kept for releasing leases and exiting.
 DRAIN_MARGIN_S = 2.0
+#: How far back the first feedback poll after a start looks (the ledger makes repeats harmless).
+FEEDBACK_LOOKBACK = timedelta(hours=1)
 
 
 class Runner:
@@ -62,6 +66,7 @@ class Runner:
         self._wake = threading.Event()  # set when work was queued or a job finished: claim now
         self._poller: threading.Thread | None = None
         self._interrupt = interrupt or (lambda: None)  # cuts every wait on GitHub short
+        self._since: dict[tuple[str, str], str] = {}  # feedback poll watermarks: (repo, listing) -> time
 
     # -- intake ------------------------------------------------------------------
 
@@ -78,8 +83,64 @@ class Runner:
             except Exception as exc:  # one issue must never stop the others (DESIGN: trust boundaries)
                 self.log.exception("could not queue issue; the others go on", issue=issue.number,
                                    error_type=type(exc).__name__)
+        queued += self.poll_feedback()
         self.metrics.poll_done(time.monotonic() - started, len(issues))
         return queued
+
+    def poll_feedback(self) -> int:
+        """Find new `/agent` comments and review comments: one conditional request per listing.
+
+        The dispatch repository's comment listing, and for every target repository that
+        has a task PR its comment and review-comment listings, each ``since`` the last
+        change seen; while nothing changes, each answer is a 304 (free on the rate limit)."""
+        pulls = self.ledger.pull_tasks()
+        targets = sorted({ref[0] for _, url in pulls if (ref := feedback.pull_ref(url))})
+        listings: list[tuple[str, str]] = [(self.repo, "comments")]
+        listings += [(repo, kind) for repo in targets if repo.lower() != self.repo.lower()
+                     for kind in ("comments", "review_comments")]
+        offered = 0
+        for repo, kind in listings:
+            since = self._since.get((repo, kind)) or _iso(self.clock() - FEEDBACK_LOOKBACK)
+            fetch = self.forge.comments_since if kind == "comments" else self.forge.review_comments_since
+            items = fetch(repo, since)
+            for item in items:
+                offered += self.offer_feedback(item, pulls=pulls)
+            newest = max((i.updated_at for i in items if i.updated_at), default=since)
+            self._since[(repo, kind)] = max(newest, since)
+        self.ledger.wake_for_feedback(now=self.clock())  # a crash between recording and queueing
+        return offered
+
+    def offer_feedback(self, item: FeedbackItem, *, pulls: Sequence[tuple[TaskKey, str]] | None = None) -> int:
+        """The one intake for a comment or review seen by the poll or a webhook.
+
+        Records it once in the ledger when it is a trigger on a task's issue or PR; the
+        author's write access is checked when its round runs, so a non-writer's item
+        gets no reaction and no run."""
+        login = self.forge.authenticated_login(self.repo)
+        if item.author.lower() == login.lower():
+            return 0  # the runner's own comments
+        if feedback.trigger_text(item, command=self.settings.feedback_command, bot_login=login) is None:
+            return 0
+        key = self._task_of(item, pulls)
+        if key is None:
+            return 0
+        if item.kind == "issue_comment" and item.repo.lower() != self.repo.lower():
+            item = replace(item, kind="pr_comment")
+        if not self.ledger.add_feedback(key, item.key, item.to_json(), now=self.clock()):
+            return 0
+        self.log.info("feedback queued", issue=key.issue_number, feedback=item.key, author=item.author)
+        self._wake.set()
+        return 1
+
+    def _task_of(self, item: FeedbackItem, pulls: Sequence[tuple[TaskKey, str]] | None) -> TaskKey | None:
+        """The task an item belongs to: its dispatch issue, or the task whose PR it was posted on."""
+        if item.repo.lower() == self.repo.lower() and item.kind == "issue_comment":
+            return TaskKey(self.repo, item.number)
+        for key, url in self.ledger.pull_tasks() if pulls is None else pulls:
+            ref = feedback.pull_ref(url)
+            if ref is not None and ref[0].lower() == item.repo.lower() and ref[1] == item.number:
+                return key
+        return None
 
     def offer(self, issue: Issue) -> int:
         """The one intake for an issue seen by the poll or a webhook: queue it when it is work.
@@ -258,6 +319,10 @@ class Runner:
             self.metrics.job_finished()
         self.metrics.job_done(outcome.status, time.monotonic() - started, outcome.stage_seconds)
         return outcome
+
+
+def _iso(moment: datetime) -> str:
+    return moment.strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 def _task_id(body: str) -> str | None:

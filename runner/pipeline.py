@@ -18,7 +18,7 @@ from functools import partial
 from pathlib import Path
 from typing import Any, Literal
 
-from runner import guard, policy, retry, secrets
+from runner import feedback, guard, policy, retry, secrets
 from runner.config import Settings
 from runner.errors import (
     ConfigError,
@@ -32,6 +32,7 @@ from runner.errors import (
     TaskSpecError,
     ValidationFailed,
 )
+from runner.feedback import FeedbackItem, RoundContext, RoundRecord, Spent
 from runner.forge.base import Forge, Issue, PullRequest
 from runner.generators import build_chain
 from runner.generators.base import Budget, Changes, GenerationContext, Generator, Usage
@@ -40,7 +41,7 @@ from runner.generators.pricing import display_model
 from runner.generators.trace import write_trace
 from runner.hooks import CombinedHooks
 from runner.lease import LeaseKeeper
-from runner.ledger.base import Job, JobLedger, backoff_delay
+from runner.ledger.base import FeedbackInbox, Job, JobLedger, backoff_delay
 from runner.log import Redactor
 from runner.models import choose_model
 from runner.procs import minimal_env
@@ -113,9 +114,11 @@ class Pipeline:
         clock: Callable[[], datetime],
         sandbox: Sandbox | None = None,
         retry_policy: retry.RetryPolicy = retry.RetryPolicy(),  # noqa: B008 (a frozen value)
+        inbox: FeedbackInbox | None = None,
     ) -> None:
         self.settings = settings
         self.sandbox = sandbox or Sandbox.from_settings(settings)
+        self.inbox = inbox  # feedback rounds; None where the executor keeps no feedback (Temporal)
         self.forge = forge
         self.workspace = workspace
         self.chain = list(chain)
@@ -162,9 +165,14 @@ class Pipeline:
         issue = self.forge.get_issue(key.dispatch_repo, key.issue_number)
         run.issue = issue
         self.reporter.note_issue(issue, attempt=run.job.attempt)
+        pending = self.inbox.pending_feedback(key) if self.inbox is not None else []
+        if pending and self.labels.processed in issue.labels and issue.state == "open":
+            return self._rounds(run, issue, pending)
         eligible, why = policy.should_process(issue, self.labels)
         if not eligible:
             run.log.info("skipping issue", reason=why)
+            for item_key, _ in pending:  # nothing to iterate on; drop them, or the task never settles
+                self._finish_item(run, item_key, "refused", None, {"reason": why})
             return self._record_as_found(run, issue, why)
 
         task = parse_task(issue.body, dispatch_repo=key.dispatch_repo, issue_number=issue.number,
@@ -219,7 +227,130 @@ class Pipeline:
         self.hooks.call("on_pull_request", task=task, pull=pull)
         return self._succeed(run, pull, changes, notes=changes.notes + result.notes)
 
-    def _make_change(self, run: _Run, task: DispatchTask, tree: Worktree, names: TaskNames) -> _Change:
+    def _rounds(self, run: _Run, issue: Issue, pending: Sequence[tuple[str, dict[str, Any]]]) -> Outcome:
+        """The second entry: one feedback round per pending item, in order, each its own commit."""
+        assert self.inbox is not None
+        key = run.job.key
+        task = parse_task(issue.body, dispatch_repo=key.dispatch_repo, issue_number=issue.number,
+                          labels=issue.labels)
+        run.task = task
+        run.log = run.log.bind(task_id=task.task_id, target=task.target_repo)
+        self._check_trust(task, issue)
+        info = self.forge.repo_info(task.target_repo)
+        base = task.base_branch or info.default_branch
+        mirror = self.workspace.sync(task.target_repo, info.clone_url)
+        names, pull = self._names(task, mirror)
+        run.log = run.log.bind(branch=names.branch)
+        history = [RoundRecord.from_json(outcome) for _, status, _, outcome in self.inbox.handled_feedback(key)
+                   if outcome.get("number")]
+        first_usage = self.inbox.usage_of(key)
+        run.view = replace(run.view, task_id=task.task_id, branch=names.branch)
+        for item_key, raw in pending:
+            item = FeedbackItem.from_json(raw)
+            spent = feedback.spent_from(first_usage, history)
+            record, pull = self._round(run, task, info.clone_url, base, names, pull, item, spent, history)
+            if record is not None:
+                history.append(record)
+            self._finish_item(run, item_key, "refused" if record is None else
+                              ("failed" if record.outcome == "failed" else
+                               "refused" if record.outcome == "refused" else "done"),
+                              None if record is None else record.number,
+                              {} if record is None else record.to_json())
+        self._complete(run, pr_url=pull.html_url if pull else None)
+        return Outcome("succeeded", pr_url=pull.html_url if pull else None, stage_seconds=dict(run.stages))
+
+    def _round(self, run: _Run, task: DispatchTask, clone_url: str, base: str, names: TaskNames,
+               pull: PullRequest | None, item: FeedbackItem, spent: Spent,
+               history: list[RoundRecord]) -> tuple[RoundRecord | None, PullRequest | None]:
+        """Run one round and report it; no record when the item is not a writer's (logged, nothing said)."""
+        s = self.settings
+        log = run.log.bind(feedback=item.key, author=item.author)
+        text = feedback.trigger_text(item, command=s.feedback_command,
+                                     bot_login=self.forge.authenticated_login(task.dispatch_repo))
+        permission = self.forge.permission(item.repo, item.author) if text is not None else None
+        if text is None or permission not in policy.TRUSTED_PERMISSIONS:
+            log.warning("feedback ignored: its author may not write to the repository it was posted in",
+                        permission=permission, repo=item.repo)
+            return None, pull
+        number = spent.rounds + 1
+        base_record = RoundRecord(number=number, item_key=item.key, kind=item.kind, author=item.author,
+                                  outcome="refused", html_url=item.html_url)
+        why = feedback.refusal(item, text, spent, feedback.Limits(
+            max_rounds=s.max_feedback_rounds, max_tokens=s.max_tokens_per_task,
+            max_cost_usd=s.max_cost_usd_per_task))
+        if why is None and (pull is None or pull.state != "open"):
+            why = ("The task's pull request is merged or closed, so there is nothing to iterate on. "
+                   "Open a new dispatch issue for further changes.")
+        if why is not None:
+            log.info("feedback round refused", reason=why)
+            record = replace(base_record, summary=why)
+            return record, self._report_round(run, pull, history + [record], notes=(why,))
+        if item.reactable:
+            self.forge.add_reaction(item, "eyes")
+        log.info("feedback round", round=number)
+        try:
+            record = self._round_change(run, task, clone_url, base, names, item, text, number, spent)
+        except (LeaseLost, CrashLoop):
+            raise
+        except RunnerError as exc:
+            if exc.transient and run.job.failures + 1 < s.max_attempts:
+                raise  # retried with backoff; the item stays pending
+            message = self.redact(str(exc))
+            log.warning("feedback round failed", error=message, error_type=type(exc).__name__)
+            record = replace(base_record, outcome="failed", summary=message)
+            return record, self._report_round(run, pull, history + [record],
+                                              notes=(f"Round {number} failed: {message}",))
+        return record, self._report_round(run, pull, history + [record])
+
+    def _round_change(self, run: _Run, task: DispatchTask, clone_url: str, base: str, names: TaskNames,
+                      item: FeedbackItem, text: str, number: int, spent: Spent) -> RoundRecord:
+        """Generate, guard, validate and push the round's commit, once even across a crash."""
+        mirror = self.workspace.sync(task.target_repo, clone_url)
+        record = RoundRecord(number=number, item_key=item.key, kind=item.kind, author=item.author,
+                             outcome="pushed", html_url=item.html_url)
+        done = self.workspace.commit_with_line(mirror, names.branch, base, feedback.trailer(item.key))
+        if done is not None:  # a worker pushed this round, then died before recording it
+            return replace(record, sha=done, summary="Pushed before the runner restarted.")
+        job_tag = f"{run.job.key.issue_number}-a{run.job.attempt}-r{number}"
+        with self.workspace.checkout(mirror, branch=names.branch, base_branch=base, job=job_tag) as tree:
+            round_ctx = feedback.round_context(number, [item], [text], task.instruction, self.workspace.diff(tree))
+            result = self._make_change(run, task, tree, names, round_ctx=round_ctx, spent=spent)
+            run.lease.check()
+            changes = result.changes
+            message = feedback.commit_message(commit_message(task, changes.summary), number, item)
+            with run.stage(f"secret_scan_round_{number}"):
+                self._scan_for_secrets(tree, names)
+            with run.stage(f"push_round_{number}"):
+                run.lease.renew()
+                head, committed = push_change(self.workspace, tree, clone_url=clone_url, message=message,
+                                              log=run.log, policy=self.retry)
+        usage = changes.usage
+        return replace(record, outcome="pushed" if committed else "unchanged", sha=head if committed else None,
+                       summary=changes.summary, input_tokens=usage.input_tokens, output_tokens=usage.output_tokens,
+                       cost_usd=usage.cost_usd)
+
+    def _report_round(self, run: _Run, pull: PullRequest | None, records: list[RoundRecord],
+                      notes: tuple[str, ...] = ()) -> PullRequest | None:
+        """The same PR's body gets the rounds section; the same result comment is edited."""
+        assert run.task is not None
+        run.lease.check()
+        if pull is not None and pull.state == "open":
+            body = self.redact(feedback.with_rounds(pull.body, records))
+            if body.strip() != pull.body.strip():
+                pull = self.forge.update_pull(run.task.target_repo, pull.number, body=body)
+        self._show(run, final=True, status="succeeded", pr_url=pull.html_url if pull else None,
+                   pr_number=pull.number if pull else None, summary=None, stages_done=(), progress=None,
+                   rounds=tuple(feedback.round_line(r) for r in records), notes=notes)
+        return pull
+
+    def _finish_item(self, run: _Run, item_key: str, status: str, round_no: int | None,
+                     outcome: dict[str, Any]) -> None:
+        if self.inbox is not None:
+            self.inbox.finish_feedback(run.lease.job, item_key, status=status, round_no=round_no,
+                                       outcome=outcome, now=self.clock())
+
+    def _make_change(self, run: _Run, task: DispatchTask, tree: Worktree, names: TaskNames, *,
+                     round_ctx: RoundContext | None = None, spent: Spent | None = None) -> _Change:
         """Generate, guard and validate; a failed validation feeds its output back for another round."""
         s = self.settings
         # From the base commit only: what a change or an earlier run put on the branch never counts.
@@ -239,14 +370,14 @@ class Pipeline:
         chain = self._chain_for(task)
         model = choose_model(task, s)
         notes = tuple(repo_config.warnings) + repo_notes + ((model.note,) if model.note else ())
-        feedback: str | None = None
+        validation_feedback: str | None = None
         usage = Usage()
         for round_no in range(s.validation_rounds + 1):
             # Only validation needs the snapshot (to tell whether a round changed anything).
             before = self.workspace.snapshot(tree) if commands else None
             with run.stage("generate" if round_no == 0 else f"generate_round_{round_no + 1}"):
                 ctx = replace(self._context(run, task, tree.path, names, model.model, repo_config.instructions,
-                                            feedback), git_dir=tree.git_dir)
+                                            validation_feedback, round_ctx, spent), git_dir=tree.git_dir)
                 changes = run_chain(chain, ctx, reset=lambda: self.workspace.reset(tree),
                                     changed=partial(self._changed, tree, before=before, trace_path=names.trace_path))
                 write_trace(ctx, branch=names.branch, max_bytes=s.max_file_bytes,
@@ -271,7 +402,7 @@ class Pipeline:
             if decision == "pass":
                 return _Change(changes, report.render_markdown(), notes=notes)
             if decision == "retry" and progressed:
-                feedback = report.failure_feedback()
+                validation_feedback = report.failure_feedback()
                 continue
             break
         if s.on_validation_failure == "draft":
@@ -338,8 +469,12 @@ class Pipeline:
             raise TaskSpecError(f"The task asks for generator `{task.generator}`: {exc}") from exc
 
     def _context(self, run: _Run, task: DispatchTask, worktree: Path, names: TaskNames, model: str | None,
-                 repo_instructions: str, feedback: str | None) -> GenerationContext:
+                 repo_instructions: str, validation_feedback: str | None,
+                 round_ctx: RoundContext | None = None, spent: Spent | None = None) -> GenerationContext:
         s = self.settings
+        spent = spent or Spent()  # budgets cover the task's first run and every round so far
+        max_tokens = None if s.max_tokens_per_task is None else max(1, s.max_tokens_per_task - spent.tokens)
+        max_cost = None if s.max_cost_usd_per_task is None else max(1e-9, s.max_cost_usd_per_task - spent.cost_usd)
         return GenerationContext(
             task=task,
             worktree=worktree,
@@ -348,11 +483,12 @@ class Pipeline:
             log=run.log,
             deadline=time.monotonic() + s.generator_timeout_seconds,
             budget=Budget(max_turns=s.max_turns, max_output_tokens=s.max_output_tokens,
-                          max_tokens=s.max_tokens_per_task, max_cost_usd=s.max_cost_usd_per_task),
+                          max_tokens=max_tokens, max_cost_usd=max_cost),
             model=model,
             metadata=task.metadata,
             repo_instructions=repo_instructions,
-            feedback=feedback,
+            feedback=validation_feedback,
+            round=round_ctx,
             transcript_dir=s.data_dir / "transcripts" / task.dispatch_repo / str(task.issue_number),
             report_progress=lambda message: self._progress(run, message),
         )
@@ -368,6 +504,10 @@ class Pipeline:
         self.reporter.mark_processed(run.task.dispatch_repo, run.task.issue_number,
                                      carried=run.issue.labels if run.issue is not None else None)
         self.hooks.call("on_finished", task=run.task, pull=pull)
+        if self.inbox is not None and changes.usage.total_tokens:
+            u = changes.usage
+            self.inbox.record_usage(run.lease.job, {"input_tokens": u.input_tokens, "output_tokens": u.output_tokens,
+                                                    "cost_usd": u.cost_usd}, now=self.clock())
         self._complete(run, pr_url=pull.html_url, transcript=changes.transcript)
         return Outcome("succeeded", pr_url=pull.html_url, stage_seconds=dict(run.stages))
 

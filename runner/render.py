@@ -42,6 +42,7 @@ class ResultView:
     no_change: str | None = None  # why the generator changed nothing, in its own words
     generator: str | None = None
     fell_back: tuple[str, ...] = ()  # generators that failed before `generator` ran
+    rounds: tuple[str, ...] = ()  # one line per feedback round (runner.feedback.round_line)
 
 
 @dataclass(frozen=True)
@@ -86,6 +87,8 @@ def render_result(view: ResultView) -> str:
             lines += ["", *_summary_lines(view.summary, view.summary_by)]
         if view.files:
             lines += ["", "Files changed:", *_bullets(view.files)]
+        if view.rounds:
+            lines += ["", "Feedback rounds:", *[f"- {r}" for r in view.rounds]]
     elif view.status == "retrying":
         lines.append(f"🔁 **{view.agent_name}** hit a temporary problem on task {task} "
                      f"(attempt {view.attempt}) and will try again.")

@@ -35,6 +35,7 @@ from typing import TYPE_CHECKING, Any
 
 from runner import policy
 from runner.errors import ConfigError, RunnerError
+from runner.feedback import FeedbackItem
 from runner.forge.base import Issue
 from runner.forge.github import issue_from_json
 from runner.health import Metrics
@@ -174,25 +175,38 @@ def route(delivery: Delivery, *, dispatch_repo: str, bot_login: str | None, labe
 
 
 def _feedback(delivery: Delivery, dispatch_repo: str) -> Intent:
-    """Keep what a person said (on a dispatch issue, or on a task's PR) for the feedback rounds."""
+    """Keep what a person said (on a dispatch issue, or on a PR) for the feedback rounds.
+
+    Only new comments and submitted reviews count: an edit never starts a round."""
     p = delivery.payload
+    wanted = "submitted" if delivery.event == "pull_request_review" else "created"
+    if delivery.action != wanted:
+        return Intent("ignored", f"{delivery.event}.{delivery.action} is not feedback")
+    repo = delivery.repo or ""
     if delivery.event == "issue_comment":
-        if (delivery.repo or "").lower() != dispatch_repo.lower():
-            return Intent("ignored", "a comment outside the dispatch repository")
-        number, item = (p.get("issue") or {}).get("number"), p.get("comment") or {}
+        issue = p.get("issue") or {}
+        number, item = issue.get("number"), p.get("comment") or {}
+        kind = "pr_comment" if issue.get("pull_request") else "issue_comment"
+        if kind == "issue_comment" and repo.lower() != dispatch_repo.lower():
+            return Intent("ignored", "a comment on an issue outside the dispatch repository")
     else:
         number = (p.get("pull_request") or {}).get("number")
-        item = p.get("review") if delivery.event == "pull_request_review" else p.get("comment")
-        item = item or {}
-    if not isinstance(number, int):
+        item = (p.get("review") if delivery.event == "pull_request_review" else p.get("comment")) or {}
+        kind = "review" if delivery.event == "pull_request_review" else "review_comment"
+    if not isinstance(number, int) or not isinstance(item.get("id"), int):
         return Intent("ignored", "the payload names no issue or pull request")
-    kept = {
-        "id": item.get("id"), "body": item.get("body"), "author": (item.get("user") or {}).get("login"),
-        "html_url": item.get("html_url"), "state": item.get("state"), "path": item.get("path"),
-        "head_ref": ((p.get("pull_request") or {}).get("head") or {}).get("ref"),
-    }
-    return Intent("feedback", delivery.event, issue_number=number,
-                  feedback={k: v for k, v in kept.items() if v is not None})
+    line = item.get("line")
+    found = FeedbackItem(
+        kind=kind, id=int(item["id"]), repo=repo, number=number,  # type: ignore[arg-type]
+        author=(item.get("user") or {}).get("login", ""), body=item.get("body") or "",
+        html_url=item.get("html_url") or "",
+        updated_at=item.get("submitted_at") or item.get("updated_at") or "",
+        state=str(item["state"]).lower() if isinstance(item.get("state"), str) else None,
+        path=item.get("path") if isinstance(item.get("path"), str) else None,
+        line=line if isinstance(line, int) else None,
+        diff_hunk=item.get("diff_hunk") if isinstance(item.get("diff_hunk"), str) else None,
+    )
+    return Intent("feedback", delivery.event, issue_number=number, feedback=found.to_json())
 
 
 def metric_event(event: str | None) -> str:
@@ -242,6 +256,9 @@ class WebhookIntake:
                 return 200, "already received"
             if intent.issue is not None:
                 self._runner.offer(intent.issue)
+            offer_feedback = getattr(self._runner, "offer_feedback", None)  # the Temporal runner has none yet
+            if intent.feedback is not None and offer_feedback is not None:
+                offer_feedback(FeedbackItem.from_json(intent.feedback))
         except RunnerError as exc:
             # GitHub will not retry; the safety-net poll finds the task once the ledger is back.
             self._metrics.webhook_delivery(event, "error")

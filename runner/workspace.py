@@ -199,6 +199,20 @@ class Workspace:
         return self._git(tree.path, "diff", "--cached", "--text", "-U0", "--no-color", "--no-ext-diff",
                          "--no-renames", tree.base_sha)
 
+    def diff(self, tree: Worktree) -> str:
+        """The branch's change against the base, as a unified diff (a feedback round's context)."""
+        return self._git(tree.path, "diff", "--no-color", "--no-ext-diff", tree.base_sha, "HEAD")
+
+    def commit_with_line(self, mirror: Mirror, branch: str, base_branch: str, line: str) -> str | None:
+        """The newest commit on the remote branch (not on the base) whose message has ``line``."""
+        out = self._git(mirror.path, "log", "--format=%H%x00%B%x01",
+                        f"refs/remotes/origin/{base_branch}..refs/remotes/origin/{branch}")
+        for entry in out.split("\x01"):
+            sha, _, message = entry.strip().partition("\x00")
+            if sha and line in message.splitlines():
+                return sha
+        return None
+
     def push(self, tree: Worktree, clone_url: str) -> str:
         """Push HEAD to the task branch, refusing if the remote moved since we fetched."""
         head = tree.head()

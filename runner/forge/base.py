@@ -12,6 +12,8 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Protocol
 
+from runner.feedback import FeedbackItem
+
 
 @dataclass(frozen=True)
 class Issue:
@@ -167,3 +169,17 @@ class Forge(Protocol):
         body: str | None = None,
         state: str | None = None,
     ) -> PullRequest: ...
+
+    def comments_since(self, repo: str, since: str) -> Sequence[FeedbackItem]:
+        """Issue and PR conversation comments of the whole repository updated at or after ``since``.
+
+        One conditional request while nothing changed (``[]`` on 304), however many
+        issues and PRs are open; items come with kind ``issue_comment``."""
+        ...
+
+    def review_comments_since(self, repo: str, since: str) -> Sequence[FeedbackItem]:
+        """Review comments on every PR of the repository updated at or after ``since``; conditional too."""
+        ...
+
+    def add_reaction(self, item: FeedbackItem, content: str) -> None:
+        """React to a comment or review comment; an existing identical reaction is success."""

@@ -30,6 +30,7 @@ from runner.errors import (
     RateLimited,
     Rejected,
 )
+from runner.feedback import FeedbackItem
 from runner.forge.base import (
     Comment,
     ContentEdit,
@@ -234,6 +235,50 @@ class GitHubForge:
             with self._etag_lock:
                 self._etags[cache_key] = (etag, issues, single_page)
         return issues
+
+    # -- feedback (runner.feedback) -------------------------------------------------
+
+    def comments_since(self, repo: str, since: str) -> Sequence[FeedbackItem]:
+        # https://docs.github.com/rest/issues/comments#list-issue-comments-for-a-repository
+        rows = self._changed_since(repo, f"/repos/{repo}/issues/comments", since, "list comments")
+        return [_comment_item(repo, "issue_comment", row) for row in rows]
+
+    def review_comments_since(self, repo: str, since: str) -> Sequence[FeedbackItem]:
+        # https://docs.github.com/rest/pulls/comments#list-review-comments-in-a-repository
+        rows = self._changed_since(repo, f"/repos/{repo}/pulls/comments", since, "list review comments")
+        return [_comment_item(repo, "review_comment", row) for row in rows]
+
+    def add_reaction(self, item: FeedbackItem, content: str) -> None:
+        # https://docs.github.com/rest/reactions/reactions (200 when it already exists)
+        where = "pulls" if item.kind == "review_comment" else "issues"
+        with self._request(f"react to comment {item.id} in {item.repo}", item.repo, write=True) as gh:
+            gh.requester.requestJsonAndCheck(
+                "POST", f"/repos/{item.repo}/{where}/comments/{item.id}/reactions", input={"content": content})
+
+    def _changed_since(self, repo: str, url: str, since: str, what: str) -> list[dict[str, Any]]:
+        """Every row updated since ``since``, or ``[]`` when GitHub answers 304 to the cached ETag."""
+        params = {"since": since, "sort": "updated", "direction": "asc", "per_page": 100}
+        cache_key = (repo, f"{url}?since={since}")
+        with self._etag_lock:
+            cached = self._etags.get(cache_key)
+        headers = {"If-None-Match": cached[0]} if cached and cached[2] else {}
+        with self._request(f"{what} in {repo}", repo) as gh:
+            resp_headers, data = gh.requester.requestJsonAndCheck("GET", url, parameters=params, headers=headers)
+        if data is None and cached:
+            return []
+        rows = list(data or [])
+        next_url = _next_link(resp_headers)
+        single_page = next_url is None
+        while next_url:
+            with self._request(f"{what} in {repo}", repo) as gh:
+                page_headers, page = gh.requester.requestJsonAndCheck("GET", next_url)
+            rows += page or []
+            next_url = _next_link(page_headers)
+        etag = resp_headers.get("etag")
+        if etag:
+            with self._etag_lock:
+                self._etags[cache_key] = (etag, [], single_page)
+        return rows
 
     def get_issue(self, repo: str, number: int) -> Issue:
         with self._request(f"read issue {repo}#{number}", repo) as gh:
@@ -669,4 +714,18 @@ def _pull_value(pull: GhPull) -> PullRequest:
         title=pull.title or "",
         body=pull.body or "",
         draft=bool(pull.draft),
+    )
+
+
+def _comment_item(repo: str, kind: str, row: dict[str, Any]) -> FeedbackItem:
+    """A listed comment as a feedback item; its issue or PR number comes from its API URL."""
+    parent = row.get("pull_request_url") if kind == "review_comment" else row.get("issue_url")
+    number = str(parent or "").rstrip("/").rsplit("/", 1)[-1]
+    line = row.get("line")
+    return FeedbackItem(
+        kind=kind,  # type: ignore[arg-type]
+        id=int(row["id"]), repo=repo, number=int(number) if number.isdigit() else 0,
+        author=(row.get("user") or {}).get("login", ""), body=row.get("body") or "",
+        html_url=row.get("html_url") or "", updated_at=row.get("updated_at") or row.get("created_at") or "",
+        path=row.get("path"), line=line if isinstance(line, int) else None, diff_hunk=row.get("diff_hunk"),
     )

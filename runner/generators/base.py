@@ -16,6 +16,7 @@ from pathlib import Path
 from types import MappingProxyType
 from typing import Any, Protocol, runtime_checkable
 
+from runner.feedback import RoundContext
 from runner.task import DispatchTask
 
 
@@ -98,6 +99,9 @@ class GenerationContext:
     repo_instructions: str = ""
     feedback: str | None = None  # validation output from the previous round, if any
     transcript_dir: Path | None = None
+    #: In a feedback round (a review, or a ``/agent`` comment): the people's feedback with
+    #: file, line and hunk, the branch's current diff and the round number; None on the first run.
+    round: RoundContext | None = None
     report_progress: Callable[[str], None] = _no_progress
     #: The worktree's real git directory (from the workspace, never from its `.git` file).
     git_dir: Path | None = None

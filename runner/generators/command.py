@@ -92,6 +92,9 @@ class CommandGenerator:
             instruction_file = Path(scratch) / "instruction.md"
             prompt = compose_prompt(ctx)
             instruction_file.write_text(prompt, encoding="utf-8")
+            feedback_file = Path(scratch) / "feedback.md"
+            if ctx.round is not None:  # a feedback round: the same text on its own, for agents that want it
+                feedback_file.write_text(ctx.round.text, encoding="utf-8")
             values = {
                 "instruction": prompt,
                 "instruction_file": str(instruction_file),
@@ -189,6 +192,9 @@ class CommandGenerator:
             "AGENT_RUNNER_TRACE_PATH": ctx.trace_path,
             "GIT_TERMINAL_PROMPT": "0",
         }
+        if ctx.round is not None:
+            extra["AGENT_RUNNER_FEEDBACK_FILE"] = str(Path(values["instruction_file"]).with_name("feedback.md"))
+            extra["AGENT_RUNNER_FEEDBACK_ROUND"] = str(ctx.round.number)
         if ctx.model:
             extra["AGENT_RUNNER_MODEL"] = ctx.model
         for env_name, attr in {**_PASSABLE_SECRETS, **_PASSABLE_URLS}.items():
@@ -301,6 +307,8 @@ def compose_prompt(ctx: GenerationContext) -> str:
     parts = [ctx.instruction.strip()]
     if ctx.repo_instructions.strip():
         parts.append("## Repository instructions\n\n" + ctx.repo_instructions.strip())
+    if ctx.round is not None:
+        parts.append(ctx.round.text.strip())
     if ctx.feedback and ctx.feedback.strip():
         parts.append("## Feedback from the previous attempt\n\n" + ctx.feedback.strip())
     return "\n\n".join(parts) + "\n"

@@ -35,7 +35,8 @@ class PatchGenerator:
     name = "patch"
 
     def generate(self, ctx: GenerationContext) -> Changes:
-        patches = extract_patches(ctx.instruction)
+        # A feedback round applies the blocks of the feedback; the instruction's are on the branch already.
+        patches = extract_patches(ctx.round.feedback if ctx.round else ctx.instruction)
         if not patches:
             reason = "The instruction has no `diff` or `patch` block, so only the trace file was written."
             return Changes(summary=reason, generator=self.name, no_change=reason)

@@ -141,7 +141,34 @@ class JobLedger(Protocol):
     def close(self) -> None: ...
 
 
-class Ledger(Protocol):
+class FeedbackInbox(Protocol):
+    """The feedback items of each task (runner.feedback): recorded once, handled once, under the lease.
+
+    An item is keyed by where it was posted and its GitHub id, so a redelivery, the
+    next poll or an edit of a handled comment finds it known and adds nothing.
+    Recording an item queues its task if it had finished; completing a job whose
+    task has pending items leaves it queued, so the next claim runs their rounds
+    one after another, never two at once."""
+
+    def add_feedback(self, key: TaskKey, item_key: str, item: Mapping[str, Any], *, now: datetime) -> bool: ...
+
+    def wake_for_feedback(self, *, now: datetime, key: TaskKey | None = None) -> Sequence[TaskKey]: ...
+
+    def pending_feedback(self, key: TaskKey) -> Sequence[tuple[str, dict[str, Any]]]: ...
+
+    def handled_feedback(self, key: TaskKey) -> Sequence[tuple[str, str, int | None, dict[str, Any]]]: ...
+
+    def finish_feedback(self, job: Job, item_key: str, *, status: str, round_no: int | None,
+                        outcome: Mapping[str, Any], now: datetime) -> None: ...
+
+    def record_usage(self, job: Job, usage: Mapping[str, Any], *, now: datetime) -> None: ...
+
+    def usage_of(self, key: TaskKey) -> dict[str, Any]: ...
+
+    def pull_tasks(self) -> Sequence[tuple[TaskKey, str]]: ...
+
+
+class Ledger(FeedbackInbox, Protocol):
     """One interface, two backends (SQLite, PostgreSQL).
 
     Every ``now`` is a timezone-aware UTC datetime passed by the caller; the

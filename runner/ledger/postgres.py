@@ -135,7 +135,7 @@ class PostgresLedger(SqlLedger):
     def _migration_transaction(self) -> AbstractContextManager[Executor]:
         return self._locked_transaction()
 
-    def _json_in(self, value: Mapping[str, float]) -> Any:
+    def _json_in(self, value: Mapping[str, Any]) -> Any:
         return Jsonb(dict(value))
 
     # -- connections ------------------------------------------------------------------

@@ -22,6 +22,7 @@ from dataclasses import dataclass
 
 TABLE = "tasks"
 DELIVERIES = "deliveries"
+FEEDBACK = "feedback"
 
 
 @dataclass(frozen=True)
@@ -99,6 +100,26 @@ MIGRATIONS: tuple[Migration, ...] = (
             f"CREATE INDEX {DELIVERIES}_by_outcome ON {DELIVERIES} (outcome, received_at)",
         ),
     ),
+    Migration(
+        version=3,
+        description="feedback items, one row per handled comment or review, and each task's usage",
+        statements=(
+            f"""CREATE TABLE {FEEDBACK} (
+                dispatch_repo    TEXT NOT NULL,
+                issue_number     INTEGER NOT NULL,
+                item_key         TEXT NOT NULL,
+                status           TEXT NOT NULL CHECK (status IN ('pending', 'done', 'failed', 'refused')),
+                item             {{json}} NOT NULL,
+                round            INTEGER,
+                outcome          {{json}},
+                received_at      {{timestamp}} NOT NULL,
+                handled_at       {{timestamp}},
+                PRIMARY KEY (dispatch_repo, issue_number, item_key)
+            )""",
+            f"CREATE INDEX {FEEDBACK}_pending ON {FEEDBACK} (status, dispatch_repo, issue_number)",
+            f"ALTER TABLE {TABLE} ADD COLUMN run_usage {{json}}",
+        ),
+    ),
 )
 
 CREATE_VERSION_TABLE = """CREATE TABLE IF NOT EXISTS schema_version (
@@ -129,6 +150,8 @@ _KEY = "dispatch_repo = :repo AND issue_number = :issue"
 _FENCE = f"{_KEY} AND status = 'running' AND attempt = :attempt AND lease_owner = :owner"
 _EXPIRED = "(status = 'running' AND lease_expires_at <= :now)"
 _DUE = "(status IN ('queued', 'failed') AND (next_attempt_at IS NULL OR next_attempt_at <= :now))"
+_HAS_PENDING = (f"EXISTS (SELECT 1 FROM {FEEDBACK} f WHERE f.dispatch_repo = {TABLE}.dispatch_repo "
+                f"AND f.issue_number = {TABLE}.issue_number AND f.status = 'pending')")
 _DUE_AT = "CASE WHEN status = 'running' THEN lease_expires_at ELSE COALESCE(next_attempt_at, created_at) END"
 # The right-hand sides read the row as it was before the update.
 _TAKE = """status = 'running',
@@ -159,6 +182,14 @@ class Statements:
     list: str
     record_delivery: str
     deliveries: str
+    add_feedback: str
+    wake_for_feedback: str
+    pending_feedback: str
+    handled_feedback: str
+    finish_feedback: str
+    record_usage: str
+    usage_of: str
+    pull_tasks: str
 
 
 def statements(dialect: Dialect) -> Statements:
@@ -188,7 +219,10 @@ def statements(dialect: Dialect) -> Statements:
             RETURNING {JOB_COLUMNS}""",
         heartbeat=f"""UPDATE {TABLE} SET lease_expires_at = :expires, updated_at = :now
             WHERE {_FENCE} RETURNING attempt""",
-        complete=f"""UPDATE {TABLE} SET status = 'succeeded', lease_expires_at = NULL,
+        # A feedback item that arrived while the job ran keeps the task queued: the next
+        # claim runs its round, so two rounds of one task never overlap.
+        complete=f"""UPDATE {TABLE} SET status = CASE WHEN {_HAS_PENDING} THEN 'queued' ELSE 'succeeded' END,
+                lease_expires_at = NULL,
                 next_attempt_at = NULL, last_error = NULL, pr_url = COALESCE(:pr_url, pr_url),
                 stage_seconds = :stages, transcript = COALESCE(:transcript, transcript),
                 updated_at = :now
@@ -212,6 +246,31 @@ def statements(dialect: Dialect) -> Statements:
         deliveries=f"""SELECT {DELIVERY_COLUMNS} FROM {DELIVERIES}
             WHERE (CAST(:outcome AS TEXT) IS NULL OR outcome = :outcome)
             ORDER BY received_at, delivery_id LIMIT :limit""",
+        add_feedback=f"""INSERT INTO {FEEDBACK}
+            (dispatch_repo, issue_number, item_key, status, item, received_at)
+            SELECT :repo, :issue, :item_key, 'pending', :item, :now
+            WHERE EXISTS (SELECT 1 FROM {TABLE} WHERE {_KEY})
+            ON CONFLICT (dispatch_repo, issue_number, item_key) DO NOTHING
+            RETURNING item_key""",
+        wake_for_feedback=f"""UPDATE {TABLE} SET status = 'queued', failures = 0, last_error = NULL,
+                next_attempt_at = :now, updated_at = :now
+            WHERE status = 'succeeded' AND {_HAS_PENDING}
+                AND (CAST(:repo AS TEXT) IS NULL OR {_KEY})
+            RETURNING dispatch_repo, issue_number""",
+        pending_feedback=f"""SELECT item_key, item FROM {FEEDBACK}
+            WHERE {_KEY} AND status = 'pending' ORDER BY received_at, item_key""",
+        handled_feedback=f"""SELECT item_key, status, round, outcome FROM {FEEDBACK}
+            WHERE {_KEY} AND status <> 'pending' ORDER BY round, handled_at, item_key""",
+        finish_feedback=f"""UPDATE {FEEDBACK} SET status = :status, round = :round, outcome = :outcome,
+                handled_at = :now
+            WHERE {_KEY} AND item_key = :item_key AND status = 'pending'
+                AND EXISTS (SELECT 1 FROM {TABLE} WHERE {_FENCE})
+            RETURNING item_key""",
+        record_usage=f"""UPDATE {TABLE} SET run_usage = :usage, updated_at = :now
+            WHERE {_FENCE} RETURNING attempt""",
+        usage_of=f"SELECT run_usage FROM {TABLE} WHERE {_KEY}",
+        pull_tasks=f"""SELECT dispatch_repo, issue_number, pr_url FROM {TABLE}
+            WHERE pr_url IS NOT NULL ORDER BY dispatch_repo, issue_number""",
     )
 
 

@@ -135,10 +135,10 @@ class SqlLedger(ABC):
     def _time_out(self, value: Any) -> datetime:
         return cast(datetime, value).astimezone(UTC)
 
-    def _json_in(self, value: Mapping[str, float]) -> Any:
+    def _json_in(self, value: Mapping[str, Any]) -> Any:
         return json.dumps(dict(value), sort_keys=True)
 
-    def _json_out(self, value: Any) -> dict[str, float]:
+    def _json_out(self, value: Any) -> dict[str, Any]:
         return dict(json.loads(value) if isinstance(value, str | bytes) else value or {})
 
     # -- the protocol -------------------------------------------------------------
@@ -236,6 +236,52 @@ class SqlLedger(ABC):
                            received_at=self._time_out(t))
             for d, e, a, r, n, o, p, t in rows
         ]
+
+    # -- feedback rounds (runner.feedback) ------------------------------------------
+
+    def add_feedback(self, key: TaskKey, item_key: str, item: Mapping[str, Any], *, now: datetime) -> bool:
+        """Record a feedback item of a known task once, and queue the task if it had finished.
+
+        False, changing nothing, when the item is already known (a redelivery, the next
+        poll, an edit of a handled comment) or the ledger has no such task."""
+        added = bool(self._write(self._sql.add_feedback, {
+            **self._key(key), "item_key": item_key, "item": self._json_in(item), "now": self._now(now)}))
+        if added:
+            self.wake_for_feedback(now=now, key=key)
+        return added
+
+    def wake_for_feedback(self, *, now: datetime, key: TaskKey | None = None) -> Sequence[TaskKey]:
+        """Queue finished tasks that have pending feedback (all of them, or ``key``)."""
+        params = self._key(key) if key else {"repo": None, "issue": None}
+        rows = self._write(self._sql.wake_for_feedback, {**params, "now": self._now(now)})
+        return [TaskKey(r, int(n)) for r, n in rows]
+
+    def pending_feedback(self, key: TaskKey) -> Sequence[tuple[str, dict[str, Any]]]:
+        """(item key, item) of the task's unhandled feedback, oldest first."""
+        return [(k, self._json_out(v)) for k, v in self._read(self._sql.pending_feedback, self._key(key))]
+
+    def handled_feedback(self, key: TaskKey) -> Sequence[tuple[str, str, int | None, dict[str, Any]]]:
+        """(item key, status, round, outcome) of every handled item, in round order."""
+        rows = self._read(self._sql.handled_feedback, self._key(key))
+        return [(k, st, None if r is None else int(r), self._json_out(o)) for k, st, r, o in rows]
+
+    def finish_feedback(self, job: Job, item_key: str, *, status: str, round_no: int | None,
+                        outcome: Mapping[str, Any], now: datetime) -> None:
+        """Mark one item handled, fenced on the job's lease (LeaseLost otherwise)."""
+        self._fenced(self._sql.finish_feedback, job, now, item_key=item_key, status=status, round=round_no,
+                     outcome=self._json_in(outcome))
+
+    def record_usage(self, job: Job, usage: Mapping[str, Any], *, now: datetime) -> None:
+        """Store what the task's first run cost, so budgets cover every round."""
+        self._fenced(self._sql.record_usage, job, now, usage=self._json_in(usage))
+
+    def usage_of(self, key: TaskKey) -> dict[str, Any]:
+        rows = self._read(self._sql.usage_of, self._key(key))
+        return self._json_out(rows[0][0]) if rows and rows[0][0] is not None else {}
+
+    def pull_tasks(self) -> Sequence[tuple[TaskKey, str]]:
+        """(task, PR URL) of every task that has opened a pull request."""
+        return [(TaskKey(r, int(n)), url) for r, n, url in self._read(self._sql.pull_tasks, {})]
 
     def __enter__(self) -> SqlLedger:
         return self

@@ -20,7 +20,7 @@ from datetime import timedelta
 
 import structlog
 
-from . import api_apps, api_control, api_graphql, api_issues, api_pulls, api_repos
+from . import api_apps, api_control, api_graphql, api_issues, api_pulls, api_repos, api_reviews
 from .backend import Backend
 from .errors import BadCredentials, EmulatorError, Forbidden
 from .faults import FaultRule, Faults
@@ -129,7 +129,7 @@ class RateLimiter:
 
 def build_router() -> Router:
     """Combine every module's routes, in matching order, in this one place."""
-    return Router(api_repos.router, api_issues.router, api_pulls.router, api_apps.router,
+    return Router(api_repos.router, api_issues.router, api_pulls.router, api_reviews.router, api_apps.router,
                   api_graphql.router, api_control.router)
 
 

@@ -15,7 +15,7 @@ from typing import Any
 from .errors import Forbidden, NotFound, ValidationFailed
 from .gitrepo import BareRepo, DiffStats, Identity
 from .hookshot import Hookshot
-from .models import Issue, Permission, Repo, permits
+from .models import Issue, Permission, Repo, Review, ReviewComment, permits
 from .shapes import Renderer
 from .store import Clock, Store
 
@@ -149,3 +149,62 @@ class Backend:
                 message=f"Merge pull request #{number} from {repo.owner}/{issue.pull.head}",
             )
         return self.store.merge_pull(full_name, number, actor=actor, merge_commit_sha=merge_sha)
+
+    # -- reviews -----------------------------------------------------------
+
+    def submit_review(self, repo: Repo, number: int, *, body: str, state: str, actor: str,
+                      comments: list[Any] | None = None) -> Review:
+        """Store a review, then its inline comments (each one a ``pull_request_review_comment``)."""
+        issue = self.store.issue(repo.full_name, number)
+        assert issue.pull is not None
+        head = self.git(repo).branch_sha(issue.pull.head)
+        review = self.store.add_review(repo.full_name, number, body=body, state=state, actor=actor, commit_id=head)
+        for item in comments or []:
+            if not isinstance(item, dict) or not isinstance(item.get("path"), str) or not item.get("body"):
+                raise ValidationFailed([{"resource": "PullRequestReviewComment", "code": "invalid",
+                                         "field": "comments"}])
+            self.comment_on_diff(repo, number, body=str(item["body"]), path=item["path"],
+                                 line=item.get("line") if isinstance(item.get("line"), int) else None,
+                                 actor=actor, review_id=review.id)
+        return review
+
+    def comment_on_diff(self, repo: Repo, number: int, *, body: str, path: str, line: int | None, actor: str,
+                        review_id: int | None = None) -> ReviewComment:
+        """A review comment on ``path`` at ``line`` of the PR's diff, with GitHub's ``diff_hunk``."""
+        issue = self.store.issue(repo.full_name, number)
+        assert issue.pull is not None
+        git = self.git(repo)
+        head, base = git.branch_sha(issue.pull.head), git.branch_sha(issue.pull.base)
+        hunk = diff_hunk(git.diff(base, head, path), line) if head and base else None
+        if hunk is None:
+            # GitHub: "pull_request_review_thread.line must be part of the diff"
+            raise ValidationFailed([{"resource": "PullRequestReviewComment", "code": "custom",
+                                     "field": "line", "message": "line must be part of the diff"}])
+        return self.store.add_review_comment(repo.full_name, number, body=body, path=path, line=line,
+                                             actor=actor, diff_hunk=hunk, commit_id=head, review_id=review_id)
+
+
+_HUNK = re.compile(r"^@@ -\d+(?:,\d+)? \+(?P<start>\d+)(?:,(?P<count>\d+))? @@")
+
+
+def diff_hunk(diff: str, line: int | None) -> str | None:
+    """The hunk of a one-file diff up to ``line`` of the new side (the whole last hunk for None)."""
+    hunks: list[tuple[int, list[str]]] = []
+    for text in diff.splitlines():
+        match = _HUNK.match(text)
+        if match:
+            hunks.append((int(match.group("start")), [text]))
+        elif hunks:
+            hunks[-1][1].append(text)
+    if not hunks:
+        return None
+    if line is None:
+        return "\n".join(hunks[-1][1])
+    for start, lines in hunks:
+        current = start - 1
+        for index, text in enumerate(lines[1:], start=1):
+            if not text.startswith("-"):
+                current += 1
+            if current == line and not text.startswith("-"):
+                return "\n".join(lines[: index + 1])
+    return None

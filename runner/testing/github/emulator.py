@@ -214,56 +214,35 @@ class GitHubEmulator:
         return self._backend.hookshot.redeliver(delivery_id)
 
     def submit_review(self, full_name: str, number: int, body: str, *, state: str = "commented",
-                      as_user: str = ADMIN_LOGIN) -> Delivery | None:
-        """Deliver a ``pull_request_review`` (submitted) event for a PR; reviews are not stored."""
-        repo = self._backend.store.repo(full_name)
-        issue = self._backend.store.issue(full_name, number)
-        pull = self._backend.pull_json(repo, issue)
-        renderer = self._backend.renderer()
-        review_id = 900_000 + len(self.deliveries)
-        review = {
-            "id": review_id, "node_id": f"PRR_{review_id}", "user": renderer.user(as_user), "body": body,
-            "commit_id": pull["head"]["sha"], "submitted_at": self._backend.store.now(), "state": state,
-            "html_url": f"{pull['html_url']}#pullrequestreview-{review_id}",
-            "pull_request_url": pull["url"], "author_association": pull["author_association"],
-            "_links": {"html": {"href": f"{pull['html_url']}#pullrequestreview-{review_id}"},
-                       "pull_request": {"href": pull["url"]}},
-        }
-        return self._send_event(full_name, "pull_request_review", {
-            "action": "submitted", "review": review, "pull_request": pull,
-            "repository": renderer.repo(repo), "sender": renderer.user(as_user)})
+                      as_user: str = ADMIN_LOGIN, comments: list[dict[str, Any]] | None = None) -> int:
+        """Submit a review as ``as_user`` (state ``changes_requested``, ``approved`` or ``commented``).
 
-    def add_review_comment(self, full_name: str, number: int, body: str, *, path: str, line: int = 1,
-                           as_user: str = ADMIN_LOGIN) -> Delivery | None:
-        """Deliver a ``pull_request_review_comment`` (created) event; the comment is not stored."""
-        repo = self._backend.store.repo(full_name)
-        pull = self._backend.pull_json(repo, self._backend.store.issue(full_name, number))
-        renderer = self._backend.renderer()
-        comment_id = 800_000 + len(self.deliveries)
-        now = self._backend.store.now()
-        comment = {
-            "id": comment_id, "node_id": f"PRRC_{comment_id}", "url": f"{pull['url']}/comments/{comment_id}",
-            "pull_request_review_id": None, "diff_hunk": "", "path": path, "position": line,
-            "original_position": line, "line": line, "side": "RIGHT", "commit_id": pull["head"]["sha"],
-            "original_commit_id": pull["head"]["sha"], "user": renderer.user(as_user), "body": body,
-            "created_at": now, "updated_at": now,
-            "html_url": f"{pull['html_url']}#discussion_r{comment_id}", "pull_request_url": pull["url"],
-            "author_association": pull["author_association"],
-            "_links": {"self": {"href": f"{pull['url']}/comments/{comment_id}"},
-                       "html": {"href": f"{pull['html_url']}#discussion_r{comment_id}"},
-                       "pull_request": {"href": pull["url"]}},
-        }
-        return self._send_event(full_name, "pull_request_review_comment", {
-            "action": "created", "comment": comment, "pull_request": pull,
-            "repository": renderer.repo(repo), "sender": renderer.user(as_user)})
+        It is stored, listed by the reviews API and announced as ``pull_request_review``;
+        ``comments`` (``{"path", "line", "body"}``) become its inline review comments. The id."""
+        backend = self._backend
+        review = backend.submit_review(backend.store.repo(full_name), number, body=body,
+                                       state=state.upper(), actor=as_user, comments=comments)
+        return review.id
 
-    def _send_event(self, full_name: str, event: str, payload: dict[str, Any]) -> Delivery | None:
-        store = self._backend.store
-        for app in store.apps():
-            installation = next((i for i in store.installations(app.id) if i.covers(full_name)), None)
-            if app.webhook_url and event in app.events and installation is not None:
-                return self._backend.hookshot.send(app, installation, event, payload)
-        return None
+    def add_review_comment(self, full_name: str, number: int, body: str, *, path: str, line: int | None = None,
+                           as_user: str = ADMIN_LOGIN) -> int:
+        """Comment on ``line`` of ``path`` in the PR's diff (announced as ``pull_request_review_comment``)."""
+        backend = self._backend
+        return backend.comment_on_diff(backend.store.repo(full_name), number, body=body, path=path, line=line,
+                                       actor=as_user).id
+
+    def edit_comment(self, full_name: str, comment_id: int, body: str) -> None:
+        self._backend.store.edit_comment(full_name, comment_id, body)
+
+    def reactions(self, full_name: str, comment_id: int, *, review_comment: bool = False) -> list[dict[str, Any]]:
+        """Reactions on an issue comment (or a review comment), in GitHub's JSON."""
+        subject = "review_comment" if review_comment else "issue_comment"
+        renderer = self._backend.renderer()
+        return [renderer.reaction(r) for r in self._backend.store.reactions(full_name, subject, comment_id)]
+
+    def reviews(self, full_name: str, number: int) -> list[dict[str, Any]]:
+        repo, renderer = self._backend.store.repo(full_name), self._backend.renderer()
+        return [renderer.review(repo, r) for r in self._backend.store.reviews(full_name, number)]
 
     # -- inspection (GitHub JSON shapes) -----------------------------------
 

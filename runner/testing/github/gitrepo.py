@@ -207,6 +207,11 @@ class BareRepo:
             files += 1
         return DiffStats(commits, added, deleted, files)
 
+    def diff(self, base: str, head: str, path: str) -> str:
+        """The unified diff of one path between two commits (merge-base to head, as a PR shows)."""
+        proc = self._git("diff", "--no-color", "--no-ext-diff", f"{base}...{head}", "--", path, check=False)
+        return proc.stdout.decode("utf-8", errors="replace") if proc.returncode == 0 else ""
+
     def is_ancestor(self, older: str, newer: str) -> bool:
         return self._git("merge-base", "--is-ancestor", older, newer, check=False).returncode == 0
 

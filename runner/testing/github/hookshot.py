@@ -174,8 +174,9 @@ class Hookshot:
         repo = store.repo(notice.repo)
         issue = store.issue(notice.repo, notice.number)
         payload: dict[str, Any] = {"action": notice.action}
-        if notice.event == "pull_request":
-            payload["number"] = issue.number
+        if notice.event.startswith("pull_request"):
+            if notice.event == "pull_request":
+                payload["number"] = issue.number
             payload["pull_request"] = self._backend.pull_json(repo, issue)
         else:
             payload["issue"] = renderer.issue(repo, issue)
@@ -187,6 +188,11 @@ class Hookshot:
             payload["label"] = renderer.label(repo, label) if label else {"name": name}
         if "comment_id" in notice.extra:
             payload["comment"] = renderer.comment(repo, store.comment(notice.repo, int(str(notice.extra["comment_id"]))))
+        if "review_id" in notice.extra:
+            payload["review"] = renderer.review(repo, store.review(notice.repo, int(str(notice.extra["review_id"]))))
+        if "review_comment_id" in notice.extra:
+            payload["comment"] = renderer.review_comment(
+                repo, store.review_comment(notice.repo, int(str(notice.extra["review_comment_id"]))))
         if "changes" in notice.extra:
             payload["changes"] = notice.extra["changes"]
         payload["repository"] = renderer.repo(repo)

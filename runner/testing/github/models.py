@@ -70,6 +70,43 @@ class Comment(BaseModel):
     updated_at: str
 
 
+class Review(BaseModel):
+    """A submitted pull request review; ``state`` as the REST API spells it (``CHANGES_REQUESTED``)."""
+
+    id: int
+    pull_number: int
+    user: str
+    body: str
+    state: Literal["APPROVED", "CHANGES_REQUESTED", "COMMENTED", "DISMISSED", "PENDING"]
+    commit_id: str | None = None
+    submitted_at: str
+
+
+class ReviewComment(BaseModel):
+    """A comment on a line of a pull request's diff."""
+
+    id: int
+    pull_number: int
+    review_id: int | None = None
+    user: str
+    body: str
+    path: str
+    line: int | None = None
+    side: str = "RIGHT"
+    diff_hunk: str = ""
+    commit_id: str | None = None
+    in_reply_to_id: int | None = None
+    created_at: str
+    updated_at: str
+
+
+class Reaction(BaseModel):
+    id: int
+    user: str
+    content: Literal["+1", "-1", "laugh", "confused", "heart", "hooray", "rocket", "eyes"]
+    created_at: str
+
+
 class PullInfo(BaseModel):
     """The pull-request half of an issue; GitHub numbers both from one sequence."""
 
@@ -173,4 +210,7 @@ class World(BaseModel):
     apps: dict[int, GitHubAppRecord] = Field(default_factory=dict)
     installations: dict[int, Installation] = Field(default_factory=dict)
     installation_tokens: dict[str, InstallationToken] = Field(default_factory=dict)  # sha256(token) ->
+    reviews: dict[str, dict[int, Review]] = Field(default_factory=dict)  # repo -> id -> review
+    review_comments: dict[str, dict[int, ReviewComment]] = Field(default_factory=dict)
+    reactions: dict[str, list[Reaction]] = Field(default_factory=dict)  # "repo|kind|id" -> reactions
     next_id: int = 1

@@ -14,7 +14,19 @@ from typing import Any
 from urllib.parse import quote, urlsplit
 
 from .gitrepo import CommitInfo, DiffStats, TreeEntry
-from .models import Comment, Event, Issue, Label, Permission, Repo, User, permits
+from .models import (
+    Comment,
+    Event,
+    Issue,
+    Label,
+    Permission,
+    Reaction,
+    Repo,
+    Review,
+    ReviewComment,
+    User,
+    permits,
+)
 from .store import iso
 
 JSON = dict[str, Any]
@@ -219,6 +231,45 @@ class Renderer:
             "updated_at": comment.updated_at, "author_association": self._association(repo, comment.user),
             "body": comment.body, "reactions": self._reactions(url), "performed_via_github_app": None,
         }
+
+    def review(self, repo: Repo, review: Review) -> JSON:
+        # https://docs.github.com/rest/pulls/reviews#get-a-review-for-a-pull-request
+        pull_url = self._api(repo, "pulls", review.pull_number)
+        html = self._web(repo, "pull", review.pull_number) + f"#pullrequestreview-{review.id}"
+        return {
+            "id": review.id, "node_id": node_id("PullRequestReview", review.id), "user": self.user(review.user),
+            "body": review.body, "state": review.state, "html_url": html, "pull_request_url": pull_url,
+            "_links": {"html": {"href": html}, "pull_request": {"href": pull_url}},
+            "submitted_at": review.submitted_at, "commit_id": review.commit_id,
+            "author_association": self._association(repo, review.user),
+        }
+
+    def review_comment(self, repo: Repo, comment: ReviewComment) -> JSON:
+        # https://docs.github.com/rest/pulls/comments#get-a-review-comment-for-a-pull-request
+        pull_url = self._api(repo, "pulls", comment.pull_number)
+        url = self._api(repo, "pulls", "comments", comment.id)
+        html = self._web(repo, "pull", comment.pull_number) + f"#discussion_r{comment.id}"
+        body: JSON = {
+            "url": url, "pull_request_review_id": comment.review_id, "id": comment.id,
+            "node_id": node_id("PullRequestReviewComment", comment.id), "diff_hunk": comment.diff_hunk,
+            "path": comment.path, "position": comment.line, "original_position": comment.line,
+            "commit_id": comment.commit_id or "", "original_commit_id": comment.commit_id or "",
+            "user": self.user(comment.user), "body": comment.body, "created_at": comment.created_at,
+            "updated_at": comment.updated_at, "html_url": html, "pull_request_url": pull_url,
+            "author_association": self._association(repo, comment.user),
+            "_links": {"self": {"href": url}, "html": {"href": html}, "pull_request": {"href": pull_url}},
+            "start_line": None, "original_start_line": None, "start_side": None,
+            "line": comment.line, "original_line": comment.line, "side": comment.side,
+            "subject_type": "line",
+        }
+        if comment.in_reply_to_id is not None:
+            body["in_reply_to_id"] = comment.in_reply_to_id
+        return body
+
+    def reaction(self, reaction: Reaction) -> JSON:
+        # https://docs.github.com/rest/reactions/reactions
+        return {"id": reaction.id, "node_id": node_id("Reaction", reaction.id), "user": self.user(reaction.user),
+                "content": reaction.content, "created_at": reaction.created_at}
 
     def event(self, repo: Repo, event: Event) -> JSON:
         body: JSON = {

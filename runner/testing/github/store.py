@@ -29,7 +29,10 @@ from .models import (
     Label,
     Permission,
     PullInfo,
+    Reaction,
     Repo,
+    Review,
+    ReviewComment,
     User,
     World,
     permits,
@@ -585,3 +588,89 @@ class Store:
             # GitHub announces a merge as pull_request "closed" with merged: true.
             self._notify("pull_request", "closed", repo, number, actor)
             return issue.model_copy(deep=True)
+
+    # -- reviews, review comments, reactions -------------------------------
+
+    def add_review(self, full_name: str, number: int, *, body: str, state: str, actor: str,
+                   commit_id: str | None) -> Review:
+        """Store a submitted review and announce ``pull_request_review.submitted``."""
+        with self._mutating() as w:
+            repo, issue = self._issue(w, full_name, number)
+            if issue.pull is None:
+                raise NotFound()
+            user = self._ensure_user(w, actor)
+            review = Review(id=self._new_id(w), pull_number=number, user=user.login, body=body,
+                            state=state, commit_id=commit_id, submitted_at=self.now())  # type: ignore[arg-type]
+            w.reviews.setdefault(repo.full_name.lower(), {})[review.id] = review
+            issue.updated_at = review.submitted_at
+            self._notify("pull_request_review", "submitted", repo, number, user.login, review_id=review.id)
+            return review.model_copy()
+
+    def reviews(self, full_name: str, number: int) -> list[Review]:
+        with self._reading() as w:
+            repo, _ = self._issue(w, full_name, number)
+            found = w.reviews.get(repo.full_name.lower(), {}).values()
+            return [r.model_copy() for r in found if r.pull_number == number]
+
+    def review(self, full_name: str, review_id: int) -> Review:
+        with self._reading() as w:
+            found = w.reviews.get(self._repo(w, full_name).full_name.lower(), {}).get(review_id)
+            if found is None:
+                raise NotFound()
+            return found.model_copy()
+
+    def add_review_comment(self, full_name: str, number: int, *, body: str, path: str, line: int | None,
+                           actor: str, diff_hunk: str, commit_id: str | None, review_id: int | None = None,
+                           in_reply_to_id: int | None = None) -> ReviewComment:
+        """Store a comment on the PR's diff and announce ``pull_request_review_comment.created``."""
+        if not body:
+            raise ValidationFailed([{"resource": "PullRequestReviewComment", "code": "missing_field",
+                                     "field": "body"}])
+        with self._mutating() as w:
+            repo, issue = self._issue(w, full_name, number)
+            if issue.pull is None:
+                raise NotFound()
+            user = self._ensure_user(w, actor)
+            now = self.now()
+            comment = ReviewComment(id=self._new_id(w), pull_number=number, review_id=review_id, user=user.login,
+                                    body=body, path=path, line=line, diff_hunk=diff_hunk, commit_id=commit_id,
+                                    in_reply_to_id=in_reply_to_id, created_at=now, updated_at=now)
+            w.review_comments.setdefault(repo.full_name.lower(), {})[comment.id] = comment
+            issue.updated_at = now
+            self._notify("pull_request_review_comment", "created", repo, number, user.login,
+                         review_comment_id=comment.id)
+            return comment.model_copy()
+
+    def review_comments(self, full_name: str, number: int | None = None) -> list[ReviewComment]:
+        """Review comments on PR ``number``, or on every PR of the repository."""
+        with self._reading() as w:
+            repo = self._repo(w, full_name)
+            found = w.review_comments.get(repo.full_name.lower(), {}).values()
+            return [c.model_copy() for c in found if number in (None, c.pull_number)]
+
+    def review_comment(self, full_name: str, comment_id: int) -> ReviewComment:
+        with self._reading() as w:
+            found = w.review_comments.get(self._repo(w, full_name).full_name.lower(), {}).get(comment_id)
+            if found is None:
+                raise NotFound()
+            return found.model_copy()
+
+    def add_reaction(self, full_name: str, subject: str, subject_id: int, content: str, *,
+                     actor: str) -> tuple[Reaction, bool]:
+        """React to a comment once per user and content; (reaction, created)."""
+        with self._mutating() as w:
+            repo = self._repo(w, full_name)
+            key = f"{repo.full_name.lower()}|{subject}|{subject_id}"
+            user = self._ensure_user(w, actor)
+            for reaction in w.reactions.get(key, []):
+                if reaction.user.lower() == user.login.lower() and reaction.content == content:
+                    return reaction.model_copy(), False
+            reaction = Reaction(id=self._new_id(w), user=user.login, content=content,  # type: ignore[arg-type]
+                                created_at=self.now())
+            w.reactions.setdefault(key, []).append(reaction)
+            return reaction.model_copy(), True
+
+    def reactions(self, full_name: str, subject: str, subject_id: int) -> list[Reaction]:
+        with self._reading() as w:
+            key = f"{self._repo(w, full_name).full_name.lower()}|{subject}|{subject_id}"
+            return [r.model_copy() for r in w.reactions.get(key, [])]

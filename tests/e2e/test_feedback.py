@@ -1,0 +1,172 @@
+"""Feedback rounds end to end: `/agent` comments and reviews push one more commit to the same PR."""
+
+from __future__ import annotations
+
+import subprocess
+from typing import Any
+
+import pytest
+
+from runner.ledger.base import TaskKey
+from tests.conftest import DISPATCH, README_PATCH, TARGET, World, dispatch_body
+
+APP_PATCH = """```diff
+--- a/src/app.py
++++ b/src/app.py
+@@ -1 +1,2 @@
+ print('hello')
++print('round one')
+```"""
+
+APP_PATCH_2 = """```diff
+--- a/src/app.py
++++ b/src/app.py
+@@ -1,2 +1,3 @@
+ print('hello')
+ print('round one')
++print('round two')
+```"""
+
+
+def commits(world: World, branch: str) -> list[str]:
+    """Subjects of the task branch's commits not on main, newest first."""
+    out = subprocess.run(["git", "--git-dir", str(world.emu.bare_repo_path(TARGET)), "log", "--format=%s",
+                          f"main..{branch}"], capture_output=True, text=True, check=True).stdout
+    return out.splitlines()
+
+
+def result_comments(world: World, number: int) -> list[dict[str, Any]]:
+    return [c for c in world.comments(number) if c["body"].startswith("<!-- agent-runner:result")]
+
+
+def first_run(world: World, **settings: Any) -> tuple[int, str]:
+    number = world.file_issue(dispatch_body(instruction=f"Patch the README.\n\n{README_PATCH}"))
+    world.run_once(**settings)
+    assert "processed" in world.labels(number)
+    [pull] = world.pulls()
+    return number, pull["head"]["ref"]
+
+
+@pytest.fixture()
+def users(world: World) -> World:
+    for login, role in (("ada", "admin"), ("wendy", "write"), ("rita", "read"), ("tina", "triage")):
+        world.emu.add_user(login, f"{login}-token")
+        world.emu.set_permission(DISPATCH, login, role)
+        world.emu.set_permission(TARGET, login, role)
+    return world
+
+
+def test_agent_comment_with_a_diff_pushes_a_second_commit_to_the_same_pr(users: World) -> None:
+    world = users
+    number, branch = first_run(world)
+    [comment_before] = result_comments(world, number)
+    comment_id = world.emu.add_comment(DISPATCH, number, f"/agent please also log a line\n\n{APP_PATCH}",
+                                       as_user="wendy")
+
+    world.run_once()
+
+    [pull] = world.pulls()
+    assert pull["state"] == "open" and pull["head"]["ref"] == branch
+    subjects = commits(world, branch)
+    assert len(subjects) == 2 and "feedback round 1" in subjects[0]
+    assert world.emu.file_at(TARGET, branch, "src/app.py") == "print('hello')\nprint('round one')\n"
+    assert "## Feedback rounds" in pull["body"] and "@wendy" in pull["body"]
+    [comment_after] = result_comments(world, number)
+    assert comment_after["id"] == comment_before["id"]
+    assert "Feedback rounds:" in comment_after["body"] and "Round 1" in comment_after["body"]
+    assert [r["content"] for r in world.emu.reactions(DISPATCH, comment_id)] == ["eyes"]
+
+    # Nothing new: the next pass runs no round and pushes nothing.
+    world.run_once()
+    assert len(commits(world, branch)) == 2
+
+
+def test_two_feedback_items_give_two_sequential_rounds(users: World) -> None:
+    world = users
+    number, branch = first_run(world)
+    world.emu.add_comment(DISPATCH, number, f"/agent first\n\n{APP_PATCH}", as_user="wendy")
+    world.emu.add_comment(DISPATCH, number, f"/agent second\n\n{APP_PATCH_2}", as_user="ada")
+
+    world.run_once()
+
+    subjects = commits(world, branch)
+    assert len(subjects) == 3
+    assert "feedback round 2" in subjects[0] and "feedback round 1" in subjects[1]
+    [comment] = result_comments(world, number)
+    assert "Round 1" in comment["body"] and "Round 2" in comment["body"]
+    assert len(world.pulls()) == 1
+
+
+def test_a_non_writers_agent_comment_is_ignored(users: World) -> None:
+    world = users
+    number, branch = first_run(world)
+    [before] = result_comments(world, number)
+    ids = [world.emu.add_comment(DISPATCH, number, f"/agent do it\n\n{APP_PATCH}", as_user=user)
+           for user in ("rita", "tina")]
+
+    world.run_once()
+
+    assert len(commits(world, branch)) == 1
+    assert all(world.emu.reactions(DISPATCH, i) == [] for i in ids)
+    [after] = result_comments(world, number)
+    assert after["body"] == before["body"]
+
+
+@pytest.mark.parametrize("body", [
+    f"<!-- /agent -->\n\n{APP_PATCH}",
+    f"```\n/agent\n```\n\n{APP_PATCH}",
+    f"Please have a look.\n/agent\n\n{APP_PATCH}",
+    f"/agents\n\n{APP_PATCH}",
+])
+def test_a_hidden_or_misplaced_command_is_not_a_trigger(users: World, body: str) -> None:
+    world = users
+    number, branch = first_run(world)
+    world.emu.add_comment(DISPATCH, number, body, as_user="wendy")
+    world.run_once()
+    assert len(commits(world, branch)) == 1
+
+
+def test_editing_a_handled_comment_starts_no_second_round(users: World) -> None:
+    world = users
+    number, branch = first_run(world)
+    comment_id = world.emu.add_comment(DISPATCH, number, f"/agent\n\n{APP_PATCH}", as_user="wendy")
+    world.run_once()
+    assert len(commits(world, branch)) == 2
+    world.emu.edit_comment(DISPATCH, comment_id, f"/agent\n\n{APP_PATCH_2}")
+    world.run_once()
+    assert len(commits(world, branch)) == 2
+
+
+def test_round_limit_is_reported_instead_of_running(users: World) -> None:
+    world = users
+    number, branch = first_run(world, max_feedback_rounds=1)
+    world.emu.add_comment(DISPATCH, number, f"/agent\n\n{APP_PATCH}", as_user="wendy")
+    world.run_once(max_feedback_rounds=1)
+    world.emu.add_comment(DISPATCH, number, f"/agent\n\n{APP_PATCH_2}", as_user="wendy")
+    world.run_once(max_feedback_rounds=1)
+
+    assert len(commits(world, branch)) == 2
+    [comment] = result_comments(world, number)
+    assert "MAX_FEEDBACK_ROUNDS" in comment["body"]
+
+
+def test_a_human_commit_on_the_branch_stops_the_round_with_the_reason(users: World, tmp_path: Any) -> None:
+    world = users
+    number, branch = first_run(world)
+    clone = tmp_path / "human"
+    git = ["git", "-c", "user.name=Hu Man", "-c", "user.email=human@example.com"]
+    subprocess.run(["git", "clone", "--quiet", "--branch", branch, str(world.emu.bare_repo_path(TARGET)),
+                    str(clone)], check=True)
+    (clone / "NOTES.md").write_text("mine\n")
+    subprocess.run([*git, "-C", str(clone), "add", "NOTES.md"], check=True)
+    subprocess.run([*git, "-C", str(clone), "commit", "--quiet", "-m", "human work"], check=True)
+    subprocess.run(["git", "-C", str(clone), "push", "--quiet", "origin", branch], check=True)
+    world.emu.add_comment(DISPATCH, number, f"/agent\n\n{APP_PATCH}", as_user="wendy")
+
+    world.run_once()
+
+    assert commits(world, branch)[0] == "human work"
+    [comment] = result_comments(world, number)
+    assert "does not overwrite a person's work" in comment["body"]
+    app = world.app()
+    assert app.ledger.pending_feedback(TaskKey(DISPATCH, number)) == []  # handled: it failed, once
