@@ -170,3 +170,56 @@ def test_a_human_commit_on_the_branch_stops_the_round_with_the_reason(users: Wor
     assert "does not overwrite a person's work" in comment["body"]
     app = world.app()
     assert app.ledger.pending_feedback(TaskKey(DISPATCH, number)) == []  # handled: it failed, once
+
+
+# -- by webhook (the runner as a GitHub App) ------------------------------------------
+
+
+@pytest.fixture()
+def hooked(tmp_path: Any) -> Any:
+    from runner.testing import GitHubEmulator
+    from tests.app_world import make_app_world
+    from tests.e2e.test_webhooks import Hooked
+
+    with GitHubEmulator(tmp_path / "github") as emu:
+        aw = make_app_world(emu, tmp_path)
+        for login, role in (("wendy", "write"), ("rita", "read")):
+            emu.add_user(login, f"{login}-token")
+            emu.set_permission(DISPATCH, login, role)
+            emu.set_permission(TARGET, login, role)
+        h = Hooked(aw)
+        h.serve()
+        yield h
+        h.close()
+        for built in aw.world.apps:
+            built.close()
+
+
+def test_a_changes_requested_review_gets_the_same_round_trip_by_webhook(hooked: Any) -> None:
+    from tests.e2e.test_webhooks import wait_until
+
+    world: World = hooked.aw.world
+    number = world.file_issue(dispatch_body(instruction=f"Patch the README.\n\n{README_PATCH}"))
+    wait_until(lambda: "processed" in world.labels(number))
+    [pull] = world.pulls()
+    branch = pull["head"]["ref"]
+    [before] = result_comments(world, number)
+
+    world.emu.submit_review(TARGET, pull["number"], f"Please log a line too.\n\n{APP_PATCH}",
+                            state="changes_requested", as_user="wendy",
+                            comments=[{"path": "README.md", "line": 4, "body": "Nice line."}])
+    wait_until(lambda: len(commits(world, branch)) == 2)
+    wait_until(lambda: "Round 1" in result_comments(world, number)[0]["body"])
+
+    [after] = result_comments(world, number)
+    assert after["id"] == before["id"] and "review" in after["body"]
+    [pull] = world.pulls()
+    assert "## Feedback rounds" in pull["body"]
+    assert world.emu.file_at(TARGET, branch, "src/app.py") == "print('hello')\nprint('round one')\n"
+
+    # A reader's review asks for changes too, but gets nothing.
+    world.emu.submit_review(TARGET, pull["number"], f"No.\n\n{APP_PATCH_2}", state="changes_requested",
+                            as_user="rita")
+    world.emu.wait_for_deliveries()
+    wait_until(lambda: hooked.app.ledger.get(TaskKey(DISPATCH, number)).status == "succeeded")
+    assert len(commits(world, branch)) == 2

@@ -405,3 +405,43 @@ def test_status_json_keeps_every_field(ledger: Ledger) -> None:
     assert row["issue"] == "octo/dispatch#1" and row["status"] == "succeeded"
     assert (row["attempt"], row["failures"], row["stage_seconds"]) == (1, 0, {"generate": 1.5})
     assert row["created_at"] == "2024-05-01T12:00:00.250000+00:00"
+
+
+# -- feedback items (runner.feedback) -------------------------------------------------
+
+
+def test_feedback_is_recorded_once_and_only_for_known_tasks(ledger: Ledger) -> None:
+    enqueue(ledger, 1)
+    item = {"kind": "issue_comment", "id": 7, "body": "/agent"}
+    assert ledger.add_feedback(key(1), "r:issue_comment:7", item, now=at(1))
+    assert not ledger.add_feedback(key(1), "r:issue_comment:7", {**item, "body": "edited"}, now=at(2))
+    assert not ledger.add_feedback(key(2), "r:issue_comment:8", item, now=at(2))
+    assert ledger.pending_feedback(key(1)) == [("r:issue_comment:7", item)]
+
+
+def test_feedback_arriving_during_a_run_keeps_the_task_queued_for_its_round(ledger: Ledger) -> None:
+    enqueue(ledger, 1)
+    job = claim(ledger)
+    assert ledger.add_feedback(key(1), "k1", {"id": 1}, now=at(1))
+    assert record(ledger, 1).status == "running"  # never two runs of one task at once
+    ledger.complete(job, now=at(2), pr_url="http://x/o/r/pull/1", stage_seconds={})
+    assert record(ledger, 1).status == "queued"
+    round_job = claim(ledger, "w2", now=at(3))
+    ledger.finish_feedback(round_job, "k1", status="done", round_no=1, outcome={"number": 1}, now=at(4))
+    ledger.complete(round_job, now=at(5), pr_url=None, stage_seconds={})
+    assert record(ledger, 1).status == "succeeded"
+    assert ledger.handled_feedback(key(1)) == [("k1", "done", 1, {"number": 1})]
+    assert ledger.pull_tasks() == [(key(1), "http://x/o/r/pull/1")]
+
+
+def test_feedback_on_a_finished_task_queues_it_and_finishing_is_fenced(ledger: Ledger) -> None:
+    enqueue(ledger, 1)
+    job = claim(ledger)
+    ledger.record_usage(job, {"input_tokens": 5, "output_tokens": 2}, now=at(1))
+    ledger.complete(job, now=at(1), pr_url=None, stage_seconds={})
+    assert ledger.add_feedback(key(1), "k1", {"id": 1}, now=at(2))
+    assert record(ledger, 1).status == "queued"
+    with pytest.raises(LeaseLost):
+        ledger.finish_feedback(job, "k1", status="done", round_no=1, outcome={}, now=at(3))
+    assert ledger.usage_of(key(1)) == {"input_tokens": 5, "output_tokens": 2}
+    assert ledger.wake_for_feedback(now=at(4)) == []  # already queued
