@@ -223,3 +223,75 @@ def test_a_changes_requested_review_gets_the_same_round_trip_by_webhook(hooked: 
     world.emu.wait_for_deliveries()
     wait_until(lambda: hooked.app.ledger.get(TaskKey(DISPATCH, number)).status == "succeeded")
     assert len(commits(world, branch)) == 2
+
+
+# -- crashes and budgets -----------------------------------------------------------------
+
+
+def test_kill_9_after_the_rounds_push_gives_exactly_one_new_commit(users: World, tmp_path: Any) -> None:
+    import time
+
+    from runner.testing import chaos
+
+    world = users
+    number, branch = first_run(world)
+    world.emu.add_comment(DISPATCH, number, f"/agent\n\n{APP_PATCH}", as_user="wendy")
+    # The round pushes, then hangs on the PR body update: the moment to kill it.
+    world.emu.inject(status=None, delay=60, method="PATCH", path_regex=r"^/repos/octocat/target/pulls/\d+$")
+    env = world.env(POLL_INTERVAL_SECONDS="0.5", LEASE_SECONDS="2", HEALTH_HOST="127.0.0.1",
+                    HEALTH_PORT=str(chaos.free_port()))
+    replica = chaos.Replica("victim", env, tmp_path / "victim.log", cwd=world.root)
+    replica.start()
+    try:
+        pushed = chaos.wait_until(lambda: len(commits(world, branch)) == 2, time.monotonic() + 60, 0.1)
+        assert pushed, replica.log_tail(40)
+    finally:
+        replica.kill()
+    world.emu.clear_faults()
+    time.sleep(2.5)  # the dead worker's lease runs out
+
+    world.run_once()
+
+    assert len(commits(world, branch)) == 2
+    [pull] = world.pulls()
+    assert pull["body"].count("Round 1") == 1
+    [comment] = result_comments(world, number)
+    assert "Round 1" in comment["body"] and "Round 2" not in comment["body"]
+    app = world.app()
+    key = TaskKey(DISPATCH, number)
+    assert app.ledger.pending_feedback(key) == []
+    assert [(status, round_no) for _, status, round_no, _ in app.ledger.handled_feedback(key)] == [("done", 1)]
+
+
+def test_the_token_budget_covers_every_round_and_is_reported(users: World) -> None:
+    from runner.testing.llm import OpenAIEmulator, Reply
+
+    world = users
+    with OpenAIEmulator() as llm:
+        llm.script([
+            Reply.tool_call("edit_file", {"path": "src/app.py", "search": "print('hello')",
+                                          "replace": "print('hello, world')"}, input_tokens=1200, output_tokens=80),
+            Reply.tool_call("finish", {"summary": "Greets the world."}, input_tokens=1200, output_tokens=80),
+        ])
+        number = world.file_issue(dispatch_body(instruction="Greet the world."))
+        world.run_once(generators="openai", openai_api_key="sk-emulated-key-0000",
+                       openai_base_url=f"{llm.base_url}/v1")
+    assert "processed" in world.labels(number)
+    [pull] = world.pulls()
+    world.emu.add_comment(DISPATCH, number, f"/agent\n\n{APP_PATCH}", as_user="wendy")
+
+    world.run_once(max_tokens_per_task=2000)
+
+    assert len(commits(world, pull["head"]["ref"])) == 1
+    [comment] = result_comments(world, number)
+    assert "2560 tokens" in comment["body"] and "MAX_TOKENS_PER_TASK" in comment["body"]
+
+
+def test_a_huge_feedback_body_is_refused_with_a_reason(users: World) -> None:
+    world = users
+    number, branch = first_run(world)
+    world.emu.add_comment(DISPATCH, number, "/agent " + "x" * 70_000, as_user="wendy")
+    world.run_once()
+    assert len(commits(world, branch)) == 1
+    [comment] = result_comments(world, number)
+    assert "the limit is 60000" in comment["body"]
