@@ -27,7 +27,7 @@ _SORT_KEYS = {
 }
 
 
-def _since(req: Request) -> str | None:
+def since_arg(req: Request, resource: str = "Issue") -> str | None:
     """Normalise the ``since`` filter so that it compares with stored timestamps."""
     raw = req.arg("since")
     if not raw:
@@ -35,7 +35,7 @@ def _since(req: Request) -> str | None:
     try:
         return iso(datetime.fromisoformat(raw.replace("Z", "+00:00")))
     except ValueError:
-        raise ValidationFailed([{"resource": "Issue", "code": "invalid", "field": "since"}]) from None
+        raise ValidationFailed([{"resource": resource, "code": "invalid", "field": "since"}]) from None
 
 
 def _label_names(data: Any) -> list[str]:
@@ -63,7 +63,7 @@ def list_issues(app: App, req: Request) -> Response:
     repo = app.repo(req)
     state = req.arg("state", "open")
     wanted = {name.strip().lower() for name in (req.arg("labels") or "").split(",") if name.strip()}
-    since, creator = _since(req), (req.arg("creator") or "").lower()
+    since, creator = since_arg(req), (req.arg("creator") or "").lower()
     issues = [
         issue for issue in app.backend.store.issues(repo.full_name)
         if state in ("all", issue.state)
@@ -122,7 +122,7 @@ def update_issue(app: App, req: Request) -> Response:
 @router.route("GET", "/repos/{owner}/{repo}/issues/{number:int}/comments")
 def list_comments(app: App, req: Request) -> Response:
     repo = app.repo(req)
-    since = _since(req)
+    since = since_arg(req)
     comments = [c for c in app.backend.store.comments(repo.full_name, int(req.params["number"]))
                 if since is None or c.updated_at >= since]
     renderer = app.backend.renderer()
@@ -141,7 +141,7 @@ def create_comment(app: App, req: Request) -> Response:
 @router.route("GET", "/repos/{owner}/{repo}/issues/comments")
 def list_repo_comments(app: App, req: Request) -> Response:
     repo = app.repo(req)
-    since = _since(req)
+    since = since_arg(req)
     comments = [c for c in app.backend.store.comments(repo.full_name)
                 if since is None or c.updated_at >= since]
     comments.sort(key=lambda c: (c.updated_at if req.arg("sort") == "updated" else c.created_at, c.id),

@@ -10,9 +10,9 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+from .api_issues import since_arg
 from .errors import NotFound, ValidationFailed
 from .routing import Request, Response, Router, body_field, paginate
-from .store import iso
 
 if TYPE_CHECKING:
     from .app import App
@@ -22,18 +22,6 @@ router = Router()
 # https://docs.github.com/rest/pulls/reviews#create-a-review-for-a-pull-request
 _EVENT_STATE = {"APPROVE": "APPROVED", "REQUEST_CHANGES": "CHANGES_REQUESTED", "COMMENT": "COMMENTED"}
 REACTIONS = ("+1", "-1", "laugh", "confused", "heart", "hooray", "rocket", "eyes")
-
-
-def _since(req: Request, resource: str) -> str | None:
-    from datetime import datetime
-
-    raw = req.arg("since")
-    if not raw:
-        return None
-    try:
-        return iso(datetime.fromisoformat(raw.replace("Z", "+00:00")))
-    except ValueError:
-        raise ValidationFailed([{"resource": resource, "code": "invalid", "field": "since"}]) from None
 
 
 def _pull_number(app: App, req: Request) -> int:
@@ -82,7 +70,7 @@ def create_review(app: App, req: Request) -> Response:
 def list_repo_review_comments(app: App, req: Request) -> Response:
     # https://docs.github.com/rest/pulls/comments#list-review-comments-in-a-repository
     repo = app.repo(req)
-    since = _since(req, "PullRequestReviewComment")
+    since = since_arg(req, "PullRequestReviewComment")
     comments = [c for c in app.backend.store.review_comments(repo.full_name)
                 if since is None or c.updated_at >= since]
     comments.sort(key=lambda c: (c.updated_at if req.arg("sort") == "updated" else c.created_at, c.id),
