@@ -313,7 +313,11 @@ class Pipeline:
             return replace(record, sha=done, summary="Pushed before the runner restarted.")
         job_tag = f"{run.job.key.issue_number}-a{run.job.attempt}-r{number}"
         with self.workspace.checkout(mirror, branch=names.branch, base_branch=base, job=job_tag) as tree:
-            round_ctx = feedback.round_context(number, [item], [text], task.instruction, self.workspace.diff(tree))
+            # A review's inline comments travel with it: each with its file, line and hunk.
+            thread = list(self.forge.review_thread(item)) if item.kind == "review" else []
+            round_ctx = feedback.round_context(number, [item, *thread],
+                                               [text, *(feedback.visible_text(c.body).strip() for c in thread)],
+                                               task.instruction, self.workspace.diff(tree))
             result = self._make_change(run, task, tree, names, round_ctx=round_ctx, spent=spent)
             run.lease.check()
             changes = result.changes

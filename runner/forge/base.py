@@ -183,3 +183,7 @@ class Forge(Protocol):
 
     def add_reaction(self, item: FeedbackItem, content: str) -> None:
         """React to a comment or review comment; an existing identical reaction is success."""
+
+    def review_thread(self, review: FeedbackItem) -> Sequence[FeedbackItem]:
+        """The inline comments of a review (path, line, diff hunk), as ``review_comment`` items."""
+        ...

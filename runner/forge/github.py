@@ -248,6 +248,15 @@ class GitHubForge:
         rows = self._changed_since(repo, f"/repos/{repo}/pulls/comments", since, "list review comments")
         return [_comment_item(repo, "review_comment", row) for row in rows]
 
+    def review_thread(self, review: FeedbackItem) -> Sequence[FeedbackItem]:
+        # https://docs.github.com/rest/pulls/reviews#list-comments-for-a-pull-request-review
+        url = f"/repos/{review.repo}/pulls/{review.number}/reviews/{review.id}/comments"
+        with translate(f"list the comments of review {review.id} in {review.repo}"):
+            requester = self._gh_for(review.repo).requester
+            headers, rows = requester.requestJsonAndCheck("GET", url, parameters={"per_page": 100})
+            rows = list(rows or [])
+        return [_comment_item(review.repo, "review_comment", row) for row in rows]
+
     def add_reaction(self, item: FeedbackItem, content: str) -> None:
         # https://docs.github.com/rest/reactions/reactions (200 when it already exists)
         where = "pulls" if item.kind == "review_comment" else "issues"

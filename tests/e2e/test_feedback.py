@@ -216,6 +216,9 @@ def test_a_changes_requested_review_gets_the_same_round_trip_by_webhook(hooked: 
     [pull] = world.pulls()
     assert "## Feedback rounds" in pull["body"]
     assert world.emu.file_at(TARGET, branch, "src/app.py") == "print('hello')\nprint('round one')\n"
+    # The review's inline comment (file, line, hunk) was read for the round's context.
+    assert any(r.method == "GET" and "/reviews/" in r.path and r.path.endswith("/comments") and r.status == 200
+               for r in world.emu.request_log)
 
     # A reader's review asks for changes too, but gets nothing.
     world.emu.submit_review(TARGET, pull["number"], f"No.\n\n{APP_PATCH_2}", state="changes_requested",

@@ -83,3 +83,17 @@ def test_pull_ref_reads_repo_and_number_from_a_pr_url() -> None:
     assert pull_ref("https://github.com/o/r/pull/7") == ("o/r", 7)
     assert pull_ref("http://127.0.0.1:5/o/r/pull/7#discussion_r1") == ("o/r", 7)
     assert pull_ref("https://github.com/o/r/issues/7") is None
+
+
+def test_the_round_context_carries_instruction_feedback_location_hunk_and_diff() -> None:
+    from runner.feedback import round_context
+
+    review = item("review", "Rename it", "changes_requested")
+    inline = FeedbackItem(kind="review_comment", id=3, repo="o/r", number=2, author="ada", body="This one.",
+                          path="src/app.py", line=4, diff_hunk="@@ -1 +1,4 @@\n+x = 1")
+    ctx = round_context(2, [review, inline], ["Rename it", "This one."], "Add x.", "diff --git a/x b/x\n```")
+    assert ctx.number == 2 and ctx.feedback == "Rename it\n\nThis one."
+    for part in ("Add x.", "Review state: changes_requested", "File: `src/app.py`, line 4", "@@ -1 +1,4 @@",
+                 "diff --git a/x b/x"):
+        assert part in ctx.text
+    assert ctx.text.count("```diff") == 2  # a fence in the diff cannot close ours

@@ -50,6 +50,18 @@ def get_review(app: App, req: Request) -> Response:
     return Response(200, app.backend.renderer().review(repo, review))
 
 
+@router.route("GET", "/repos/{owner}/{repo}/pulls/{number:int}/reviews/{id:int}/comments")
+def list_comments_for_review(app: App, req: Request) -> Response:
+    # https://docs.github.com/rest/pulls/reviews#list-comments-for-a-pull-request-review
+    repo = app.repo(req)
+    number, review_id = _pull_number(app, req), int(req.params["id"])
+    if app.backend.store.review(repo.full_name, review_id).pull_number != number:
+        raise NotFound()
+    comments = [c for c in app.backend.store.review_comments(repo.full_name, number) if c.review_id == review_id]
+    renderer = app.backend.renderer()
+    return paginate(app, req, comments, lambda c: renderer.review_comment(repo, c))
+
+
 @router.route("POST", "/repos/{owner}/{repo}/pulls/{number:int}/reviews")
 def create_review(app: App, req: Request) -> Response:
     repo = app.repo(req, "read")
