@@ -146,6 +146,7 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
         emu.merge_pull(REPO, merged)
         emu.add_label(REPO, pull, "copilot-agent")
         world = World(emu, pull, merged)
+        world._names = first._names  # one sequence of branch names: "feature-1" is taken already
         world.app = emu.create_app("contract-bot")
         world.installation = emu.install_app(world.app.id, "octocat", [REPO])
         emu.create_repo("alice/elsewhere")
@@ -168,6 +169,29 @@ class Case:
 
 def _pull(w: World, suffix: str = "", **kwargs: Any) -> httpx.Response:
     return w.get(f"/repos/{{repo}}/pulls/{w.pull}{suffix}", **kwargs)
+
+
+def _review(w: World, **kwargs: Any) -> tuple[int, int]:
+    """A fresh PR with a changes-requested review (and one inline comment): (pull, review id)."""
+    pull = w.open_pull()
+    name = w.get(f"/repos/{{repo}}/pulls/{pull}").json()["head"]["ref"]
+    reply = w.call("POST", f"/repos/{{repo}}/pulls/{pull}/reviews", ALICE_TOKEN, json={
+        "event": "REQUEST_CHANGES", "body": "Please rename.",
+        "comments": [{"path": f"{name}.txt", "line": 1, "body": "This line."}], **kwargs})
+    assert reply.status_code == 200, reply.text
+    return pull, int(reply.json()["id"])
+
+
+def _review_comment(w: World) -> int:
+    pull, _ = _review(w)
+    return int(w.get(f"/repos/{{repo}}/pulls/{pull}/comments").json()[0]["id"])
+
+
+def _comment_on_diff(w: World, line: int) -> httpx.Response:
+    pull = w.open_pull()
+    name = w.get(f"/repos/{{repo}}/pulls/{pull}").json()["head"]["ref"]
+    return w.call("POST", f"/repos/{{repo}}/pulls/{pull}/comments", ALICE_TOKEN,
+                  json={"path": f"{name}.txt", "line": line, "body": "Why?", "commit_id": "x"})
 
 
 CASES: tuple[Case, ...] = (
@@ -339,6 +363,37 @@ CASES: tuple[Case, ...] = (
     Case("pulls/merge", 404, lambda w: w.call("PUT", "/repos/{repo}/pulls/9999/merge", json={})),
     Case("pulls/merge", 403, lambda w: w.call(
         "PUT", f"/repos/{{repo}}/pulls/{w.pull}/merge", token=BOB_TOKEN, json={})),
+    # reviews, review comments, reactions (feedback rounds)
+    Case("pulls/create-review", 200, lambda w: w.call(
+        "POST", f"/repos/{{repo}}/pulls/{w.open_pull()}/reviews", ALICE_TOKEN, json={"event": "APPROVE"})),
+    Case("pulls/create-review", 422, lambda w: w.call(
+        "POST", f"/repos/{{repo}}/pulls/{w.open_pull()}/reviews", ALICE_TOKEN, json={"event": "REQUEST_CHANGES"})),
+    Case("pulls/list-reviews", 200, lambda w: w.get(f"/repos/{{repo}}/pulls/{_review(w)[0]}/reviews")),
+    Case("pulls/get-review", 200, lambda w: w.get("/repos/{{repo}}/pulls/{}/reviews/{}".format(*_review(w)))),
+    Case("pulls/get-review", 404, lambda w: w.get(f"/repos/{{repo}}/pulls/{w.pull}/reviews/999999")),
+    Case("pulls/list-comments-for-review", 200,
+         lambda w: w.get("/repos/{{repo}}/pulls/{}/reviews/{}/comments".format(*_review(w)))),
+    Case("pulls/list-comments-for-review", 404, lambda w: w.get(f"/repos/{{repo}}/pulls/{w.pull}/reviews/9/comments")),
+    Case("pulls/list-review-comments", 200, lambda w: w.get(f"/repos/{{repo}}/pulls/{_review(w)[0]}/comments")),
+    Case("pulls/list-review-comments-for-repo", 200,
+         lambda w: (_review(w), w.get("/repos/{repo}/pulls/comments?since=2000-01-01T00:00:00Z"))[1]),
+    Case("pulls/get-review-comment", 200, lambda w: w.get(f"/repos/{{repo}}/pulls/comments/{_review_comment(w)}")),
+    Case("pulls/get-review-comment", 404, lambda w: w.get("/repos/{repo}/pulls/comments/999999")),
+    Case("pulls/create-review-comment", 201, lambda w: _comment_on_diff(w, 1)),
+    Case("pulls/create-review-comment", 422, lambda w: _comment_on_diff(w, 99), "off-the-diff"),
+    Case("reactions/create-for-issue-comment", 201, lambda w: w.call(
+        "POST", f"/repos/{{repo}}/issues/comments/{w.comment()}/reactions", json={"content": "eyes"})),
+    Case("reactions/create-for-issue-comment", 200, lambda w: (lambda c: (w.call(
+        "POST", f"/repos/{{repo}}/issues/comments/{c}/reactions", json={"content": "eyes"}), w.call(
+        "POST", f"/repos/{{repo}}/issues/comments/{c}/reactions", json={"content": "eyes"}))[1])(w.comment()),
+        "again"),
+    Case("reactions/create-for-issue-comment", 422, lambda w: w.call(
+        "POST", f"/repos/{{repo}}/issues/comments/{w.comment()}/reactions", json={"content": "shrug"})),
+    Case("reactions/list-for-issue-comment", 200,
+         lambda w: w.get(f"/repos/{{repo}}/issues/comments/{w.comment()}/reactions")),
+    Case("reactions/list-for-issue-comment", 404, lambda w: w.get("/repos/{repo}/issues/comments/999999/reactions")),
+    Case("reactions/create-for-pull-request-review-comment", 201, lambda w: w.call(
+        "POST", f"/repos/{{repo}}/pulls/comments/{_review_comment(w)}/reactions", json={"content": "eyes"})),
 )
 
 

@@ -24,7 +24,8 @@ def test_every_delivery_matches_githubs_webhook_description(tmp_path: Path) -> N
         emu.create_repo(REPO)
         app = emu.create_app("contract-hooks", webhook_url=f"http://127.0.0.1:{_closed_port()}/hook",
                              webhook_secret="s3cret",
-                             events=("issues", "issue_comment", "pull_request"))
+                             events=("issues", "issue_comment", "pull_request", "pull_request_review",
+                                     "pull_request_review_comment"))
         emu.install_app(app.id, "octocat")
         number = emu.create_issue(REPO, "Do the thing", "Body", ["copilot-agent"])
         emu.add_label(REPO, number, "bug")
@@ -45,6 +46,8 @@ def test_every_delivery_matches_githubs_webhook_description(tmp_path: Path) -> N
             pull = http.post(f"/repos/{REPO}/pulls", json={"title": "Feature", "head": "feature",
                                                            "base": "main"}).json()["number"]
         emu.add_label(REPO, pull, "copilot-agent")
+        emu.submit_review(REPO, pull, "Please rename.", state="changes_requested",
+                          comments=[{"path": "feature.txt", "line": 1, "body": "This line."}])
         emu.merge_pull(REPO, pull)
         deliveries = emu.wait_for_deliveries()
 
@@ -57,4 +60,5 @@ def test_every_delivery_matches_githubs_webhook_description(tmp_path: Path) -> N
     assert not problems, "\n".join(problems)
     assert {"issues-opened", "issues-labeled", "issues-unlabeled", "issues-edited", "issues-closed",
             "issues-reopened", "issue-comment-created", "issue-comment-edited",
-            "pull-request-opened", "pull-request-labeled", "pull-request-closed"} <= seen, seen
+            "pull-request-opened", "pull-request-labeled", "pull-request-closed",
+            "pull-request-review-submitted", "pull-request-review-comment-created"} <= seen, seen

@@ -71,8 +71,12 @@ def create_review(app: App, req: Request) -> Response:
     event = body_field(data, "event", str, resource="PullRequestReview") or "COMMENT"
     state = _EVENT_STATE.get(event.upper())
     body = body_field(data, "body", str, resource="PullRequestReview") or ""
-    if state is None or (state != "APPROVED" and not body and not data.get("comments")):
-        raise ValidationFailed([{"resource": "PullRequestReview", "code": "invalid", "field": "event"}])
+    if state is None:
+        raise ValidationFailed([f"Unknown review event {event!r}"], "Unprocessable Entity")
+    if state != "APPROVED" and not body:
+        # GitHub: "Body is required when using REQUEST_CHANGES or COMMENT events" (validation_failed_simple)
+        raise ValidationFailed(["Body is required when using REQUEST_CHANGES or COMMENT events"],
+                               "Unprocessable Entity")
     review = app.backend.submit_review(repo, number, body=body, state=state, actor=req.user,
                                        comments=data.get("comments") or [])
     return Response(200, app.backend.renderer().review(repo, review))
@@ -137,15 +141,6 @@ def _react(app: App, req: Request, subject: str) -> Response:
     return Response(201 if created else 200, app.backend.renderer().reaction(reaction))
 
 
-def _reactions(app: App, req: Request, subject: str) -> Response:
-    repo = app.repo(req)
-    reactions = app.backend.store.reactions(repo.full_name, subject, int(req.params["id"]))
-    content = req.arg("content")
-    reactions = [r for r in reactions if content in (None, r.content)]
-    renderer = app.backend.renderer()
-    return paginate(app, req, reactions, renderer.reaction)
-
-
 @router.route("POST", "/repos/{owner}/{repo}/issues/comments/{id:int}/reactions")
 def react_to_issue_comment(app: App, req: Request) -> Response:
     # https://docs.github.com/rest/reactions/reactions#create-reaction-for-an-issue-comment
@@ -154,7 +149,12 @@ def react_to_issue_comment(app: App, req: Request) -> Response:
 
 @router.route("GET", "/repos/{owner}/{repo}/issues/comments/{id:int}/reactions")
 def list_issue_comment_reactions(app: App, req: Request) -> Response:
-    return _reactions(app, req, "issue_comment")
+    repo = app.repo(req)
+    app.backend.store.comment(repo.full_name, int(req.params["id"]))
+    reactions = app.backend.store.reactions(repo.full_name, "issue_comment", int(req.params["id"]))
+    content = req.arg("content")
+    return paginate(app, req, [r for r in reactions if content in (None, r.content)],
+                    app.backend.renderer().reaction)
 
 
 @router.route("POST", "/repos/{owner}/{repo}/pulls/comments/{id:int}/reactions")
@@ -162,7 +162,3 @@ def react_to_review_comment(app: App, req: Request) -> Response:
     # https://docs.github.com/rest/reactions/reactions#create-reaction-for-a-pull-request-review-comment
     return _react(app, req, "review_comment")
 
-
-@router.route("GET", "/repos/{owner}/{repo}/pulls/comments/{id:int}/reactions")
-def list_review_comment_reactions(app: App, req: Request) -> Response:
-    return _reactions(app, req, "review_comment")

@@ -57,7 +57,7 @@ class ValidationFailed(EmulatorError):
 
     status = 422
 
-    def __init__(self, errors: list[dict[str, Any]], message: str = "Validation Failed") -> None:
+    def __init__(self, errors: list[dict[str, Any]] | list[str], message: str = "Validation Failed") -> None:
         super().__init__(message)
         self.errors = errors
 

@@ -31,7 +31,10 @@ if TYPE_CHECKING:
     from .backend import Backend
 
 _log = structlog.get_logger(__name__)
-DELIVERY_TIMEOUT_S = 10.0  # GitHub gives a receiver 10 seconds to answer
+DELIVERY_TIMEOUT_S = 10.0
+_FULL_PULL_ONLY = ("merged", "mergeable", "rebaseable", "mergeable_state", "merged_by", "comments",
+                   "review_comments", "maintainer_can_modify", "commits", "additions", "deletions",
+                   "changed_files")  # GitHub gives a receiver 10 seconds to answer
 
 
 def sign(secret: str, body: bytes) -> str:
@@ -178,6 +181,10 @@ class Hookshot:
             if notice.event == "pull_request":
                 payload["number"] = issue.number
             payload["pull_request"] = self._backend.pull_json(repo, issue)
+            if notice.event != "pull_request":
+                # Review events carry the "simple" pull request, without the merge and size fields.
+                for name in _FULL_PULL_ONLY:
+                    payload["pull_request"].pop(name, None)
         else:
             payload["issue"] = renderer.issue(repo, issue)
             # A webhook's issue is the REST issue without ``closed_by`` (@octokit/openapi-webhooks).

@@ -260,7 +260,7 @@ class Renderer:
             "_links": {"self": {"href": url}, "html": {"href": html}, "pull_request": {"href": pull_url}},
             "start_line": None, "original_start_line": None, "start_side": None,
             "line": comment.line, "original_line": comment.line, "side": comment.side,
-            "subject_type": "line",
+            "subject_type": "line", "reactions": self._reactions(url),
         }
         if comment.in_reply_to_id is not None:
             body["in_reply_to_id"] = comment.in_reply_to_id
