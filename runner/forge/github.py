@@ -251,9 +251,8 @@ class GitHubForge:
     def review_thread(self, review: FeedbackItem) -> Sequence[FeedbackItem]:
         # https://docs.github.com/rest/pulls/reviews#list-comments-for-a-pull-request-review
         url = f"/repos/{review.repo}/pulls/{review.number}/reviews/{review.id}/comments"
-        with translate(f"list the comments of review {review.id} in {review.repo}"):
-            requester = self._gh_for(review.repo).requester
-            headers, rows = requester.requestJsonAndCheck("GET", url, parameters={"per_page": 100})
+        with self._request(f"list the comments of review {review.id} in {review.repo}", review.repo) as gh:
+            _, rows = gh.requester.requestJsonAndCheck("GET", url, parameters={"per_page": 100})
             rows = list(rows or [])
         return [_comment_item(review.repo, "review_comment", row) for row in rows]
 
