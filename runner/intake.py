@@ -102,7 +102,11 @@ class Runner:
         for repo, kind in listings:
             since = self._since.get((repo, kind)) or _iso(self.clock() - FEEDBACK_LOOKBACK)
             fetch = self.forge.comments_since if kind == "comments" else self.forge.review_comments_since
-            items = fetch(repo, since)
+            try:
+                items = fetch(repo, since)
+            except RunnerError as exc:  # one unreadable target (deleted, app removed) must not stop the poll
+                self.log.warning("could not list feedback", repo=repo, listing=kind, error=str(exc))
+                continue
             for item in items:
                 offered += self.offer_feedback(item, pulls=pulls)
             newest = max((i.updated_at for i in items if i.updated_at), default=since)
