@@ -120,11 +120,12 @@ class Runner:
         Records it once in the ledger when it is a trigger on a task's issue or PR; the
         author's write access is checked when its round runs, so a non-writer's item
         gets no reaction and no run."""
-        login = self.forge.authenticated_login(self.repo)
-        if item.author.lower() == login.lower():
-            return 0  # the runner's own comments
-        if feedback.trigger_text(item, command=self.settings.feedback_command, bot_login=login) is None:
+        # Who the runner is costs a request the first time: ask only when the answer matters.
+        mention = self.forge.authenticated_login(self.repo) if item.kind == "review_comment" else None
+        if feedback.trigger_text(item, command=self.settings.feedback_command, bot_login=mention) is None:
             return 0
+        if item.author.lower() == self.forge.authenticated_login(self.repo).lower():
+            return 0  # the runner's own comments
         key = self._task_of(item, pulls)
         if key is None:
             return 0

@@ -1,4 +1,4 @@
-"""A fast task spends at most 3 GitHub writes and 7 requests; an idle poll is a 304; SIGTERM beats a hung GitHub.
+"""A fast task spends at most 3 GitHub writes and 7 requests; an idle poll is all 304s; SIGTERM beats a hung GitHub.
 
 Counts come from the emulator's request log, which is what GitHub would see.
 """
@@ -12,7 +12,7 @@ from pathlib import Path
 from runner.ledger import TaskKey, open_ledger
 from runner.testing.github.app import RequestRecord
 from tests import chaos
-from tests.conftest import DISPATCH, World, dispatch_body
+from tests.conftest import DISPATCH, TARGET, World, dispatch_body
 
 #: What a task may cost at most once the short caches are warm. The trust re-check before
 #: the push (issue #8) is inside this budget.
@@ -28,8 +28,14 @@ def routes(records: list[RequestRecord]) -> Counter[str]:
     return Counter(f"{r.method} {r.path}" for r in records)
 
 
+#: What one poll asks: the dispatch issues, then the feedback listings (docs/feedback.md): the
+#: dispatch repository's comments, and the PR and review comments of each target with a task PR.
+POLL_PATHS = (f"/repos/{DISPATCH}/issues", f"/repos/{DISPATCH}/issues/comments",
+              f"/repos/{TARGET}/issues/comments", f"/repos/{TARGET}/pulls/comments")
+
+
 def is_poll(record: RequestRecord) -> bool:
-    return record.method == "GET" and record.path == f"/repos/{DISPATCH}/issues"
+    return record.method == "GET" and record.path in POLL_PATHS
 
 
 def test_a_fast_task_makes_three_writes_and_few_requests(world: World) -> None:
@@ -61,18 +67,20 @@ def test_a_fast_task_makes_three_writes_and_few_requests(world: World) -> None:
     assert "finished task" in comment["body"]
 
 
-def test_an_idle_poll_is_one_conditional_request_answered_304(world: World) -> None:
+def test_an_idle_poll_is_conditional_requests_answered_304(world: World) -> None:
     app = world.app()
     world.file_issue(dispatch_body("idle0001-task"))
     app.runner.run_once()
     app.runner.poll()  # learns the ETag of the list as it is now
+    app.runner.poll()  # and of the feedback listings past the result comment (their `since` moved)
     world.emu.clear_request_log()
 
     for _ in range(5):
         assert app.runner.poll() == 0
 
     log = rest(world)
-    assert [(r.method, r.path, r.status) for r in log] == [("GET", f"/repos/{DISPATCH}/issues", 304)] * 5
+    # One request per listing, none per open PR or issue.
+    assert [(r.method, r.path, r.status) for r in log] == [("GET", path, 304) for path in POLL_PATHS] * 5
     assert all("if-none-match" in r.headers for r in log)
 
 
