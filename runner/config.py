@@ -213,7 +213,11 @@ class Settings(BaseSettings):
 
     # Feedback rounds (docs/feedback.md): `/agent` comments and reviews push to the same PR
     feedback_command: str = Field(default="/agent", min_length=1, max_length=40, pattern=r"^\S+$")
+    """A comment whose first visible line starts with this (on the dispatch issue or the task's PR) asks for a
+    feedback round: one more commit to the same PR. Only authors with write access count (docs/feedback.md)."""
     max_feedback_rounds: int = Field(default=5, ge=0, le=100)
+    """Feedback rounds per task; at the limit the runner says so instead of running. `MAX_TOKENS_PER_TASK` and
+    `MAX_COST_USD_PER_TASK` cover the first run and every round together."""
 
     # Validation
     validate_commands: CsvList = ()

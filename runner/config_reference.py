@@ -41,6 +41,7 @@ SECTIONS = {
     "hooks": "Hooks",
     "executor": "Executor",
     "generators": "Generators",
+    "feedback_command": "Feedback rounds",
     "validate_commands": "Validation",
     "sandbox": "Sandbox",
 }

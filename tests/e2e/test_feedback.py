@@ -234,7 +234,7 @@ def test_a_changes_requested_review_gets_the_same_round_trip_by_webhook(hooked: 
 def test_kill_9_after_the_rounds_push_gives_exactly_one_new_commit(users: World, tmp_path: Any) -> None:
     import time
 
-    from runner.testing import chaos
+    from tests import chaos
 
     world = users
     number, branch = first_run(world)
