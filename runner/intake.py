@@ -18,13 +18,13 @@ from typing import Any
 
 from runner import feedback, policy
 from runner.config import Settings
-from runner.errors import LedgerUnavailable, PermissionDenied, RunnerError, TaskSpecError
+from runner.errors import LedgerUnavailable, PermissionDenied, RunnerError
 from runner.feedback import FeedbackItem
 from runner.forge.base import Forge, Issue
 from runner.health import Metrics
 from runner.ledger.base import TERMINAL, Job, Ledger, TaskKey
 from runner.pipeline import Outcome, Pipeline
-from runner.task import body_hash, parse_metadata
+from runner.task import body_hash, task_id_of
 
 #: How often the idle loop claims; a poll that queued work, a finished job or SIGTERM wake it sooner.
 IDLE_TICK_S = 1.0
@@ -164,7 +164,7 @@ class Runner:
     def _enqueue(self, issue: Issue) -> int:
         key = TaskKey(self.repo, issue.number)
         now = self.clock()
-        if self.ledger.enqueue(key, task_id=_task_id(issue.body), body_hash=body_hash(issue.body), now=now):
+        if self.ledger.enqueue(key, task_id=task_id_of(issue.body), body_hash=body_hash(issue.body), now=now):
             self.log.info("task queued", issue=issue.number)
             return 1
         record = self.ledger.get(key)
@@ -211,7 +211,7 @@ class Runner:
         key = TaskKey(self.repo, number)
         issue = self.forge.get_issue(self.repo, number)
         now = self.clock()
-        if not self.ledger.enqueue(key, task_id=_task_id(issue.body), body_hash=body_hash(issue.body), now=now):
+        if not self.ledger.enqueue(key, task_id=task_id_of(issue.body), body_hash=body_hash(issue.body), now=now):
             self.ledger.requeue(key, now=now)
         job = self.ledger.claim_key(key, self.owner, now=self.clock(), lease_seconds=self.settings.lease_seconds)
         if job is None:
@@ -329,12 +329,3 @@ class Runner:
 def _iso(moment: datetime) -> str:
     return moment.strftime("%Y-%m-%dT%H:%M:%SZ")
 
-
-def _task_id(body: str) -> str | None:
-    """A hint for the ledger only: the pipeline parses the body for real and reports any problem."""
-    try:
-        metadata = parse_metadata(body)
-    except TaskSpecError:
-        return None
-    value = metadata.get("task_id") if metadata else None
-    return str(value) if value is not None else None

@@ -54,8 +54,8 @@ from runner.task import (
     DispatchTask,
     TaskNames,
     choose_names,
-    parse_metadata,
     parse_task,
+    task_id_of,
     task_names,
 )
 from runner.transcript import excerpt
@@ -445,7 +445,7 @@ class Pipeline:
         primary = task_names(task)
         pull = self.forge.find_pull(task.target_repo, primary.branch)
         text = pull.body if pull is not None else mirror.read_file(primary.branch, primary.trace_path)
-        names = choose_names(task, _task_id_in(text))
+        names = choose_names(task, task_id_of(text))
         if not names.disambiguated:
             return names, pull
         return names, self.forge.find_pull(task.target_repo, names.branch)
@@ -590,7 +590,7 @@ class Pipeline:
             return None
         primary = task_names(task)
         pull = self.forge.find_pull(task.target_repo, primary.branch)
-        if pull is not None and _task_id_in(pull.body) in (None, task.task_id):
+        if pull is not None and task_id_of(pull.body) in (None, task.task_id):
             return pull
         return self.forge.find_pull(task.target_repo, task_names(task, disambiguate=True).branch)
 
@@ -648,16 +648,6 @@ class _Change:
     draft: bool = False
     notes: tuple[str, ...] = ()
 
-
-def _task_id_in(text: str | None) -> str | None:
-    if not text:
-        return None
-    try:
-        metadata = parse_metadata(text)
-    except TaskSpecError:
-        return None
-    value = metadata.get("task_id") if metadata else None
-    return str(value) if value is not None else None
 
 
 def _usage_line(changes: Changes) -> str | None:

@@ -134,6 +134,8 @@ class TaskActivities:
         self.clock = clock
         self.metrics = metrics
         self.log = log
+        self.running = 0
+        self._running_lock = threading.Lock()
 
     @activity.defn(name=ACTIVITY_NAME)
     def run_dispatch_task(self, request: TaskRequest) -> TaskResult:
@@ -143,10 +145,14 @@ class TaskActivities:
                   lease_expires_at=lease_expiry(self.clock(), request.heartbeat_timeout_s),
                   task_id=request.task_id, failures=attempt - 1)
         self.metrics.job_started()
+        with self._running_lock:
+            self.running += 1
         try:
             with self.ledger.bind(job) as slot:
                 outcome = self.pipeline.run(job)
         finally:
+            with self._running_lock:
+                self.running -= 1
             self.metrics.job_finished()
         self.metrics.job_done(outcome.status, 0.0, outcome.stage_seconds)
         if outcome.status == "lost" or slot.status == "queued":

@@ -153,7 +153,8 @@ class TemporalRunner:
         return asyncio.run(go())
 
     def active_count(self) -> int:
-        return int(self.metrics.in_flight._value.get())
+        """Activities running in this process (the in-flight gauge is Temporal's view's twin)."""
+        return self.activities.running if self.activities is not None else 0
 
     # -- status and retry (visibility) --------------------------------------------
 

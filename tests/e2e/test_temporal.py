@@ -136,7 +136,7 @@ def test_chaos_with_killed_workers_still_gives_one_of_everything(world: World, t
     rng = random.Random(3)
     with chaos.Fleet(env, tmp_path, 3, cwd=world.root) as fleet:
         fleet.start()
-        deadline = time.monotonic() + 90
+        deadline = time.monotonic() + 150  # a bound for slow CI machines, not a timing claim
         kills = 0
         while time.monotonic() < deadline and not all("processed" in world.labels(n) for n in issues):
             time.sleep(rng.uniform(1.5, 3.0))
