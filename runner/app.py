@@ -142,6 +142,7 @@ def build_app(settings: Settings, *, clock: Callable[[], datetime] = utc_now, lo
     assert ledger is not None
     pipeline = Pipeline(settings=settings, forge=forge, workspace=workspace, chain=chain, ledger=ledger,
                         hooks=hooks, redactor=REDACTOR, log=log, clock=clock, sandbox=sandbox, inbox=ledger)
+    metrics.readiness_check = pipeline.hook_commands.health_problem  # the health_check hook feeds /readyz
     runner = Runner(settings=settings, forge=forge, ledger=ledger, pipeline=pipeline, clock=clock,
                     owner=owner, log=runner_log, metrics=metrics, interrupt=forge.interrupt)
     return App(settings, forge, ledger, workspace, pipeline, runner, metrics, tokens)
@@ -157,6 +158,7 @@ def _temporal_app(settings: Settings, *, forge: Forge, workspace: Workspace, cha
     ledger = ActivityLedger()
     pipeline = Pipeline(settings=settings, forge=forge, workspace=workspace, chain=chain, ledger=ledger,
                         hooks=hooks, redactor=REDACTOR, log=log, clock=clock, sandbox=sandbox)
+    metrics.readiness_check = pipeline.hook_commands.health_problem
     activities = TaskActivities(pipeline=pipeline, ledger=ledger, owner=owner, clock=clock, metrics=metrics,
                                 log=runner_log)
     runner = TemporalRunner(settings=settings, forge=forge, activities=activities, clock=clock, owner=owner,

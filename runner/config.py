@@ -10,6 +10,7 @@ from __future__ import annotations
 import base64
 import fnmatch
 import json
+import shlex
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
@@ -27,6 +28,8 @@ from runner.errors import ConfigError, TaskSpecError
 from runner.task import normalize_repo
 
 LogLevel = Literal["DEBUG", "INFO", "WARNING", "ERROR"]
+#: The executable hooks HOOK_COMMANDS may name (runner/hook_commands.py).
+HOOK_EVENTS = ("pre_task", "post_task", "health_check")
 CsvList = Annotated[tuple[str, ...], NoDecode]
 
 
@@ -144,6 +147,13 @@ class Settings(BaseSettings):
 
     hooks: CsvList = ()
     """Python hooks called at each stage, comma-separated `package.module:Class` (see `runner/hooks.py`)."""
+    hook_commands: dict[str, str] = Field(default_factory=dict)
+    """Executable hooks, a JSON object with any of `pre_task`, `post_task` and `health_check`, for example
+    `{"pre_task": "/etc/agent-runner/quota.sh", "health_check": "/etc/agent-runner/ready.sh"}`. Each gets the task
+    as JSON on stdin and runs in the sandbox; a non-zero `pre_task` refuses the task with its stderr on the issue,
+    `post_task` gets the outcome, a failing `health_check` makes `/readyz` fail (see docs/hooks.md)."""
+    hook_timeout_seconds: float = Field(default=30.0, gt=0)
+    """Time limit of each hook command; one that runs longer is stopped and counts as failed."""
 
     # Executor: our own lease ledger (SQLite or PostgreSQL, by LEDGER_URL), or Temporal
     executor: Literal["ledger", "temporal"] = "ledger"
@@ -312,7 +322,7 @@ class Settings(BaseSettings):
             raise ValueError(f"must start with http:// or https://, got `{value}`")
         return value.rstrip("/")
 
-    @field_validator("seniority_models", "model_prices", mode="before")
+    @field_validator("seniority_models", "model_prices", "hook_commands", mode="before")
     @classmethod
     def _parse_json_map(cls, value: Any) -> Any:
         if isinstance(value, str):
@@ -320,6 +330,20 @@ class Settings(BaseSettings):
                 return json.loads(value) if value.strip() else {}
             except json.JSONDecodeError as exc:
                 raise ValueError(f"must be a JSON object ({exc.msg})") from exc
+        return value
+
+    @field_validator("hook_commands")
+    @classmethod
+    def _check_hook_commands(cls, value: dict[str, str]) -> dict[str, str]:
+        for event, command in value.items():
+            if event not in HOOK_EVENTS:
+                raise ValueError(f"`{event}` is not a hook; the hooks are {', '.join(HOOK_EVENTS)}")
+            if not isinstance(command, str) or not command.strip():
+                raise ValueError(f"`{event}` must be a command line, for example \"/etc/agent-runner/{event}.sh\"")
+            try:
+                shlex.split(command)
+            except ValueError as exc:
+                raise ValueError(f"the `{event}` command cannot be split into arguments ({exc})") from exc
         return value
 
     @model_validator(mode="after")

@@ -15,7 +15,8 @@ The tree::
     │   ├── LabelerNotTrusted        whoever labeled it lacks write permission
     │   ├── AppNotInstalled          the GitHub App is not installed on the target
     │   ├── RerunNotTrusted          a non-writer removed the result label
-    │   └── TextNotApproved          a non-writer edited the body after the label
+    │   ├── TextNotApproved          a non-writer edited the body after the label
+    │   └── HookVetoed               the operator's pre_task hook said no
     ├── ForgeError                   the GitHub API failed              (transient)
     │   ├── RateLimited              403/429 with a reset time          (transient)
     │   ├── PermissionDenied         our token may not do this          (permanent)
@@ -129,6 +130,15 @@ class TextNotApproved(PolicyRefused):
     hint = (
         "Ask someone with write access to read the issue body, then remove and re-add "
         "the trigger label to approve the text as it is now."
+    )
+
+
+class HookVetoed(PolicyRefused):
+    """The pre_task command of HOOK_COMMANDS exited non-zero (or could not run), so the task did not start."""
+
+    hint = (
+        "The runner's operator set this check up (`HOOK_COMMANDS`); do what its output asks, or ask "
+        "the operator, then remove the `agent-failed` label to run the task again."
     )
 
 

@@ -3,7 +3,8 @@
 `/healthz` says the loop is turning and GitHub still accepts the token (it
 fails after AUTH_FAILURES_UNHEALTHY polls in a row are refused with 401/403,
 so the container turns unhealthy instead of idling forever), `/readyz` that
-the last poll reached GitHub, and `/metrics` is the Prometheus text format. The container's HEALTHCHECK runs
+the last poll reached GitHub (and that the operator's `health_check` hook, if
+any, passes), and `/metrics` is the Prometheus text format. The container's HEALTHCHECK runs
 `agent-runner healthcheck`, which asks `/healthz` on localhost.
 """
 
@@ -13,7 +14,7 @@ import threading
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
@@ -46,6 +47,8 @@ class Metrics:
         self.stale_after_s = stale_after_s
         #: Which sandbox backend runs untrusted commands, as /readyz reports it.
         self.sandbox = "unknown"
+        #: The health_check hook (runner/hook_commands.py): why the runner is not ready, or None.
+        self.readiness_check: Callable[[], str | None] | None = None
         self._last_tick = time.monotonic()
         self._last_good_poll: float | None = None
         self._auth_failures = 0
@@ -100,6 +103,13 @@ class Metrics:
     def ready(self) -> bool:
         return self._last_good_poll is not None and time.monotonic() - self._last_good_poll < self.stale_after_s
 
+    def ready_problem(self) -> str | None:
+        """Why /readyz fails, or None: no recent good poll, or the health_check hook said no."""
+        if not self.ready():
+            return "no successful poll yet"
+        problem = self.readiness_check() if self.readiness_check is not None else None
+        return f"the health_check hook {problem}" if problem else None
+
 
 class HealthServer:
     """Serve /healthz, /readyz and /metrics in a daemon thread."""
@@ -113,9 +123,9 @@ class HealthServer:
                     problem = metrics_ref.health_problem()
                     self._reply(503 if problem else 200, f"{problem or 'ok'}\n".encode())
                 elif self.path == "/readyz":
-                    ok = metrics_ref.ready()
-                    text = "ready\n" if ok else "not ready: no successful poll yet\n"
-                    self._reply(200 if ok else 503, f"{text}sandbox: {metrics_ref.sandbox}\n".encode())
+                    problem = metrics_ref.ready_problem()
+                    text = f"not ready: {problem}\n" if problem else "ready\n"
+                    self._reply(503 if problem else 200, f"{text}sandbox: {metrics_ref.sandbox}\n".encode())
                 elif self.path == "/metrics":
                     self._reply(200, generate_latest(metrics_ref.registry), CONTENT_TYPE_LATEST)
                 else:

@@ -39,6 +39,7 @@ from runner.generators.base import Budget, Changes, GenerationContext, Generator
 from runner.generators.chain import run_chain
 from runner.generators.pricing import display_model
 from runner.generators.trace import write_trace
+from runner.hook_commands import HookCommands
 from runner.hooks import CombinedHooks
 from runner.lease import LeaseKeeper
 from runner.ledger.base import FeedbackInbox, Job, JobLedger, backoff_delay
@@ -115,9 +116,12 @@ class Pipeline:
         sandbox: Sandbox | None = None,
         retry_policy: retry.RetryPolicy = retry.RetryPolicy(),  # noqa: B008 (a frozen value)
         inbox: FeedbackInbox | None = None,
+        hook_commands: HookCommands | None = None,
     ) -> None:
         self.settings = settings
         self.sandbox = sandbox or Sandbox.from_settings(settings)
+        self.hook_commands = hook_commands or HookCommands.from_settings(settings, sandbox=self.sandbox,
+                                                                         redact=redactor, log=log)
         self.inbox = inbox  # feedback rounds; None where the executor keeps no feedback (Temporal)
         self.forge = forge
         self.workspace = workspace
@@ -181,6 +185,9 @@ class Pipeline:
         run.log = run.log.bind(task_id=task.task_id, target=task.target_repo)
         self._check_trust(task, issue)
         self.hooks.call("on_claimed", task=task, attempt=run.job.attempt)
+        if self.hook_commands.has("pre_task"):
+            with run.stage("pre_task"):
+                self.hook_commands.pre_task(task, attempt=run.job.attempt)  # HookVetoed: refused
         self._show(run, task_id=task.task_id, stages_done=("claimed",))
 
         info = self.forge.repo_info(task.target_repo)
@@ -500,11 +507,12 @@ class Pipeline:
     def _succeed(self, run: _Run, pull: PullRequest, changes: Changes, notes: tuple[str, ...] = ()) -> Outcome:
         assert run.task is not None
         run.lease.check()
+        hook_notes = self._post_task(run, "succeeded", pr_url=pull.html_url)
         self._show(run, final=True, status="succeeded", pr_url=pull.html_url, pr_number=pull.number,
                    summary=changes.summary, files=changes.files, stages_done=(), progress=None,
                    summary_by=changes.summary_by, no_change=changes.no_change, generator=changes.generator,
                    fell_back=changes.fell_back,
-                   notes=self._warnings() + notes + tuple(self.hooks.failures))
+                   notes=self._warnings() + notes + tuple(self.hooks.failures) + hook_notes)
         self.reporter.mark_processed(run.task.dispatch_repo, run.task.issue_number,
                                      carried=run.issue.labels if run.issue is not None else None)
         self.hooks.call("on_finished", task=run.task, pull=pull)
@@ -531,8 +539,10 @@ class Pipeline:
                 retry_at = self.clock() + timedelta(seconds=self._retry_delay(error, failures))
                 self._show(run, force=True, status="retrying", error=message)
             else:
-                self._show(run, final=True, status="refused" if isinstance(error, PolicyRefused)
-                           else "failed", error=message, hint=error.hint, progress=None)
+                status = "refused" if isinstance(error, PolicyRefused) else "failed"
+                hook_notes = self._post_task(run, status, error=message)
+                self._show(run, final=True, status=status, error=message, hint=error.hint, progress=None,
+                           notes=run.view.notes + hook_notes)
                 self.reporter.mark_failed(key.dispatch_repo, key.issue_number)
                 if run.task is not None:
                     self.hooks.call("on_failed", task=run.task, error=error)
@@ -633,6 +643,16 @@ class Pipeline:
             return
         if self.reporter.progress(key.dispatch_repo, key.issue_number, run.view, run.lease.renew):
             run.last_shown = now
+
+    def _post_task(self, run: _Run, status: str, *, pr_url: str | None = None,
+                   error: str | None = None) -> tuple[str, ...]:
+        """Tell the post_task hook the final outcome; its failure becomes a note on the result comment."""
+        if run.task is None or not self.hook_commands.has("post_task"):
+            return ()
+        with run.stage("post_task"):
+            note = self.hook_commands.post_task(run.task, attempt=run.job.attempt, status=status, pr_url=pr_url,
+                                                error=error)
+        return (note,) if note else ()
 
     def _progress(self, run: _Run, message: str) -> None:
         run.log.info("progress", message=message)

@@ -51,7 +51,7 @@ def prepare(settings: Settings) -> None:
             path.mkdir(parents=True, exist_ok=True)
         except OSError as exc:
             raise ConfigError(f"{setting} `{path}` cannot be created ({exc.strerror}). {_dir_fix(setting)}") from exc
-    for check in (_directories(settings), _commands(settings)):
+    for check in (_directories(settings), _commands(settings), _hook_commands(settings)):
         if not check.ok:
             raise ConfigError(f"{check.detail} {check.fix}".strip())
 
@@ -171,6 +171,29 @@ def _hooks(settings: Settings) -> Check:
                  + (f" ({', '.join(settings.hooks)})" if hooks else ""))
 
 
+def _hook_commands(settings: Settings) -> Check:
+    """HOOK_COMMANDS: each program on the hooks' PATH, and no credential in any command line."""
+    from runner.hook_commands import HOOK_ENV
+    from runner.procs import minimal_env
+
+    search = minimal_env(HOOK_ENV).get("PATH", os.defpath)
+    found = []
+    for event, command in settings.hook_commands.items():
+        if any(secret in command for secret in settings.secrets()):
+            return Check("hook commands", False, f"HOOK_COMMANDS `{event}` holds a credential in its command line.",
+                         "Hooks run without credentials and their argv is visible; remove the secret from "
+                         "HOOK_COMMANDS.")
+        program = shlex.split(command)[0]
+        resolved = resolve_program(command, search)
+        if resolved is None:
+            return Check("hook commands", False,
+                         f"HOOK_COMMANDS `{event}` runs `{program}`, which is not on PATH ({search}).",
+                         f"Install `{program}` in the runner's image, or name it by absolute path (outside /usr, "
+                         "/etc and /opt, add its directory to SANDBOX_RO_PATHS so the sandbox shows it).")
+        found.append(f"{event} → {resolved}")
+    return Check("hook commands", True, ", ".join(found) if found else "none configured")
+
+
 def _sandbox(settings: Settings) -> Check:
     """Which backend isolates untrusted commands; unusable is a ✗ only when something would need it."""
     from runner.errors import SandboxUnavailable
@@ -180,7 +203,8 @@ def _sandbox(settings: Settings) -> Check:
     try:
         backend = sandbox.backend()
     except SandboxUnavailable as exc:
-        needed = "command" in settings.generators or settings.validate_commands or settings.repo_commands
+        needed = ("command" in settings.generators or settings.validate_commands or settings.repo_commands
+                  or settings.hook_commands)
         return Check("sandbox", not needed, f"unavailable ({exc})" + ("" if needed else "; nothing needs it"),
                      "Install bubblewrap and allow user namespaces (docs/security.md), or set SANDBOX=off "
                      "to run commands without isolation.")
@@ -197,6 +221,7 @@ _CHECKS: tuple[tuple[str, Callable[[Settings], Check]], ...] = (
     ("generators", _generators),
     ("commands", _commands),
     ("hooks", _hooks),
+    ("hook commands", _hook_commands),
     ("sandbox", _sandbox),
 )
 

@@ -56,6 +56,8 @@ class ProcResult:
     timed_out: bool = False
     truncated: bool = False
     deadline_s: float = 0.0
+    #: What it wrote to stderr, when the caller kept stderr apart (``merge_stderr=False``).
+    stderr: str = ""
 
     @property
     def ok(self) -> bool:
@@ -100,9 +102,10 @@ def run_bounded(
 ) -> ProcResult:
     """Run ``argv`` in ``cwd`` for at most ``deadline_s`` seconds and return its output.
 
-    The output is stdout and stderr interleaved as written (stderr is dropped
-    when ``merge_stderr`` is False, for output that is parsed), decoded as
-    UTF-8, and cut to its last ``output_limit`` bytes with a marker in front.
+    The output is stdout and stderr interleaved as written (with ``merge_stderr``
+    False, stdout only, for output that is parsed, and stderr's tail apart in
+    ``stderr``), decoded as UTF-8, and cut to its last ``output_limit`` bytes
+    with a marker in front.
     ``stdin`` is fed from a temporary file, so a child that never reads it cannot block us.
     """
     args = split_command(argv)
@@ -122,7 +125,7 @@ def run_bounded(
             env=dict(env),
             stdin=stdin_file if stdin_file is not None else subprocess.DEVNULL,
             stdout=subprocess.PIPE,
-            stderr=subprocess.STDOUT if merge_stderr else subprocess.DEVNULL,
+            stderr=subprocess.STDOUT if merge_stderr else subprocess.PIPE,
             start_new_session=True,
             close_fds=True,
         )
@@ -130,8 +133,11 @@ def run_bounded(
         if stdin_file is not None:
             stdin_file.close()
     assert proc.stdout is not None
-    tail = _Tail(output_limit)
-    reader = _Reader(proc.stdout.fileno(), proc.pid, tail)
+    tail, err_tail = _Tail(output_limit), _Tail(output_limit)
+    pipes = {proc.stdout.fileno(): tail}
+    if proc.stderr is not None:
+        pipes[proc.stderr.fileno()] = err_tail
+    reader = _Reader(pipes, proc.pid)
     timed_out = False
     try:
         if not reader.pump_until(deadline):
@@ -147,6 +153,8 @@ def run_bounded(
         _signal_group(proc.pid, signal.SIGKILL)
         proc.wait()
         proc.stdout.close()
+        if proc.stderr is not None:
+            proc.stderr.close()
     return ProcResult(
         argv=tuple(args),
         exit_code=proc.returncode,
@@ -155,6 +163,7 @@ def run_bounded(
         timed_out=timed_out,
         truncated=tail.dropped > 0,
         deadline_s=deadline_s,
+        stderr=err_tail.text(),
     )
 
 
@@ -242,22 +251,25 @@ class _Tail:
 
 
 class _Reader:
-    """Read a child's pipe and watch for its exit in one select loop."""
+    """Read a child's pipes and watch for its exit in one select loop."""
 
-    def __init__(self, fd: int, pid: int, tail: _Tail) -> None:
-        self.fd = fd
+    def __init__(self, pipes: dict[int, _Tail], pid: int) -> None:
+        self.pipes = dict(pipes)  # the pipes still open, each with the tail it fills
         self.pid = pid
-        self.tail = tail
-        self.eof = False
         self.sel = selectors.DefaultSelector()
-        os.set_blocking(fd, False)
-        self.sel.register(fd, selectors.EVENT_READ, "out")
+        for fd in self.pipes:
+            os.set_blocking(fd, False)
+            self.sel.register(fd, selectors.EVENT_READ, "out")
         self.pidfd: int | None = None
         try:  # Linux >= 5.3: the pidfd turns readable when the process exits.
             self.pidfd = os.pidfd_open(pid)
             self.sel.register(self.pidfd, selectors.EVENT_READ, "exit")
         except (AttributeError, OSError):
             self.pidfd = None
+
+    @property
+    def eof(self) -> bool:
+        return not self.pipes
 
     def exited(self) -> bool:
         """Whether the leader exited, without reaping it: its pid keeps naming the group."""
@@ -290,18 +302,18 @@ class _Reader:
             return
         for key, _ in self.sel.select(max(timeout, 0.0)):
             if key.data == "out":
-                self._read()
+                self._read(key.fd)
 
-    def _read(self) -> None:
+    def _read(self, fd: int) -> None:
         try:
-            chunk = os.read(self.fd, _CHUNK)
+            chunk = os.read(fd, _CHUNK)
         except BlockingIOError:
             return
         if chunk:
-            self.tail.add(chunk)
+            self.pipes[fd].add(chunk)
         else:
-            self.eof = True
-            self.sel.unregister(self.fd)
+            del self.pipes[fd]
+            self.sel.unregister(fd)
 
     def close(self) -> None:
         if self.pidfd is not None:

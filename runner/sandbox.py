@@ -2,8 +2,9 @@
 
 Untrusted means: the agent CLI of the ``command`` generator, a repository's
 setup and validation commands (and the tests a generated diff adds, which they
-run), and the executable hooks of later work. :class:`Sandbox` is the only way
-they run; :mod:`runner.procs` stays the low-level bounded runner underneath.
+run), and the executable hooks (``HOOK_COMMANDS``, :mod:`runner.hook_commands`).
+:class:`Sandbox` is the only way they run; :mod:`runner.procs` stays the
+low-level bounded runner underneath.
 
 The default backend is bubblewrap (``bwrap``, Debian package ``bubblewrap``):
 
@@ -141,8 +142,11 @@ class Sandbox:
         git_dir: Path | None = None,
         secrets_allowed: Iterable[str] = (),
         output_limit: int = 200_000,
+        merge_stderr: bool = True,
     ) -> ProcResult:
         """Run ``argv`` in ``worktree`` within ``deadline_s`` seconds and return what it printed.
+
+        With ``merge_stderr`` False, stderr comes back apart in ``ProcResult.stderr``.
 
         ``git_dir`` is the worktree's real git directory, from the workspace (never read
         from the worktree's ``.git``, which the command controls). Raise SandboxUnavailable
@@ -154,7 +158,7 @@ class Sandbox:
         worktree = Path(worktree).resolve()
         if self.mode == "off":
             return run_bounded(args, cwd=worktree, env=child_env, deadline_s=deadline_s,
-                               stdin=stdin, output_limit=output_limit)
+                               stdin=stdin, output_limit=output_limit, merge_stderr=merge_stderr)
         backend = detect_backend(self.bwrap)  # raises SandboxUnavailable, with the reason, first
         readonly = [*self.extra_ro, *[Path(p) for p in extra_ro]]
         _check_program(args[0], worktree, child_env.get("PATH", os.defpath), readonly)
@@ -172,7 +176,8 @@ class Sandbox:
             inner = ["prlimit", f"--data={self.limits.memory_mb * 1024 * 1024}",
                      f"--nproc={self.limits.pids}", "--core=0", "--"]
             return _unwrap(run_bounded([*bwrap, "--", *inner, *args], cwd=worktree, env=child_env,
-                                       deadline_s=deadline_s, stdin=stdin, output_limit=output_limit),
+                                       deadline_s=deadline_s, stdin=stdin, output_limit=output_limit,
+                                       merge_stderr=merge_stderr),
                            args)
 
 
@@ -351,4 +356,4 @@ def _unwrap(result: ProcResult, args: list[str]) -> ProcResult:
     """Report the command's own argv, not bwrap's."""
     return ProcResult(argv=tuple(args), exit_code=result.exit_code, output=result.output,
                       duration_s=result.duration_s, timed_out=result.timed_out,
-                      truncated=result.truncated, deadline_s=result.deadline_s)
+                      truncated=result.truncated, deadline_s=result.deadline_s, stderr=result.stderr)
