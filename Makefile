@@ -8,12 +8,17 @@ STAMP := $(VENV)/.installed
 
 venv: $(STAMP)
 
+# Each step says what it does; pip shows what it collects and a progress bar on a terminal.
 $(STAMP): pyproject.toml
+	@echo "==> [1/3] creating the virtualenv $(VENV) with $(PYTHON)"
 	$(PYTHON) -m venv $(VENV)
+	@echo "==> [2/3] upgrading pip"
 	$(PY) -m pip install --quiet --upgrade pip
 	$(PY) -m pip uninstall --quiet --yes agent-runner 2>/dev/null || true  # this project's old distribution name
-	$(PY) -m pip install --quiet -e '.[dev]'
+	@echo "==> [3/3] installing agent-runner and its dependencies (a minute or two the first time)"
+	$(PY) -m pip install --progress-bar on --no-input -e '.[dev]'
 	touch $(STAMP)
+	@echo "==> ready: $(VENV)"
 
 demo: $(STAMP)
 	$(VENV)/bin/agent-runner demo

@@ -73,10 +73,12 @@ def build_parser() -> argparse.ArgumentParser:
                    "and /metrics on HEALTH_PORT.")
     sub.add_parser("once", help="one pass: queue eligible issues, process what is due, exit",
                    description="Poll once, run every job that is due, print a summary and exit 0. "
-                   "Useful from cron or CI.")
+                   "Useful from cron or CI. On a terminal each task has a live status line, then a ✓/✗ "
+                   "line with its PR URL or reason.")
     process = sub.add_parser("process", help="process exactly one dispatch issue now",
                              description="Run one issue through the pipeline, re-queueing it first if it "
-                             "had finished. Exits 1 if the task failed.")
+                             "had finished, with a live status line on a terminal. Exits 1 if the task "
+                             "failed.")
     process.add_argument("issue", type=int, help="the dispatch issue number")
 
     demo = sub.add_parser("demo", help="run the whole flow against the built-in GitHub emulator",
@@ -232,7 +234,8 @@ def _dispatch(args: argparse.Namespace, stop: _Stop) -> int:
                 os._exit(code)
             return code
         if command == "once":
-            outcomes = app.runner.run_once()
+            with _status_line(app):
+                outcomes = app.runner.run_once()
             counts: dict[str, int] = {}
             for outcome in outcomes:
                 counts[outcome.status] = counts.get(outcome.status, 0) + 1
@@ -240,7 +243,8 @@ def _dispatch(args: argparse.Namespace, stop: _Stop) -> int:
             print(f"agent-runner: one pass done: {summary}")
             return 0
         if command == "process":
-            result = app.runner.process_issue(args.issue)
+            with _status_line(app):
+                result = app.runner.process_issue(args.issue)
             if result is None:
                 print(f"agent-runner: issue #{args.issue} is being processed by another worker")
                 return 1
@@ -251,6 +255,18 @@ def _dispatch(args: argparse.Namespace, stop: _Stop) -> int:
     finally:
         app.close()
     raise AssertionError(f"unhandled command {command}")
+
+
+def _status_line(app: Any) -> Any:
+    """Live progress per task on a terminal; plain log lines elsewhere (runner/status_line.py)."""
+    from runner.log import get_logger
+    from runner.status_line import StatusLine
+
+    # On a terminal, INFO lines would scroll the live line away; LOG_LEVEL set on purpose still wins.
+    status = StatusLine(sys.stderr, live=sys.stderr.isatty(), log=get_logger(),
+                        quiet="log_level" not in app.settings.model_fields_set)
+    app.pipeline.hooks.add(status)
+    return status
 
 
 class _Stop:

@@ -36,6 +36,12 @@ class Hook:
 
     def on_failed(self, *, task: Any, error: RunnerError) -> None: ...
 
+    def on_stage(self, *, issue: int, task: Any, stage: str) -> None:
+        """A stage starts (`clone`, `generate`, `validate`, ...); ``task`` is None before it is parsed."""
+
+    def on_outcome(self, *, issue: int, task: Any, outcome: Any) -> None:
+        """The job ended, however it ended (an ``Outcome``: status, PR URL, error)."""
+
 
 class CombinedHooks:
     """Call every hook in order; contain their failures unless they gate."""
@@ -44,6 +50,10 @@ class CombinedHooks:
         self._hooks = list(hooks)
         self._log = log
         self.failures: list[str] = []
+
+    def add(self, hook: Hook) -> None:
+        """One more hook, such as the CLI's status line."""
+        self._hooks.append(hook)
 
     def call(self, name: str, **kwargs: Any) -> None:
         for hook in self._hooks:

@@ -88,9 +88,11 @@ class _Run:
     issue: Issue | None = None
     started: float = field(default_factory=time.monotonic)
     last_shown: float | None = None  # when progress was last posted (monotonic)
+    on_stage: Callable[[str], None] = lambda _name: None  # noqa: E731 (the hooks' on_stage, by Pipeline.run)
 
     @contextmanager
     def stage(self, name: str) -> Iterator[None]:
+        self.on_stage(name)
         started = time.monotonic()
         try:
             yield
@@ -143,18 +145,32 @@ class Pipeline:
         with LeaseKeeper(self.ledger, job, lease_seconds=self.settings.lease_seconds,
                          clock=self.clock, log=log) as lease:
             run = _Run(job=job, lease=lease, log=log, view=view)
-            try:
-                return self._process(run)
-            except LeaseLost as exc:
-                log.warning("stopping: lease lost", error=str(exc))
-                return Outcome("lost", error=str(exc))
-            except ShuttingDown as exc:
-                return self._release(run, exc)
-            except RunnerError as exc:
-                return self._fail(run, exc)
-            except Exception as exc:  # the loop boundary: a bug must not kill the runner
-                log.exception("internal error")
-                return self._fail(run, InternalError(f"Internal error ({type(exc).__name__}: {exc})."))
+            run.on_stage = lambda name: self._call_hooks(run, "on_stage", stage=name)
+            outcome = self._run(run)
+        self._call_hooks(run, "on_outcome", outcome=outcome)
+        return outcome
+
+    def _run(self, run: _Run) -> Outcome:
+        log = run.log
+        try:
+            return self._process(run)
+        except LeaseLost as exc:
+            log.warning("stopping: lease lost", error=str(exc))
+            return Outcome("lost", error=str(exc))
+        except ShuttingDown as exc:
+            return self._release(run, exc)
+        except RunnerError as exc:
+            return self._fail(run, exc)
+        except Exception as exc:  # the loop boundary: a bug must not kill the runner
+            log.exception("internal error")
+            return self._fail(run, InternalError(f"Internal error ({type(exc).__name__}: {exc})."))
+
+    def _call_hooks(self, run: _Run, name: str, **kwargs: Any) -> None:
+        """Observers only (the status line, plugins' on_stage/on_outcome): a gate cannot refuse here."""
+        try:
+            self.hooks.call(name, issue=run.job.key.issue_number, task=run.task, **kwargs)
+        except RunnerError as exc:
+            run.log.warning("hook failed", stage=name, error=str(exc))
 
     # -- the straight line -------------------------------------------------------
 
