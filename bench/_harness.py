@@ -138,10 +138,19 @@ class RequestFigures:
         return self.writes / self.write_span_s if self.write_span_s > 0 else 0.0
 
 
+#: The repository-wide comment listings a poll makes for feedback (runner/intake.py, docs/feedback.md).
+FEEDBACK_LISTING = re.compile(r"^/repos/[^/]+/[^/]+/(issues|pulls)/comments$")
+
+
+def is_poll(record: Any, poll_path: str) -> bool:
+    """A request of the poll: the dispatch issue listing, or a feedback listing of a repository."""
+    return record.method == "GET" and (record.path == poll_path or bool(FEEDBACK_LISTING.match(record.path)))
+
+
 def request_figures(log: Sequence[Any], tasks: int, poll_path: str) -> RequestFigures:
     rest = [r for r in log if not r.git and not r.path.startswith("/_emulator/")]
-    polls = [r for r in rest if r.method == "GET" and r.path == poll_path]
-    work = [r for r in rest if not (r.method == "GET" and r.path == poll_path)]
+    polls = [r for r in rest if is_poll(r, poll_path)]
+    work = [r for r in rest if not is_poll(r, poll_path)]
     counts: dict[str, int] = {}
     for record in work:
         counts[route(record)] = counts.get(route(record), 0) + 1

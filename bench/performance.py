@@ -8,16 +8,19 @@ request log:
    `agent-runner run` processes whose generator takes no time, so that
    claim-to-finish is all runner: mirror fetch, worktree, guard, commit, push,
    PR, result comment, label, and the write pacer's spacing. Shown with the
-   pacer on (the default) and off. Also REST requests and writes per task, by
-   route.
-2. **Idle poll cost**: 100 polls of a dispatch repository with nothing new,
-   through the real forge: requests, their status (304 is free on GitHub's
-   rate limit) and the time per poll.
+   pacer on (the default) and off, for tasks that come one at a time (what a
+   user filing an issue sees) and for tasks queued back to back (each also
+   waits out the pacer's second after the previous task's last write). Also
+   REST requests and writes per task, by route, polls left out.
+2. **Idle poll cost**: 100 polls with nothing new, of a dispatch repository
+   whose tasks have open PRs in a target repository, through the real forge:
+   requests, their status (304 is free on GitHub's rate limit) and the time
+   per poll.
 3. **SIGTERM while GitHub hangs**: the emulator stops answering (a task's
    pull request creation, then everything); the time from SIGTERM to exit,
    against SHUTDOWN_GRACE_SECONDS, and what the ledger says afterwards.
 
-    .venv/bin/python bench/performance.py            # ~2 min
+    .venv/bin/python bench/performance.py            # ~5 min
     .venv/bin/python bench/performance.py --tasks 40
 """
 
@@ -40,9 +43,15 @@ from tests import chaos
 GRACE_S = 5.0
 
 
-def overhead(tasks: int, dsn: str | None, pacing: bool) -> throughput.Figures:
+#: How long after a task is labeled the next issue is filed, in the one-at-a-time runs: more than the
+#: pacer's 1 s between writes, so a task never waits for the previous task's last write.
+SPACING_S = 1.5
+
+
+def overhead(tasks: int, dsn: str | None, pacing: bool, spaced: bool) -> throughput.Figures:
     scenario = throughput.Scenario("w1", tasks, 1, 1)
-    return throughput.run_scenario(scenario, agent_seconds=0.0, dsn=dsn, timeout=120 + 10 * tasks, pacing=pacing)
+    return throughput.run_scenario(scenario, agent_seconds=0.0, dsn=dsn, timeout=120 + 10 * tasks, pacing=pacing,
+                                   spaced=SPACING_S if spaced else None)
 
 
 def idle_polls(count: int = 100) -> tuple[dict[int, int], float]:
@@ -55,7 +64,8 @@ def idle_polls(count: int = 100) -> tuple[dict[int, int], float]:
                                      data_dir=root / "data")
             app = build_app(settings)
             try:
-                app.runner.poll()  # the first poll learns the list and its ETag
+                app.runner.run_once()  # three tasks done: their PRs make the target's listings part of a poll
+                app.runner.poll()  # this poll learns the lists and their ETags
                 emu.clear_request_log()
                 started = time.monotonic()
                 for _ in range(count):
@@ -111,25 +121,30 @@ def main() -> int:
     configure_logging("WARNING", "console", [chaos.ADMIN_TOKEN])  # the in-process runner of the idle polls
 
     h.say(f"1. per-task overhead, WORKERS=1, {args.tasks} tasks, a generator that takes no time")
+    h.say(f"   one at a time: each issue filed {SPACING_S:g} s after the previous one was labeled;"
+          " back to back: all filed at once, so each task also waits out the previous task's last write")
     rows, by_route = [], {}
-    for pacing in (True, False):
-        f = overhead(args.tasks, dsn, pacing)
-        r = f.requests
-        rows.append(["on (default)" if pacing else "off", f"{1000 * h.percentile(f.overhead, 50):.0f}",
-                     f"{1000 * h.percentile(f.overhead, 95):.0f}", f"{f.per_minute:.1f}", f"{r.per_task:.2f}",
-                     f"{r.writes_per_task:.2f}", f"{r.min_write_gap_s:.2f}", "yes" if f.ok else "NO"])
-        by_route[pacing] = r.routes
-    h.say(h.table(["pacer", "overhead p50 ms", "p95 ms", "tasks/min", "REST req/task", "writes/task",
+    for spaced in (True, False):
+        for pacing in (True, False):
+            f = overhead(args.tasks, dsn, pacing, spaced)
+            r = f.requests
+            rows.append(["one at a time" if spaced else "back to back", "on (default)" if pacing else "off",
+                         f"{1000 * h.percentile(f.overhead, 50):.0f}", f"{1000 * h.percentile(f.overhead, 95):.0f}",
+                         f"{f.per_minute:.1f}" if not spaced else "-", f"{r.per_task:.2f}",
+                         f"{r.writes_per_task:.2f}", f"{r.min_write_gap_s:.2f}", "yes" if f.ok else "NO"])
+            by_route.setdefault(pacing, r.routes)
+    h.say(h.table(["tasks", "pacer", "overhead p50 ms", "p95 ms", "tasks/min", "REST req/task", "writes/task",
                    "min write gap s", "invariants"], rows))
-    h.say("   REST requests per task by route (pacer on; the first task also reads the repository and "
-          "the labeler's permission, cached for GITHUB_CACHE_SECONDS):")
+    h.say("   REST requests per task by route (pacer on, one at a time; polls left out; the first task also"
+          " reads the repository and the labeler's permission, cached for GITHUB_CACHE_SECONDS):")
     for name, per_task in by_route[True].items():
         h.say(f"     {per_task:5.2f}  {name}")
 
     statuses, per_poll = idle_polls()
     h.say()
-    h.say(f"2. idle polls: 100 polls -> {sum(statuses.values())} requests, by status {statuses}, "
-          f"{1000 * per_poll:.1f} ms per poll")
+    h.say(f"2. idle polls, one target repository with task PRs: 100 polls -> {sum(statuses.values())} requests"
+          f" ({sum(statuses.values()) / 100:g} a poll: the dispatch issues, and the comment listings for"
+          f" feedback), by status {statuses}, {1000 * per_poll:.1f} ms per poll")
 
     h.say()
     h.say(f"3. SIGTERM while GitHub hangs (SHUTDOWN_GRACE_SECONDS={GRACE_S:g})")

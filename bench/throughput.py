@@ -90,12 +90,21 @@ class Figures:
 
 
 def run_scenario(scenario: Scenario, *, agent_seconds: float, dsn: str | None, timeout: float,
-                 close: bool = True, pacing: bool = True) -> Figures:
+                 close: bool = True, pacing: bool = True, spaced: float | None = None) -> Figures:
+    """Run ``scenario`` on a fresh emulator and ledger.
+
+    All issues are filed before the runners start, so tasks queue back to
+    back; with ``spaced`` they are filed one at a time instead, each
+    ``spaced`` seconds after the previous one was labeled: what one task
+    costs when it does not wait for the previous task's writes.
+    """
     with tempfile.TemporaryDirectory(prefix="agent-runner-bench-") as scratch:
         root = Path(scratch)
         with (chaos.scratch_world(root, rate_limit=h.UNLIMITED) as emu,
               chaos.shared_ledger(root / "ledger", dsn) as url):
-            issues = chaos.file_issues(emu, chaos.task_ids(scenario.issues, "b"))
+            ids = chaos.task_ids(scenario.issues, "b")
+            issues = chaos.file_issues(emu, ids if spaced is None else ids[:1])
+            last_done = [0.0]
             runs_dir, timing = root / "agent-runs", root / "timing.jsonl"
             env = chaos.runner_env(
                 emu,
@@ -106,7 +115,8 @@ def run_scenario(scenario: Scenario, *, agent_seconds: float, dsn: str | None, t
                 SANDBOX="off",
                 COMMAND_TEMPLATE=chaos.slow_agent_template(root / "agent", seconds=agent_seconds,
                                                            record_dir=runs_dir),
-                POLL_INTERVAL_SECONDS="1",
+                # Spaced issues are filed while the runner runs; a 1 s poll finds each at once.
+                **({"POLL_INTERVAL_SECONDS": "1"} if spaced is not None else {}),
                 LEASE_SECONDS="30",
                 SHUTDOWN_GRACE_SECONDS="30",
                 HOOKS=h.TIMING_HOOK,
@@ -120,13 +130,20 @@ def run_scenario(scenario: Scenario, *, agent_seconds: float, dsn: str | None, t
             def settled() -> bool:
                 if close:
                     chaos.close_processed(emu, issues, closed)
+                if spaced is not None and len(issues) < len(ids) and chaos.settled(emu, ledger, issues):
+                    if not last_done[0]:
+                        last_done[0] = time.monotonic()
+                    elif time.monotonic() - last_done[0] >= spaced:
+                        issues.update(chaos.file_issues(emu, ids[len(issues):len(issues) + 1]))
+                        last_done[0] = 0.0
+                    return False
                 return chaos.settled(emu, ledger, issues)
 
             try:
                 with chaos.Fleet(env, root / "fleet", scenario.replicas, cwd=root) as fleet:
                     started = time.monotonic()
                     fleet.start()
-                    done = chaos.wait_until(settled, started + timeout, 0.5)
+                    done = chaos.wait_until(settled, started + timeout, 0.5 if spaced is None else 0.05)
                     wall = time.monotonic() - started
                     codes = fleet.stop(timeout=60)
                     if not done:

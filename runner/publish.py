@@ -30,11 +30,11 @@ class Published:
 
 def push_change(workspace: Workspace, tree: Worktree, *, clone_url: str, message: str, log: Any,
                 policy: retry.RetryPolicy = retry.RetryPolicy()) -> tuple[str, bool]:  # noqa: B008
-    """Commit whatever the generators left in the tree and push it; return (head, committed)."""
+    """Commit the staged change (what the guard and the secret scan read) and push it; return (head, committed)."""
     committed = workspace.commit(tree, message)
     head = tree.head()
     pushed = retry.call(
-        lambda: workspace.push(tree, clone_url), what=f"push {tree.branch}", log=log, policy=policy,
+        lambda: workspace.push(tree, clone_url, head), what=f"push {tree.branch}", log=log, policy=policy,
         recheck=lambda: head if workspace.remote_sha(tree, clone_url) == head else None,
     )
     return pushed, committed

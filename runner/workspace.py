@@ -110,6 +110,7 @@ class Workspace:
         self._token_for: Callable[[str], str | None] = token if callable(token) else (lambda _repo: token)
         self._locks: dict[str, threading.Lock] = {}
         self._locks_guard = threading.Lock()
+        self._origins: dict[Path, str] = {}  # mirror -> the origin URL this process set
 
     # -- mirrors -----------------------------------------------------------------
 
@@ -123,7 +124,9 @@ class Workspace:
                 run_git(path.parent, "init", "--quiet", "--bare", str(path))
                 self._git(path, "config", "remote.origin.fetch", "+refs/heads/*:refs/remotes/origin/*")
                 self._git(path, "config", "gc.auto", "0")
-            self._git(path, "config", "remote.origin.url", clone_url)
+            if self._origins.get(path) != clone_url:
+                self._git(path, "config", "remote.origin.url", clone_url)
+                self._origins[path] = clone_url
             self._git(path, "fetch", "--prune", "--no-tags", "origin", remote=clone_url,
                       what=f"fetch {repo}", repo=repo)
         return Mirror(repo=repo, path=path)
@@ -159,10 +162,13 @@ class Workspace:
                 self._remove_worktree(mirror.path, path)
 
     def commit(self, tree: Worktree, message: str) -> bool:
-        """Stage everything and commit as the bot; False when there was nothing to commit."""
-        self._tree_git(tree, "add", "--all")
-        status = self._tree_git(tree, "status", "--porcelain")
-        if not status.strip():
+        """Commit the index as the bot; False when it holds nothing new.
+
+        The index is what :meth:`changed_files` staged and the guard and the
+        secret scan then read: what lands is exactly what they checked, even if
+        something wrote to the worktree since.
+        """
+        if not self._tree_git(tree, "diff", "--cached", "--name-only", "-z", "HEAD").strip("\0"):
             return False
         self._tree_git(tree, "commit", "--no-verify", "--quiet", "-m", message,
                        env=self.identity.env(), what="commit the change")
@@ -188,16 +194,16 @@ class Workspace:
         self._tree_git(tree, "clean", "-fdq")
 
     def changed_files(self, tree: Worktree) -> list[str]:
-        """Paths that differ between the base and the worktree (committed or not)."""
+        """Stage everything; the paths that differ between the base and the worktree (committed or not)."""
         self._tree_git(tree, "add", "--all")
         out = self._tree_git(tree, "diff", "--cached", "--name-only", "-z", tree.base_sha)
         return [p for p in out.split("\0") if p]
 
     def staged_diff(self, tree: Worktree) -> str:
-        """The whole change against the base as a zero-context diff (binary files as text), for the secret scan."""
-        self._git(tree.path, "add", "--all")
-        return self._git(tree.path, "diff", "--cached", "--text", "-U0", "--no-color", "--no-ext-diff",
-                         "--no-renames", tree.base_sha)
+        """The staged change (:meth:`changed_files`) against the base as a zero-context diff, binary
+        files as text, for the secret scan."""
+        return self._tree_git(tree, "diff", "--cached", "--text", "-U0", "--no-color", "--no-ext-diff",
+                              "--no-renames", tree.base_sha)
 
     def diff(self, tree: Worktree) -> str:
         """The branch's change against the base, as a unified diff (a feedback round's context)."""
@@ -213,9 +219,10 @@ class Workspace:
                 return sha
         return None
 
-    def push(self, tree: Worktree, clone_url: str) -> str:
-        """Push HEAD to the task branch, refusing if the remote moved since we fetched."""
-        head = tree.head()
+    def push(self, tree: Worktree, clone_url: str, head: str | None = None) -> str:
+        """Push HEAD (``head`` when the caller read it) to the task branch, refusing if the remote
+        moved since we fetched."""
+        head = head or tree.head()
         if head == tree.remote_sha:
             return head
         lease = f"--force-with-lease=refs/heads/{tree.branch}:{tree.remote_sha or ''}"
@@ -253,12 +260,15 @@ class Workspace:
                 )
 
     def _remove_worktree(self, mirror_path: Path, path: Path) -> None:
-        if path.exists():
-            try:
-                self._git(mirror_path, "worktree", "remove", "--force", str(path))
-            except WorkspaceError:
-                shutil.rmtree(path, ignore_errors=True)
-        self._git(mirror_path, "worktree", "prune")
+        """Remove a job's worktree; a path never used is nothing to do (start-up prunes what a
+        killed process left, :meth:`cleanup`)."""
+        if not path.exists():
+            return
+        try:
+            self._git(mirror_path, "worktree", "remove", "--force", str(path))
+        except WorkspaceError:
+            shutil.rmtree(path, ignore_errors=True)
+            self._git(mirror_path, "worktree", "prune")
 
     def _lock(self, repo: str) -> _DualLock:
         """A thread lock (FileLock is re-entrant per process) plus the cross-process file lock."""
@@ -403,6 +413,7 @@ class CommittedFiles:
     def __init__(self, git_dir: Path, commit: str) -> None:
         self.git_dir = git_dir
         self.commit = commit
+        self._trees: dict[str, dict[str, tuple[str, str, str]]] = {}  # tree -> name -> (mode, kind, sha)
 
     def read(self, name: str, max_bytes: int, warnings: list[str]) -> tuple[str, str, bool] | None:
         """(the real path, its text cut to ``max_bytes``, whether there was more), or None."""
@@ -431,13 +442,30 @@ class CommittedFiles:
         return None
 
     def _entry(self, path: str) -> tuple[str, str] | None:
-        out = self._git("ls-tree", "-z", self.commit, "--", path)
-        for record in out.split("\0"):
-            meta, _, entry_path = record.partition("\t")
-            if entry_path == path and meta:
-                mode, _kind, sha = meta.split(" ")
+        """(mode, sha) of ``path``, walking one directory listing per level (each read once)."""
+        tree, parts = self.commit, path.split("/")
+        for depth, part in enumerate(parts):
+            found = self._listing(tree).get(part)
+            if found is None:
+                return None
+            mode, kind, sha = found
+            if depth == len(parts) - 1:
                 return mode, sha
+            if kind != "tree":
+                return None
+            tree = sha
         return None
+
+    def _listing(self, tree: str) -> dict[str, tuple[str, str, str]]:
+        if tree not in self._trees:
+            entries: dict[str, tuple[str, str, str]] = {}
+            for record in self._git("ls-tree", "-z", tree).split("\0"):
+                meta, _, name = record.partition("\t")
+                if meta and name:
+                    mode, kind, sha = meta.split(" ")
+                    entries[name] = (mode, kind, sha)
+            self._trees[tree] = entries
+        return self._trees[tree]
 
     def _git(self, *args: str) -> str:
         return run_git(self.git_dir, *args, env={"GIT_DIR": str(self.git_dir)},
