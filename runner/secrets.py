@@ -81,21 +81,18 @@ class _Hit:
 
 def scan_lines(path: str, lines: Iterable[tuple[int, str]], own: Sequence[str] = ()) -> list[Finding]:
     """Scan ``(line number, text)`` pairs of one file; ``own`` are the runner's secrets."""
-    return _unique(hit.finding for hit in _hits(path, list(lines), own))
+    return _unique(hit.finding for hit in _hits([(path, list(lines))], own))
 
 
 def scan_diff(diff: str, own: Sequence[str] = ()) -> list[Finding]:
     """Scan the added lines of a unified diff (``git diff -U0``), file by file."""
-    found: list[Finding] = []
-    for path, lines in added_lines(diff):
-        found += scan_lines(path, lines, own)
-    return found
+    return _unique(hit.finding for hit in _hits(added_lines(diff), own))
 
 
 def mask(text: str, own: Sequence[str] = (), path: str = "instruction") -> str:
     """Replace every flagged value in ``text`` with ``[secret removed: rule]`` (for the trace file)."""
     lines = text.split("\n")
-    hits = _hits(path, list(enumerate(lines, start=1)), own)
+    hits = _hits([(path, list(enumerate(lines, start=1)))], own)
     for hit in sorted(hits, key=lambda h: len(h.value), reverse=True):
         index = hit.finding.line - 1
         lines[index] = lines[index].replace(hit.value, f"[secret removed: {hit.finding.rule}]")
@@ -137,23 +134,25 @@ def added_lines(diff: str) -> Iterator[tuple[str, list[tuple[int, str]]]]:
         yield path, lines
 
 
-def _hits(path: str, lines: list[tuple[int, str]], own: Sequence[str]) -> list[_Hit]:
-    chunks = [(number, chunk) for number, text in lines for chunk in _chunks(text)]
+def _hits(files: Iterable[tuple[str, list[tuple[int, str]]]], own: Sequence[str]) -> list[_Hit]:
+    """Every flagged value in ``(path, [(line number, text)])`` files, under one detect-secrets set-up."""
     hits: list[_Hit] = []
     variants = [(v, encoding) for secret in own for v, encoding in secret_variants(secret)]
-    for number, chunk in chunks:
-        for value, encoding in variants:
-            if value in chunk:
-                hits.append(_Hit(Finding(path, number, f"runner credential, {encoding}"), value))
-        for rule, pattern in _OWN_RULES:
-            hits += [_Hit(Finding(path, number, rule), m.group(0)) for m in pattern.finditer(chunk)]
-    lock_file = path.rsplit("/", 1)[-1] in LOCK_FILES
-    with _LOCK, transient_settings({"plugins_used": _PLUGINS}):
+    with _LOCK, transient_settings({"plugins_used": _PLUGINS}):  # setting it up costs more than a small scan
         get_settings().disable_filters(*_SELF_EXEMPTING_FILTERS)
-        for secret in _process_line_based_plugins(chunks, filename=path):
-            if lock_file and secret.type in _ENTROPY_RULES:
-                continue  # integrity hashes, not credentials
-            hits.append(_Hit(Finding(path, secret.line_number, secret.type), secret.secret_value or ""))
+        for path, lines in files:
+            chunks = [(number, chunk) for number, text in lines for chunk in _chunks(text)]
+            for number, chunk in chunks:
+                for value, encoding in variants:
+                    if value in chunk:
+                        hits.append(_Hit(Finding(path, number, f"runner credential, {encoding}"), value))
+                for rule, pattern in _OWN_RULES:
+                    hits += [_Hit(Finding(path, number, rule), m.group(0)) for m in pattern.finditer(chunk)]
+            lock_file = path.rsplit("/", 1)[-1] in LOCK_FILES
+            for secret in _process_line_based_plugins(chunks, filename=path):
+                if lock_file and secret.type in _ENTROPY_RULES:
+                    continue  # integrity hashes, not credentials
+                hits.append(_Hit(Finding(path, secret.line_number, secret.type), secret.secret_value or ""))
     return [h for h in hits if h.value]
 
 
