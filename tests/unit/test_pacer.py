@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import threading
+import time
 from pathlib import Path
 
 import pytest
@@ -105,6 +106,39 @@ def test_threads_share_one_bucket() -> None:
     for t in threads:
         t.join()
     assert sorted(delays) == [float(i) for i in range(16 * 25)]  # one slot a second, none shared
+
+
+def test_a_thread_woken_late_does_not_bunch_up_with_the_next_write() -> None:
+    """Real threads and a real clock, with a scheduler that wakes sleepers late (as a loaded machine does)."""
+    interval = 0.1
+    stop = threading.Event()
+    late = iter([0.0, 0.09, 0.0, 0.07, 0.0, 0.08, 0.0, 0.06] * 4)
+    late_lock = threading.Lock()
+
+    def oversleep(seconds: float) -> bool:
+        with late_lock:
+            extra = next(late, 0.0)
+        return stop.wait(seconds + extra)
+
+    pacer = Pacer(WriteLimits(min_interval_s=interval, per_minute=0, per_hour=0), sleep=oversleep, stop=stop)
+    sent: list[float] = []
+    lock = threading.Lock()
+
+    def writer() -> None:
+        for _ in range(3):
+            pacer.before(write=True)
+            with lock:
+                sent.append(time.monotonic())
+
+    threads = [threading.Thread(target=writer) for _ in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    sent.sort()
+    gaps = [b - a for a, b in zip(sent, sent[1:], strict=False)]
+    assert len(sent) == 24
+    assert min(gaps) >= interval - 0.03, gaps  # scheduling noise, not a late thread's 60-90 ms
 
 
 def test_retry_after_holds_every_request() -> None:
