@@ -14,9 +14,8 @@ and the invariants are checked against GitHub's view: one PR, one result
 comment and one comment creation (request log) per issue, `processed` and no
 `agent-failed`, no re-run nobody asked for, and `agent-runner status --json`
 saying `succeeded` with the PR's URL for every issue. Issues are closed once
-processed (as merging their PRs would), which keeps fewer than 100 open: past
-that the runner's poll serves stale pages (see docs/scaling.md);
-``--keep-open`` shows it.
+processed (as merging their PRs would), so the poll stays one page;
+``--keep-open`` leaves them open (see docs/scaling.md).
 
     export AGENT_RUNNER_TEST_POSTGRES_DSN=postgresql://runner:runner@127.0.0.1:5432/agent_runner_test
     .venv/bin/python bench/chaos.py                          # 300 issues, 5 replicas
@@ -50,7 +49,7 @@ def main() -> int:
     parser.add_argument("--settle-seconds", type=float, default=300.0,
                         help="time allowed after the chaos to finish everything (default 300)")
     parser.add_argument("--keep-open", action="store_true",
-                        help="leave processed issues open (shows the paginated-poll bug past 100 issues)")
+                        help="leave processed issues open (past 100, each poll reads every page)")
     args = parser.parse_args()
     if not 1 <= args.issues <= 9999 or not 1 <= args.replicas <= 32 or not 1 <= args.workers <= 64:
         h.fail("--issues must be 1..9999, --replicas 1..32 and --workers 1..64")

@@ -35,9 +35,8 @@ WORKERS=1 runs on ``--single-issues`` (default 20) issues, to keep the run
 short; its rate is per minute all the same.
 
 Each issue is closed once it is labeled `processed`, as merging its PR would
-do. That keeps fewer than 100 issues open, around a runner bug: with more
-than one page of open dispatch issues the poll serves later pages from a
-stale cache (see docs/scaling.md). ``--keep-open`` shows the bug.
+do, so the poll stays one page; ``--keep-open`` leaves them open (past 100
+open issues every poll then reads every page, see docs/scaling.md).
 
     .venv/bin/python bench/throughput.py                 # all scenarios, 60 issues (~10 min with the pacer)
     .venv/bin/python bench/throughput.py --only w1,w16   # a quicker look
@@ -185,7 +184,7 @@ def main() -> int:
                         help="issues for the WORKERS=1 scenario (default 20)")
     parser.add_argument("--agent-seconds", type=float, default=2.0, help="simulated LLM latency per task")
     parser.add_argument("--keep-open", action="store_true",
-                        help="leave processed issues open (shows the paginated-poll bug past 100 issues)")
+                        help="leave processed issues open (past 100, each poll reads every page)")
     parser.add_argument("--only", default="", help="comma-separated scenario labels to run, e.g. w4,r3x4")
     args = parser.parse_args()
     if args.issues < 1 or args.issues > 9999 or args.single_issues < 1:

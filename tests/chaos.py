@@ -395,9 +395,8 @@ def close_processed(emu: GitHubEmulator, issues: Mapping[int, str], closed: set[
                     dispatch: str = DISPATCH) -> None:
     """Close issues labeled `processed`, as merging their PRs would (`Fixes dispatch#n`).
 
-    This keeps fewer than 100 issues open, which works around the runner's
-    paginated-poll ETag bug: with more than one page of open dispatch issues, a
-    304 on page 1 returns the cached later pages, stale labels included.
+    This keeps the poll to one page: past 100 open dispatch issues every poll
+    reads every page in full (an ETag covers page 1 only).
     """
     for number in issues:
         if number not in closed and "processed" in emu.labels(dispatch, number):
