@@ -86,6 +86,10 @@ class Metrics:
     def job_done(self, outcome: str, seconds: float, stages: Mapping[str, float]) -> None:
         self.tasks.labels(outcome).inc()
         self.task_seconds.observe(seconds)
+        self.stages_done(stages)
+
+    def stages_done(self, stages: Mapping[str, float]) -> None:
+        """Stage timings of a part of a task (an executor that runs the stages one by one)."""
         for stage, value in stages.items():
             self.stage_seconds.labels(stage).observe(value)
 

@@ -1,6 +1,10 @@
 """Take one claimed dispatch issue to one pull request, in one straight line.
 
     issue ─► DispatchTask ─► checks ─► Workspace ─► Changes ─► guard ─► push ─► PR ─► report
+    └──────── intake ─► Plan ───────┴─────────── change ─► Change ───────────┴─ publish ─► Outcome
+
+The three stages are the same code under every executor: :meth:`Pipeline.run`
+calls them in one line; Temporal runs each as an activity (:meth:`Pipeline.run_stage`).
 
 Every dependency is passed in (forge, workspace, generator chain, ledger, hooks,
 clock), so tests drive the real pipeline against the emulators. Failures are
@@ -16,7 +20,7 @@ from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from functools import partial
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, TypeVar
 
 from runner import feedback, guard, policy, retry, secrets
 from runner.config import Settings
@@ -64,7 +68,11 @@ from runner.validation import run_validation, validation_outcome
 from runner.workspace import Mirror, Workspace, Worktree
 
 OutcomeStatus = Literal["succeeded", "failed", "retrying", "skipped", "lost", "released"]
+#: The stages of the line, in order; an executor may run each as its own step.
+Stage = Literal["intake", "change", "publish"]
+STAGES: tuple[Stage, ...] = ("intake", "change", "publish")
 EXCERPT_CHARS = 3000
+_T = TypeVar("_T")
 
 
 @dataclass(frozen=True)
@@ -73,6 +81,36 @@ class Outcome:
     pr_url: str | None = None
     error: str | None = None
     stage_seconds: dict[str, float] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Plan:
+    """What intake hands on: the issue as it was read and approved, and where its target lives.
+
+    The task is parsed again from ``issue`` where a stage starts on its own:
+    parsing is pure, and the issue snapshot is what trust was checked on."""
+
+    issue: Issue
+    clone_url: str
+    base: str
+
+
+@dataclass(frozen=True)
+class Change:
+    """What the change stage hands to publishing: the pushed commit and what the PR body says of it.
+
+    Plain values only (serializable): the transcript stays on the machine that
+    generated, so only its path and an excerpt travel."""
+
+    names: TaskNames
+    existing: PullRequest | None
+    head: str
+    changes: Changes  # with transcript=None
+    validation_md: str | None = None
+    draft: bool = False
+    notes: tuple[str, ...] = ()
+    excerpt: str | None = None
+    transcript: str | None = None
 
 
 @dataclass
@@ -139,6 +177,32 @@ class Pipeline:
 
     def run(self, job: Job) -> Outcome:
         """Process one claimed job to a final or retryable state; never raises RunnerError."""
+        outcome, _ = self._guarded(job, self._process)
+        assert isinstance(outcome, Outcome)
+        return outcome
+
+    def run_stage(self, job: Job, stage: Stage, plan: Plan | None = None,
+                  change: Change | None = None) -> tuple[Plan | Change | Outcome, dict[str, float]]:
+        """One stage of the same line, for an executor that runs each as its own step (Temporal).
+
+        Returns the stage's value for the next one, or the Outcome when the task
+        ended in it, with the stage's timings. Only the straight line of
+        :meth:`run` may skip listing comments on a fresh issue: there one process
+        posts every update of the result comment.
+        """
+        body: Callable[[_Run], Plan | Change | Outcome]
+        if stage == "intake":
+            body = partial(self._intake, note_comments=False)
+        elif stage == "change" and plan is not None:
+            body = partial(self._change, plan=plan)
+        elif stage == "publish" and plan is not None and change is not None:
+            body = partial(self._publish, plan=plan, change=change)
+        else:
+            raise AssertionError(f"stage {stage!r} lacks the values of the stages before it")
+        return self._guarded(job, body)
+
+    def _guarded(self, job: Job, body: Callable[[_Run], _T]) -> tuple[_T | Outcome, dict[str, float]]:
+        """Run a part of the line under the job's lease; a failure is reported, recorded and returned."""
         log = self.log.bind(repo=job.key.dispatch_repo, issue=job.key.issue_number, attempt=job.attempt)
         view = ResultView(status="running", task_id=job.task_id or "?", agent_name=self.settings.agent_name,
                           attempt=job.attempt, notes=self._warnings())
@@ -146,14 +210,21 @@ class Pipeline:
                          clock=self.clock, log=log) as lease:
             run = _Run(job=job, lease=lease, log=log, view=view)
             run.on_stage = lambda name: self._call_hooks(run, "on_stage", stage=name)
-            outcome = self._run(run)
-        self._call_hooks(run, "on_outcome", outcome=outcome)
-        return outcome
+            result = self._run(run, body)
+        if isinstance(result, Outcome):
+            self._call_hooks(run, "on_outcome", outcome=result)
+        return result, dict(run.stages)
 
-    def _run(self, run: _Run) -> Outcome:
+    def _run(self, run: _Run, body: Callable[[_Run], _T]) -> _T | Outcome:
         log = run.log
         try:
-            return self._process(run)
+            if run.job.failures >= self.settings.max_attempts:
+                # Its workers keep dying (each takeover counts a failure): stop feeding it to them.
+                raise CrashLoop(
+                    f"The task was attempted {run.job.failures} times and its worker stopped "
+                    "each time without finishing (killed, out of memory, or timed out)."
+                )
+            return body(run)
         except LeaseLost as exc:
             log.warning("stopping: lease lost", error=str(exc))
             return Outcome("lost", error=str(exc))
@@ -175,16 +246,21 @@ class Pipeline:
     # -- the straight line -------------------------------------------------------
 
     def _process(self, run: _Run) -> Outcome:
+        plan = self._intake(run)
+        if isinstance(plan, Outcome):
+            return plan
+        change = self._change(run, plan=plan)
+        if isinstance(change, Outcome):
+            return change
+        return self._publish(run, plan=plan, change=change)
+
+    def _intake(self, run: _Run, *, note_comments: bool = True) -> Plan | Outcome:
+        """Read the issue, decide whether it is work, parse it, and check who approved it."""
         key = run.job.key
-        if run.job.failures >= self.settings.max_attempts:
-            # Its workers keep dying (each takeover counts a failure): stop feeding it to them.
-            raise CrashLoop(
-                f"The task was attempted {run.job.failures} times and its worker stopped "
-                "each time without finishing (killed, out of memory, or timed out)."
-            )
         issue = self.forge.get_issue(key.dispatch_repo, key.issue_number)
         run.issue = issue
-        self.reporter.note_issue(issue, attempt=run.job.attempt)
+        if note_comments:
+            self.reporter.note_issue(issue, attempt=run.job.attempt)
         pending = self.inbox.pending_feedback(key) if self.inbox is not None else []
         if pending and self.labels.processed in issue.labels and issue.state == "open":
             return self._rounds(run, issue, pending)
@@ -205,11 +281,17 @@ class Pipeline:
             with run.stage("pre_task"):
                 self.hook_commands.pre_task(task, attempt=run.job.attempt)  # HookVetoed: refused
         self._show(run, task_id=task.task_id, stages_done=("claimed",))
-
         info = self.forge.repo_info(task.target_repo)
-        base = task.base_branch or info.default_branch
+        return Plan(issue=issue, clone_url=info.clone_url, base=task.base_branch or info.default_branch)
+
+    def _change(self, run: _Run, *, plan: Plan) -> Change | Outcome:
+        """Make the change on the task branch and push it: clone, generate, validate, re-check, scan, push.
+
+        The stage ends with the commit on GitHub, so the next stage needs
+        nothing of this machine's workspace and may run on any worker."""
+        task = self._resume(run, plan)
         with run.stage("clone"):
-            mirror = retry.call(lambda: self.workspace.sync(task.target_repo, info.clone_url),
+            mirror = retry.call(lambda: self.workspace.sync(task.target_repo, plan.clone_url),
                                 what=f"fetch {task.target_repo}", log=run.log, policy=self.retry)
         names, existing = self._names(task, mirror)
         run.log = run.log.bind(branch=names.branch)
@@ -217,38 +299,61 @@ class Pipeline:
             return self._succeed(run, existing, Changes(summary="The pull request was already merged."))
         self._show(run, stages_done=("claimed", "cloned"), branch=names.branch)
 
-        job_tag = f"{key.issue_number}-a{run.job.attempt}"
-        with self.workspace.checkout(mirror, branch=names.branch, base_branch=base, job=job_tag) as tree:
+        job_tag = f"{run.job.key.issue_number}-a{run.job.attempt}"
+        with self.workspace.checkout(mirror, branch=names.branch, base_branch=plan.base, job=job_tag) as tree:
             result = self._make_change(run, task, tree, names)
             self.hooks.call("on_generated", task=task, changes=result.changes)
 
             run.lease.check()
-            self._check_trust(task, issue, while_running=True)  # an edit while we worked stops the push
+            self._check_trust(task, plan.issue, while_running=True)  # an edit while we worked stops the push
             with run.stage("secret_scan"):
                 self._scan_for_secrets(tree, names)
             with run.stage("push"):
                 run.lease.renew()  # only the holder of a fresh lease pushes and opens the PR
-                head, _ = push_change(self.workspace, tree, clone_url=info.clone_url,
+                head, _ = push_change(self.workspace, tree, clone_url=plan.clone_url,
                                       message=commit_message(task, result.changes.summary),
                                       log=run.log, policy=self.retry)
             self.hooks.call("on_pushed", task=task, branch=names.branch, sha=head)
             self._show(run, stages_done=("claimed", "cloned", "generated", "validated", "pushed"))
+        changes = result.changes
+        return Change(names=names, existing=existing, head=head, changes=replace(changes, transcript=None),
+                      validation_md=result.validation_md, draft=result.draft, notes=result.notes,
+                      excerpt=self._excerpt(changes),
+                      transcript=str(changes.transcript) if changes.transcript else None)
 
+    def _publish(self, run: _Run, *, plan: Plan, change: Change) -> Outcome:
+        """Open or update the one pull request, then report on the issue and label it."""
+        task = self._resume(run, plan, change.names)
         run.lease.renew()
+        changes = replace(change.changes, transcript=Path(change.transcript) if change.transcript else None)
         with run.stage("pull_request"):
-            changes = result.changes
             body = self.redact(render_pull_body(PullView(
                 task=task, summary=changes.summary, files=changes.files, generator=changes.generator,
-                usage_line=_usage_line(changes), validation_md=result.validation_md, summary_by=changes.summary_by,
-                transcript_excerpt=self._excerpt(changes),
-                notes=changes.notes + result.notes + tuple(self.hooks.failures),
+                usage_line=_usage_line(changes), validation_md=change.validation_md, summary_by=changes.summary_by,
+                transcript_excerpt=change.excerpt,
+                notes=changes.notes + change.notes + tuple(self.hooks.failures),
             )))
-            pull, action = upsert_pull(self.forge, repo=task.target_repo, branch=names.branch, base=base,
-                                       title=pull_title(task, issue.title), body=body, existing=existing,
-                                       draft=result.draft, log=run.log, policy=self.retry)
-        run.log.info("pull request ready", pr=pull.html_url, action=action, head=head, draft=result.draft)
+            pull, action = upsert_pull(self.forge, repo=task.target_repo, branch=change.names.branch,
+                                       base=plan.base, title=pull_title(task, plan.issue.title), body=body,
+                                       existing=change.existing, draft=change.draft, log=run.log,
+                                       policy=self.retry)
+        run.log.info("pull request ready", pr=pull.html_url, action=action, head=change.head, draft=change.draft)
         self.hooks.call("on_pull_request", task=task, pull=pull)
-        return self._succeed(run, pull, changes, notes=changes.notes + result.notes)
+        return self._succeed(run, pull, changes, notes=changes.notes + change.notes)
+
+    def _resume(self, run: _Run, plan: Plan, names: TaskNames | None = None) -> DispatchTask:
+        """The plan's task; a stage run on its own (Temporal) rebuilds what the stages before it set."""
+        if run.task is None:
+            key = run.job.key
+            run.issue = plan.issue
+            run.task = parse_task(plan.issue.body, dispatch_repo=key.dispatch_repo, issue_number=key.issue_number,
+                                  labels=plan.issue.labels)
+            run.log = run.log.bind(task_id=run.task.task_id, target=run.task.target_repo)
+            run.view = replace(run.view, task_id=run.task.task_id)
+        if names is not None and run.view.branch is None:
+            run.log = run.log.bind(branch=names.branch)
+            run.view = replace(run.view, branch=names.branch)
+        return run.task
 
     def _rounds(self, run: _Run, issue: Issue, pending: Sequence[tuple[str, dict[str, Any]]]) -> Outcome:
         """The second entry: one feedback round per pending item, in order, each its own commit."""

@@ -1,4 +1,4 @@
-"""Run the pipeline as a Temporal activity: heartbeats go to Temporal, outcomes become the result.
+"""Run the pipeline's stages as Temporal activities: heartbeats go to Temporal, outcomes become results.
 
 The pipeline records a job through four ledger calls (heartbeat, complete,
 fail, release). :class:`ActivityLedger` implements those on top of the
@@ -30,8 +30,8 @@ from temporalio.exceptions import ApplicationError
 from runner.errors import LeaseLost
 from runner.health import Metrics
 from runner.ledger.base import DeliveryRecord, Job, TaskKey, lease_expiry
-from runner.pipeline import Pipeline
-from runner.temporal.types import ACTIVITY_NAME, TaskRequest, TaskResult
+from runner.pipeline import Change, Outcome, Pipeline, Plan, Stage
+from runner.temporal.types import STAGE_ACTIVITIES, StageResult, TaskRequest, TaskResult
 
 #: The error type of an attempt that failed transiently; Temporal retries it.
 RETRYING = "TaskRetrying"
@@ -124,7 +124,7 @@ class ActivityLedger:
 
 
 class TaskActivities:
-    """The activity a worker hosts; one instance per process, shared by its activity threads."""
+    """The stage activities a worker hosts; one instance per process, shared by its activity threads."""
 
     def __init__(self, *, pipeline: Pipeline, ledger: ActivityLedger, owner: str,
                  clock: Callable[[], datetime], metrics: Metrics, log: Any) -> None:
@@ -137,9 +137,28 @@ class TaskActivities:
         self.running = 0
         self._running_lock = threading.Lock()
 
-    @activity.defn(name=ACTIVITY_NAME)
-    def run_dispatch_task(self, request: TaskRequest) -> TaskResult:
-        """Take the issue through the pipeline once; raise to let Temporal retry a transient failure."""
+    def all(self) -> list[Callable[..., StageResult]]:
+        """The activities to register, one per pipeline stage."""
+        return [self.intake, self.change, self.publish]
+
+    @activity.defn(name=STAGE_ACTIVITIES[0])
+    def intake(self, request: TaskRequest) -> StageResult:
+        """Read, parse and check the issue."""
+        return self._stage(request, "intake")
+
+    @activity.defn(name=STAGE_ACTIVITIES[1])
+    def change(self, request: TaskRequest, plan: Plan) -> StageResult:
+        """Generate, validate and push the change: its result is the commit on GitHub."""
+        return self._stage(request, "change", plan)
+
+    @activity.defn(name=STAGE_ACTIVITIES[2])
+    def publish(self, request: TaskRequest, plan: Plan, change: Change) -> StageResult:
+        """Open or update the PR, report on the issue and label it."""
+        return self._stage(request, "publish", plan, change)
+
+    def _stage(self, request: TaskRequest, stage: Stage, plan: Plan | None = None,
+               change: Change | None = None) -> StageResult:
+        """Run one stage once; raise to let Temporal retry a transient failure."""
         attempt = activity.info().attempt
         job = Job(key=TaskKey(request.dispatch_repo, request.issue_number), attempt=attempt, owner=self.owner,
                   lease_expires_at=lease_expiry(self.clock(), request.heartbeat_timeout_s),
@@ -149,20 +168,24 @@ class TaskActivities:
             self.running += 1
         try:
             with self.ledger.bind(job) as slot:
-                outcome = self.pipeline.run(job)
+                value, stages = self.pipeline.run_stage(job, stage, plan, change)
         finally:
             with self._running_lock:
                 self.running -= 1
             self.metrics.job_finished()
-        self.metrics.job_done(outcome.status, 0.0, outcome.stage_seconds)
-        if outcome.status == "lost" or slot.status == "queued":
-            raise ApplicationError(f"Attempt {attempt} stopped before finishing: {outcome.error or 'released'}.",
+        if not isinstance(value, Outcome):  # the task goes on in the next stage
+            self.metrics.stages_done(stages)
+            return StageResult(value=value, stage_seconds=stages, attempt=attempt)
+        self.metrics.job_done(value.status, 0.0, stages)
+        if value.status == "lost" or slot.status == "queued":
+            raise ApplicationError(f"Attempt {attempt} stopped before finishing: {value.error or 'released'}.",
                                    type="LeaseLost")
         if slot.status == "failed":
             delay = max(0.0, ((slot.retry_at or self.clock()) - self.clock()).total_seconds())
             raise ApplicationError(slot.error or "The attempt failed; it will be retried.", type=RETRYING,
                                    next_retry_delay=timedelta(seconds=delay))
-        return TaskResult(status=slot.status or "succeeded", pr_url=slot.pr_url or outcome.pr_url,
-                          error=slot.error, attempt=attempt, owner=self.owner,
-                          stage_seconds=dict(slot.stage_seconds), outcome=outcome.status)
-
+        return StageResult(result=TaskResult(status=slot.status or "succeeded", pr_url=slot.pr_url or value.pr_url,
+                                             error=slot.error, attempt=attempt, owner=self.owner,
+                                             stage_seconds=dict(slot.stage_seconds or stages),
+                                             outcome=value.status),
+                           stage_seconds=stages, attempt=attempt)

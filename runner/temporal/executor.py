@@ -256,6 +256,7 @@ class TemporalRunner:
             heartbeat_timeout_s=s.lease_seconds,
             start_to_close_s=s.generator_timeout_seconds
             + s.validation_timeout_seconds * (s.validation_rounds + 1) + ACTIVITY_SLACK_S,
+            step_s=ACTIVITY_SLACK_S,
             retry_base_s=s.retry_base_seconds, retry_max_s=s.retry_max_seconds,
             previous_pr_url=previous_pr_url,
         )
@@ -274,7 +275,7 @@ class TemporalRunner:
             raise AssertionError("this TemporalRunner was built without activities; it cannot host a worker")
         with ThreadPoolExecutor(max_workers=s.workers, thread_name_prefix="activity") as pool:
             worker = Worker(client, task_queue=s.temporal_task_queue, workflows=[DispatchTaskWorkflow],
-                            activities=[self.activities.run_dispatch_task], activity_executor=pool,
+                            activities=self.activities.all(), activity_executor=pool,
                             max_concurrent_activities=s.workers,
                             graceful_shutdown_timeout=timedelta(seconds=s.shutdown_grace_seconds))
             task = asyncio.create_task(worker.run())

@@ -5,10 +5,12 @@ from __future__ import annotations
 import hashlib
 import re
 from dataclasses import dataclass, field
+from typing import Any
 
-#: The workflow type and the activity name, fixed so that old histories keep replaying.
+#: The workflow type and the activity names, fixed so that old histories keep replaying.
 WORKFLOW_TYPE = "DispatchTask"
-ACTIVITY_NAME = "run_dispatch_task"
+#: One activity per pipeline stage (runner.pipeline.STAGES), run in this order.
+STAGE_ACTIVITIES = ("dispatch_intake", "dispatch_change", "dispatch_publish")
 #: Error types Temporal must not retry: the pipeline reports them and returns normally,
 #: so these only appear when the activity could not even start the pipeline.
 NON_RETRYABLE = ("ConfigError", "TaskSpecError", "PolicyRefused", "PermissionDenied", "NotFound")
@@ -36,12 +38,15 @@ class TaskRequest:
     task_id: str | None
     max_attempts: int
     heartbeat_timeout_s: float
+    #: The change stage's start-to-close timeout (generation and validation); the others get step_s.
     start_to_close_s: float
     retry_base_s: float
     retry_max_s: float
     non_retryable: tuple[str, ...] = NON_RETRYABLE
     #: The PR an earlier run recorded: a re-run that finds the issue done keeps pointing at it.
     previous_pr_url: str | None = None
+    #: The start-to-close timeout of intake and publish (GitHub calls only).
+    step_s: float = 600.0
 
 
 @dataclass(frozen=True)
@@ -56,3 +61,16 @@ class TaskResult:
     stage_seconds: dict[str, float] = field(default_factory=dict)
     #: The pipeline's own word for the last attempt: succeeded, failed or skipped.
     outcome: str | None = None
+
+
+@dataclass(frozen=True)
+class StageResult:
+    """What a stage activity returns: how the task ended in it, or the value the next stage takes.
+
+    ``value`` is a pipeline value (``Plan``, ``Change``) as JSON: the workflow
+    passes it on untouched, and the next activity's signature types it again."""
+
+    result: TaskResult | None = None
+    value: Any = None
+    stage_seconds: dict[str, float] = field(default_factory=dict)
+    attempt: int = 0
