@@ -7,6 +7,7 @@ fail in CI (``CI=true``), where it must be installed.
 
 from __future__ import annotations
 
+import asyncio
 import os
 import shutil
 import socket
@@ -41,6 +42,23 @@ def _free_port() -> int:
         return int(sock.getsockname()[1])
 
 
+def _healthy(address: str) -> bool:
+    """Whether a client can connect (the SDK's connect calls the frontend's get_system_info)."""
+    from temporalio.client import Client
+    from temporalio.service import RPCError
+
+    host, port = address.rsplit(":", 1)
+    try:
+        socket.create_connection((host, int(port)), 0.2).close()
+    except OSError:
+        return False
+    try:
+        asyncio.run(Client.connect(address))
+    except (RuntimeError, RPCError):
+        return False
+    return True
+
+
 @contextmanager
 def temporal_dev_server(binary: str | None = None) -> Iterator[str]:
     """Start a fresh in-memory dev server on 127.0.0.1 and yield its address."""
@@ -56,13 +74,11 @@ def temporal_dev_server(binary: str | None = None) -> Iterator[str]:
         while True:
             if proc.poll() is not None:
                 raise RuntimeError(f"temporal server start-dev exited with {proc.returncode}")
-            try:
-                socket.create_connection(("127.0.0.1", port), 0.2).close()
+            if _healthy(address):  # listening is not enough: the frontend says "not healthy yet" for a while
                 break
-            except OSError:
-                if time.monotonic() > deadline:
-                    raise RuntimeError(f"temporal server did not listen on {address}") from None
-                time.sleep(0.05)
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"temporal server on {address} did not become healthy")
+            time.sleep(0.1)
         yield address
     finally:
         proc.kill()  # in-memory: nothing to flush
