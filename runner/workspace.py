@@ -12,6 +12,8 @@ This module is also the one place that runs git (:func:`run_git`). Every call ge
 - ``core.hooksPath`` set to an empty runner-owned directory and ``core.fsmonitor``
   off, on the command line, which beats any repository config: no hook planted
   in the mirror, in a worktree's ``.git`` or through ``core.hooksPath`` ever runs;
+- no automatic maintenance or gc (``maintenance.auto``, ``gc.auto``): a fetch would
+  otherwise start ``git maintenance run --auto`` with its environment, token included;
 - no system or global config (``~/.gitconfig`` is not read);
 - the token only for fetch and push (:meth:`Workspace._auth_env`, the one place it
   leaves memory), as a host-scoped ``http.extraHeader`` in
@@ -364,7 +366,8 @@ def run_git(
     timeout_s: float = GIT_TIMEOUT_S,
 ) -> str:
     """Run git with an explicit environment and no hooks; raise WorkspaceError saying what failed."""
-    argv = ["git", "-c", f"core.hooksPath={_empty_dir('hooks')}", "-c", "core.fsmonitor=false", *args]
+    argv = ["git", "-c", f"core.hooksPath={_empty_dir('hooks')}", "-c", "core.fsmonitor=false",
+            "-c", "maintenance.auto=false", "-c", "gc.auto=0", *args]
     try:
         done = subprocess.run(argv, cwd=cwd, env=git_env(env), capture_output=True,
                               stdin=subprocess.DEVNULL, timeout=timeout_s, check=False)

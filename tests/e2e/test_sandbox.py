@@ -105,9 +105,12 @@ class Hostile:
         while not stop.is_set():
             for pid in (p for p in os.listdir("/proc") if p.isdigit()):
                 try:
+                    before = Path(f"/proc/{pid}/cmdline").read_bytes()
                     environ = Path(f"/proc/{pid}/environ").read_bytes()
-                    cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode()
+                    cmdline = (Path(f"/proc/{pid}/cmdline").read_bytes() or before).replace(b"\0", b" ").decode()
                 except OSError:
+                    continue
+                if not cmdline:  # it exited between the reads: which program it was is unknown, skip it
                     continue
                 if TOKEN.encode() in environ or HEADER.encode() in environ:
                     self.samples.append((int(pid), cmdline))
