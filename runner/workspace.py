@@ -68,12 +68,18 @@ class Mirror:
 
     repo: str
     path: Path
+    #: The remote branches as this fetch left them (branch -> sha), read once; None reads git each time.
+    branches: Mapping[str, str] | None = None
 
     def branch_sha(self, branch: str) -> str | None:
+        if self.branches is not None:
+            return self.branches.get(branch)
         return _rev_parse(self.path, f"refs/remotes/origin/{branch}")
 
     def read_file(self, branch: str, rel_path: str) -> str | None:
         """The file's text on the remote branch, or None when branch or file is missing."""
+        if self.branches is not None and branch not in self.branches:
+            return None
         try:
             return run_git(self.path, "show", f"refs/remotes/origin/{branch}:{rel_path}")
         except WorkspaceError:
@@ -131,7 +137,11 @@ class Workspace:
                 self._origins[path] = clone_url
             self._git(path, "fetch", "--prune", "--no-tags", "origin", remote=clone_url,
                       what=f"fetch {repo}", repo=repo)
-        return Mirror(repo=repo, path=path)
+            refs = self._git(path, "for-each-ref", "--format=%(objectname) %(refname)", "refs/remotes/origin/")
+        prefix = "refs/remotes/origin/"
+        branches = {name.removeprefix(prefix): sha for sha, _, name in
+                    (line.partition(" ") for line in refs.splitlines()) if name.startswith(prefix)}
+        return Mirror(repo=repo, path=path, branches=branches)
 
     # -- worktrees ---------------------------------------------------------------
 
