@@ -157,7 +157,7 @@ def _temporal_app(settings: Settings, *, forge: Forge, workspace: Workspace, cha
 
     ledger = ActivityLedger()
     pipeline = Pipeline(settings=settings, forge=forge, workspace=workspace, chain=chain, ledger=ledger,
-                        hooks=hooks, redactor=REDACTOR, log=log, clock=clock, sandbox=sandbox)
+                        hooks=hooks, redactor=REDACTOR, log=log, clock=clock, sandbox=sandbox, inbox=ledger)
     metrics.readiness_check = pipeline.hook_commands.health_problem
     activities = TaskActivities(pipeline=pipeline, ledger=ledger, owner=owner, clock=clock, metrics=metrics,
                                 log=runner_log)

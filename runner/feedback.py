@@ -20,6 +20,8 @@ clock:
 
 from __future__ import annotations
 
+import base64
+import json
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -31,6 +33,7 @@ RoundOutcome = Literal["pushed", "unchanged", "failed", "refused"]
 
 ROUNDS_START = "<!-- agent-runner:rounds -->"
 ROUNDS_END = "<!-- /agent-runner:rounds -->"
+_RECORDS_RE = re.compile(r"<!-- agent-runner:rounds-data ([A-Za-z0-9+/=]{1,200000}) -->")
 TRAILER = "Feedback-Item"
 #: Feedback longer than this is refused rather than cut (a cut diff would not apply).
 MAX_FEEDBACK_CHARS = 60_000
@@ -261,8 +264,30 @@ def render_rounds(records: Sequence[RoundRecord]) -> str:
     """The ``## Feedback rounds`` section, between markers so a later round replaces it."""
     if not records:
         return ""
-    lines = [ROUNDS_START, "## Feedback rounds", "", *[f"- {round_line(r)}" for r in records], ROUNDS_END]
+    lines = [ROUNDS_START, "## Feedback rounds", "", *[f"- {round_line(r)}" for r in records],
+             _records_marker(records), ROUNDS_END]
     return "\n".join(lines)
+
+
+def recorded(body: str | None) -> list[RoundRecord]:
+    """The rounds a PR body's rounds section records (its hidden data line); [] when it has none.
+
+    Under Temporal this is the durable record of handled items across workflow
+    runs; the ledger executors keep theirs in the ledger. The data is base64 JSON,
+    so no text a person wrote can close the HTML comment it sits in."""
+    found = _RECORDS_RE.search(body or "")
+    if found is None:
+        return []
+    try:
+        data = json.loads(base64.b64decode(found.group(1), validate=True))
+        return [RoundRecord.from_json(r) for r in data if isinstance(r, dict)]
+    except (ValueError, TypeError, KeyError):
+        return []
+
+
+def _records_marker(records: Sequence[RoundRecord]) -> str:
+    data = json.dumps([r.to_json() for r in records], separators=(",", ":"))
+    return f"<!-- agent-runner:rounds-data {base64.b64encode(data.encode()).decode()} -->"
 
 
 def with_rounds(body: str, records: Sequence[RoundRecord]) -> str:

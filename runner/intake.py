@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import replace
 from datetime import datetime, timedelta
 from typing import Any
@@ -32,6 +32,72 @@ IDLE_TICK_S = 1.0
 DRAIN_MARGIN_S = 2.0
 #: How far back the first feedback poll after a start looks (the ledger makes repeats harmless).
 FEEDBACK_LOOKBACK = timedelta(hours=1)
+
+
+class FeedbackPoll:
+    """The feedback intake every executor shares: what to list, since when, and whose task an item is.
+
+    One conditional request per listing: the dispatch repository's comments, and
+    for every target repository that has a task PR its comment and review-comment
+    listings, each ``since`` the last change seen; while nothing changes, each
+    answer is a 304 (free on the rate limit). Repeats are harmless: the executor
+    records each item once."""
+
+    def __init__(self, *, settings: Settings, forge: Forge, repo: str, clock: Callable[[], datetime],
+                 log: Any) -> None:
+        self.settings = settings
+        self.forge = forge
+        self.repo = repo
+        self.clock = clock
+        self.log = log
+        self._since: dict[tuple[str, str], str] = {}  # watermarks: (repo, listing) -> time
+
+    def poll(self, pulls: Sequence[tuple[TaskKey, str]]) -> Iterator[tuple[TaskKey, FeedbackItem]]:
+        """The trigger items posted since the last poll, each with its task (``pulls``: task PR URLs)."""
+        targets = sorted({ref[0] for _, url in pulls if (ref := feedback.pull_ref(url))})
+        listings: list[tuple[str, str]] = [(self.repo, "comments")]
+        listings += [(repo, kind) for repo in targets if repo.lower() != self.repo.lower()
+                     for kind in ("comments", "review_comments")]
+        for repo, kind in listings:
+            since = self._since.get((repo, kind)) or _iso(self.clock() - FEEDBACK_LOOKBACK)
+            fetch = self.forge.comments_since if kind == "comments" else self.forge.review_comments_since
+            try:
+                items = fetch(repo, since)
+            except RunnerError as exc:  # one unreadable target (deleted, app removed) must not stop the poll
+                self.log.warning("could not list feedback", repo=repo, listing=kind, error=str(exc))
+                continue
+            for item in items:
+                routed = self.route(item, lambda: pulls)
+                if routed is not None:
+                    yield routed
+            newest = max((i.updated_at for i in items if i.updated_at), default=since)
+            self._since[(repo, kind)] = max(newest, since)
+
+    def route(self, item: FeedbackItem,
+              pulls: Callable[[], Sequence[tuple[TaskKey, str]]]) -> tuple[TaskKey, FeedbackItem] | None:
+        """The task a trigger item belongs to, or None when it is no trigger or nobody's."""
+        # Who the runner is costs a request the first time: ask only when the answer matters.
+        mention = self.forge.authenticated_login(self.repo) if item.kind == "review_comment" else None
+        if feedback.trigger_text(item, command=self.settings.feedback_command, bot_login=mention) is None:
+            return None
+        if item.author.lower() == self.forge.authenticated_login(self.repo).lower():
+            return None  # the runner's own comments
+        key = self._task_of(item, pulls)
+        if key is None:
+            return None
+        if item.kind == "issue_comment" and item.repo.lower() != self.repo.lower():
+            item = replace(item, kind="pr_comment")
+        return key, item
+
+    def _task_of(self, item: FeedbackItem, pulls: Callable[[], Sequence[tuple[TaskKey, str]]]) -> TaskKey | None:
+        """Its dispatch issue, or the task whose PR it was posted on."""
+        if item.repo.lower() == self.repo.lower() and item.kind == "issue_comment":
+            return TaskKey(self.repo, item.number)
+        for key, url in pulls():
+            ref = feedback.pull_ref(url)
+            if ref is not None and ref[0].lower() == item.repo.lower() and ref[1] == item.number:
+                return key
+        return None
 
 
 class Runner:
@@ -66,7 +132,7 @@ class Runner:
         self._wake = threading.Event()  # set when work was queued or a job finished: claim now
         self._poller: threading.Thread | None = None
         self._interrupt = interrupt or (lambda: None)  # cuts every wait on GitHub short
-        self._since: dict[tuple[str, str], str] = {}  # feedback poll watermarks: (repo, listing) -> time
+        self.feedback = FeedbackPoll(settings=settings, forge=forge, repo=self.repo, clock=clock, log=log)
 
     # -- intake ------------------------------------------------------------------
 
@@ -88,29 +154,9 @@ class Runner:
         return queued
 
     def poll_feedback(self) -> int:
-        """Find new `/agent` comments and review comments: one conditional request per listing.
-
-        The dispatch repository's comment listing, and for every target repository that
-        has a task PR its comment and review-comment listings, each ``since`` the last
-        change seen; while nothing changes, each answer is a 304 (free on the rate limit)."""
+        """Find new `/agent` comments and review comments (see :class:`FeedbackPoll`), record them once."""
         pulls = self.ledger.pull_tasks()
-        targets = sorted({ref[0] for _, url in pulls if (ref := feedback.pull_ref(url))})
-        listings: list[tuple[str, str]] = [(self.repo, "comments")]
-        listings += [(repo, kind) for repo in targets if repo.lower() != self.repo.lower()
-                     for kind in ("comments", "review_comments")]
-        offered = 0
-        for repo, kind in listings:
-            since = self._since.get((repo, kind)) or _iso(self.clock() - FEEDBACK_LOOKBACK)
-            fetch = self.forge.comments_since if kind == "comments" else self.forge.review_comments_since
-            try:
-                items = fetch(repo, since)
-            except RunnerError as exc:  # one unreadable target (deleted, app removed) must not stop the poll
-                self.log.warning("could not list feedback", repo=repo, listing=kind, error=str(exc))
-                continue
-            for item in items:
-                offered += self.offer_feedback(item, pulls=pulls)
-            newest = max((i.updated_at for i in items if i.updated_at), default=since)
-            self._since[(repo, kind)] = max(newest, since)
+        offered = sum(self._record_feedback(key, item) for key, item in self.feedback.poll(pulls))
         self.ledger.wake_for_feedback(now=self.clock())  # a crash between recording and queueing
         return offered
 
@@ -120,32 +166,15 @@ class Runner:
         Records it once in the ledger when it is a trigger on a task's issue or PR; the
         author's write access is checked when its round runs, so a non-writer's item
         gets no reaction and no run."""
-        # Who the runner is costs a request the first time: ask only when the answer matters.
-        mention = self.forge.authenticated_login(self.repo) if item.kind == "review_comment" else None
-        if feedback.trigger_text(item, command=self.settings.feedback_command, bot_login=mention) is None:
-            return 0
-        if item.author.lower() == self.forge.authenticated_login(self.repo).lower():
-            return 0  # the runner's own comments
-        key = self._task_of(item, pulls)
-        if key is None:
-            return 0
-        if item.kind == "issue_comment" and item.repo.lower() != self.repo.lower():
-            item = replace(item, kind="pr_comment")
+        routed = self.feedback.route(item, (lambda: pulls) if pulls is not None else self.ledger.pull_tasks)
+        return self._record_feedback(*routed) if routed is not None else 0
+
+    def _record_feedback(self, key: TaskKey, item: FeedbackItem) -> int:
         if not self.ledger.add_feedback(key, item.key, item.to_json(), now=self.clock()):
             return 0
         self.log.info("feedback queued", issue=key.issue_number, feedback=item.key, author=item.author)
         self._wake.set()
         return 1
-
-    def _task_of(self, item: FeedbackItem, pulls: Sequence[tuple[TaskKey, str]] | None) -> TaskKey | None:
-        """The task an item belongs to: its dispatch issue, or the task whose PR it was posted on."""
-        if item.repo.lower() == self.repo.lower() and item.kind == "issue_comment":
-            return TaskKey(self.repo, item.number)
-        for key, url in self.ledger.pull_tasks() if pulls is None else pulls:
-            ref = feedback.pull_ref(url)
-            if ref is not None and ref[0].lower() == item.repo.lower() and ref[1] == item.number:
-                return key
-        return None
 
     def offer(self, issue: Issue) -> int:
         """The one intake for an issue seen by the poll or a webhook: queue it when it is work.

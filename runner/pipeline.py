@@ -162,7 +162,7 @@ class Pipeline:
         self.sandbox = sandbox or Sandbox.from_settings(settings)
         self.hook_commands = hook_commands or HookCommands.from_settings(settings, sandbox=self.sandbox,
                                                                          redact=redactor, log=log)
-        self.inbox = inbox  # feedback rounds; None where the executor keeps no feedback (Temporal)
+        self.inbox = inbox  # feedback rounds: the ledger, or the items a Temporal signal brought
         self.forge = forge
         self.workspace = workspace
         self.chain = list(chain)
@@ -371,9 +371,17 @@ class Pipeline:
         run.log = run.log.bind(branch=names.branch)
         history = [RoundRecord.from_json(outcome) for _, status, _, outcome in self.inbox.handled_feedback(key)
                    if outcome.get("number")]
+        if not history and pull is not None:  # an executor without a ledger (Temporal): the PR body records them
+            history = feedback.recorded(pull.body)
         first_usage = self.inbox.usage_of(key)
         run.view = replace(run.view, task_id=task.task_id, branch=names.branch)
+        ran = False
         for item_key, raw in pending:
+            if any(r.item_key == item_key for r in history):  # a redelivery, or a retry after the report
+                run.log.info("feedback already handled", feedback=item_key)
+                self._finish_item(run, item_key, "done", None, {})
+                continue
+            ran = True
             item = FeedbackItem.from_json(raw)
             spent = feedback.spent_from(first_usage, history)
             record, pull = self._round(run, task, info.clone_url, base, names, pull, item, spent, history)
@@ -384,6 +392,8 @@ class Pipeline:
                                "refused" if record.outcome == "refused" else "done"),
                               None if record is None else record.number,
                               {} if record is None else record.to_json())
+        if not ran and history:  # a retry that finds its round recorded: the comment shows it too
+            pull = self._report_round(run, pull, history)
         self._complete(run, pr_url=pull.html_url if pull else None)
         return Outcome("succeeded", pr_url=pull.html_url if pull else None, stage_seconds=dict(run.stages))
 
@@ -467,7 +477,9 @@ class Pipeline:
         assert run.task is not None
         run.lease.check()
         if pull is not None and pull.state == "open":
-            body = self.redact(feedback.with_rounds(pull.body, records))
+            # The rounds record is encoded in the body: redact its text before, not after.
+            clean = [replace(r, summary=self.redact(r.summary)) for r in records]
+            body = self.redact(feedback.with_rounds(pull.body, clean))
             if body.strip() != pull.body.strip():
                 pull = self.forge.update_pull(run.task.target_repo, pull.number, body=body)
         self._show(run, final=True, status="succeeded", pr_url=pull.html_url if pull else None,

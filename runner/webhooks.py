@@ -256,9 +256,8 @@ class WebhookIntake:
                 return 200, "already received"
             if intent.issue is not None:
                 self._runner.offer(intent.issue)
-            offer_feedback = getattr(self._runner, "offer_feedback", None)  # the Temporal runner has none yet
-            if intent.feedback is not None and offer_feedback is not None:
-                offer_feedback(FeedbackItem.from_json(intent.feedback))
+            if intent.feedback is not None:  # a ledger records it, Temporal gets it as a signal
+                self._runner.offer_feedback(FeedbackItem.from_json(intent.feedback))
         except RunnerError as exc:
             # GitHub will not retry; the safety-net poll finds the task once the ledger is back.
             self._metrics.webhook_delivery(event, "error")

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import contextvars
 import threading
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
@@ -28,10 +28,17 @@ from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
 from runner.errors import LeaseLost
+from runner.feedback import FeedbackItem
 from runner.health import Metrics
 from runner.ledger.base import DeliveryRecord, Job, TaskKey, lease_expiry
 from runner.pipeline import Change, Outcome, Pipeline, Plan, Stage
-from runner.temporal.types import STAGE_ACTIVITIES, StageResult, TaskRequest, TaskResult
+from runner.temporal.types import (
+    ROUND_ACTIVITY,
+    STAGE_ACTIVITIES,
+    StageResult,
+    TaskRequest,
+    TaskResult,
+)
 
 #: The error type of an attempt that failed transiently; Temporal retries it.
 RETRYING = "TaskRetrying"
@@ -50,6 +57,10 @@ class _Slot:
     error: str | None = None
     retry_at: datetime | None = None
     stage_seconds: dict[str, float] = field(default_factory=dict)
+    #: Feedback rounds: the item the workflow's signal brought, and what earlier runs used.
+    pending: list[tuple[str, dict[str, Any]]] = field(default_factory=list)
+    first_usage: dict[str, Any] = field(default_factory=dict)
+    usage: dict[str, Any] = field(default_factory=dict)
 
 
 class ActivityLedger:
@@ -75,6 +86,12 @@ class ActivityLedger:
         finally:
             with self._lock:
                 self._slots.pop((job.key, job.attempt), None)
+
+    def _slot_of(self, key: TaskKey) -> _Slot | None:
+        """The running attempt of a task (the workflow runs one activity of a task at a time)."""
+        with self._lock:
+            found = [(attempt, slot) for (k, attempt), slot in self._slots.items() if k == key]
+        return max(found, key=lambda pair: pair[0])[1] if found else None
 
     def _slot(self, job: Job) -> _Slot:
         with self._lock:
@@ -104,6 +121,37 @@ class ActivityLedger:
 
     def release(self, job: Job, *, now: datetime) -> None:
         self._slot(job).status = "queued"
+
+    # -- the feedback inbox: the item in hand comes from the workflow's signal queue ------------
+
+    def pending_feedback(self, key: TaskKey) -> Sequence[tuple[str, dict[str, Any]]]:
+        slot = self._slot_of(key)
+        return list(slot.pending) if slot is not None else []
+
+    def handled_feedback(self, key: TaskKey) -> Sequence[tuple[str, str, int | None, dict[str, Any]]]:
+        """None here: the PR body's rounds record is the durable history (runner.feedback.recorded)."""
+        return []
+
+    def finish_feedback(self, job: Job, item_key: str, *, status: str, round_no: int | None,
+                        outcome: Mapping[str, Any], now: datetime) -> None:
+        slot = self._slot(job)
+        slot.pending = [(k, item) for k, item in slot.pending if k != item_key]
+
+    def record_usage(self, job: Job, usage: Mapping[str, Any], *, now: datetime) -> None:
+        self._slot(job).usage = dict(usage)
+
+    def usage_of(self, key: TaskKey) -> dict[str, Any]:
+        slot = self._slot_of(key)
+        return dict(slot.first_usage) if slot is not None else {}
+
+    def add_feedback(self, key: TaskKey, item_key: str, item: Mapping[str, Any], *, now: datetime) -> bool:
+        raise AssertionError("under Temporal, feedback items are signals to the workflow (TemporalRunner)")
+
+    def wake_for_feedback(self, *, now: datetime, key: TaskKey | None = None) -> Sequence[TaskKey]:
+        return []
+
+    def pull_tasks(self) -> Sequence[tuple[TaskKey, str]]:
+        return []  # TemporalRunner reads the task PRs from the visibility API
 
     def record_delivery(self, delivery: DeliveryRecord) -> bool:
         """Webhook deliveries under Temporal: remembered per process, deduplicated for good by workflow id.
@@ -139,7 +187,7 @@ class TaskActivities:
 
     def all(self) -> list[Callable[..., StageResult]]:
         """The activities to register, one per pipeline stage."""
-        return [self.intake, self.change, self.publish]
+        return [self.intake, self.change, self.publish, self.round]
 
     @activity.defn(name=STAGE_ACTIVITIES[0])
     def intake(self, request: TaskRequest) -> StageResult:
@@ -156,9 +204,16 @@ class TaskActivities:
         """Open or update the PR, report on the issue and label it."""
         return self._stage(request, "publish", plan, change)
 
-    def _stage(self, request: TaskRequest, stage: Stage, plan: Plan | None = None,
-               change: Change | None = None) -> StageResult:
-        """Run one stage once; raise to let Temporal retry a transient failure."""
+    @activity.defn(name=ROUND_ACTIVITY)
+    def round(self, request: TaskRequest, item: dict[str, Any], usage: dict[str, Any]) -> StageResult:
+        """One feedback round: the pipeline's second entry, with this item as its only pending one."""
+        key = FeedbackItem.from_json(item).key
+        return self._stage(request, None, pending=[(key, item)], usage=usage)
+
+    def _stage(self, request: TaskRequest, stage: Stage | None, plan: Plan | None = None,
+               change: Change | None = None, *, pending: list[tuple[str, dict[str, Any]]] | None = None,
+               usage: dict[str, Any] | None = None) -> StageResult:
+        """Run one stage (or, with ``stage=None``, a feedback round) once; raise to let Temporal retry."""
         attempt = activity.info().attempt
         job = Job(key=TaskKey(request.dispatch_repo, request.issue_number), attempt=attempt, owner=self.owner,
                   lease_expires_at=lease_expiry(self.clock(), request.heartbeat_timeout_s),
@@ -168,7 +223,13 @@ class TaskActivities:
             self.running += 1
         try:
             with self.ledger.bind(job) as slot:
-                value, stages = self.pipeline.run_stage(job, stage, plan, change)
+                slot.pending, slot.first_usage = list(pending or []), dict(usage or {})
+                if stage is None:
+                    outcome = self.pipeline.run(job)
+                    value: Plan | Change | Outcome = outcome
+                    stages = dict(outcome.stage_seconds)
+                else:
+                    value, stages = self.pipeline.run_stage(job, stage, plan, change)
         finally:
             with self._running_lock:
                 self.running -= 1
@@ -187,5 +248,5 @@ class TaskActivities:
         return StageResult(result=TaskResult(status=slot.status or "succeeded", pr_url=slot.pr_url or value.pr_url,
                                              error=slot.error, attempt=attempt, owner=self.owner,
                                              stage_seconds=dict(slot.stage_seconds or stages),
-                                             outcome=value.status),
+                                             outcome=value.status, usage=dict(slot.usage)),
                            stage_seconds=stages, attempt=attempt)

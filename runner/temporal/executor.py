@@ -22,6 +22,7 @@ import time
 from collections.abc import AsyncIterator, Callable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import asynccontextmanager
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -34,17 +35,27 @@ from temporalio.worker import Worker
 from runner import policy
 from runner.config import Settings
 from runner.errors import LedgerUnavailable, RunnerError
+from runner.feedback import FeedbackItem
 from runner.forge.base import Forge, Issue
 from runner.health import Metrics
+from runner.intake import FeedbackPoll
 from runner.ledger.base import Status, TaskKey, TaskRecord
 from runner.pipeline import Outcome
 from runner.task import task_id_of
 from runner.temporal.activities import TaskActivities
-from runner.temporal.types import WORKFLOW_TYPE, TaskRequest, TaskResult, workflow_id
+from runner.temporal.types import (
+    FEEDBACK_SIGNAL,
+    WORKFLOW_TYPE,
+    TaskRequest,
+    TaskResult,
+    workflow_id,
+)
 from runner.temporal.workflow import DispatchTaskWorkflow
 
 #: Extra time an activity may take beyond generation and validation (clone, push, GitHub).
 ACTIVITY_SLACK_S = 600.0
+#: How many tasks' PRs the feedback poll watches (the newest; visibility lists them).
+FEEDBACK_TASKS = 500
 #: GitHub's timestamps are whole seconds (see _submit).
 STALE_MARGIN = timedelta(seconds=1)
 _CLOSED_STATUS: dict[WorkflowExecutionStatus, Status] = {
@@ -90,6 +101,7 @@ class TemporalRunner:
         self.metrics = metrics
         self.repo = settings.require_dispatch_repo()
         self.labels = policy.Labels(settings.trigger_label, settings.processed_label, settings.failed_label)
+        self.feedback = FeedbackPoll(settings=settings, forge=forge, repo=self.repo, clock=clock, log=log)
 
     # -- the surface shared with intake.Runner ------------------------------------
 
@@ -161,19 +173,39 @@ class TemporalRunner:
     def records(self, *, limit: int = 100) -> list[TaskRecord]:
         """Every task of this dispatch repository that Temporal knows, newest first."""
         async def go() -> list[TaskRecord]:
-            client = await connect(self.settings)
-            prefix = workflow_id(self.repo, 0).rsplit("#", 1)[0] + "#"
-            query = f'WorkflowType = "{WORKFLOW_TYPE}" AND WorkflowId STARTS_WITH "{prefix}"'
-            seen: dict[str, TaskRecord] = {}
-            async for execution in client.list_workflows(query, limit=limit * 4):
-                if execution.id in seen:
-                    continue  # older runs of the same task: the newest comes first
-                seen[execution.id] = _record(execution.id, execution.status, execution.start_time,
-                                             execution.close_time, await execution.memo(), self.repo)
-                if len(seen) >= limit:
-                    break
-            return list(seen.values())
+            return await self._records(await connect(self.settings), limit=limit)
         return asyncio.run(go())
+
+    def offer_feedback(self, item: FeedbackItem) -> int:
+        """What a webhook feeds: signal a trigger item to its task's workflow (see :meth:`_signal`)."""
+        def pulls() -> list[tuple[TaskKey, str]]:
+            return asyncio.run(self._pull_tasks_of(None))
+        routed = self.feedback.route(item, pulls)
+        if routed is None:
+            return 0
+
+        async def go() -> int:
+            await self._signal(await connect(self.settings), *routed)
+            return 1
+        return asyncio.run(go())
+
+    async def _pull_tasks_of(self, client: Client | None) -> list[tuple[TaskKey, str]]:
+        """The tasks with a PR, from the visibility API: where feedback on a PR belongs."""
+        records = await self._records(client or await connect(self.settings), limit=FEEDBACK_TASKS)
+        return [(r.key, r.pr_url) for r in records if r.pr_url]
+
+    async def _records(self, client: Client, *, limit: int) -> list[TaskRecord]:
+        prefix = workflow_id(self.repo, 0).rsplit("#", 1)[0] + "#"
+        query = f'WorkflowType = "{WORKFLOW_TYPE}" AND WorkflowId STARTS_WITH "{prefix}"'
+        seen: dict[str, TaskRecord] = {}
+        async for execution in client.list_workflows(query, limit=limit * 4):
+            if execution.id in seen:
+                continue  # older runs of the same task: the newest comes first
+            seen[execution.id] = _record(execution.id, execution.status, execution.start_time,
+                                         execution.close_time, await execution.memo(), self.repo)
+            if len(seen) >= limit:
+                break
+        return list(seen.values())
 
     def retry(self, number: int) -> str:
         """Clear the result label and start a new run, as a person removing the label would."""
@@ -207,20 +239,51 @@ class TemporalRunner:
                                                      listed_at=_seen_at(issue, listed_at))
             if handle is not None:
                 found.append((handle, was_started))
+        pulls = await self._pull_tasks_of(client)
+        for key, item in await asyncio.to_thread(lambda: list(self.feedback.poll(pulls))):
+            found.append((await self._signal(client, key, item), True))
         self.metrics.poll_done(time.monotonic() - started, len(issues))
         return found  # type: ignore[return-value]
+
+    async def _signal(self, client: Client, key: TaskKey, item: FeedbackItem) -> WorkflowHandle[Any, TaskResult]:
+        """Signal a feedback item to the issue's workflow; a closed one gets a new run for its rounds.
+
+        Signal-with-start under the same id: a running workflow only queues the
+        item (it drops a key it has seen), a closed one starts again with
+        ``rounds_only``, carrying the first run's usage and PR from its memo. A
+        plain start of the task is still rejected while any run is open."""
+        wid = workflow_id(self.repo, key.issue_number)
+        description = await self._describe(client, wid)
+        memo = await _memo(description) if description is not None else {}
+        request = replace(self._request(key.issue_number, memo.get("task_id"), memo.get("pr_url")),
+                          rounds_only=True, usage=dict(memo.get("usage") or {}))
+        handle = await client.start_workflow(
+            DispatchTaskWorkflow.run, request, id=wid, task_queue=self.settings.temporal_task_queue,
+            id_reuse_policy=WorkflowIDReusePolicy.ALLOW_DUPLICATE,
+            start_signal=FEEDBACK_SIGNAL, start_signal_args=[{"key": item.key, "item": item.to_json()}],
+            memo={**memo, "status": "queued", "dispatch_repo": self.repo, "issue": key.issue_number,
+                  "kind": "rounds"},
+        )
+        self.metrics.submitted("feedback")
+        self.log.info("feedback signalled", issue=key.issue_number, feedback=item.key, author=item.author,
+                      workflow_id=wid)
+        return handle  # type: ignore[return-value]
+
+    async def _describe(self, client: Client, wid: str) -> Any:
+        try:
+            return await client.get_workflow_handle(wid).describe()
+        except RPCError as exc:
+            if exc.status != RPCStatusCode.NOT_FOUND:
+                raise LedgerUnavailable(f"Temporal could not describe workflow `{wid}`: {exc}") from None
+            return None
 
     async def _submit(self, client: Client, number: int, task_id: str | None, *,
                       listed_at: datetime | None) -> tuple[Any, bool]:
         """Start the issue's workflow; (handle, False) when one already runs, (None, False) when stale."""
         wid = workflow_id(self.repo, number)
         handle = client.get_workflow_handle(wid, result_type=TaskResult)
-        try:
-            description = await handle.describe()
-        except RPCError as exc:
-            if exc.status != RPCStatusCode.NOT_FOUND:
-                raise LedgerUnavailable(f"Temporal could not describe workflow `{wid}`: {exc}") from None
-            description = None
+        description = await self._describe(client, wid)
+        memo = await _memo(description) if description is not None else {}
         if description is not None:
             if description.status == WorkflowExecutionStatus.RUNNING:
                 self.metrics.submitted("duplicate")
@@ -229,16 +292,19 @@ class TemporalRunner:
             # GitHub's timestamps have whole seconds: a label removed in the second the run
             # closed shows an `updated_at` before the close. Only a close a full second after
             # the snapshot proves it stale; the tie re-runs, and a needless re-run just skips.
-            if listed_at is not None and closed is not None and closed - listed_at >= STALE_MARGIN:
+            # A run of feedback rounds only says nothing about the task: it never makes a listing stale.
+            if listed_at is not None and closed is not None and closed - listed_at >= STALE_MARGIN \
+                    and memo.get("kind") != "rounds":
                 self.metrics.submitted("stale")
                 return None, False
-        previous = (await _memo(description)).get("pr_url") if description is not None else None
+        previous = memo.get("pr_url")
         try:
             handle = await client.start_workflow(
                 DispatchTaskWorkflow.run, self._request(number, task_id, previous), id=wid,
                 task_queue=self.settings.temporal_task_queue,
                 id_reuse_policy=WorkflowIDReusePolicy.ALLOW_DUPLICATE,
-                memo={"status": "queued", "task_id": task_id, "dispatch_repo": self.repo, "issue": number},
+                memo={"status": "queued", "task_id": task_id, "dispatch_repo": self.repo, "issue": number,
+                      "usage": memo.get("usage") or {}, "kind": "task"},
             )
         except WorkflowAlreadyStartedError:
             # Another replica (or a webhook) started it between our look and our start.

@@ -11,6 +11,10 @@ from typing import Any
 WORKFLOW_TYPE = "DispatchTask"
 #: One activity per pipeline stage (runner.pipeline.STAGES), run in this order.
 STAGE_ACTIVITIES = ("dispatch_intake", "dispatch_change", "dispatch_publish")
+#: One feedback round: the pipeline's second entry, with the item the signal brought.
+ROUND_ACTIVITY = "dispatch_round"
+#: The signal that brings a feedback item ({"key": ..., "item": FeedbackItem JSON}) to the issue's workflow.
+FEEDBACK_SIGNAL = "feedback"
 #: Error types Temporal must not retry: the pipeline reports them and returns normally,
 #: so these only appear when the activity could not even start the pipeline.
 NON_RETRYABLE = ("ConfigError", "TaskSpecError", "PolicyRefused", "PermissionDenied", "NotFound")
@@ -47,6 +51,13 @@ class TaskRequest:
     previous_pr_url: str | None = None
     #: The start-to-close timeout of intake and publish (GitHub calls only).
     step_s: float = 600.0
+    #: A run started by a feedback signal on a closed workflow: rounds only, not the task again.
+    rounds_only: bool = False
+    #: What the task's first run used (budgets cover it and every round), from the last run's memo.
+    usage: dict[str, Any] = field(default_factory=dict)
+    #: Carried over continue-as-new: items still queued, and the keys this workflow has seen.
+    pending: tuple[dict[str, Any], ...] = ()
+    seen: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -61,6 +72,8 @@ class TaskResult:
     stage_seconds: dict[str, float] = field(default_factory=dict)
     #: The pipeline's own word for the last attempt: succeeded, failed or skipped.
     outcome: str | None = None
+    #: What the first run's generation used, for the budgets of later rounds.
+    usage: dict[str, Any] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)

@@ -1,12 +1,20 @@
-"""The workflow of one dispatch issue: the pipeline's stages as activities, in order, with retries.
+"""The workflow of one dispatch issue: the pipeline's stages as activities, then its feedback rounds.
 
 Workflow code must be deterministic and runs in Temporal's sandbox, so this
 module imports nothing but the pure values in :mod:`runner.temporal.types`.
 The stage values (``Plan``, ``Change``) pass through it as JSON, untouched.
+
+Feedback items arrive as signals (signal-with-start, so a closed workflow gets
+a new run under the same id, with ``rounds_only``). They queue here and run one
+round at a time, each as an activity; an item key seen before in this workflow
+is dropped, and the PR body's rounds record makes one handled by an earlier run
+a no-op. The workflow ends when its queue is empty, and continues as new when
+its history grows long.
 """
 
 from __future__ import annotations
 
+import dataclasses
 from datetime import timedelta
 from typing import Any
 
@@ -16,6 +24,8 @@ from temporalio.exceptions import ActivityError
 
 with workflow.unsafe.imports_passed_through():
     from runner.temporal.types import (
+        FEEDBACK_SIGNAL,
+        ROUND_ACTIVITY,
         STAGE_ACTIVITIES,
         WORKFLOW_TYPE,
         StageResult,
@@ -26,8 +36,62 @@ with workflow.unsafe.imports_passed_through():
 
 @workflow.defn(name=WORKFLOW_TYPE)
 class DispatchTaskWorkflow:
+    def __init__(self) -> None:
+        self._queue: list[dict[str, Any]] = []
+        self._seen: set[str] = set()
+
+    @workflow.signal(name=FEEDBACK_SIGNAL)
+    def feedback(self, signal: dict[str, Any]) -> None:
+        """Queue a feedback item, once per key: a redelivery or a repeated poll adds nothing."""
+        key = str(signal.get("key") or "")
+        if key and key not in self._seen:
+            self._seen.add(key)
+            self._queue.append(signal)
+
     @workflow.run
     async def run(self, request: TaskRequest) -> TaskResult:
+        for signal in request.pending:
+            self.feedback(signal)
+        self._seen.update(request.seen)
+        usage = dict(request.usage)
+        result: TaskResult | None = None
+        if not request.rounds_only:
+            result = await self._task(request)
+            usage = result.usage or usage
+        while self._queue:  # one round at a time, in the order the items arrived
+            if workflow.info().is_continue_as_new_suggested():
+                workflow.continue_as_new(dataclasses.replace(
+                    request, rounds_only=True, usage=usage, pending=tuple(self._queue), seen=tuple(self._seen),
+                    previous_pr_url=(result.pr_url if result else None) or request.previous_pr_url))
+            signal = self._queue.pop(0)
+            result = await self._step(request, ROUND_ACTIVITY, [request, signal["item"], usage],
+                                      request.start_to_close_s, {})
+        if result is None:  # a rounds-only run whose items were all dropped
+            result = TaskResult(status="succeeded", outcome="skipped")
+        workflow.upsert_memo({"status": result.status, "pr_url": result.pr_url or request.previous_pr_url,
+                              "error": result.error, "attempt": result.attempt, "owner": result.owner,
+                              "task_id": request.task_id, "usage": usage,
+                              "kind": "rounds" if request.rounds_only else "task"})
+        return result
+
+    async def _task(self, request: TaskRequest) -> TaskResult:
+        """The pipeline's one straight line, a stage per activity; each hands its value to the next."""
+        values: list[Any] = []
+        stages: dict[str, float] = {}
+        attempt = 0  # the most attempts any stage took: what `status` shows
+        for name in STAGE_ACTIVITIES:
+            timeout = request.start_to_close_s if name == "dispatch_change" else request.step_s
+            done = await self._step(request, name, [request, *values], timeout, stages)
+            if isinstance(done, TaskResult):
+                return dataclasses.replace(done, attempt=max(attempt, done.attempt),
+                                           stage_seconds={**stages, **done.stage_seconds})
+            attempt = max(attempt, done.attempt)
+            values.append(done.value)
+        return TaskResult(status="dead", error="The last stage returned no result.")  # cannot happen
+
+    async def _step(self, request: TaskRequest, name: str, args: list[Any], timeout: float,
+                    stages: dict[str, float]) -> Any:
+        """One activity with the retry policy mapped from the settings; a TaskResult when the task ended."""
         policy = RetryPolicy(
             initial_interval=timedelta(seconds=request.retry_base_s),
             backoff_coefficient=2.0,
@@ -37,35 +101,14 @@ class DispatchTaskWorkflow:
             maximum_attempts=request.max_attempts + 1,
             non_retryable_error_types=list(request.non_retryable),
         )
-        values: list[Any] = []
-        stages: dict[str, float] = {}
-        result: TaskResult | None = None
-        attempt = 0  # the most attempts any stage took: what `status` shows
-        for name in STAGE_ACTIVITIES:  # the pipeline's one straight line, a stage per activity
-            timeout = request.start_to_close_s if name == "dispatch_change" else request.step_s
-            try:
-                done: StageResult = await workflow.execute_activity(
-                    name, args=[request, *values], result_type=StageResult,
-                    start_to_close_timeout=timedelta(seconds=timeout),
-                    heartbeat_timeout=timedelta(seconds=request.heartbeat_timeout_s),
-                    retry_policy=policy,
-                )
-            except ActivityError as exc:
-                result = TaskResult(status="dead", error=str(exc.cause or exc))
-                break
-            stages.update(done.stage_seconds)
-            attempt = max(attempt, done.attempt)
-            if done.result is not None:
-                result = done.result
-                break
-            values.append(done.value)
-        if result is None:  # cannot happen: the last stage always ends the task
-            result = TaskResult(status="dead", error="The last stage returned no result.")
-        result = TaskResult(status=result.status, pr_url=result.pr_url, error=result.error,
-                            attempt=max(attempt, result.attempt), owner=result.owner, stage_seconds={**stages,
-                            **result.stage_seconds}, outcome=result.outcome)
-        workflow.upsert_memo({"status": result.status, "pr_url": result.pr_url or request.previous_pr_url,
-                              "error": result.error,
-                              "attempt": result.attempt, "owner": result.owner,
-                              "task_id": request.task_id})
-        return result
+        try:
+            done: StageResult = await workflow.execute_activity(
+                name, args=args, result_type=StageResult,
+                start_to_close_timeout=timedelta(seconds=timeout),
+                heartbeat_timeout=timedelta(seconds=request.heartbeat_timeout_s),
+                retry_policy=policy,
+            )
+        except ActivityError as exc:
+            return TaskResult(status="dead", error=str(exc.cause or exc))
+        stages.update(done.stage_seconds)
+        return done.result if done.result is not None else done

@@ -1,0 +1,96 @@
+"""Feedback rounds under EXECUTOR=temporal: signals to the issue's workflow, one round at a time."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests import chaos
+from tests.conftest import DISPATCH, TARGET, World
+from tests.e2e import test_feedback
+from tests.e2e.test_feedback import APP_PATCH, APP_PATCH_2, commits, first_run, result_comments
+from tests.temporal_server import temporal_dev_server
+
+users = test_feedback.users  # the same writers and readers
+
+
+@pytest.fixture()
+def temporal(users: World) -> Iterator[dict[str, Any]]:
+    with temporal_dev_server() as address:
+        yield {"executor": "temporal", "temporal_address": address, "lease_seconds": 2}
+
+
+def test_agent_comment_pushes_a_second_commit_and_a_repeated_poll_is_a_no_op(
+        users: World, temporal: dict[str, Any]) -> None:
+    world = users
+    number, branch = first_run(world, **temporal)
+    [before] = result_comments(world, number)
+    comment_id = world.emu.add_comment(DISPATCH, number, f"/agent please also log a line\n\n{APP_PATCH}",
+                                       as_user="wendy")
+
+    world.run_once(**temporal)
+
+    [pull] = world.pulls()
+    subjects = commits(world, branch)
+    assert len(subjects) == 2 and "feedback round 1" in subjects[0]
+    assert world.emu.file_at(TARGET, branch, "src/app.py") == "print('hello')\nprint('round one')\n"
+    assert "## Feedback rounds" in pull["body"] and "@wendy" in pull["body"]
+    [after] = result_comments(world, number)
+    assert after["id"] == before["id"] and "Round 1" in after["body"]
+    assert [r["content"] for r in world.emu.reactions(DISPATCH, comment_id)] == ["eyes"]
+
+    # A new process polls the same item again (its workflow has closed): no round, no commit.
+    world.run_once(**temporal)
+
+    assert len(commits(world, branch)) == 2
+    [again] = result_comments(world, number)
+    assert again["body"] == after["body"]
+    assert world.pulls()[0]["body"].count("Round 1") == 1
+
+
+def test_two_items_posted_together_give_two_sequential_rounds(users: World, temporal: dict[str, Any]) -> None:
+    world = users
+    number, branch = first_run(world, **temporal)
+    world.emu.add_comment(DISPATCH, number, f"/agent first\n\n{APP_PATCH}", as_user="wendy")
+    world.emu.add_comment(DISPATCH, number, f"/agent second\n\n{APP_PATCH_2}", as_user="ada")
+
+    world.run_once(**temporal)
+
+    subjects = commits(world, branch)
+    assert len(subjects) == 3
+    assert "feedback round 2" in subjects[0] and "feedback round 1" in subjects[1]
+    [comment] = result_comments(world, number)
+    assert "Round 1" in comment["body"] and "Round 2" in comment["body"]
+    assert len(world.pulls()) == 1
+
+
+def test_a_worker_killed_mid_round_gives_exactly_one_new_commit(users: World, tmp_path: Path,
+                                                                temporal: dict[str, Any]) -> None:
+    world = users
+    number, branch = first_run(world, **temporal)
+    world.emu.add_comment(DISPATCH, number, f"/agent\n\n{APP_PATCH}", as_user="wendy")
+    # The round pushes, then hangs on the PR body update: the moment to kill it.
+    world.emu.inject(status=None, delay=60, method="PATCH", path_regex=r"^/repos/octocat/target/pulls/\d+$")
+    env = world.env(EXECUTOR="temporal", TEMPORAL_ADDRESS=temporal["temporal_address"], LEASE_SECONDS="2",
+                    POLL_INTERVAL_SECONDS="0.5", HEALTH_HOST="127.0.0.1", HEALTH_PORT=str(chaos.free_port()),
+                    WORKSPACE_DIR=str(tmp_path / "victim-ws"))
+    replica = chaos.Replica("victim", env, tmp_path / "victim.log", cwd=world.root)
+    replica.start()
+    try:
+        pushed = chaos.wait_until(lambda: len(commits(world, branch)) == 2, time.monotonic() + 60, 0.1)
+        assert pushed, replica.log_tail(40)
+    finally:
+        replica.kill()
+    world.emu.clear_faults()
+
+    world.run_once(**temporal)  # re-signals the item (dropped as seen) and hosts the worker that retries the round
+
+    assert len(commits(world, branch)) == 2
+    [pull] = world.pulls()
+    assert pull["body"].count("Round 1") == 1
+    [comment] = result_comments(world, number)
+    assert "Round 1" in comment["body"] and "Round 2" not in comment["body"]
