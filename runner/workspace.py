@@ -29,6 +29,7 @@ import base64
 import functools
 import os
 import posixpath
+import re
 import shutil
 import subprocess
 import tempfile
@@ -100,6 +101,12 @@ class Worktree:
     git_dir: Path | None = None
 
     def head(self) -> str:
+        # The worktree is detached, so its HEAD file names the commit; the git directory is
+        # the runner's own (the sandbox sees a throw-away copy), so the file is read as is.
+        if self.git_dir is not None:
+            text = _read_text(self.git_dir / "HEAD")
+            if text is not None and _SHA.fullmatch(text.strip()):
+                return text.strip()
         sha = _rev_parse(self.path, "HEAD", git_dir=self.git_dir)
         if sha is None:
             raise WorkspaceError(f"The worktree at {self.path} has no HEAD.")
@@ -163,8 +170,9 @@ class Workspace:
             path.parent.mkdir(parents=True, exist_ok=True)
             self._git(mirror.path, "worktree", "add", "--detach", "--force", str(path),
                       remote_sha or base_sha, what=f"check out {branch}")
-            # Read now, before any untrusted command could rewrite the worktree's `.git` file.
-            git_dir = Path(self._git(path, "rev-parse", "--absolute-git-dir").strip())
+            # Read now, before any untrusted command could rewrite the worktree's `.git` file
+            # ("gitdir: <mirror>/worktrees/<name>", as `worktree add` just wrote it).
+            git_dir = _worktree_git_dir(path) or Path(self._git(path, "rev-parse", "--absolute-git-dir").strip())
         try:
             yield Worktree(path=path, branch=branch, base_branch=base_branch,
                            base_sha=base_sha, remote_sha=remote_sha, repo=mirror.repo,
@@ -509,6 +517,25 @@ def prepare_sandbox_git(git_dir: Path, dest: Path, *, objects_mount: Path) -> Pa
     if (git_dir / "index").is_file():
         shutil.copyfile(git_dir / "index", dest / "index")
     return (common / "objects").resolve()
+
+
+_SHA = re.compile(r"[0-9a-f]{40}|[0-9a-f]{64}")
+
+
+def _read_text(path: Path) -> str | None:
+    try:
+        return path.read_text(encoding="utf-8")
+    except OSError:
+        return None
+
+
+def _worktree_git_dir(path: Path) -> Path | None:
+    """The git directory a fresh worktree's `.git` file names, when it is an absolute path."""
+    text = _read_text(path / ".git")
+    if text is None or not text.startswith("gitdir: "):
+        return None
+    git_dir = Path(text.removeprefix("gitdir: ").strip())
+    return git_dir if git_dir.is_absolute() and (git_dir / "HEAD").is_file() else None
 
 
 def _rev_parse(cwd: Path, ref: str, git_dir: Path | None = None) -> str | None:
