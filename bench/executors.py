@@ -22,6 +22,7 @@ Figures, from what GitHub shows (the emulator) and the runner's timing hook:
 
     .venv/bin/python bench/executors.py                      # 40 issues per scenario
     .venv/bin/python bench/executors.py --issues 100 --only temporal
+    .venv/bin/python bench/executors.py --no-throttle        # the executors without the write pacer
 """
 
 from __future__ import annotations
@@ -73,7 +74,8 @@ def executor_env(executor: str, root: Path) -> Iterator[dict[str, str]]:
         yield {"LEDGER_URL": url}
 
 
-def run(executor: str, replicas: int, workers: int, issues_n: int, agent_seconds: float) -> Result:
+def run(executor: str, replicas: int, workers: int, issues_n: int, agent_seconds: float,
+        throttle: bool = True) -> Result:
     with tempfile.TemporaryDirectory(prefix="agent-runner-exec-") as scratch:
         root = Path(scratch)
         with chaos.scratch_world(root, rate_limit=h.UNLIMITED) as emu, executor_env(executor, root) as extra:
@@ -85,7 +87,7 @@ def run(executor: str, replicas: int, workers: int, issues_n: int, agent_seconds
                 COMMAND_TEMPLATE=chaos.slow_agent_template(root / "agent", seconds=agent_seconds,
                                                            record_dir=runs_dir),
                 POLL_INTERVAL_SECONDS="1", HOOKS=h.TIMING_HOOK, AGENT_RUNNER_TIMING_FILE=str(timing),
-                PYTHONPATH=h.python_path(), **extra,
+                PYTHONPATH=h.python_path(), **extra, **({} if throttle else {"GITHUB_THROTTLE": "false"}),
             )
             closed: set[int] = set()
 
@@ -122,6 +124,8 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--issues", type=int, default=40, help="issues per scenario (default 40)")
     parser.add_argument("--agent-seconds", type=float, default=2.0, help="simulated LLM latency per task")
+    parser.add_argument("--no-throttle", action="store_true",
+                        help="GITHUB_THROTTLE=false: without the write pacer, what the executor itself costs")
     parser.add_argument("--only", default="", help="comma-separated executors: sqlite,postgresql,temporal")
     args = parser.parse_args()
     wanted = {e.strip() for e in args.only.split(",") if e.strip()} or {"sqlite", "postgresql", "temporal"}
@@ -131,11 +135,12 @@ def main() -> int:
     setups = [(e, 1, 4) for e in ("sqlite", "postgresql", "temporal") if e in wanted]
     setups += [(e, 3, 4) for e in ("postgresql", "temporal") if e in wanted]
     h.say(f"agent-runner executors: agent sleeps {args.agent_seconds:g} s per task, {args.issues} issues "
-          "per scenario, shipped defaults otherwise")
+          "per scenario, " + ("GITHUB_THROTTLE=false, " if args.no_throttle else "")
+          + "shipped defaults otherwise")
     results = []
     for executor, replicas, workers in setups:
         h.say(f"- {executor}: {replicas} process(es) x WORKERS={workers} ...")
-        result = run(executor, replicas, workers, args.issues, args.agent_seconds)
+        result = run(executor, replicas, workers, args.issues, args.agent_seconds, not args.no_throttle)
         h.say(f"  {result.per_minute:.1f} tasks/min, {'ok' if result.ok else 'NOT OK'}")
         results.append(result)
     h.say()
