@@ -69,17 +69,15 @@ class Mirror:
 
     repo: str
     path: Path
-    #: The remote branches as this fetch left them (branch -> sha), read once; None reads git each time.
-    branches: Mapping[str, str] | None = None
+    #: The remote branches as this fetch left them (branch -> sha), read once by :meth:`Workspace.sync`.
+    branches: Mapping[str, str]
 
     def branch_sha(self, branch: str) -> str | None:
-        if self.branches is not None:
-            return self.branches.get(branch)
-        return _rev_parse(self.path, f"refs/remotes/origin/{branch}")
+        return self.branches.get(branch)
 
     def read_file(self, branch: str, rel_path: str) -> str | None:
         """The file's text on the remote branch, or None when branch or file is missing."""
-        if self.branches is not None and branch not in self.branches:
+        if branch not in self.branches:
             return None
         try:
             return run_git(self.path, "show", f"refs/remotes/origin/{branch}:{rel_path}")

@@ -231,19 +231,21 @@ def test_a_changes_requested_review_gets_the_same_round_trip_by_webhook(hooked: 
 # -- crashes and budgets -----------------------------------------------------------------
 
 
-def test_kill_9_after_the_rounds_push_gives_exactly_one_new_commit(users: World, tmp_path: Any) -> None:
+def kill_after_the_rounds_push(world: World, tmp_path: Any, settings: dict[str, Any] | None = None,
+                               **env: str) -> tuple[int, str]:
+    """A replica runs a `/agent` round, pushes its commit, hangs on the PR body update and is
+    killed -9 there; returns (issue number, branch). ``settings`` (the first run's) and ``env``
+    (the replica's) pick the executor."""
     import time
 
     from tests import chaos
 
-    world = users
-    number, branch = first_run(world)
+    number, branch = first_run(world, **(settings or {}))
     world.emu.add_comment(DISPATCH, number, f"/agent\n\n{APP_PATCH}", as_user="wendy")
-    # The round pushes, then hangs on the PR body update: the moment to kill it.
     world.emu.inject(status=None, delay=60, method="PATCH", path_regex=r"^/repos/octocat/target/pulls/\d+$")
-    env = world.env(POLL_INTERVAL_SECONDS="0.5", LEASE_SECONDS="2", HEALTH_HOST="127.0.0.1",
-                    HEALTH_PORT=str(chaos.free_port()))
-    replica = chaos.Replica("victim", env, tmp_path / "victim.log", cwd=world.root)
+    replica = chaos.Replica("victim", world.env(POLL_INTERVAL_SECONDS="0.5", LEASE_SECONDS="2",
+                                                HEALTH_HOST="127.0.0.1", HEALTH_PORT=str(chaos.free_port()),
+                                                **env), tmp_path / "victim.log", cwd=world.root)
     replica.start()
     try:
         pushed = chaos.wait_until(lambda: len(commits(world, branch)) == 2, time.monotonic() + 60, 0.1)
@@ -251,16 +253,27 @@ def test_kill_9_after_the_rounds_push_gives_exactly_one_new_commit(users: World,
     finally:
         replica.kill()
     world.emu.clear_faults()
-    time.sleep(2.5)  # the dead worker's lease runs out
+    return number, branch
 
-    world.run_once()
 
+def assert_exactly_one_round(world: World, number: int, branch: str) -> None:
     assert len(commits(world, branch)) == 2
     [pull] = world.pulls()
     assert pull["body"].count("Round 1") == 1
     [comment] = result_comments(world, number)
     assert "Round 1" in comment["body"] and "Round 2" not in comment["body"]
-    app = world.app()
+
+
+def test_kill_9_after_the_rounds_push_gives_exactly_one_new_commit(users: World, tmp_path: Any) -> None:
+    import time
+
+    number, branch = kill_after_the_rounds_push(users, tmp_path)
+    time.sleep(2.5)  # the dead worker's lease runs out
+
+    users.run_once()
+
+    assert_exactly_one_round(users, number, branch)
+    app = users.app()
     key = TaskKey(DISPATCH, number)
     assert app.ledger.pending_feedback(key) == []
     assert [(status, round_no) for _, status, round_no, _ in app.ledger.handled_feedback(key)] == [("done", 1)]

@@ -2,14 +2,12 @@
 
 from __future__ import annotations
 
-import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from tests import chaos
 from tests.conftest import DISPATCH, TARGET, World
 from tests.e2e import test_feedback
 from tests.e2e.test_feedback import APP_PATCH, APP_PATCH_2, commits, first_run, result_comments
@@ -70,27 +68,10 @@ def test_two_items_posted_together_give_two_sequential_rounds(users: World, temp
 
 def test_a_worker_killed_mid_round_gives_exactly_one_new_commit(users: World, tmp_path: Path,
                                                                 temporal: dict[str, Any]) -> None:
-    world = users
-    number, branch = first_run(world, **temporal)
-    world.emu.add_comment(DISPATCH, number, f"/agent\n\n{APP_PATCH}", as_user="wendy")
-    # The round pushes, then hangs on the PR body update: the moment to kill it.
-    world.emu.inject(status=None, delay=60, method="PATCH", path_regex=r"^/repos/octocat/target/pulls/\d+$")
-    env = world.env(EXECUTOR="temporal", TEMPORAL_ADDRESS=temporal["temporal_address"], LEASE_SECONDS="2",
-                    POLL_INTERVAL_SECONDS="0.5", HEALTH_HOST="127.0.0.1", HEALTH_PORT=str(chaos.free_port()),
-                    WORKSPACE_DIR=str(tmp_path / "victim-ws"))
-    replica = chaos.Replica("victim", env, tmp_path / "victim.log", cwd=world.root)
-    replica.start()
-    try:
-        pushed = chaos.wait_until(lambda: len(commits(world, branch)) == 2, time.monotonic() + 60, 0.1)
-        assert pushed, replica.log_tail(40)
-    finally:
-        replica.kill()
-    world.emu.clear_faults()
+    number, branch = test_feedback.kill_after_the_rounds_push(
+        users, tmp_path, temporal, EXECUTOR="temporal", TEMPORAL_ADDRESS=temporal["temporal_address"],
+        WORKSPACE_DIR=str(tmp_path / "victim-ws"))
 
-    world.run_once(**temporal)  # re-signals the item (dropped as seen) and hosts the worker that retries the round
+    users.run_once(**temporal)  # re-signals the item (dropped as seen) and hosts the worker that retries the round
 
-    assert len(commits(world, branch)) == 2
-    [pull] = world.pulls()
-    assert pull["body"].count("Round 1") == 1
-    [comment] = result_comments(world, number)
-    assert "Round 1" in comment["body"] and "Round 2" not in comment["body"]
+    test_feedback.assert_exactly_one_round(users, number, branch)
