@@ -3,8 +3,14 @@
     issue ─► DispatchTask ─► checks ─► Workspace ─► Changes ─► guard ─► push ─► PR ─► report
     └──────── intake ─► Plan ───────┴─────────── change ─► Change ───────────┴─ publish ─► Outcome
 
-The three stages are the same code under every executor: :meth:`Pipeline.run`
-calls them in one line; Temporal runs each as an activity (:meth:`Pipeline.run_stage`).
+A processed task with feedback waiting takes the second entry: intake hands on
+``Rounds`` (its branch, PR and rounds so far), and each item goes through a
+round's own three stages:
+
+    round_intake ─► Round ─► round_change ─► RoundChange ─► round_publish ─► Outcome
+
+The stages are the same code under every executor: :meth:`Pipeline.run` calls
+them in one line; Temporal runs each as an activity (:meth:`Pipeline.run_stage`).
 
 Every dependency is passed in (forge, workspace, generator chain, ledger, hooks,
 clock), so tests drive the real pipeline against the emulators. Failures are
@@ -69,8 +75,10 @@ from runner.workspace import Mirror, Workspace, Worktree
 
 OutcomeStatus = Literal["succeeded", "failed", "retrying", "skipped", "lost", "released"]
 #: The stages of the line, in order; an executor may run each as its own step.
-Stage = Literal["intake", "change", "publish"]
+Stage = Literal["intake", "change", "publish", "round_intake", "round_change", "round_publish"]
 STAGES: tuple[Stage, ...] = ("intake", "change", "publish")
+#: The stages of one feedback round (the second entry), in order.
+ROUND_STAGES: tuple[Stage, ...] = ("round_intake", "round_change", "round_publish")
 EXCERPT_CHARS = 3000
 _T = TypeVar("_T")
 
@@ -111,6 +119,49 @@ class Change:
     notes: tuple[str, ...] = ()
     excerpt: str | None = None
     transcript: str | None = None
+
+
+@dataclass(frozen=True)
+class Rounds:
+    """What intake hands on when a processed task has feedback waiting: where its rounds go.
+
+    The history is the ledger's record of handled items, or (under Temporal)
+    the one the PR body carries; ``ran`` says whether an item not handled
+    before came through, so a retry of a recorded round still edits the comment."""
+
+    plan: Plan
+    names: TaskNames
+    pull: PullRequest | None
+    history: tuple[RoundRecord, ...] = ()
+    first_usage: dict[str, Any] = field(default_factory=dict)
+    pending: tuple[tuple[str, dict[str, Any]], ...] = ()
+    ran: bool = False
+
+
+@dataclass(frozen=True)
+class Round:
+    """What a round's intake hands to its change: a writer's item, numbered, within the task's budgets."""
+
+    rounds: Rounds
+    item: FeedbackItem
+    text: str
+    number: int
+    spent: Spent
+
+
+@dataclass(frozen=True)
+class RoundChange:
+    """What a round's change hands to its publish: the record of its pushed commit, or why there is none.
+
+    Like :class:`Change`, it ends with the commit on GitHub: publishing needs
+    nothing of the workspace that made it."""
+
+    record: RoundRecord
+    notes: tuple[str, ...] = ()
+
+
+#: What a stage hands to the next (see :meth:`Pipeline.run_stage`).
+StageValue = Plan | Change | Round | RoundChange
 
 
 @dataclass
@@ -181,25 +232,27 @@ class Pipeline:
         assert isinstance(outcome, Outcome)
         return outcome
 
-    def run_stage(self, job: Job, stage: Stage, plan: Plan | None = None,
-                  change: Change | None = None) -> tuple[Plan | Change | Outcome, dict[str, float]]:
+    def run_stage(self, job: Job, stage: Stage, *values: Any) -> tuple[StageValue | Outcome, dict[str, float]]:
         """One stage of the same line, for an executor that runs each as its own step (Temporal).
 
-        Returns the stage's value for the next one, or the Outcome when the task
-        ended in it, with the stage's timings. Only the straight line of
-        :meth:`run` may skip listing comments on a fresh issue: there one process
-        posts every update of the result comment.
+        ``values`` are what the stages before it handed on (a round's intake
+        takes none: its item is the inbox's one pending item). Returns the
+        stage's value for the next one, or the Outcome when the task (or the
+        round) ended in it, with the stage's timings. A round's intake may hand
+        on a ``Plan`` instead: the task is work again, and its own stages follow.
+        Only the straight line of :meth:`run` may skip listing comments on a
+        fresh issue: there one process posts every update of the result comment.
         """
-        body: Callable[[_Run], Plan | Change | Outcome]
-        if stage == "intake":
-            body = partial(self._intake, note_comments=False)
-        elif stage == "change" and plan is not None:
-            body = partial(self._change, plan=plan)
-        elif stage == "publish" and plan is not None and change is not None:
-            body = partial(self._publish, plan=plan, change=change)
-        else:
+        takes: dict[Stage, tuple[type, ...]] = {
+            "intake": (), "change": (Plan,), "publish": (Plan, Change),
+            "round_intake": (), "round_change": (Round,), "round_publish": (Round, RoundChange)}
+        if len(values) != len(takes[stage]) or not all(map(isinstance, values, takes[stage])):
             raise AssertionError(f"stage {stage!r} lacks the values of the stages before it")
-        return self._guarded(job, body)
+        bodies: dict[Stage, Callable[..., Any]] = {  # first-run intake finds no item pending: never Rounds
+            "intake": partial(self._intake, note_comments=False), "change": self._change,
+            "publish": self._publish, "round_intake": self._round_entry, "round_change": self._round_change,
+            "round_publish": self._round_exit}
+        return self._guarded(job, lambda run: bodies[stage](run, *values))
 
     def _guarded(self, job: Job, body: Callable[[_Run], _T]) -> tuple[_T | Outcome, dict[str, float]]:
         """Run a part of the line under the job's lease; a failure is reported, recorded and returned."""
@@ -249,13 +302,15 @@ class Pipeline:
         plan = self._intake(run)
         if isinstance(plan, Outcome):
             return plan
-        change = self._change(run, plan=plan)
+        if isinstance(plan, Rounds):
+            return self._rounds(run, plan)
+        change = self._change(run, plan)
         if isinstance(change, Outcome):
             return change
-        return self._publish(run, plan=plan, change=change)
+        return self._publish(run, plan, change)
 
-    def _intake(self, run: _Run, *, note_comments: bool = True) -> Plan | Outcome:
-        """Read the issue, decide whether it is work, parse it, and check who approved it."""
+    def _intake(self, run: _Run, *, note_comments: bool = True) -> Plan | Rounds | Outcome:
+        """Read the issue, decide whether it is work (or has feedback waiting), parse it, check who approved it."""
         key = run.job.key
         issue = self.forge.get_issue(key.dispatch_repo, key.issue_number)
         run.issue = issue
@@ -263,7 +318,7 @@ class Pipeline:
             self.reporter.note_issue(issue, attempt=run.job.attempt)
         pending = self.inbox.pending_feedback(key) if self.inbox is not None else []
         if pending and self.labels.processed in issue.labels and issue.state == "open":
-            return self._rounds(run, issue, pending)
+            return self._rounds_plan(run, issue, pending)
         eligible, why = policy.should_process(issue, self.labels)
         if not eligible:
             run.log.info("skipping issue", reason=why)
@@ -284,7 +339,7 @@ class Pipeline:
         info = self.forge.repo_info(task.target_repo)
         return Plan(issue=issue, clone_url=info.clone_url, base=task.base_branch or info.default_branch)
 
-    def _change(self, run: _Run, *, plan: Plan) -> Change | Outcome:
+    def _change(self, run: _Run, plan: Plan) -> Change | Outcome:
         """Make the change on the task branch and push it: clone, generate, validate, re-check, scan, push.
 
         The stage ends with the commit on GitHub, so the next stage needs
@@ -321,7 +376,7 @@ class Pipeline:
                       excerpt=self._excerpt(changes),
                       transcript=str(changes.transcript) if changes.transcript else None)
 
-    def _publish(self, run: _Run, *, plan: Plan, change: Change) -> Outcome:
+    def _publish(self, run: _Run, plan: Plan, change: Change) -> Outcome:
         """Open or update the one pull request, then report on the issue and label it."""
         task = self._resume(run, plan, change.names)
         run.lease.renew()
@@ -355,8 +410,17 @@ class Pipeline:
             run.view = replace(run.view, branch=names.branch)
         return run.task
 
-    def _rounds(self, run: _Run, issue: Issue, pending: Sequence[tuple[str, dict[str, Any]]]) -> Outcome:
-        """The second entry: one feedback round per pending item, in order, each its own commit."""
+    def _rounds(self, run: _Run, rounds: Rounds) -> Outcome:
+        """The second entry: each pending item through a round's three stages, in order, each its own commit."""
+        for item_key, raw in rounds.pending:
+            step = self._round_intake(run, rounds, item_key, raw)
+            if isinstance(step, Round):
+                step = self._round_publish(run, step, self._round_change(run, step))
+            rounds = step
+        return self._rounds_done(run, rounds)
+
+    def _rounds_plan(self, run: _Run, issue: Issue, pending: Sequence[tuple[str, dict[str, Any]]]) -> Rounds:
+        """Where the rounds go: the approved task's branch and PR, and the rounds it has had so far."""
         assert self.inbox is not None
         key = run.job.key
         task = parse_task(issue.body, dispatch_repo=key.dispatch_repo, issue_number=issue.number,
@@ -365,7 +429,6 @@ class Pipeline:
         run.log = run.log.bind(task_id=task.task_id, target=task.target_repo)
         self._check_trust(task, issue)
         info = self.forge.repo_info(task.target_repo)
-        base = task.base_branch or info.default_branch
         mirror = self.workspace.sync(task.target_repo, info.clone_url)
         names, pull = self._names(task, mirror)
         run.log = run.log.bind(branch=names.branch)
@@ -373,35 +436,20 @@ class Pipeline:
                    if outcome.get("number")]
         if not history and pull is not None:  # an executor without a ledger (Temporal): the PR body records them
             history = feedback.recorded(pull.body)
-        first_usage = self.inbox.usage_of(key)
         run.view = replace(run.view, task_id=task.task_id, branch=names.branch)
-        ran = False
-        for item_key, raw in pending:
-            if any(r.item_key == item_key for r in history):  # a redelivery, or a retry after the report
-                run.log.info("feedback already handled", feedback=item_key)
-                self._finish_item(run, item_key, "done", None, {})
-                continue
-            ran = True
-            item = FeedbackItem.from_json(raw)
-            spent = feedback.spent_from(first_usage, history)
-            record, pull = self._round(run, task, info.clone_url, base, names, pull, item, spent, history)
-            if record is not None:
-                history.append(record)
-            self._finish_item(run, item_key, "refused" if record is None else
-                              ("failed" if record.outcome == "failed" else
-                               "refused" if record.outcome == "refused" else "done"),
-                              None if record is None else record.number,
-                              {} if record is None else record.to_json())
-        if not ran and history:  # a retry that finds its round recorded: the comment shows it too
-            pull = self._report_round(run, pull, history)
-        self._complete(run, pr_url=pull.html_url if pull else None)
-        return Outcome("succeeded", pr_url=pull.html_url if pull else None, stage_seconds=dict(run.stages))
+        return Rounds(plan=Plan(issue=issue, clone_url=info.clone_url, base=task.base_branch or info.default_branch),
+                      names=names, pull=pull, history=tuple(history), first_usage=self.inbox.usage_of(key),
+                      pending=tuple(pending))
 
-    def _round(self, run: _Run, task: DispatchTask, clone_url: str, base: str, names: TaskNames,
-               pull: PullRequest | None, item: FeedbackItem, spent: Spent,
-               history: list[RoundRecord]) -> tuple[RoundRecord | None, PullRequest | None]:
-        """Run one round and report it; no record when the item is not a writer's (logged, nothing said)."""
-        s = self.settings
+    def _round_intake(self, run: _Run, rounds: Rounds, item_key: str, raw: dict[str, Any]) -> Round | Rounds:
+        """A round's intake: a handled item, a non-writer's or a refused round ends here; else the Round to run."""
+        assert run.task is not None
+        s, task = self.settings, run.task
+        if any(r.item_key == item_key for r in rounds.history):  # a redelivery, or a retry after the report
+            run.log.info("feedback already handled", feedback=item_key)
+            self._finish_item(run, item_key, "done", None, {})
+            return rounds
+        item = FeedbackItem.from_json(raw)
         log = run.log.bind(feedback=item.key, author=item.author)
         text = feedback.trigger_text(item, command=s.feedback_command,
                                      bot_login=self.forge.authenticated_login(task.dispatch_repo))
@@ -409,54 +457,57 @@ class Pipeline:
         if text is None or permission not in policy.TRUSTED_PERMISSIONS:
             log.warning("feedback ignored: its author may not write to the repository it was posted in",
                         permission=permission, repo=item.repo)
-            return None, pull
-        number = spent.rounds + 1
-        base_record = RoundRecord(number=number, item_key=item.key, kind=item.kind, author=item.author,
-                                  outcome="refused", html_url=item.html_url)
+            self._finish_item(run, item_key, "refused", None, {})
+            return replace(rounds, ran=True)
+        spent = feedback.spent_from(rounds.first_usage, rounds.history)
+        round_ = Round(rounds=rounds, item=item, text=text, number=spent.rounds + 1, spent=spent)
         why = feedback.refusal(item, text, spent, feedback.Limits(
             max_rounds=s.max_feedback_rounds, max_tokens=s.max_tokens_per_task,
             max_cost_usd=s.max_cost_usd_per_task))
-        if why is None and (pull is None or pull.state != "open"):
+        if why is None and (rounds.pull is None or rounds.pull.state != "open"):
             why = ("The task's pull request is merged or closed, so there is nothing to iterate on. "
                    "Open a new dispatch issue for further changes.")
         if why is not None:
             log.info("feedback round refused", reason=why)
-            record = replace(base_record, summary=why)
-            return record, self._report_round(run, pull, history + [record], notes=(why,))
+            return self._round_publish(run, round_, RoundChange(self._record(round_, "refused", summary=why),
+                                                                notes=(why,)))
         if item.reactable:
             self.forge.add_reaction(item, "eyes")
-        log.info("feedback round", round=number)
+        log.info("feedback round", round=round_.number)
+        return round_
+
+    def _round_change(self, run: _Run, round_: Round) -> RoundChange:
+        """A round's change: its commit pushed, or the failure the round reports; transient ones retry."""
+        task = self._resume(run, round_.rounds.plan, round_.rounds.names)
         try:
-            record = self._round_change(run, task, clone_url, base, names, item, text, number, spent)
-        except (LeaseLost, CrashLoop):
+            return RoundChange(self._round_commit(run, task, round_))
+        except (LeaseLost, CrashLoop, ShuttingDown):
             raise
         except RunnerError as exc:
-            if exc.transient and run.job.failures + 1 < s.max_attempts:
+            if exc.transient and run.job.failures + 1 < self.settings.max_attempts:
                 raise  # retried with backoff; the item stays pending
             message = self.redact(str(exc))
-            log.warning("feedback round failed", error=message, error_type=type(exc).__name__)
-            record = replace(base_record, outcome="failed", summary=message)
-            return record, self._report_round(run, pull, history + [record],
-                                              notes=(f"Round {number} failed: {message}",))
-        return record, self._report_round(run, pull, history + [record])
+            run.log.warning("feedback round failed", feedback=round_.item.key, error=message,
+                            error_type=type(exc).__name__)
+            return RoundChange(self._record(round_, "failed", summary=message),
+                               notes=(f"Round {round_.number} failed: {message}",))
 
-    def _round_change(self, run: _Run, task: DispatchTask, clone_url: str, base: str, names: TaskNames,
-                      item: FeedbackItem, text: str, number: int, spent: Spent) -> RoundRecord:
+    def _round_commit(self, run: _Run, task: DispatchTask, round_: Round) -> RoundRecord:
         """Generate, guard, validate and push the round's commit, once even across a crash."""
-        mirror = self.workspace.sync(task.target_repo, clone_url)
-        record = RoundRecord(number=number, item_key=item.key, kind=item.kind, author=item.author,
-                             outcome="pushed", html_url=item.html_url)
-        done = self.workspace.commit_with_line(mirror, names.branch, base, feedback.trailer(item.key))
+        plan, names, item, number = round_.rounds.plan, round_.rounds.names, round_.item, round_.number
+        mirror = self.workspace.sync(task.target_repo, plan.clone_url)
+        record = self._record(round_, "pushed")
+        done = self.workspace.commit_with_line(mirror, names.branch, plan.base, feedback.trailer(item.key))
         if done is not None:  # a worker pushed this round, then died before recording it
             return replace(record, sha=done, summary="Pushed before the runner restarted.")
         job_tag = f"{run.job.key.issue_number}-a{run.job.attempt}-r{number}"
-        with self.workspace.checkout(mirror, branch=names.branch, base_branch=base, job=job_tag) as tree:
+        with self.workspace.checkout(mirror, branch=names.branch, base_branch=plan.base, job=job_tag) as tree:
             # A review's inline comments travel with it: each with its file, line and hunk.
             thread = list(self.forge.review_thread(item)) if item.kind == "review" else []
             round_ctx = feedback.round_context(number, [item, *thread],
-                                               [text, *(feedback.visible_text(c.body).strip() for c in thread)],
+                                               [round_.text, *(feedback.visible_text(c.body).strip() for c in thread)],
                                                task.instruction, self.workspace.diff(tree))
-            result = self._make_change(run, task, tree, names, round_ctx=round_ctx, spent=spent)
+            result = self._make_change(run, task, tree, names, round_ctx=round_ctx, spent=round_.spent)
             run.lease.check()
             changes = result.changes
             message = feedback.commit_message(commit_message(task, changes.summary), number, item)
@@ -464,12 +515,49 @@ class Pipeline:
                 self._scan_for_secrets(tree, names)
             with run.stage(f"push_round_{number}"):
                 run.lease.renew()
-                head, committed = push_change(self.workspace, tree, clone_url=clone_url, message=message,
+                head, committed = push_change(self.workspace, tree, clone_url=plan.clone_url, message=message,
                                               log=run.log, policy=self.retry)
         usage = changes.usage
         return replace(record, outcome="pushed" if committed else "unchanged", sha=head if committed else None,
                        summary=changes.summary, input_tokens=usage.input_tokens, output_tokens=usage.output_tokens,
                        cost_usd=usage.cost_usd)
+
+    def _round_publish(self, run: _Run, round_: Round, change: RoundChange) -> Rounds:
+        """A round's publish: the PR body's rounds record and the one result comment say what it did."""
+        rounds, record = round_.rounds, change.record
+        self._resume(run, rounds.plan, rounds.names)
+        history = (*rounds.history, record)
+        pull = self._report_round(run, rounds.pull, list(history), notes=change.notes)
+        status = record.outcome if record.outcome in ("failed", "refused") else "done"
+        self._finish_item(run, round_.item.key, status, record.number, record.to_json())
+        return replace(rounds, pull=pull, history=history, ran=True)
+
+    def _round_entry(self, run: _Run) -> Plan | Round | Outcome:
+        """A round's intake as a step of its own: the task's intake, with the item in hand its one pending."""
+        rounds = self._intake(run, note_comments=False)
+        if not isinstance(rounds, Rounds):  # the task is work again (a Plan), or nothing to do
+            return rounds
+        [(item_key, raw)] = rounds.pending
+        step = self._round_intake(run, rounds, item_key, raw)
+        return step if isinstance(step, Round) else self._rounds_done(run, step)
+
+    def _round_exit(self, run: _Run, round_: Round, change: RoundChange) -> Outcome:
+        """A round's publish as a step of its own: it ends the round."""
+        return self._rounds_done(run, self._round_publish(run, round_, change))
+
+    def _rounds_done(self, run: _Run, rounds: Rounds) -> Outcome:
+        """Record the rounds' end; a retry that finds its round recorded shows it on the comment too."""
+        pull = rounds.pull
+        if not rounds.ran and rounds.history:
+            pull = self._report_round(run, pull, list(rounds.history))
+        self._complete(run, pr_url=pull.html_url if pull else None)
+        return Outcome("succeeded", pr_url=pull.html_url if pull else None, stage_seconds=dict(run.stages))
+
+    @staticmethod
+    def _record(round_: Round, outcome: feedback.RoundOutcome, summary: str = "") -> RoundRecord:
+        item = round_.item
+        return RoundRecord(number=round_.number, item_key=item.key, kind=item.kind, author=item.author,
+                           outcome=outcome, html_url=item.html_url, summary=summary)
 
     def _report_round(self, run: _Run, pull: PullRequest | None, records: list[RoundRecord],
                       notes: tuple[str, ...] = ()) -> PullRequest | None:

@@ -31,9 +31,9 @@ from runner.errors import LeaseLost
 from runner.feedback import FeedbackItem
 from runner.health import Metrics
 from runner.ledger.base import DeliveryRecord, Job, TaskKey, lease_expiry
-from runner.pipeline import Change, Outcome, Pipeline, Plan, Stage
+from runner.pipeline import Change, Outcome, Pipeline, Plan, Round, RoundChange, Stage, StageValue
 from runner.temporal.types import (
-    ROUND_ACTIVITY,
+    ROUND_ACTIVITIES,
     STAGE_ACTIVITIES,
     StageResult,
     TaskRequest,
@@ -186,8 +186,8 @@ class TaskActivities:
         self._running_lock = threading.Lock()
 
     def all(self) -> list[Callable[..., StageResult]]:
-        """The activities to register, one per pipeline stage."""
-        return [self.intake, self.change, self.publish, self.round]
+        """The activities to register, one per pipeline stage and one per stage of a feedback round."""
+        return [self.intake, self.change, self.publish, self.round_intake, self.round_change, self.round_publish]
 
     @activity.defn(name=STAGE_ACTIVITIES[0])
     def intake(self, request: TaskRequest) -> StageResult:
@@ -204,16 +204,26 @@ class TaskActivities:
         """Open or update the PR, report on the issue and label it."""
         return self._stage(request, "publish", plan, change)
 
-    @activity.defn(name=ROUND_ACTIVITY)
-    def round(self, request: TaskRequest, item: dict[str, Any], usage: dict[str, Any]) -> StageResult:
-        """One feedback round: the pipeline's second entry, with this item as its only pending one."""
+    @activity.defn(name=ROUND_ACTIVITIES[0])
+    def round_intake(self, request: TaskRequest, item: dict[str, Any], usage: dict[str, Any]) -> StageResult:
+        """A feedback round's intake: the issue read and re-checked, the item's author, limits and budgets."""
         key = FeedbackItem.from_json(item).key
-        return self._stage(request, None, pending=[(key, item)], usage=usage)
+        return self._stage(request, "round_intake", pending=[(key, item)], usage=usage)
 
-    def _stage(self, request: TaskRequest, stage: Stage | None, plan: Plan | None = None,
-               change: Change | None = None, *, pending: list[tuple[str, dict[str, Any]]] | None = None,
+    @activity.defn(name=ROUND_ACTIVITIES[1])
+    def round_change(self, request: TaskRequest, round_: Round) -> StageResult:
+        """Generate, validate and push the round's commit (once, by its trailer): its result is that commit."""
+        return self._stage(request, "round_change", round_)
+
+    @activity.defn(name=ROUND_ACTIVITIES[2])
+    def round_publish(self, request: TaskRequest, round_: Round, change: RoundChange) -> StageResult:
+        """Record the round in the PR body and edit the one result comment."""
+        return self._stage(request, "round_publish", round_, change)
+
+    def _stage(self, request: TaskRequest, stage: Stage, *values: StageValue,
+               pending: list[tuple[str, dict[str, Any]]] | None = None,
                usage: dict[str, Any] | None = None) -> StageResult:
-        """Run one stage (or, with ``stage=None``, a feedback round) once; raise to let Temporal retry."""
+        """Run one stage once; raise to let Temporal retry. ``pending``: a round's item, for its intake."""
         attempt = activity.info().attempt
         job = Job(key=TaskKey(request.dispatch_repo, request.issue_number), attempt=attempt, owner=self.owner,
                   lease_expires_at=lease_expiry(self.clock(), request.heartbeat_timeout_s),
@@ -224,19 +234,16 @@ class TaskActivities:
         try:
             with self.ledger.bind(job) as slot:
                 slot.pending, slot.first_usage = list(pending or []), dict(usage or {})
-                if stage is None:
-                    outcome = self.pipeline.run(job)
-                    value: Plan | Change | Outcome = outcome
-                    stages = dict(outcome.stage_seconds)
-                else:
-                    value, stages = self.pipeline.run_stage(job, stage, plan, change)
+                value, stages = self.pipeline.run_stage(job, stage, *values)
         finally:
             with self._running_lock:
                 self.running -= 1
             self.metrics.job_finished()
         if not isinstance(value, Outcome):  # the task goes on in the next stage
             self.metrics.stages_done(stages)
-            return StageResult(value=value, stage_seconds=stages, attempt=attempt)
+            # A round's intake that found the task to be work again: the task's own stages follow.
+            then = STAGE_ACTIVITIES[1:] if stage == "round_intake" and isinstance(value, Plan) else None
+            return StageResult(value=value, stage_seconds=stages, attempt=attempt, then=then)
         self.metrics.job_done(value.status, 0.0, stages)
         if value.status == "lost" or slot.status == "queued":
             raise ApplicationError(f"Attempt {attempt} stopped before finishing: {value.error or 'released'}.",

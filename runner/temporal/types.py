@@ -11,8 +11,11 @@ from typing import Any
 WORKFLOW_TYPE = "DispatchTask"
 #: One activity per pipeline stage (runner.pipeline.STAGES), run in this order.
 STAGE_ACTIVITIES = ("dispatch_intake", "dispatch_change", "dispatch_publish")
-#: One feedback round: the pipeline's second entry, with the item the signal brought.
-ROUND_ACTIVITY = "dispatch_round"
+#: One activity per stage of a feedback round (runner.pipeline.ROUND_STAGES), the pipeline's
+#: second entry; the first takes the item the signal brought.
+ROUND_ACTIVITIES = ("dispatch_round_intake", "dispatch_round_change", "dispatch_round_publish")
+#: The stages that generate and validate: they get the long start-to-close timeout, the others step_s.
+GENERATING = ("dispatch_change", "dispatch_round_change")
 #: The signal that brings a feedback item ({"key": ..., "item": FeedbackItem JSON}) to the issue's workflow.
 FEEDBACK_SIGNAL = "feedback"
 #: Error types Temporal must not retry: the pipeline reports them and returns normally,
@@ -42,14 +45,14 @@ class TaskRequest:
     task_id: str | None
     max_attempts: int
     heartbeat_timeout_s: float
-    #: The change stage's start-to-close timeout (generation and validation); the others get step_s.
+    #: The start-to-close timeout of the stages that generate (GENERATING); the others get step_s.
     start_to_close_s: float
     retry_base_s: float
     retry_max_s: float
     non_retryable: tuple[str, ...] = NON_RETRYABLE
     #: The PR an earlier run recorded: a re-run that finds the issue done keeps pointing at it.
     previous_pr_url: str | None = None
-    #: The start-to-close timeout of intake and publish (GitHub calls only).
+    #: The start-to-close timeout of the intake and publish stages (GitHub calls only).
     step_s: float = 600.0
     #: A run started by a feedback signal on a closed workflow: rounds only, not the task again.
     rounds_only: bool = False
@@ -80,10 +83,15 @@ class TaskResult:
 class StageResult:
     """What a stage activity returns: how the task ended in it, or the value the next stage takes.
 
-    ``value`` is a pipeline value (``Plan``, ``Change``) as JSON: the workflow
-    passes it on untouched, and the next activity's signature types it again."""
+    ``value`` is a pipeline value (``Plan``, ``Change``, ``Round``, ``RoundChange``)
+    as JSON: the workflow passes it on untouched, and the next activity's
+    signature types it again. ``then`` names the activities that follow when
+    they are not the usual next ones: a round's intake that finds the task to be
+    work again (its result label removed) hands on a ``Plan`` to the task's own
+    change and publish."""
 
     result: TaskResult | None = None
     value: Any = None
     stage_seconds: dict[str, float] = field(default_factory=dict)
     attempt: int = 0
+    then: tuple[str, ...] | None = None

@@ -6,7 +6,8 @@ The stage values (``Plan``, ``Change``) pass through it as JSON, untouched.
 
 Feedback items arrive as signals (signal-with-start, so a closed workflow gets
 a new run under the same id, with ``rounds_only``). They queue here and run one
-round at a time, each as an activity; an item key seen before in this workflow
+round at a time, each as the round's three stage activities (intake, change,
+publish), the way the task's first run is split; an item key seen before in this workflow
 is dropped, and the PR body's rounds record makes one handled by an earlier run
 a no-op. The workflow ends when its queue is empty, and continues as new when
 its history grows long.
@@ -25,7 +26,8 @@ from temporalio.exceptions import ActivityError
 with workflow.unsafe.imports_passed_through():
     from runner.temporal.types import (
         FEEDBACK_SIGNAL,
-        ROUND_ACTIVITY,
+        GENERATING,
+        ROUND_ACTIVITIES,
         STAGE_ACTIVITIES,
         WORKFLOW_TYPE,
         StageResult,
@@ -56,7 +58,7 @@ class DispatchTaskWorkflow:
         usage = dict(request.usage)
         result: TaskResult | None = None
         if not request.rounds_only:
-            result = await self._task(request)
+            result = await self._stages(request, STAGE_ACTIVITIES, [])
             usage = result.usage or usage
         while self._queue:  # one round at a time, in the order the items arrived
             if workflow.info().is_continue_as_new_suggested():
@@ -64,8 +66,7 @@ class DispatchTaskWorkflow:
                     request, rounds_only=True, usage=usage, pending=tuple(self._queue), seen=tuple(self._seen),
                     previous_pr_url=(result.pr_url if result else None) or request.previous_pr_url))
             signal = self._queue.pop(0)
-            result = await self._step(request, ROUND_ACTIVITY, [request, signal["item"], usage],
-                                      request.start_to_close_s, {})
+            result = await self._stages(request, ROUND_ACTIVITIES, [signal["item"], usage])
         if result is None:  # a rounds-only run whose items were all dropped
             result = TaskResult(status="succeeded", outcome="skipped")
         workflow.upsert_memo({"status": result.status, "pr_url": result.pr_url or request.previous_pr_url,
@@ -74,19 +75,27 @@ class DispatchTaskWorkflow:
                               "kind": "rounds" if request.rounds_only else "task"})
         return result
 
-    async def _task(self, request: TaskRequest) -> TaskResult:
-        """The pipeline's one straight line, a stage per activity; each hands its value to the next."""
+    async def _stages(self, request: TaskRequest, names: tuple[str, ...], first: list[Any]) -> TaskResult:
+        """The pipeline's one straight line (or a round's), a stage per activity, until one ends the task.
+
+        The first activity takes ``first`` after the request; each later one takes
+        the values of the stages before it. A stage may name the activities that
+        follow instead (``StageResult.then``)."""
         values: list[Any] = []
         stages: dict[str, float] = {}
         attempt = 0  # the most attempts any stage took: what `status` shows
-        for name in STAGE_ACTIVITIES:
-            timeout = request.start_to_close_s if name == "dispatch_change" else request.step_s
-            done = await self._step(request, name, [request, *values], timeout, stages)
+        todo = list(names)
+        while todo:
+            name = todo.pop(0)
+            timeout = request.start_to_close_s if name in GENERATING else request.step_s
+            done = await self._step(request, name, [request, *(values or first)], timeout, stages)
             if isinstance(done, TaskResult):
                 return dataclasses.replace(done, attempt=max(attempt, done.attempt),
                                            stage_seconds={**stages, **done.stage_seconds})
             attempt = max(attempt, done.attempt)
             values.append(done.value)
+            if done.then is not None:
+                todo = list(done.then)
         return TaskResult(status="dead", error="The last stage returned no result.")  # cannot happen
 
     async def _step(self, request: TaskRequest, name: str, args: list[Any], timeout: float,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -14,6 +15,21 @@ from tests.e2e.test_feedback import APP_PATCH, APP_PATCH_2, commits, first_run, 
 from tests.temporal_server import temporal_dev_server
 
 users = test_feedback.users  # the same writers and readers
+ROUND = ["dispatch_round_intake", "dispatch_round_change", "dispatch_round_publish"]
+
+
+def activities(address: str, number: int) -> list[str]:
+    """The activities the issue's latest workflow run scheduled, in order (retries not repeated)."""
+    from temporalio.client import Client
+
+    from runner.temporal.types import workflow_id
+
+    async def go() -> list[str]:
+        handle = (await Client.connect(address)).get_workflow_handle(workflow_id(DISPATCH, number))
+        return [e.activity_task_scheduled_event_attributes.activity_type.name
+                async for e in handle.fetch_history_events()
+                if e.HasField("activity_task_scheduled_event_attributes")]
+    return asyncio.run(go())
 
 
 @pytest.fixture()
@@ -40,6 +56,7 @@ def test_agent_comment_pushes_a_second_commit_and_a_repeated_poll_is_a_no_op(
     [after] = result_comments(world, number)
     assert after["id"] == before["id"] and "Round 1" in after["body"]
     assert [r["content"] for r in world.emu.reactions(DISPATCH, comment_id)] == ["eyes"]
+    assert activities(temporal["temporal_address"], number) == ROUND  # a round is split like the first run
 
     # A new process polls the same item again (its workflow has closed): no round, no commit.
     world.run_once(**temporal)
@@ -64,6 +81,7 @@ def test_two_items_posted_together_give_two_sequential_rounds(users: World, temp
     [comment] = result_comments(world, number)
     assert "Round 1" in comment["body"] and "Round 2" in comment["body"]
     assert len(world.pulls()) == 1
+    assert activities(temporal["temporal_address"], number) == ROUND * 2
 
 
 def test_a_worker_killed_mid_round_gives_exactly_one_new_commit(users: World, tmp_path: Path,
