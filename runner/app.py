@@ -21,7 +21,7 @@ from runner.generators import build_chain
 from runner.health import Metrics
 from runner.hooks import CombinedHooks, load_hooks
 from runner.intake import Runner
-from runner.ledger import open_ledger
+from runner.ledger import ledger_scheme, open_ledger
 from runner.ledger.base import JobLedger, Ledger
 from runner.log import REDACTOR, get_logger
 from runner.pipeline import Pipeline
@@ -52,9 +52,13 @@ class App:
     runner: Runner | TemporalRunner
     metrics: Metrics
     tokens: TokenSource | None = None
+    #: Under Temporal, the PostgreSQL ledger that holds only the shared write slots.
+    slots: Ledger | None = None
 
     def close(self) -> None:
         self.ledger.close()
+        if self.slots is not None:
+            self.slots.close()
 
 
 def token_source(settings: Settings, *, clock: Callable[[], datetime] = utc_now) -> TokenSource:
@@ -128,7 +132,8 @@ def build_app(settings: Settings, *, clock: Callable[[], datetime] = utc_now, lo
     hooks = CombinedHooks(load_hooks(settings.hooks), log)
     prepare(settings)  # directories made and writable, command programs on PATH
     ledger = open_ledger(settings.ledger_location) if settings.executor != "temporal" else None
-    forge = forge_from_settings(settings, tokens, ledger=ledger, log=log)
+    slots = shared_slots_ledger(settings) if settings.executor == "temporal" else None
+    forge = forge_from_settings(settings, tokens, ledger=ledger or slots, log=log)
     identity = bot_identity(settings, tokens, forge)
     workspace = Workspace(settings.workspace_dir, token=tokens.token_for, identity=identity)
     metrics = Metrics(stale_after_s=max(300.0, settings.effective_poll_interval * 3))
@@ -138,7 +143,7 @@ def build_app(settings: Settings, *, clock: Callable[[], datetime] = utc_now, lo
     if settings.executor == "temporal":
         return _temporal_app(settings, forge=forge, workspace=workspace, chain=chain, hooks=hooks, log=log,
                              clock=clock, metrics=metrics, owner=owner, runner_log=runner_log, tokens=tokens,
-                             sandbox=sandbox)
+                             sandbox=sandbox, slots=slots)
     assert ledger is not None
     pipeline = Pipeline(settings=settings, forge=forge, workspace=workspace, chain=chain, ledger=ledger,
                         hooks=hooks, redactor=REDACTOR, log=log, clock=clock, sandbox=sandbox, inbox=ledger)
@@ -150,7 +155,7 @@ def build_app(settings: Settings, *, clock: Callable[[], datetime] = utc_now, lo
 
 def _temporal_app(settings: Settings, *, forge: Forge, workspace: Workspace, chain: Any, hooks: CombinedHooks,
                   log: Any, clock: Callable[[], datetime], metrics: Metrics, owner: str, runner_log: Any,
-                  tokens: TokenSource, sandbox: Sandbox) -> App:
+                  tokens: TokenSource, sandbox: Sandbox, slots: Ledger | None) -> App:
     """The same pipeline, run as a Temporal activity; Temporal holds the durable state."""
     from runner.temporal.activities import ActivityLedger, TaskActivities
     from runner.temporal.executor import TemporalRunner
@@ -163,7 +168,35 @@ def _temporal_app(settings: Settings, *, forge: Forge, workspace: Workspace, cha
                                 log=runner_log)
     runner = TemporalRunner(settings=settings, forge=forge, activities=activities, clock=clock, owner=owner,
                             log=runner_log, metrics=metrics)
-    return App(settings, forge, ledger, workspace, pipeline, runner, metrics, tokens)
+    return App(settings, forge, ledger, workspace, pipeline, runner, metrics, tokens, slots=slots)
+
+
+def shared_slots_ledger(settings: Settings) -> Ledger | None:
+    """Under Temporal, a PostgreSQL LEDGER_URL keeps the write slots every replica draws on.
+
+    Temporal holds the tasks' state, so nothing else lives there; without one,
+    each replica paces its own writes (:func:`write_pacing` says so)."""
+    if not settings.github_throttle or not _shared_ledger(settings):
+        return None
+    return open_ledger(settings.ledger_location)
+
+
+def write_pacing(settings: Settings) -> str:
+    """How this deployment keeps GitHub's write limits, in a line for `check-config` and the start-up log."""
+    limits = (f"{settings.github_write_interval_seconds:g} s apart, {settings.github_writes_per_minute}/min, "
+              f"{settings.github_writes_per_hour}/h per token")
+    if not settings.github_throttle:
+        return "off (GITHUB_THROTTLE=false): GitHub's write limits are not kept"
+    if _shared_ledger(settings):
+        return f"shared by every replica through the PostgreSQL ledger ({limits})"
+    if settings.executor == "temporal":
+        return (f"per process ({limits}): Temporal replicas on one token do not share it; "
+                "set LEDGER_URL=postgresql://… to give them one budget")
+    return f"per process, shared by its {settings.workers} workers ({limits})"
+
+
+def _shared_ledger(settings: Settings) -> bool:
+    return ledger_scheme(settings.ledger_location) == "postgresql"
 
 
 def _basic(token: str) -> str:

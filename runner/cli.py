@@ -302,6 +302,7 @@ class _Stop:
 
 
 def _serve(app: Any, stop: threading.Event, *, poll: bool = True) -> int:
+    from runner.app import write_pacing
     from runner.health import HealthServer
     from runner.log import get_logger
 
@@ -323,7 +324,8 @@ def _serve(app: Any, stop: threading.Event, *, poll: bool = True) -> int:
     log.info("runner started", dispatch=settings.dispatch_repo, workers=settings.workers,
              generators=",".join(settings.generators), health_port=health.port, owner=app.runner.owner,
              auth=settings.auth_mode, webhook_port=webhooks.port if webhooks else None,
-             poll_interval=settings.effective_poll_interval, executor=settings.executor, polling=poll)
+             poll_interval=settings.effective_poll_interval, executor=settings.executor, polling=poll,
+             write_pacing=write_pacing(settings))
     try:
         if poll:
             app.runner.serve(stop)

@@ -119,7 +119,7 @@ class Settings(BaseSettings):
     data_dir: Path = Path("/data")
     """The SQLite ledger and the transcripts."""
     ledger_url: str | None = None
-    """The ledger: `sqlite:///relative.db`, `sqlite:////absolute.db` or `postgresql://user:pass@host/db` to share work between replicas. Empty: `sqlite:///$DATA_DIR/ledger.db`."""
+    """The ledger: `sqlite:///relative.db`, `sqlite:////absolute.db` or `postgresql://user:pass@host/db` to share work between replicas (under EXECUTOR=temporal, only their GitHub write budget). Empty: `sqlite:///$DATA_DIR/ledger.db`."""
     workers: int = Field(default=1, ge=1, le=64)
     """Jobs run in parallel, each in its own worktree."""
     max_attempts: int = Field(default=5, ge=1, le=100)

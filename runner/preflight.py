@@ -129,6 +129,12 @@ def _ledger(settings: Settings) -> Check:
     return Check("ledger", True, f"{shown} ({count} task{'s' if count != 1 else ''})")
 
 
+def _write_pacer(settings: Settings) -> Check:
+    from runner.app import write_pacing
+
+    return Check("write pacer", True, write_pacing(settings))
+
+
 def _generators(settings: Settings) -> Check:
     from runner.generators import build_chain
 
@@ -218,6 +224,7 @@ _CHECKS: tuple[tuple[str, Callable[[Settings], Check]], ...] = (
     ("settings", _credentials),
     ("directories", _directories),
     ("ledger", _ledger),
+    ("write pacer", _write_pacer),
     ("generators", _generators),
     ("commands", _commands),
     ("hooks", _hooks),

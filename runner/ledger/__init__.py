@@ -35,6 +35,7 @@ __all__ = [
     "TaskRecord",
     "backoff_delay",
     "lease_expiry",
+    "ledger_scheme",
     "next_retry",
     "open_existing_ledger",
     "open_ledger",
@@ -47,7 +48,7 @@ def open_existing_ledger(url: str) -> Ledger | None:
     For read-only commands (`status`, `check-config`): None means there is no
     ledger there yet, which is an empty one, not an error.
     """
-    scheme = _scheme(url)
+    scheme = ledger_scheme(url)
     if scheme == "sqlite":
         from runner.ledger.sqlite import SqliteLedger
 
@@ -59,7 +60,8 @@ def open_existing_ledger(url: str) -> Ledger | None:
     raise ConfigError(f"LEDGER_URL `{redact_url(url)}` has an unknown scheme. {URL_FORMATS}")
 
 
-def _scheme(url: str) -> str | None:
+def ledger_scheme(url: str) -> str | None:
+    """``sqlite`` or ``postgresql`` (the one replicas can share), by the URL's scheme; None if unknown."""
     scheme, sep, _ = url.strip().partition("://")
     scheme = scheme.lower()
     if sep and scheme == "sqlite":

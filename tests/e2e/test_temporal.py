@@ -195,3 +195,49 @@ def test_webhooks_and_polling_start_one_workflow(tmp_path: Path, temporal: str) 
         assert_one_of_everything(aw.world, number, "hooked-temporal-1")
         runs = app.metrics.registry.get_sample_value("agent_runner_task_submissions_total", {"result": "started"})
         assert runs == 1
+
+
+@pytest.mark.postgres
+def test_temporal_replicas_share_one_write_budget_through_postgresql(world: World, tmp_path: Path,
+                                                                   temporal: str) -> None:
+    """Two Temporal workers on one token, the pacer on, LEDGER_URL PostgreSQL: one budget between them."""
+    import threading
+
+    from tests.unit.ledger_fixtures import fresh_url, raw_query
+
+    numbers = [world.file_issue(dispatch_body(f"paced-{i}-task")) for i in range(3)]
+    with fresh_url("postgres", tmp_path, prefix="temporal_slots") as url:
+        apps = [world.app(executor="temporal", temporal_address=temporal, ledger_url=url, github_throttle=True,
+                          workers=2, workspace_dir=tmp_path / f"ws-{i}") for i in range(2)]
+        assert world.cli("check-config", env=world.env(EXECUTOR="temporal", TEMPORAL_ADDRESS=temporal,
+                                                       LEDGER_URL=url, GITHUB_THROTTLE="true")).stdout.count(
+            "shared by every replica through the PostgreSQL ledger") == 1
+        world.emu.clear_request_log()
+        stop = threading.Event()
+        threads = [threading.Thread(target=app.runner.serve, args=(stop,), daemon=True) for app in apps]
+        for thread in threads:
+            thread.start()
+        try:
+            done = chaos.wait_until(lambda: all("processed" in world.labels(n) for n in numbers),
+                                    time.monotonic() + 90, 0.3)
+        finally:
+            stop.set()
+            for thread in threads:
+                thread.join(30)
+        assert done
+        slots = [row[0] for row in raw_query(url, "SELECT at FROM github_write_slots ORDER BY at")]
+    writes = sorted(r.at for r in world.emu.request_log if r.is_write)
+    for number, task_id in zip(numbers, ("paced-0-task", "paced-1-task", "paced-2-task"), strict=True):
+        assert_one_of_everything(world, number, task_id)
+    # Every write took its slot from the one table, and the slots are a second apart whichever
+    # replica asked; what GitHub saw follows them (a little scheduling jitter aside).
+    assert len(writes) >= 9 and len(slots) >= len(writes), (len(slots), len(writes))
+    assert all(b - a >= 1.0 - 1e-6 for a, b in zip(slots, slots[1:], strict=False)), slots
+    assert min(b - a for a, b in zip(writes, writes[1:], strict=False)) > 0.8, writes
+
+
+def test_check_config_says_temporal_replicas_pace_alone_without_postgresql(world: World) -> None:
+    shown = world.cli("check-config", env=world.env(EXECUTOR="temporal", TEMPORAL_ADDRESS="127.0.0.1:7233",
+                                                    GITHUB_THROTTLE="true"))
+    assert shown.returncode == 0, shown.stderr
+    assert "Temporal replicas on one token do not share it; set LEDGER_URL=postgresql://" in shown.stdout
