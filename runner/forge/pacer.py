@@ -29,7 +29,7 @@ import bisect
 import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Protocol, runtime_checkable
 
 from runner.errors import LedgerUnavailable, ShuttingDown
@@ -119,14 +119,22 @@ class SlotLedger(Protocol):
         """Under a lock, pass the bucket's slots of the last hour and now to ``choose``; store its slot."""
 
 
+#: Extra spacing between slots shared by processes. A process that wakes late for its slot
+#: cannot hold back another process's next write (within one, :class:`Pacer` does), so
+#: shared slots keep this margin for wake-up jitter: 3 replicas measured 0.96 s without it.
+SHARED_MARGIN_S = 0.05
+
+
 class LedgerSlots:
     """Write slots kept in the shared ledger, so every replica draws on one budget per token."""
 
-    def __init__(self, ledger: SlotLedger) -> None:
+    def __init__(self, ledger: SlotLedger, margin_s: float = SHARED_MARGIN_S) -> None:
         self._ledger = ledger
+        self._margin_s = margin_s
 
     def reserve(self, bucket: str, limits: WriteLimits) -> float:
-        return self._ledger.reserve_slot(bucket, lambda history, now: next_slot(history, now, limits))
+        spaced = replace(limits, min_interval_s=limits.min_interval_s + self._margin_s)
+        return self._ledger.reserve_slot(bucket, lambda history, now: next_slot(history, now, spaced))
 
 
 class Pacer:
