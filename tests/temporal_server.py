@@ -14,7 +14,7 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -60,12 +60,18 @@ def _healthy(address: str) -> bool:
 
 
 @contextmanager
-def temporal_dev_server(binary: str | None = None) -> Iterator[str]:
-    """Start a fresh in-memory dev server on 127.0.0.1 and yield its address."""
+def temporal_dev_server(binary: str | None = None, *, dynamic_config: Mapping[str, str] | None = None) -> Iterator[str]:
+    """Start a fresh in-memory dev server on 127.0.0.1 and yield its address.
+
+    ``dynamic_config`` sets the server's own limits (``--dynamic-config-value``),
+    e.g. ``limit.historyCount.suggestContinueAsNew``: the server then tells
+    workflows to continue as new after that many events, as a busy one would."""
     port = _free_port()
+    extra = [arg for key, value in (dynamic_config or {}).items()
+             for arg in ("--dynamic-config-value", f"{key}={value}")]
     proc = subprocess.Popen(
         [binary or temporal_binary(), "server", "start-dev", "--headless", "--ip", "127.0.0.1",
-         "--port", str(port), "--log-level", "error"],
+         "--port", str(port), "--log-level", "error", *extra],
         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
     )
     address = f"127.0.0.1:{port}"

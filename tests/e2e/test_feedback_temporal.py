@@ -14,21 +14,36 @@ from tests.e2e import test_feedback
 from tests.e2e.test_feedback import APP_PATCH, APP_PATCH_2, commits, first_run, result_comments
 from tests.temporal_server import temporal_dev_server
 
+#: Events in one run before the server suggests continuing as new (its default is 4 Ki); one round
+#: (three activities) passes it, a fresh run does not.
+SUGGEST_CONTINUE_AS_NEW_AFTER = 10
+
 users = test_feedback.users  # the same writers and readers
 ROUND = ["dispatch_round_intake", "dispatch_round_change", "dispatch_round_publish"]
 
 
 def activities(address: str, number: int) -> list[str]:
     """The activities the issue's latest workflow run scheduled, in order (retries not repeated)."""
+    return runs(address, number)[0][1]
+
+
+def runs(address: str, number: int) -> list[tuple[str, list[str]]]:
+    """Every run of the issue's workflow, newest first: its status and the activities it scheduled."""
     from temporalio.client import Client
 
     from runner.temporal.types import workflow_id
 
-    async def go() -> list[str]:
-        handle = (await Client.connect(address)).get_workflow_handle(workflow_id(DISPATCH, number))
-        return [e.activity_task_scheduled_event_attributes.activity_type.name
-                async for e in handle.fetch_history_events()
-                if e.HasField("activity_task_scheduled_event_attributes")]
+    async def go() -> list[tuple[str, list[str]]]:
+        client = await Client.connect(address)
+        wid = workflow_id(DISPATCH, number)
+        found = []
+        async for execution in client.list_workflows(f'WorkflowId = "{wid}"'):
+            handle = client.get_workflow_handle(wid, run_id=execution.run_id)
+            names = [e.activity_task_scheduled_event_attributes.activity_type.name
+                     async for e in handle.fetch_history_events()
+                     if e.HasField("activity_task_scheduled_event_attributes")]
+            found.append((execution.status.name if execution.status else "?", names))
+        return found
     return asyncio.run(go())
 
 
@@ -93,3 +108,28 @@ def test_a_worker_killed_mid_round_gives_exactly_one_new_commit(users: World, tm
     users.run_once(**temporal)  # re-signals the item (dropped as seen) and hosts the worker that retries the round
 
     test_feedback.assert_exactly_one_round(users, number, branch)
+
+
+def test_queued_items_survive_continue_as_new_and_each_runs_once(users: World) -> None:
+    """The server itself suggests continuing as new (a low history limit): the queue goes to the next run."""
+    world = users
+    limit = {"limit.historyCount.suggestContinueAsNew": str(SUGGEST_CONTINUE_AS_NEW_AFTER)}
+    with temporal_dev_server(dynamic_config=limit) as address:
+        settings = {"executor": "temporal", "temporal_address": address, "lease_seconds": 2}
+        number, branch = first_run(world, **settings)
+        world.emu.add_comment(DISPATCH, number, f"/agent first\n\n{APP_PATCH}", as_user="wendy")
+        world.emu.add_comment(DISPATCH, number, f"/agent second\n\n{APP_PATCH_2}", as_user="ada")
+
+        world.run_once(**settings)
+
+        history = runs(address, number)
+    assert [status for status, _ in history] == ["COMPLETED", "CONTINUED_AS_NEW", "COMPLETED"]
+    # The rounds' run ran one round, then went on as new with the other item queued: each ran once.
+    assert [names for _, names in history[:2]] == [ROUND, ROUND]
+    subjects = commits(world, branch)
+    assert len(subjects) == 3
+    assert "feedback round 2" in subjects[0] and "feedback round 1" in subjects[1]
+    [pull] = world.pulls()
+    assert pull["body"].count("Round 1") == 1 and pull["body"].count("Round 2") == 1
+    [comment] = result_comments(world, number)
+    assert "Round 1" in comment["body"] and "Round 2" in comment["body"] and "Round 3" not in comment["body"]
