@@ -232,24 +232,30 @@ def test_a_changes_requested_review_gets_the_same_round_trip_by_webhook(hooked: 
 
 
 def kill_after_the_rounds_push(world: World, tmp_path: Any, settings: dict[str, Any] | None = None,
-                               **env: str) -> tuple[int, str]:
+                               *, during_push: bool = False, **env: str) -> tuple[int, str]:
     """A replica runs a `/agent` round, pushes its commit, hangs on the PR body update and is
     killed -9 there; returns (issue number, branch). ``settings`` (the first run's) and ``env``
-    (the replica's) pick the executor."""
+    (the replica's) pick the executor. With ``during_push`` it hangs in the push itself instead
+    (before the commit lands), still in the round's change."""
     import time
 
     from tests import chaos
 
     number, branch = first_run(world, **(settings or {}))
     world.emu.add_comment(DISPATCH, number, f"/agent\n\n{APP_PATCH}", as_user="wendy")
-    world.emu.inject(status=None, delay=60, method="PATCH", path_regex=r"^/repos/octocat/target/pulls/\d+$")
+    if during_push:
+        rule = world.emu.inject(status=None, delay=60, method="POST", path_regex=r"git-receive-pack$",
+                                include_git=True)
+        reached = lambda: rule.fired >= 1  # noqa: E731
+    else:
+        world.emu.inject(status=None, delay=60, method="PATCH", path_regex=r"^/repos/octocat/target/pulls/\d+$")
+        reached = lambda: len(commits(world, branch)) == 2  # noqa: E731
     replica = chaos.Replica("victim", world.env(POLL_INTERVAL_SECONDS="0.5", LEASE_SECONDS="2",
                                                 HEALTH_HOST="127.0.0.1", HEALTH_PORT=str(chaos.free_port()),
                                                 **env), tmp_path / "victim.log", cwd=world.root)
     replica.start()
     try:
-        pushed = chaos.wait_until(lambda: len(commits(world, branch)) == 2, time.monotonic() + 60, 0.1)
-        assert pushed, replica.log_tail(40)
+        assert chaos.wait_until(reached, time.monotonic() + 60, 0.1), replica.log_tail(40)
     finally:
         replica.kill()
     world.emu.clear_faults()

@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from tests.conftest import DISPATCH, TARGET, World
+from tests.conftest import DISPATCH, README_PATCH, TARGET, World, dispatch_body
 from tests.e2e import test_feedback
 from tests.e2e.test_feedback import APP_PATCH, APP_PATCH_2, commits, first_run, result_comments
 from tests.temporal_server import temporal_dev_server
@@ -108,6 +108,21 @@ def test_a_worker_killed_mid_round_gives_exactly_one_new_commit(users: World, tm
     users.run_once(**temporal)  # re-signals the item (dropped as seen) and hosts the worker that retries the round
 
     test_feedback.assert_exactly_one_round(users, number, branch)
+    assert activities(temporal["temporal_address"], number) == ROUND  # only the publish was retried
+
+
+def test_a_worker_killed_in_the_rounds_push_is_replaced_and_pushes_once(users: World, tmp_path: Path,
+                                                                      temporal: dict[str, Any]) -> None:
+    """Killed -9 inside the round's change activity, its push hanging: another worker retries the change."""
+    number, branch = test_feedback.kill_after_the_rounds_push(
+        users, tmp_path, temporal, during_push=True, EXECUTOR="temporal",
+        TEMPORAL_ADDRESS=temporal["temporal_address"], WORKSPACE_DIR=str(tmp_path / "victim-ws"))
+    assert len(commits(users, branch)) == 1  # nothing landed before the kill
+
+    users.run_once(**temporal)
+
+    test_feedback.assert_exactly_one_round(users, number, branch)
+    assert activities(temporal["temporal_address"], number) == ROUND
 
 
 def test_queued_items_survive_continue_as_new_and_each_runs_once(users: World) -> None:
@@ -133,3 +148,66 @@ def test_queued_items_survive_continue_as_new_and_each_runs_once(users: World) -
     assert pull["body"].count("Round 1") == 1 and pull["body"].count("Round 2") == 1
     [comment] = result_comments(world, number)
     assert "Round 1" in comment["body"] and "Round 2" in comment["body"] and "Round 3" not in comment["body"]
+
+
+# -- by webhook (the runner as a GitHub App, serving its webhook and a worker) ----------------
+
+
+@pytest.fixture()
+def hooked_temporal(tmp_path: Path) -> Iterator[tuple[Any, str]]:
+    from runner.testing import GitHubEmulator
+    from tests.app_world import make_app_world
+    from tests.e2e.test_webhooks import Hooked
+
+    with temporal_dev_server() as address, GitHubEmulator(tmp_path / "github") as emu:
+        aw = make_app_world(emu, tmp_path)
+        for login, role in (("wendy", "write"), ("tina", "triage")):
+            emu.add_user(login, f"{login}-token")
+            emu.set_permission(DISPATCH, login, role)
+            emu.set_permission(TARGET, login, role)
+        h = Hooked(aw, executor="temporal", temporal_address=address, lease_seconds=2)
+        h.serve()
+        yield h, address
+        h.close()
+        for built in aw.world.apps:
+            built.close()
+
+
+def test_an_agent_comment_by_webhook_is_one_round_a_redelivery_nothing_and_a_triager_is_ignored(
+        hooked_temporal: tuple[Any, str]) -> None:
+    from tests.e2e.test_webhooks import wait_until
+
+    hooked, address = hooked_temporal
+    world: World = hooked.aw.world
+    number = world.file_issue(dispatch_body(instruction=f"Patch the README.\n\n{README_PATCH}"))
+    wait_until(lambda: "processed" in world.labels(number))
+    [pull] = world.pulls()
+    branch = pull["head"]["ref"]
+    [before] = result_comments(world, number)
+
+    world.emu.add_comment(DISPATCH, number, f"/agent please also log a line\n\n{APP_PATCH}", as_user="wendy")
+    [delivery] = [d for d in world.emu.wait_for_deliveries()
+                  if d.event == "issue_comment" and d.payload()["comment"]["user"]["login"] == "wendy"]
+    assert delivery.status_code == 202
+    wait_until(lambda: runs(address, number)[0] == ("COMPLETED", ROUND))
+    subjects = commits(world, branch)
+    assert len(subjects) == 2 and "feedback round 1" in subjects[0]
+    assert world.emu.file_at(TARGET, branch, "src/app.py") == "print('hello')\nprint('round one')\n"
+    [after] = result_comments(world, number)
+    assert after["id"] == before["id"] and "Round 1" in after["body"]
+
+    # GitHub redelivers the same delivery: recognised, nothing signalled, nothing run.
+    again = world.emu.redeliver(delivery.id)
+    world.emu.wait_for_deliveries()
+    assert again.guid == delivery.guid and again.status_code == 200
+    assert hooked.metric("issue_comment", "duplicate") == 1
+    assert len(runs(address, number)) == 2 and len(commits(world, branch)) == 2
+
+    # A triager may not ask for a round: its intake reads who they are and stops there.
+    world.emu.add_comment(DISPATCH, number, f"/agent\n\n{APP_PATCH_2}", as_user="tina")
+    wait_until(lambda: runs(address, number)[0] == ("COMPLETED", ROUND[:1]))
+    assert len(commits(world, branch)) == 2
+    assert world.emu.file_at(TARGET, branch, "src/app.py") == "print('hello')\nprint('round one')\n"
+    [last] = result_comments(world, number)
+    assert last["body"] == after["body"]
+    assert world.pulls()[0]["body"].count("Round 1") == 1 and "@tina" not in world.pulls()[0]["body"]
