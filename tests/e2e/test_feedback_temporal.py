@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -25,6 +26,26 @@ ROUND = ["dispatch_round_intake", "dispatch_round_change", "dispatch_round_publi
 def activities(address: str, number: int) -> list[str]:
     """The activities the issue's latest workflow run scheduled, in order (retries not repeated)."""
     return runs(address, number)[0][1]
+
+
+def attempts(address: str, number: int) -> dict[str, int]:
+    """How many attempts each activity of the issue's latest workflow run took."""
+    from temporalio.client import Client
+
+    from runner.temporal.types import workflow_id
+
+    async def go() -> dict[str, int]:
+        handle = (await Client.connect(address)).get_workflow_handle(workflow_id(DISPATCH, number))
+        names: dict[int, str] = {}
+        taken: dict[str, int] = {}
+        async for e in handle.fetch_history_events():
+            if e.HasField("activity_task_scheduled_event_attributes"):
+                names[e.event_id] = e.activity_task_scheduled_event_attributes.activity_type.name
+            elif e.HasField("activity_task_started_event_attributes"):
+                started = e.activity_task_started_event_attributes
+                taken[names[started.scheduled_event_id]] = started.attempt
+        return taken
+    return asyncio.run(go())
 
 
 def runs(address: str, number: int) -> list[tuple[str, list[str]]]:
@@ -123,6 +144,41 @@ def test_a_worker_killed_in_the_rounds_push_is_replaced_and_pushes_once(users: W
 
     test_feedback.assert_exactly_one_round(users, number, branch)
     assert activities(temporal["temporal_address"], number) == ROUND
+
+
+def test_a_rounds_stages_retry_a_transient_error_and_report_the_others_once(
+        users: World, tmp_path: Path, temporal: dict[str, Any]) -> None:
+    """The round's activities have the first run's retry policy and error classes."""
+    world, address = users, temporal["temporal_address"]
+    number, branch = first_run(world, **temporal)
+    world.emu.add_comment(DISPATCH, number, f"/agent\n\n{APP_PATCH}", as_user="wendy")
+    fault = world.emu.inject(status=500, count=1, method="GET", path_regex=r"/info/refs$", include_git=True)
+
+    world.run_once(**temporal)  # the round's intake fetches the mirror: GitHub's git fails once
+
+    assert fault.fired == 1 and len(commits(world, branch)) == 2
+    assert attempts(address, number) == {"dispatch_round_intake": 2, "dispatch_round_change": 1,
+                                         "dispatch_round_publish": 1}
+
+    # A person pushed to the branch: the round must say so, once, and not retry it.
+    clone = tmp_path / "human"
+    git = ["git", "-c", "user.name=Hu Man", "-c", "user.email=human@example.com"]
+    subprocess.run(["git", "clone", "--quiet", "--branch", branch, str(world.emu.bare_repo_path(TARGET)),
+                    str(clone)], check=True)
+    (clone / "NOTES.md").write_text("mine\n")
+    subprocess.run([*git, "-C", str(clone), "add", "NOTES.md"], check=True)
+    subprocess.run([*git, "-C", str(clone), "commit", "--quiet", "-m", "human work"], check=True)
+    subprocess.run(["git", "-C", str(clone), "push", "--quiet", "origin", branch], check=True)
+    world.emu.add_comment(DISPATCH, number, f"/agent\n\n{APP_PATCH_2}", as_user="wendy")
+
+    world.run_once(**temporal)
+
+    assert commits(world, branch)[0] == "human work"
+    [comment] = result_comments(world, number)
+    assert "does not overwrite a person's work" in comment["body"] and "Round 2" in comment["body"]
+    assert attempts(address, number) == {"dispatch_round_intake": 1, "dispatch_round_change": 1,
+                                         "dispatch_round_publish": 1}
+    assert "agent-failed" not in world.labels(number)  # the round failed, not the task
 
 
 def test_queued_items_survive_continue_as_new_and_each_runs_once(users: World) -> None:
