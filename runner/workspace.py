@@ -186,10 +186,14 @@ class Workspace:
         secret scan then read: what lands is exactly what they checked, even if
         something wrote to the worktree since.
         """
-        if not self._tree_git(tree, "diff", "--cached", "--name-only", "-z", "HEAD").strip("\0"):
-            return False
-        self._tree_git(tree, "commit", "--no-verify", "--quiet", "-m", message,
-                       env=self.identity.env(), what="commit the change")
+        try:
+            self._tree_git(tree, "commit", "--no-verify", "--quiet", "-m", message,
+                           env=self.identity.env(), what="commit the change")
+        except WorkspaceError:
+            # git refuses an empty commit; only then ask whether that was the reason.
+            if not self._tree_git(tree, "diff", "--cached", "--name-only", "-z", "HEAD").strip("\0"):
+                return False
+            raise
         return True
 
     def reset(self, tree: Worktree) -> None:

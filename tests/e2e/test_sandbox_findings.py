@@ -144,6 +144,9 @@ def test_workspace_git_calls_name_the_git_dir_so_a_rewritten_dot_git_is_ignored(
         assert workspace.changed_files(tree) == ["new.txt"]
         assert workspace.commit(tree, "change")
         assert tree.head() != tree.base_sha
+        head = tree.head()
+        assert not workspace.commit(tree, "nothing new"), "an index with nothing new is no commit"
+        assert tree.head() == head
     assert run_git(decoy, "rev-list", "--all") == ""
 
 

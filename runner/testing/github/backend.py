@@ -102,7 +102,8 @@ class Backend:
         """A ``pull-request``, or with ``full=False`` the ``pull-request-simple`` of a list."""
         assert issue.pull is not None
         git = self.git(repo)
-        head, base = git.branch_sha(issue.pull.head), git.branch_sha(issue.pull.base)
+        shas = git.branch_shas(issue.pull.head, issue.pull.base)
+        head, base = shas[issue.pull.head], shas[issue.pull.base]
         stats = git.diff_stats(base, head) if full and head and base else None
         if full and stats is None:
             stats = DiffStats(0, 0, 0, 0)
@@ -118,7 +119,8 @@ class Backend:
         git = self.git(repo)
         if head_owner and head_owner.lower() != repo.owner.lower():
             raise ValidationFailed([{"resource": "PullRequest", "field": "head", "code": "invalid"}])
-        head_sha, base_sha = git.branch_sha(head_ref), git.branch_sha(base)
+        shas = git.branch_shas(head_ref, base)
+        head_sha, base_sha = shas[head_ref], shas[base]
         for field, sha in (("base", base_sha), ("head", head_sha)):
             if sha is None:
                 raise ValidationFailed([{"resource": "PullRequest", "field": field, "code": "invalid"}])

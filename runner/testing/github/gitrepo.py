@@ -147,6 +147,18 @@ class BareRepo:
     def branch_sha(self, branch: str) -> str | None:
         return self.rev_parse(f"refs/heads/{branch}")
 
+    def branch_shas(self, *branches: str) -> dict[str, str | None]:
+        """Where each branch points, ``None`` for a missing one: one git process for all of them."""
+        wanted = {f"refs/heads/{b}": b for b in branches if b and not b.startswith("-")}
+        found: dict[str, str | None] = dict.fromkeys(branches)
+        if wanted:
+            out = self._git("for-each-ref", "--format=%(refname) %(objectname)", "--", *wanted).stdout.decode()
+            for line in out.splitlines():
+                ref, _, sha = line.partition(" ")
+                if ref in wanted:  # a pattern also matches refs below it (refs/heads/a/b for a)
+                    found[wanted[ref]] = sha
+        return found
+
     def branches(self) -> dict[str, str]:
         out = self._git("for-each-ref", "--format=%(refname:short) %(objectname)", "refs/heads")
         return dict(line.split(" ", 1) for line in out.stdout.decode().splitlines())
