@@ -16,7 +16,15 @@ import functools
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
-from graphql import DocumentNode, ExecutionResult, GraphQLError, build_schema, execute_sync, parse, validate
+from graphql import (
+    DocumentNode,
+    ExecutionResult,
+    GraphQLError,
+    build_schema,
+    execute_sync,
+    parse,
+    validate,
+)
 
 from .errors import EmulatorError, NotFound
 from .models import Comment, Event, Issue, Repo
