@@ -51,7 +51,7 @@ def create_pull(app: App, req: Request) -> Response:
     repo = app.repo(req, "write")
     assert req.user is not None
     data = req.json_object()
-    issue = app.backend.create_pull(
+    issue, read = app.backend.create_pull(
         repo,
         title=body_field(data, "title", str, resource="PullRequest", required=True),
         body=body_field(data, "body", str, resource="PullRequest"),
@@ -59,7 +59,7 @@ def create_pull(app: App, req: Request) -> Response:
         base=body_field(data, "base", str, resource="PullRequest", required=True),
         draft=bool(data.get("draft", False)), actor=req.user,
     )
-    return Response(201, app.backend.pull_json(repo, issue))
+    return Response(201, app.backend.pull_json(repo, issue, read=read))
 
 
 @router.route("GET", "/repos/{owner}/{repo}/pulls/{number:int}")

@@ -98,10 +98,15 @@ class Backend:
                         files=files, author=identity(repo.owner))
         return repo
 
-    def pull_json(self, repo: Repo, issue: Issue, *, full: bool = True) -> dict[str, Any]:
-        """A ``pull-request``, or with ``full=False`` the ``pull-request-simple`` of a list."""
+    def pull_json(self, repo: Repo, issue: Issue, *, full: bool = True,
+                  read: tuple[str, str, DiffStats] | None = None) -> dict[str, Any]:
+        """A ``pull-request``, or with ``full=False`` the ``pull-request-simple`` of a list.
+
+        ``read`` is the head, base and stats the caller has just read (a new PR's)."""
         assert issue.pull is not None
         git = self.git(repo)
+        if read is not None:
+            return self.renderer().pull(repo, issue, read[0], read[1], stats=read[2] if full else None)
         shas = git.branch_shas(issue.pull.head, issue.pull.base)
         head, base = shas[issue.pull.head], shas[issue.pull.base]
         stats = git.diff_stats(base, head) if full and head and base else None
@@ -112,8 +117,9 @@ class Backend:
     def create_pull(
         self, repo: Repo, *, title: str, body: str | None, head: str, base: str | None,
         draft: bool, actor: str,
-    ) -> Issue:
-        """Open a PR from a branch of the same repository, validated like GitHub does."""
+    ) -> tuple[Issue, tuple[str, str, DiffStats]]:
+        """Open a PR from a branch of the same repository, validated like GitHub does; also the
+        head, base and stats read on the way (for :meth:`pull_json`)."""
         head_owner, _, head_ref = head.rpartition(":")
         base = base or repo.default_branch
         git = self.git(repo)
@@ -125,14 +131,16 @@ class Backend:
             if sha is None:
                 raise ValidationFailed([{"resource": "PullRequest", "field": field, "code": "invalid"}])
         assert head_sha and base_sha
-        if git.is_ancestor(head_sha, base_sha):
+        stats = git.diff_stats(base_sha, head_sha)
+        if stats.commits == 0:  # the head is already in the base
             raise ValidationFailed([{
                 "resource": "PullRequest", "code": "custom",
                 "message": f"No commits between {base} and {head_ref}",
             }])
-        return self.store.create_issue(
+        issue = self.store.create_issue(
             repo.full_name, title=title, body=body, actor=actor, pull=(head_ref, base, draft)
         )
+        return issue, (head_sha, base_sha, stats)
 
     def merge_pull(self, full_name: str, number: int, *, actor: str, update_base: bool = True) -> Issue:
         """Mark a PR merged; with ``update_base``, really merge its head into the base branch."""
