@@ -156,6 +156,13 @@ def test_pull_requests_from_a_pushed_branch(emu: GitHubEmulator, tmp_path: Path)
     with pytest.raises(GithubException) as no_branch:
         repo.create_pull(base="main", head="nope", title="ghost", body="")
     assert no_branch.value.status == 422
+    assert (pull.commits, pull.additions, pull.deletions, pull.changed_files) == (1, 1, 0, 1)
+    clone = push_branch(emu, tmp_path, "later", {"later.txt": "x\n"})
+    git("push", "-q", "origin", "HEAD~1:refs/heads/level", cwd=clone, token=ADMIN_TOKEN)  # at main
+    with pytest.raises(GithubException) as level:
+        repo.create_pull(base="main", head="level", title="nothing", body="")
+    assert level.value.status == 422
+    assert level.value.data["errors"][0]["message"] == "No commits between main and level"
 
     pull.edit(state="closed")
     found = list(repo.get_pulls(state="all", head="octocat:feature"))
