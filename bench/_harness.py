@@ -13,7 +13,7 @@ import os
 import re
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -67,6 +67,10 @@ class TimingHook(Hook):
     def on_claimed(self, *, task: Any, attempt: int) -> None:
         self._write("claimed", task, attempt=attempt)
 
+    def on_generated(self, *, task: Any, changes: Any) -> None:
+        # The agent process from spawn to exit as the runner timed it, its interpreter's start included.
+        self._write("generated", task, agent_s=float(getattr(changes.usage, "duration_s", 0.0) or 0.0))
+
     def on_finished(self, *, task: Any, pull: Any) -> None:
         self._write("finished", task)
 
@@ -78,6 +82,40 @@ def timing_events(path: Path) -> list[dict[str, Any]]:
     if not path.exists():
         return []
     return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+
+
+@dataclass(frozen=True)
+class TaskTimes:
+    """From the timing hook's events: when the first claim and the last finish were, and per task
+    the runner's overhead (claim to finish minus the agent's run) and the agent's run."""
+
+    first_claim: float
+    last_finish: float
+    overhead: list[float]
+    agent: list[float]
+
+    @property
+    def span_s(self) -> float:
+        return self.last_finish - self.first_claim
+
+
+def task_times(events: Sequence[dict[str, Any]], runs: Mapping[str, Any]) -> TaskTimes:
+    """The agent's run is its process from spawn to exit as the runner timed it (its interpreter's
+    start is the agent's, not the runner's); what the agent recorded (``runs``) is the fallback."""
+    claimed = {e["task_id"]: e["t"] for e in events if e["event"] == "claimed"}
+    finished = {e["task_id"]: e["t"] for e in events if e["event"] == "finished"}
+    generated = {e["task_id"]: float(e["agent_s"]) for e in events if e["event"] == "generated"}
+    overhead, agent = [], []
+    for task_id, end in finished.items():
+        run = runs.get(task_id)
+        if run is None or run.end is None or task_id not in claimed:
+            continue
+        agent_s = generated.get(task_id) or run.end - run.start
+        agent.append(agent_s)
+        overhead.append(end - claimed[task_id] - agent_s)
+    if not claimed or not finished:
+        return TaskTimes(math.nan, math.nan, overhead, agent)
+    return TaskTimes(min(claimed.values()), max(finished.values()), overhead, agent)
 
 
 def percentile(values: Sequence[float], q: float) -> float:

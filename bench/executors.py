@@ -16,7 +16,8 @@ shipped defaults; only the executor settings differ:
 Figures, from what GitHub shows (the emulator) and the runner's timing hook:
 
 - tasks/min: N divided by the span from the first claim to the last finish;
-- overhead p50/p95: per task, claim to finish minus the agent's own time
+- overhead p50/p95: per task, claim to finish minus the agent's run (its
+  process from spawn to exit, as the runner timed it)
   (everything the runner adds around the agent);
 - slot ms/task: slots x span / N minus the agent time: the overhead plus the
   time a free slot waits for its next task, which is where an executor's
@@ -118,18 +119,10 @@ def run(executor: str, replicas: int, workers: int, issues_n: int, agent_seconds
             one_each = all(heads.count(chaos.branch_for(t)) == 1 for t in issues.values())
             events = h.timing_events(timing)
             runs = {r.task_id: r for r in chaos.agent_runs(runs_dir) if r.end is not None}
-    claimed = {e["task_id"]: e["t"] for e in events if e["event"] == "claimed"}
-    finished = {e["task_id"]: e["t"] for e in events if e["event"] == "finished"}
-    overhead, agent = [], []
-    for task_id, end in finished.items():
-        agent_run = runs.get(task_id)
-        if agent_run is None or agent_run.end is None or task_id not in claimed:
-            continue
-        agent.append(agent_run.end - agent_run.start)
-        overhead.append(end - claimed[task_id] - (agent_run.end - agent_run.start))
-    span = max(finished.values()) - min(claimed.values()) if finished and claimed else float("nan")
+    times = h.task_times(events, runs)
+    agent = times.agent
     return Result(executor, replicas, workers, issues_n, done and one_each and codes == [0] * len(codes),
-                  span, overhead, sum(agent) / len(agent) if agent else 0.0,
+                  times.span_s, times.overhead, sum(agent) / len(agent) if agent else 0.0,
                   requests.max_writes_per_minute, requests.min_write_gap_s)
 
 

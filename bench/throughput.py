@@ -16,8 +16,11 @@ Figures:
   (process start-up and the first poll are left out; the wall time with them
   is shown too).
 - runner overhead per task (p50, p95): for each task, the time from its
-  claim hook to its finish hook minus the agent's own run time as the agent
-  recorded it. That is everything the runner adds around the agent: mirror
+  claim hook to its finish hook minus the agent's run time: its process from
+  spawn to exit, as the runner timed it (the stand-in is a Python script, and
+  its interpreter's ~50 ms start is the agent's, not the runner's; what the
+  agent itself recorded is the fallback). That is everything the runner adds
+  around the agent: mirror
   fetch, worktree, trace file, guard, commit, push, PR upsert, result
   comment, labels, ledger heartbeats. It leaves out the three API calls
   before the claim hook (read the issue, who labeled it, their permission)
@@ -46,6 +49,7 @@ open issues every poll then reads every page, see docs/scaling.md).
 from __future__ import annotations
 
 import argparse
+import math
 import tempfile
 import time
 from dataclasses import dataclass
@@ -154,16 +158,9 @@ def run_scenario(scenario: Scenario, *, agent_seconds: float, dsn: str | None, t
                 ledger.close()
             events = h.timing_events(timing)
             runs = {run.task_id: run for run in chaos.agent_runs(runs_dir) if run.end is not None}
-    claimed = {e["task_id"]: e["t"] for e in events if e["event"] == "claimed"}
-    finished = {e["task_id"]: e["t"] for e in events if e["event"] == "finished"}
-    overhead, agent = [], []
-    for task_id, end in finished.items():
-        run = runs.get(task_id)
-        if run is None or task_id not in claimed or run.end is None:
-            continue
-        agent.append(run.end - run.start)
-        overhead.append(end - claimed[task_id] - (run.end - run.start))
-    span = (max(finished.values()) - min(claimed.values())) if finished and claimed else wall
+    times = h.task_times(events, runs)
+    overhead, agent = times.overhead, times.agent
+    span = wall if math.isnan(times.span_s) else times.span_s
     stages: dict[str, list[float]] = {}
     for record in records:
         for stage, seconds in record.stage_seconds.items():
