@@ -150,9 +150,8 @@ def test_round_limit_is_reported_instead_of_running(users: World) -> None:
     assert "MAX_FEEDBACK_ROUNDS" in comment["body"]
 
 
-def test_a_human_commit_on_the_branch_stops_the_round_with_the_reason(users: World, tmp_path: Any) -> None:
-    world = users
-    number, branch = first_run(world)
+def push_a_persons_commit(world: World, tmp_path: Any, branch: str) -> None:
+    """A person pushes "human work" to the task branch, as the runner must never overwrite."""
     clone = tmp_path / "human"
     git = ["git", "-c", "user.name=Hu Man", "-c", "user.email=human@example.com"]
     subprocess.run(["git", "clone", "--quiet", "--branch", branch, str(world.emu.bare_repo_path(TARGET)),
@@ -161,6 +160,12 @@ def test_a_human_commit_on_the_branch_stops_the_round_with_the_reason(users: Wor
     subprocess.run([*git, "-C", str(clone), "add", "NOTES.md"], check=True)
     subprocess.run([*git, "-C", str(clone), "commit", "--quiet", "-m", "human work"], check=True)
     subprocess.run(["git", "-C", str(clone), "push", "--quiet", "origin", branch], check=True)
+
+
+def test_a_human_commit_on_the_branch_stops_the_round_with_the_reason(users: World, tmp_path: Any) -> None:
+    world = users
+    number, branch = first_run(world)
+    push_a_persons_commit(world, tmp_path, branch)
     world.emu.add_comment(DISPATCH, number, f"/agent\n\n{APP_PATCH}", as_user="wendy")
 
     world.run_once()

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -12,7 +11,14 @@ import pytest
 
 from tests.conftest import DISPATCH, README_PATCH, TARGET, World, dispatch_body
 from tests.e2e import test_feedback
-from tests.e2e.test_feedback import APP_PATCH, APP_PATCH_2, commits, first_run, result_comments
+from tests.e2e.test_feedback import (
+    APP_PATCH,
+    APP_PATCH_2,
+    commits,
+    first_run,
+    push_a_persons_commit,
+    result_comments,
+)
 from tests.temporal_server import temporal_dev_server
 
 #: Events in one run before the server suggests continuing as new (its default is 4 Ki); one round
@@ -161,14 +167,7 @@ def test_a_rounds_stages_retry_a_transient_error_and_report_the_others_once(
                                          "dispatch_round_publish": 1}
 
     # A person pushed to the branch: the round must say so, once, and not retry it.
-    clone = tmp_path / "human"
-    git = ["git", "-c", "user.name=Hu Man", "-c", "user.email=human@example.com"]
-    subprocess.run(["git", "clone", "--quiet", "--branch", branch, str(world.emu.bare_repo_path(TARGET)),
-                    str(clone)], check=True)
-    (clone / "NOTES.md").write_text("mine\n")
-    subprocess.run([*git, "-C", str(clone), "add", "NOTES.md"], check=True)
-    subprocess.run([*git, "-C", str(clone), "commit", "--quiet", "-m", "human work"], check=True)
-    subprocess.run(["git", "-C", str(clone), "push", "--quiet", "origin", branch], check=True)
+    push_a_persons_commit(world, tmp_path, branch)
     world.emu.add_comment(DISPATCH, number, f"/agent\n\n{APP_PATCH_2}", as_user="wendy")
 
     world.run_once(**temporal)
