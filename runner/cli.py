@@ -153,6 +153,33 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    code = _main(argv)
+    if argv is None and "temporalio.bridge.runtime" in sys.modules:
+        _exit_past_temporals_threads(code)
+    return code
+
+
+def _exit_past_temporals_threads(code: int) -> None:
+    """End the process without the interpreter's teardown once Temporal's client has run.
+
+    Its Rust runtime's threads can call into Python while the interpreter
+    finalizes, which aborts the process ("PyGILState_Release: thread state ...
+    must be current", SIGABRT) after the command has done its work:
+    https://github.com/temporalio/sdk-python/issues/300. Everything the
+    command holds is closed by then; what is buffered is flushed here.
+    """
+    import logging
+
+    logging.shutdown()
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            stream.flush()
+        except (OSError, ValueError):
+            pass
+    os._exit(code)
+
+
+def _main(argv: Sequence[str] | None) -> int:
     args = build_parser().parse_args(argv)
     stop = _Stop().install() if args.command in {"run", "serve", "worker"} else _Stop()
     try:
