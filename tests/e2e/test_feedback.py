@@ -56,14 +56,15 @@ def users(world: World) -> World:
     return world
 
 
-def test_agent_comment_with_a_diff_pushes_a_second_commit_to_the_same_pr(users: World) -> None:
-    world = users
-    number, branch = first_run(world)
+def one_agent_round(world: World, **settings: Any) -> tuple[int, str]:
+    """The first run, then a writer's `/agent` with a diff: one new commit on the same open PR, the
+    rounds section in its body, the one result comment edited, 👀 on the comment. Under any executor."""
+    number, branch = first_run(world, **settings)
     [comment_before] = result_comments(world, number)
     comment_id = world.emu.add_comment(DISPATCH, number, f"/agent please also log a line\n\n{APP_PATCH}",
                                        as_user="wendy")
 
-    world.run_once()
+    world.run_once(**settings)
 
     [pull] = world.pulls()
     assert pull["state"] == "open" and pull["head"]["ref"] == branch
@@ -75,19 +76,16 @@ def test_agent_comment_with_a_diff_pushes_a_second_commit_to_the_same_pr(users: 
     assert comment_after["id"] == comment_before["id"]
     assert "Feedback rounds:" in comment_after["body"] and "Round 1" in comment_after["body"]
     assert [r["content"] for r in world.emu.reactions(DISPATCH, comment_id)] == ["eyes"]
-
-    # Nothing new: the next pass runs no round and pushes nothing.
-    world.run_once()
-    assert len(commits(world, branch)) == 2
+    return number, branch
 
 
-def test_two_feedback_items_give_two_sequential_rounds(users: World) -> None:
-    world = users
-    number, branch = first_run(world)
+def two_items_together(world: World, **settings: Any) -> int:
+    """Two writers' items posted before the next pass: two rounds in order, one PR. Under any executor."""
+    number, branch = first_run(world, **settings)
     world.emu.add_comment(DISPATCH, number, f"/agent first\n\n{APP_PATCH}", as_user="wendy")
     world.emu.add_comment(DISPATCH, number, f"/agent second\n\n{APP_PATCH_2}", as_user="ada")
 
-    world.run_once()
+    world.run_once(**settings)
 
     subjects = commits(world, branch)
     assert len(subjects) == 3
@@ -95,6 +93,20 @@ def test_two_feedback_items_give_two_sequential_rounds(users: World) -> None:
     [comment] = result_comments(world, number)
     assert "Round 1" in comment["body"] and "Round 2" in comment["body"]
     assert len(world.pulls()) == 1
+    return number
+
+
+def test_agent_comment_with_a_diff_pushes_a_second_commit_to_the_same_pr(users: World) -> None:
+    world = users
+    _, branch = one_agent_round(world)
+
+    # Nothing new: the next pass runs no round and pushes nothing.
+    world.run_once()
+    assert len(commits(world, branch)) == 2
+
+
+def test_two_feedback_items_give_two_sequential_rounds(users: World) -> None:
+    two_items_together(users)
 
 
 def test_a_non_writers_agent_comment_is_ignored(users: World) -> None:

@@ -16,8 +16,10 @@ from tests.e2e.test_feedback import (
     APP_PATCH_2,
     commits,
     first_run,
+    one_agent_round,
     push_a_persons_commit,
     result_comments,
+    two_items_together,
 )
 from tests.temporal_server import temporal_dev_server
 
@@ -83,22 +85,9 @@ def temporal(users: World) -> Iterator[dict[str, Any]]:
 def test_agent_comment_pushes_a_second_commit_and_a_repeated_poll_is_a_no_op(
         users: World, temporal: dict[str, Any]) -> None:
     world = users
-    number, branch = first_run(world, **temporal)
-    [before] = result_comments(world, number)
-    comment_id = world.emu.add_comment(DISPATCH, number, f"/agent please also log a line\n\n{APP_PATCH}",
-                                       as_user="wendy")
-
-    world.run_once(**temporal)
-
-    [pull] = world.pulls()
-    subjects = commits(world, branch)
-    assert len(subjects) == 2 and "feedback round 1" in subjects[0]
-    assert world.emu.file_at(TARGET, branch, "src/app.py") == "print('hello')\nprint('round one')\n"
-    assert "## Feedback rounds" in pull["body"] and "@wendy" in pull["body"]
-    [after] = result_comments(world, number)
-    assert after["id"] == before["id"] and "Round 1" in after["body"]
-    assert [r["content"] for r in world.emu.reactions(DISPATCH, comment_id)] == ["eyes"]
+    number, branch = one_agent_round(world, **temporal)
     assert activities(temporal["temporal_address"], number) == ROUND  # a round is split like the first run
+    [after] = result_comments(world, number)
 
     # A new process polls the same item again (its workflow has closed): no round, no commit.
     world.run_once(**temporal)
@@ -110,19 +99,7 @@ def test_agent_comment_pushes_a_second_commit_and_a_repeated_poll_is_a_no_op(
 
 
 def test_two_items_posted_together_give_two_sequential_rounds(users: World, temporal: dict[str, Any]) -> None:
-    world = users
-    number, branch = first_run(world, **temporal)
-    world.emu.add_comment(DISPATCH, number, f"/agent first\n\n{APP_PATCH}", as_user="wendy")
-    world.emu.add_comment(DISPATCH, number, f"/agent second\n\n{APP_PATCH_2}", as_user="ada")
-
-    world.run_once(**temporal)
-
-    subjects = commits(world, branch)
-    assert len(subjects) == 3
-    assert "feedback round 2" in subjects[0] and "feedback round 1" in subjects[1]
-    [comment] = result_comments(world, number)
-    assert "Round 1" in comment["body"] and "Round 2" in comment["body"]
-    assert len(world.pulls()) == 1
+    number = two_items_together(users, **temporal)
     assert activities(temporal["temporal_address"], number) == ROUND * 2
 
 
