@@ -9,14 +9,14 @@ STAMP := $(VENV)/.installed
 venv: $(STAMP)
 
 # Each step says what it does; pip shows what it collects and a progress bar on a terminal.
-$(STAMP): pyproject.toml
+$(STAMP): pyproject.toml emulator/pyproject.toml
 	@echo "==> [1/3] creating the virtualenv $(VENV) with $(PYTHON)"
 	$(PYTHON) -m venv $(VENV)
 	@echo "==> [2/3] upgrading pip"
 	$(PY) -m pip install --quiet --upgrade pip
 	$(PY) -m pip uninstall --quiet --yes agent-runner 2>/dev/null || true  # this project's old distribution name
 	@echo "==> [3/3] installing agent-runner and its dependencies (a minute or two the first time)"
-	$(PY) -m pip install --progress-bar on --no-input -e '.[dev]'
+	$(PY) -m pip install --progress-bar on --no-input -e ./emulator -e '.[dev]'
 	touch $(STAMP)
 	@echo "==> ready: $(VENV)"
 
@@ -30,7 +30,8 @@ config-docs: $(STAMP)  ## after changing a setting in runner/config.py
 	$(VENV)/bin/agent-runner config-docs
 
 lint: $(STAMP)
-	$(PY) -m ruff check runner tests bench
+	$(PY) -m ruff check runner tests bench emulator
+	$(VENV)/bin/lint-imports
 
 bench: $(STAMP)
 	$(PY) bench/throughput.py

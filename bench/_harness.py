@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from runner.errors import RunnerError
-from runner.hooks import Hook
+from runner.hooks.plugins import Hook
 
 BENCH_DIR = Path(__file__).resolve().parent
 REPO_ROOT = BENCH_DIR.parent

@@ -27,10 +27,10 @@ from collections import Counter
 from pathlib import Path
 
 import _harness as h
+from github_emulator import ADMIN_TOKEN, GitHubEmulator
 
 from runner.app import build_app
 from runner.config import load_settings
-from runner.testing import ADMIN_TOKEN, GitHubEmulator
 
 DISPATCH = "octocat/dispatch"
 README = "# target\n\nA repository.\n"

@@ -16,9 +16,9 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from runner import secrets  # noqa: E402
+from runner.core.task import parse_task  # noqa: E402
 from runner.errors import TaskSpecError  # noqa: E402
-from runner.task import parse_task  # noqa: E402
+from runner.steps import secrets  # noqa: E402
 
 CANONICAL = ('<!-- agent_task_metadata {"task_id": "bench-1234"} -->\n\n## Instruction\n\nDo it.\n\n'
              "Target Repository: octo/target\n")

@@ -103,11 +103,11 @@ def start_server(model: Path, port: int, log: Path, n_ctx: int) -> subprocess.Po
 def run_flow(port: int, root: Path, overrides: dict[str, Any]) -> dict[str, Any]:
     """File one dispatch issue and run the runner once; return what a person would see."""
     import git
+    from github_emulator import GitHubEmulator
 
     from runner.app import build_app
     from runner.config import load_settings
     from runner.log import configure_logging
-    from runner.testing import GitHubEmulator
 
     configure_logging("WARNING", "json", [TOKEN])
     with GitHubEmulator(root / "github") as emu:

@@ -15,9 +15,9 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-from runner.procs import run_bounded
-from runner.sandbox import Sandbox, detect_backend
-from runner.workspace import run_git
+from runner.sandbox.bwrap import Sandbox, detect_backend
+from runner.sandbox.procs import run_bounded
+from runner.steps.workspace import run_git
 
 ENV = {"PATH": "/usr/local/bin:/usr/bin:/bin", "LC_ALL": "C"}
 

@@ -13,24 +13,24 @@ from typing import TYPE_CHECKING, Any
 
 from runner.config import Settings
 from runner.errors import AppNotInstalled, ConfigError, SandboxUnavailable
+from runner.executors.threads import Runner
 from runner.forge.auth import AppInstallations, PersonalToken, TokenSource, read_private_key
 from runner.forge.base import Forge
 from runner.forge.github import GitHubForge
 from runner.forge.pacer import LedgerSlots, SlotLedger, WriteLimits
 from runner.generators import build_chain
-from runner.health import Metrics
-from runner.hooks import CombinedHooks, load_hooks
-from runner.intake import Runner
+from runner.hooks.plugins import CombinedHooks, load_hooks
 from runner.ledger import ledger_scheme, open_ledger
 from runner.ledger.base import JobLedger, Ledger
 from runner.log import REDACTOR, get_logger
-from runner.pipeline import Pipeline
-from runner.preflight import prepare
-from runner.sandbox import Sandbox
-from runner.workspace import Identity, Workspace
+from runner.ops.health import Metrics
+from runner.ops.preflight import prepare
+from runner.pipeline.line import Pipeline
+from runner.sandbox.bwrap import Sandbox
+from runner.steps.workspace import Identity, Workspace
 
 if TYPE_CHECKING:
-    from runner.temporal.executor import TemporalRunner
+    from runner.executors.temporal.executor import TemporalRunner
 
 
 def utc_now() -> datetime:
@@ -157,8 +157,8 @@ def _temporal_app(settings: Settings, *, forge: Forge, workspace: Workspace, cha
                   log: Any, clock: Callable[[], datetime], metrics: Metrics, owner: str, runner_log: Any,
                   tokens: TokenSource, sandbox: Sandbox, slots: Ledger | None) -> App:
     """The same pipeline, run as a Temporal activity; Temporal holds the durable state."""
-    from runner.temporal.activities import ActivityLedger, TaskActivities
-    from runner.temporal.executor import TemporalRunner
+    from runner.executors.temporal.activities import ActivityLedger, TaskActivities
+    from runner.executors.temporal.executor import TemporalRunner
 
     ledger = ActivityLedger()
     pipeline = Pipeline(settings=settings, forge=forge, workspace=workspace, chain=chain, ledger=ledger,

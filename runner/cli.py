@@ -197,11 +197,11 @@ def _main(argv: Sequence[str] | None) -> int:
 def _dispatch(args: argparse.Namespace, stop: _Stop) -> int:
     command = args.command
     if command == "demo":
-        from runner.demo import run_demo
+        from runner.ops.demo import run_demo
 
         return run_demo(state_dir=args.state_dir, verbose=args.verbose, out=print)
     if command == "emulator":
-        from runner.testing.github import serve_forever
+        from github_emulator import serve_forever
 
         serve_forever(host=args.host, port=args.port, state_dir=args.state_dir, print_fn=print)
         return 0
@@ -218,11 +218,11 @@ def _dispatch(args: argparse.Namespace, stop: _Stop) -> int:
     settings = load_settings(args.env_file)
     configure_logging(settings.log_level, settings.log_format, settings.secrets())
     stop.logging_ready(get_logger())
-    from runner.sandbox import contain_credentials
+    from runner.sandbox.bwrap import contain_credentials
 
     contain_credentials(settings)
     if command == "healthcheck":
-        from runner.health import probe
+        from runner.ops.health import probe
 
         ok, detail = probe(args.url or f"http://127.0.0.1:{settings.health_port}/healthz")
         print(detail)
@@ -287,7 +287,7 @@ def _dispatch(args: argparse.Namespace, stop: _Stop) -> int:
 def _status_line(app: Any) -> Any:
     """Live progress per task on a terminal; plain log lines elsewhere (runner/status_line.py)."""
     from runner.log import get_logger
-    from runner.status_line import StatusLine
+    from runner.ops.status_line import StatusLine
 
     # On a terminal, INFO lines would scroll the live line away; LOG_LEVEL set on purpose still wins.
     status = StatusLine(sys.stderr, live=sys.stderr.isatty(), log=get_logger(),
@@ -330,8 +330,8 @@ class _Stop:
 
 def _serve(app: Any, stop: threading.Event, *, poll: bool = True) -> int:
     from runner.app import write_pacing
-    from runner.health import HealthServer
     from runner.log import get_logger
+    from runner.ops.health import HealthServer
 
     log = get_logger()
     settings = app.settings
@@ -344,7 +344,7 @@ def _serve(app: Any, stop: threading.Event, *, poll: bool = True) -> int:
     health = HealthServer(app.metrics, settings.health_host, settings.health_port).start()
     webhooks = None
     if settings.webhooks_enabled:
-        from runner.webhooks import serve_webhooks
+        from runner.intake.webhooks import serve_webhooks
 
         webhooks = serve_webhooks(app)
     app.workspace.cleanup()
@@ -375,7 +375,7 @@ def _list_generators() -> int:
 
 
 def _config_docs(root: Path | None, *, check: bool) -> int:
-    from runner import config_reference
+    from runner.ops import config_reference
 
     root = root or Path(__file__).resolve().parent.parent
     if check:
@@ -389,7 +389,7 @@ def _config_docs(root: Path | None, *, check: bool) -> int:
 
 
 def _check_config(settings: Settings, *, as_json: bool) -> int:
-    from runner.preflight import offline_checks
+    from runner.ops.preflight import offline_checks
 
     checks = offline_checks(settings)
     for check in checks:
@@ -406,8 +406,8 @@ def _check_config(settings: Settings, *, as_json: bool) -> int:
 
 def _doctor(settings: Settings, *, fix: bool) -> int:
     from runner.app import forge_from_settings, utc_now
-    from runner.doctor import Doctor, run_checks
-    from runner.preflight import offline_checks
+    from runner.ops.doctor import Doctor, run_checks
+    from runner.ops.preflight import offline_checks
 
     checks = offline_checks(settings)
     for check in checks:
@@ -424,8 +424,8 @@ def _doctor(settings: Settings, *, fix: bool) -> int:
 
 def _smoke_test(settings: Settings, args: argparse.Namespace) -> int:
     from runner.app import forge_from_settings
-    from runner.smoke import SmokeTest
-    from runner.task import normalize_repo
+    from runner.core.task import normalize_repo
+    from runner.ops.smoke import SmokeTest
 
     exact = [p for p in settings.allowed_target_repos if not any(c in p for c in "*?[")]
     target = args.target or (exact[0] if exact else None)
@@ -486,10 +486,10 @@ def _ledger_command(settings: Settings, args: argparse.Namespace) -> int:
 def _temporal_command(settings: Settings, args: argparse.Namespace) -> int:
     """`status` through Temporal's visibility API, `retry` as a new workflow run."""
     from runner.app import forge_from_settings, utc_now
-    from runner.health import Metrics
+    from runner.executors.temporal.executor import TemporalRunner
     from runner.ledger.status import format_status_table, records_to_json
     from runner.log import get_logger
-    from runner.temporal.executor import TemporalRunner
+    from runner.ops.health import Metrics
 
     forge = forge_from_settings(settings)
     runner = TemporalRunner(settings=settings, forge=forge, activities=None, clock=utc_now, owner="cli",

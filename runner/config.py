@@ -24,8 +24,8 @@ from pydantic import (
 )
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
+from runner.core.task import normalize_repo
 from runner.errors import ConfigError, TaskSpecError
-from runner.task import normalize_repo
 
 LogLevel = Literal["DEBUG", "INFO", "WARNING", "ERROR"]
 #: The executable hooks HOOK_COMMANDS may name (runner/hook_commands.py).

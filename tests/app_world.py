@@ -8,9 +8,9 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from runner.hooks import Hook
-from runner.testing import GitHubEmulator
-from runner.testing.github import EmulatedApp
+from github_emulator import EmulatedApp, GitHubEmulator
+
+from runner.hooks.plugins import Hook
 from tests.conftest import DISPATCH, README, TARGET, World
 
 SLUG = "runner-bot"

@@ -41,10 +41,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from github_emulator import ADMIN_TOKEN, FaultRule, GitHubEmulator
+
+from runner.core.task import BRANCH_PREFIX, task_prefix
 from runner.ledger import TERMINAL, Ledger, TaskRecord
 from runner.ledger.status import records_to_json
-from runner.task import BRANCH_PREFIX, task_prefix
-from runner.testing.github import ADMIN_TOKEN, FaultRule, GitHubEmulator
 
 DISPATCH = "octocat/dispatch"
 TARGET = "octocat/target"

@@ -11,11 +11,11 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from github_emulator import GitHubEmulator
 
 from runner.app import App, build_app
 from runner.config import Settings, load_settings
 from runner.log import configure_logging
-from runner.testing import GitHubEmulator
 
 DISPATCH = "octocat/dispatch"
 TARGET = "octocat/target"

@@ -8,7 +8,7 @@ from __future__ import annotations
 import os
 from typing import Any
 
-from runner.hooks import Hook
+from runner.hooks.plugins import Hook
 
 
 class CrashAt(Hook):

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Protocol
 
-from runner.feedback import FeedbackItem
+from runner.core.feedback import FeedbackItem
 
 
 @dataclass(frozen=True)

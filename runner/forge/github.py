@@ -22,6 +22,7 @@ from github.GithubObject import NotSet
 from github.Issue import Issue as GhIssue
 from github.PullRequest import PullRequest as GhPull
 
+from runner.core.feedback import FeedbackItem
 from runner.errors import (
     BadCredentials,
     ForgeError,
@@ -30,7 +31,6 @@ from runner.errors import (
     RateLimited,
     Rejected,
 )
-from runner.feedback import FeedbackItem
 from runner.forge.base import (
     Comment,
     ContentEdit,
@@ -146,7 +146,7 @@ class GitHubForge:
                 # https://docs.github.com/en/rest/using-the-rest-api/rate-limits-for-the-rest-api
                 # Never POST twice: GithubRetry adds POST to urllib3's idempotent methods, and a
                 # POST retried after GitHub acted (a 502 after the write, a read timeout) makes a
-                # second comment or PR. Creation is retried one level up, in runner.retry, which
+                # second comment or PR. Creation is retried one level up, in runner.steps.retry, which
                 # looks for the comment or PR first. Connection errors (nothing was sent) are
                 # still retried here for every method.
                 retry = PacedRetry(
@@ -236,7 +236,7 @@ class GitHubForge:
                 self._etags[cache_key] = (etag, issues, single_page)
         return issues
 
-    # -- feedback (runner.feedback) -------------------------------------------------
+    # -- feedback (runner.core.feedback) -------------------------------------------------
 
     def comments_since(self, repo: str, since: str) -> Sequence[FeedbackItem]:
         # https://docs.github.com/rest/issues/comments#list-issue-comments-for-a-repository

@@ -44,8 +44,8 @@ def _lazy(module: str) -> GeneratorFactory:
 BUILTINS: dict[str, GeneratorFactory] = {
     "trace": _lazy("runner.generators.trace"),
     "patch": _lazy("runner.generators.patch"),
-    "openai": _lazy("runner.generators.openai_gen"),
-    "anthropic": _lazy("runner.generators.anthropic_gen"),
+    "openai": _lazy("runner.generators.llm.openai"),
+    "anthropic": _lazy("runner.generators.llm.anthropic"),
     "command": _lazy("runner.generators.command"),
 }
 

@@ -2,7 +2,7 @@
 
 A generator receives a read-only :class:`GenerationContext` and returns
 :class:`Changes`. It edits files in ``ctx.worktree`` only (through
-:func:`runner.guard.safe_write` when it writes on behalf of a model), never
+:func:`runner.steps.guard.safe_write` when it writes on behalf of a model), never
 commits or pushes, and raises a :class:`runner.errors.GeneratorError` subclass
 when it cannot do the job. The runner commits, validates and publishes.
 """
@@ -16,8 +16,8 @@ from pathlib import Path
 from types import MappingProxyType
 from typing import Any, Protocol, runtime_checkable
 
-from runner.feedback import RoundContext
-from runner.task import DispatchTask
+from runner.core.feedback import RoundContext
+from runner.core.task import DispatchTask
 
 
 @dataclass(frozen=True)

@@ -18,7 +18,7 @@ and semicolons is still one argument. Placeholders:
 - ``{task_id}``: the task id from the issue metadata;
 - ``{repo}``: the target repository, ``owner/name``.
 
-The CLI runs in the sandbox (:mod:`runner.sandbox`): only the worktree is
+The CLI runs in the sandbox (:mod:`runner.sandbox.bwrap`): only the worktree is
 writable, the instruction file is mounted read-only, there is no network unless
 ``SANDBOX_NETWORK=allow``, and at the deadline everything it started is killed.
 It gets a minimal environment: ``COMMAND_ENV_ALLOWLIST`` (credential-like
@@ -43,7 +43,8 @@ from runner.config import Settings
 from runner.errors import ConfigError, GeneratorError, GeneratorTimeout, WorkspaceError
 from runner.generators.base import Changes, GenerationContext, Generator, Usage
 from runner.log import Redactor
-from runner.procs import (
+from runner.sandbox.bwrap import Sandbox
+from runner.sandbox.procs import (
     ProcResult,
     fenced,
     format_seconds,
@@ -52,8 +53,7 @@ from runner.procs import (
     strip_ansi,
     tail_text,
 )
-from runner.sandbox import Sandbox
-from runner.workspace import run_git
+from runner.steps.workspace import run_git
 
 PLACEHOLDERS = ("instruction", "instruction_file", "worktree", "model", "task_id", "repo")
 EXAMPLE = "COMMAND_TEMPLATE='aider --yes --no-auto-commits --message-file {instruction_file}'"

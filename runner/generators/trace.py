@@ -10,9 +10,9 @@ from collections.abc import Callable
 from dataclasses import replace
 from typing import Any
 
+from runner.core.task import DispatchTask, render_metadata
 from runner.generators.base import Changes, GenerationContext
-from runner.guard import safe_write
-from runner.task import DispatchTask, render_metadata
+from runner.steps.guard import safe_write
 
 
 def render_trace(task: DispatchTask, *, branch: str) -> str:

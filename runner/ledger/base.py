@@ -125,7 +125,7 @@ class JobLedger(Protocol):
     """What the pipeline records about the one job it runs: the ledger calls an executor must answer.
 
     Both lease ledgers implement it; under Temporal, the running activity does
-    (``runner.temporal.activities.ActivityLedger``), so the pipeline never knows
+    (``runner.executors.temporal.activities.ActivityLedger``), so the pipeline never knows
     which executor runs it."""
 
     def heartbeat(self, job: Job, *, now: datetime, lease_seconds: float) -> Job: ...
@@ -142,7 +142,7 @@ class JobLedger(Protocol):
 
 
 class FeedbackInbox(Protocol):
-    """The feedback items of each task (runner.feedback): recorded once, handled once, under the lease.
+    """The feedback items of each task (runner.core.feedback): recorded once, handled once, under the lease.
 
     An item is keyed by where it was posted and its GitHub id, so a redelivery, the
     next poll or an edit of a handled comment finds it known and adds nothing.

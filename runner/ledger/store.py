@@ -237,7 +237,7 @@ class SqlLedger(ABC):
             for d, e, a, r, n, o, p, t in rows
         ]
 
-    # -- feedback rounds (runner.feedback) ------------------------------------------
+    # -- feedback rounds (runner.core.feedback) ------------------------------------------
 
     def add_feedback(self, key: TaskKey, item_key: str, item: Mapping[str, Any], *, now: datetime) -> bool:
         """Record a feedback item of a known task once, and queue the task if it had finished.

@@ -1,31 +1,17 @@
-"""Emulators shipped with agent-runner, like ``moto`` for AWS.
+"""The emulators, for plugin authors' tests: a thin re-export of the ``github-emulator`` distribution.
 
-They are real servers on 127.0.0.1, so tests (ours and plugin authors')
-exercise real HTTP clients and real git with no credentials and no network.
+The runtime wheel and image carry no emulator code. Install it beside the runner::
+
+    pip install -e ./emulator        # from a checkout of agent-runner
 """
 
 from __future__ import annotations
 
-from .github import (
-    ADMIN_LOGIN,
-    ADMIN_TOKEN,
-    EmulatorError,
-    FaultRule,
-    GitHubEmulator,
-    Permission,
-    RequestRecord,
-)
-from .llm import AnthropicEmulator, OpenAIEmulator, Reply
-
-__all__ = [
-    "ADMIN_LOGIN",
-    "AnthropicEmulator",
-    "OpenAIEmulator",
-    "Reply",
-    "ADMIN_TOKEN",
-    "EmulatorError",
-    "FaultRule",
-    "GitHubEmulator",
-    "Permission",
-    "RequestRecord",
-]
+try:
+    from github_emulator import *  # noqa: F403
+    from github_emulator import __all__  # noqa: F401
+except ImportError as exc:  # pragma: no cover - only without the emulator installed
+    raise ImportError(
+        "runner.testing needs the GitHub and model emulators, which are a separate distribution: "
+        "run `pip install -e ./emulator` from a checkout of agent-runner (or `make venv`)."
+    ) from exc

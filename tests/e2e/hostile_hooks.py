@@ -12,7 +12,7 @@ from typing import Any
 
 import requests
 
-from runner.hooks import Hook
+from runner.hooks.plugins import Hook
 
 #: task-id prefix -> the token of the user who edits the body while the task runs
 EDITORS = {"edit-r": "reader-token", "edit-w": "writer-token"}

@@ -13,10 +13,10 @@ import pytest
 import structlog
 
 from runner.config import load_settings
+from runner.core.task import parse_task, task_names
 from runner.errors import ConfigError, GeneratorError, GeneratorTimeout
 from runner.generators.base import GenerationContext
 from runner.generators.command import CommandGenerator, build
-from runner.task import parse_task, task_names
 
 BODY = """<!-- agent_task_metadata {"task_id": "cmd-task-0001"} -->
 

@@ -7,12 +7,12 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import requests
+from github_emulator.llm import AnthropicEmulator, OpenAIEmulator
 
 from runner.app import utc_now
-from runner.doctor import Doctor, run_checks
 from runner.forge.github import GitHubForge
-from runner.preflight import Check
-from runner.testing.llm import AnthropicEmulator, OpenAIEmulator
+from runner.ops.doctor import Doctor, run_checks
+from runner.ops.preflight import Check
 from tests.conftest import DISPATCH, TARGET, TOKEN, World
 
 

@@ -10,7 +10,7 @@ import pytest
 
 from tests.conftest import DISPATCH, README_PATCH, TARGET, World, dispatch_body
 from tests.temporal_server import temporal_dev_server
-from tests.unit.ledger_fixtures import fresh_url
+from tests.unit.ledger.fixtures import fresh_url
 
 EXECUTORS = [
     pytest.param("sqlite", id="sqlite"),

@@ -194,7 +194,8 @@ def test_a_human_commit_on_the_branch_stops_the_round_with_the_reason(users: Wor
 
 @pytest.fixture()
 def hooked(tmp_path: Any) -> Any:
-    from runner.testing import GitHubEmulator
+    from github_emulator import GitHubEmulator
+
     from tests.app_world import make_app_world
     from tests.e2e.test_webhooks import Hooked
 
@@ -303,7 +304,7 @@ def test_kill_9_after_the_rounds_push_gives_exactly_one_new_commit(users: World,
 
 
 def test_the_token_budget_covers_every_round_and_is_reported(users: World) -> None:
-    from runner.testing.llm import OpenAIEmulator, Reply
+    from github_emulator.llm import OpenAIEmulator, Reply
 
     world = users
     with OpenAIEmulator() as llm:

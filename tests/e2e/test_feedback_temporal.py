@@ -40,7 +40,7 @@ def attempts(address: str, number: int) -> dict[str, int]:
     """How many attempts each activity of the issue's latest workflow run took."""
     from temporalio.client import Client
 
-    from runner.temporal.types import workflow_id
+    from runner.executors.temporal.types import workflow_id
 
     async def go() -> dict[str, int]:
         handle = (await Client.connect(address)).get_workflow_handle(workflow_id(DISPATCH, number))
@@ -60,7 +60,7 @@ def runs(address: str, number: int) -> list[tuple[str, list[str]]]:
     """Every run of the issue's workflow, newest first: its status and the activities it scheduled."""
     from temporalio.client import Client
 
-    from runner.temporal.types import workflow_id
+    from runner.executors.temporal.types import workflow_id
 
     async def go() -> list[tuple[str, list[str]]]:
         client = await Client.connect(address)
@@ -187,7 +187,8 @@ def test_queued_items_survive_continue_as_new_and_each_runs_once(users: World) -
 
 @pytest.fixture()
 def hooked_temporal(tmp_path: Path) -> Iterator[tuple[Any, str]]:
-    from runner.testing import GitHubEmulator
+    from github_emulator import GitHubEmulator
+
     from tests.app_world import make_app_world
     from tests.e2e.test_webhooks import Hooked
 

@@ -11,8 +11,8 @@ import github
 import pytest
 import requests
 from github import Auth, GithubIntegration
+from github_emulator import GitHubEmulator
 
-from runner.testing import GitHubEmulator
 from tests import app_world
 from tests.app_world import BOT, AppWorld, Clock, app_world_fixture, make_app_world
 from tests.conftest import DISPATCH, README_PATCH, TARGET, dispatch_body

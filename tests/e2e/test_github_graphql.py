@@ -5,9 +5,9 @@ from __future__ import annotations
 from typing import Any
 
 import httpx
+from github_emulator import GitHubEmulator
 
 from runner.forge.github import TRAIL_QUERY, GitHubForge
-from runner.testing import GitHubEmulator
 from tests.conftest import DISPATCH, TOKEN
 
 

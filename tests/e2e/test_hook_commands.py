@@ -12,8 +12,8 @@ from pathlib import Path
 import pytest
 
 from runner.errors import ConfigError
-from runner.health import HealthServer
-from runner.preflight import offline_checks
+from runner.ops.health import HealthServer
+from runner.ops.preflight import offline_checks
 from tests.conftest import TARGET, TOKEN, World, dispatch_body
 
 

@@ -20,9 +20,9 @@ from itertools import count
 from typing import Any
 
 import pytest
+from github_emulator import GitHubEmulator
 
-from runner.render import RESULT_MARKER
-from runner.testing import GitHubEmulator
+from runner.core.render import RESULT_MARKER
 from tests.conftest import DISPATCH, README, README_PATCH, TARGET, World
 
 OTHER = "octocat/other"

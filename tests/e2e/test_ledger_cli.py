@@ -15,7 +15,7 @@ import pytest
 from runner.ledger import TaskKey, TaskRecord, open_ledger
 from tests import chaos
 from tests.conftest import DISPATCH, README_PATCH, World, dispatch_body
-from tests.unit.ledger_fixtures import BACKEND_PARAMS, fresh_url
+from tests.unit.ledger.fixtures import BACKEND_PARAMS, fresh_url
 
 BAD_PATCH = "```diff\n--- a/nope.txt\n+++ b/nope.txt\n@@ -1 +1 @@\n-x\n+y\n```"
 

@@ -6,8 +6,8 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
+from github_emulator.llm import AnthropicEmulator, LLMEmulator, OpenAIEmulator, Reply
 
-from runner.testing.llm import AnthropicEmulator, LLMEmulator, OpenAIEmulator, Reply
 from tests.conftest import DISPATCH, README_PATCH, TARGET, World, dispatch_body
 
 KEY = "sk-emulated-key-0000"
@@ -37,7 +37,7 @@ def target_file(world: World, path: str, branch: str = "agent-task-test-tas") ->
 
 
 def changed_paths(world: World, branch: str = "agent-task-test-tas") -> set[str]:
-    from runner.workspace import run_git
+    from runner.steps.workspace import run_git
 
     out = run_git(world.emu.bare_repo_path(TARGET), "diff", "--name-only", f"main...{branch}")
     return set(out.split())

@@ -12,8 +12,11 @@ from typing import Any
 
 import pytest
 import structlog
+from github_emulator.llm import AnthropicEmulator, LLMEmulator, OpenAIEmulator, Reply
 
 from runner.config import Settings, load_settings
+from runner.core.pricing import cost_usd
+from runner.core.task import parse_task
 from runner.errors import (
     BudgetExceeded,
     ConfigError,
@@ -23,13 +26,10 @@ from runner.errors import (
     ModelRequestRefused,
     NoChangeMade,
 )
-from runner.generators.anthropic_gen import AnthropicGenerator
 from runner.generators.base import Budget, Changes, GenerationContext, Generator
-from runner.generators.llm_loop import JSON_FALLBACK_NOTE
-from runner.generators.openai_gen import OpenAIGenerator
-from runner.generators.pricing import cost_usd
-from runner.task import parse_task
-from runner.testing.llm import AnthropicEmulator, LLMEmulator, OpenAIEmulator, Reply
+from runner.generators.llm.anthropic import AnthropicGenerator
+from runner.generators.llm.loop import JSON_FALLBACK_NOTE
+from runner.generators.llm.openai import OpenAIGenerator
 
 API_KEY = "sk-emulated-secret-123"
 INSTRUCTION = "Make src/app.py greet the world and add docs/NOTES.md."

@@ -13,10 +13,10 @@ from typing import Any
 
 import openai
 import pytest
+from github_emulator.llm import OpenAIEmulator, Reply
+from github_emulator.llm.openai_wire import PROFILES
 
 from runner.errors import ConfigError
-from runner.testing.llm import OpenAIEmulator, Reply
-from runner.testing.llm.openai_wire import PROFILES
 from tests.conftest import DISPATCH, TARGET, World, dispatch_body
 
 KEY = "sk-emulated-key-0000"

@@ -11,8 +11,8 @@ from pathlib import Path
 import pytest
 
 from runner.errors import SandboxUnavailable
-from runner.sandbox import Sandbox, SandboxLimits
-from runner.workspace import Identity, Workspace, run_git
+from runner.sandbox.bwrap import Sandbox, SandboxLimits
+from runner.steps.workspace import Identity, Workspace, run_git
 from tests.conftest import README_PATCH, REPO_ROOT, TARGET, TOKEN, World, dispatch_body
 
 NOBODY = ["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups"]
@@ -24,7 +24,7 @@ def test_runner_environ_and_memory_are_unreadable_by_a_same_uid_process(tmp_path
         pytest.fail("setpriv (util-linux) is needed to run this test as an unprivileged uid")
     runner = subprocess.Popen(
         [*NOBODY, "python3", "-c",
-         "import os, sys, time; from runner.sandbox import contain_credentials\n"
+         "import os, sys, time; from runner.sandbox.bwrap import contain_credentials\n"
          "class S:\n  def secrets(self): return [os.environ['GITHUB_TOKEN']]\n"
          "print(sorted(contain_credentials(S())), 'GITHUB_TOKEN' in os.environ, flush=True)\n"
          "time.sleep(30)"],

@@ -18,7 +18,7 @@ import pytest
 from runner.ledger import Ledger, TaskKey, TaskRecord, open_ledger
 from tests import chaos
 from tests.conftest import DISPATCH, TARGET, World, dispatch_body
-from tests.unit.ledger_fixtures import BACKEND_PARAMS, fresh_url
+from tests.unit.ledger.fixtures import BACKEND_PARAMS, fresh_url
 
 RUNNER_START_S = 30.0  # generous: these tests share two cores with the rest of the suite
 

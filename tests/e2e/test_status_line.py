@@ -8,7 +8,7 @@ import pty
 import subprocess
 import sys
 
-from runner.status_line import stage_words
+from runner.ops.status_line import stage_words
 from tests.conftest import World, dispatch_body
 
 

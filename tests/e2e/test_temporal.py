@@ -166,8 +166,9 @@ def test_webhooks_and_polling_start_one_workflow(tmp_path: Path, temporal: str) 
     """EXECUTOR=temporal takes webhooks too: a delivery and its redeliveries make one run."""
     import threading
 
-    from runner.testing import GitHubEmulator
-    from runner.webhooks import serve_webhooks
+    from github_emulator import GitHubEmulator
+
+    from runner.intake.webhooks import serve_webhooks
     from tests.app_world import WEBHOOK_SECRET, make_app_world
 
     with GitHubEmulator(tmp_path / "github") as emu:
@@ -203,7 +204,7 @@ def test_temporal_replicas_share_one_write_budget_through_postgresql(world: Worl
     """Two Temporal workers on one token, the pacer on, LEDGER_URL PostgreSQL: one budget between them."""
     import threading
 
-    from tests.unit.ledger_fixtures import fresh_url, raw_query
+    from tests.unit.ledger.fixtures import fresh_url, raw_query
 
     numbers = [world.file_issue(dispatch_body(f"paced-{i}-task")) for i in range(3)]
     with fresh_url("postgres", tmp_path, prefix="temporal_slots") as url:

@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from runner.procs import minimal_env
-from runner.validation import (
+from runner.sandbox.procs import minimal_env
+from runner.steps.validation import (
     CommandResult,
     ValidationReport,
     run_validation,

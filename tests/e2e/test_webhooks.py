@@ -13,12 +13,11 @@ from typing import Any
 
 import pytest
 import requests
+from github_emulator import GitHubEmulator, sign
 
 from runner.app import App
+from runner.intake.webhooks import WebhookServer, serve_webhooks
 from runner.ledger.base import TaskKey
-from runner.testing import GitHubEmulator
-from runner.testing.github import sign
-from runner.webhooks import WebhookServer, serve_webhooks
 from tests.app_world import WEBHOOK_SECRET, AppWorld, make_app_world
 from tests.conftest import DISPATCH, README_PATCH, TARGET, dispatch_body
 

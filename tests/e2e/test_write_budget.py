@@ -9,8 +9,9 @@ import time
 from collections import Counter
 from pathlib import Path
 
+from github_emulator.app import RequestRecord
+
 from runner.ledger import TaskKey, open_ledger
-from runner.testing.github.app import RequestRecord
 from tests import chaos
 from tests.conftest import DISPATCH, TARGET, World, dispatch_body
 

@@ -2,7 +2,7 @@
 
 The end-to-end tests run the whole agent-runner pipeline (intake, git clone,
 your generator, commit, push, pull request, issue comment, labels) against
-``runner.testing.GitHubEmulator``: a real GitHub-shaped HTTP server and real
+``github_emulator.GitHubEmulator``: a real GitHub-shaped HTTP server and real
 git on 127.0.0.1, with no credentials and no network. Run them from this
 directory after installing the plugin, so its entry point is registered:
 
@@ -22,7 +22,7 @@ import pytest
 from runner.app import build_app
 from runner.config import load_settings
 from runner.errors import GeneratorError
-from runner.testing import ADMIN_TOKEN, GitHubEmulator
+from github_emulator import ADMIN_TOKEN, GitHubEmulator
 
 from agent_runner_changelog import MAX_ENTRY_CHARS, add_entry, changelog_entry
 

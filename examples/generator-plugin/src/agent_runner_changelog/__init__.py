@@ -18,7 +18,7 @@ from typing import Any
 
 from runner.errors import GeneratorError, GeneratorTimeout
 from runner.generators import Changes, GenerationContext
-from runner.guard import resolve_inside, safe_read, safe_write
+from runner.steps.guard import resolve_inside, safe_read, safe_write
 
 __all__ = ["CHANGELOG", "MAX_ENTRY_CHARS", "ChangelogGenerator", "add_entry", "build", "changelog_entry"]
 

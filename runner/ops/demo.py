@@ -1,0 +1,103 @@
+"""Show the whole flow in under a minute: emulator, dispatch issue, one pass, pull request.
+
+Everything runs on 127.0.0.1 against the built-in GitHub emulator, with its
+default token; no credentials, no network.
+"""
+
+from __future__ import annotations
+
+import tempfile
+from collections.abc import Callable
+from pathlib import Path
+
+from github_emulator import GitHubEmulator
+
+from runner.app import build_app
+from runner.config import load_settings
+from runner.log import configure_logging
+from runner.steps.workspace import run_git
+
+DISPATCH = "octocat/dispatch"
+TARGET = "octocat/hello-world"
+TOKEN = "emulator-token"
+
+DEMO_BODY = """\
+<!-- agent_task_metadata {"task_id": "demo-task-0001", "requested_by": "make demo"} -->
+
+## Instruction
+
+Add a greeting for new contributors to the README.
+
+```diff
+--- a/README.md
++++ b/README.md
+@@ -1,3 +1,5 @@
+ # hello-world
+
+ A tiny repository used by the agent-runner demo.
++
++Welcome, new contributor! Start with `CONTRIBUTING.md`.
+```
+
+Target Repository: octocat/hello-world
+"""
+
+
+def run_demo(*, state_dir: Path | None, verbose: bool, out: Callable[[str], None]) -> int:
+    """Run the demo; returns the process exit code."""
+    if state_dir is None:
+        with tempfile.TemporaryDirectory(prefix="agent-runner-demo-") as tmp:
+            return _demo(Path(tmp), verbose, out)
+    state_dir.mkdir(parents=True, exist_ok=True)
+    return _demo(state_dir, verbose, out)
+
+
+def _demo(root: Path, verbose: bool, out: Callable[[str], None]) -> int:
+    configure_logging("INFO" if verbose else "WARNING", "console" if verbose else "auto", [TOKEN])
+    with GitHubEmulator(root / "github") as emu:
+        out(f"● GitHub emulator at {emu.base_url} (user octocat)")
+        emu.create_repo(DISPATCH)
+        emu.create_repo(TARGET, files={
+            "README.md": "# hello-world\n\nA tiny repository used by the agent-runner demo.\n",
+        })
+        number = emu.create_issue(DISPATCH, "Greet new contributors", DEMO_BODY, labels=("copilot-agent",))
+        out(f"● Filed dispatch issue {DISPATCH}#{number} labeled `copilot-agent`")
+
+        settings = load_settings(
+            env_file=None,
+            github_token=TOKEN,
+            github_api_url=emu.base_url,
+            dispatch_repo=DISPATCH,
+            workspace_dir=root / "workspace",
+            data_dir=root / "data",
+            generators="patch",
+            poll_interval_seconds=1,
+        )
+        app = build_app(settings)
+        try:
+            out("● Running one pass of the runner …")
+            outcomes = app.runner.run_once()
+        finally:
+            app.close()
+
+        pulls = emu.pulls(TARGET)
+        comments = emu.comments(DISPATCH, number)
+        labels = emu.labels(DISPATCH, number)
+        if not outcomes or outcomes[0].status != "succeeded" or len(pulls) != 1:
+            out(f"✗ The demo did not produce a pull request: {[o.error for o in outcomes]}")
+            return 1
+        pull = pulls[0]
+        branch = pull["head"]["ref"]
+        out(f"● Branch {branch} pushed to {TARGET} (head {pull['head']['sha'][:10]})")
+        out(f"● Pull request #{pull['number']}: {pull['html_url']}")
+        out("  Files changed (git diff --stat):")
+        stat = run_git(emu.bare_repo_path(TARGET), "diff", "--stat", f"{pull['base']['ref']}...{branch}")
+        for line in stat.splitlines():
+            out(f"    {line.strip()}")
+        out(f"● Comment posted on {DISPATCH}#{number}:")
+        for line in comments[-1]["body"].splitlines():
+            if line.strip() and not line.startswith("<!--"):
+                out(f"    {line}")
+        out(f"● Labels on the issue: {', '.join(sorted(labels))}")
+        out("✓ Done. Run it again any time: `make demo`.")
+    return 0
