@@ -30,7 +30,7 @@ from typing import Protocol
 from github import Auth, GithubException, GithubIntegration
 
 from runner.errors import AppNotInstalled, ConfigError
-from runner.forge.github import translate
+from runner.forge.wire import translate
 
 #: Refresh a cached installation token this long before it expires (GitHub: tokens last 1 h).
 REFRESH_MARGIN = timedelta(minutes=5)
@@ -218,6 +218,26 @@ class AppInstallations:
         login = self.bot_login
         bot_id = user_id(login, dispatch_repo)
         return BotIdentity(login=login, name=login, email=f"{bot_id}+{login}@users.noreply.github.com")
+
+
+class SourcedAuth(Auth.Auth):
+    """PyGithub auth that asks the token source on every request, so a refreshed token is used at once."""
+
+    def __init__(self, source: TokenSource, key: str) -> None:
+        self._source = source
+        self._key = key
+
+    @property
+    def token_type(self) -> str:
+        return "token"
+
+    @property
+    def token(self) -> str:
+        return self._source.token(self._key)
+
+    @property
+    def _masked_token(self) -> str:
+        return "token (removed)"
 
 
 def read_private_key(pem: str | None, path: str | None) -> str:

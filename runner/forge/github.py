@@ -1,42 +1,32 @@
 """Talk to GitHub (or GitHub Enterprise, or the emulator) through PyGithub.
 
-This is the only module that imports PyGithub. It converts PyGithub objects into
-our frozen values and PyGithub/requests exceptions into :mod:`runner.errors`
-at the boundary, so nothing above it needs to know the library.
+This module makes the requests: one PyGithub client and one write pacer per
+credential, conditional polling and short caches. What GitHub's answers mean,
+PyGithub objects into our frozen values and PyGithub/requests exceptions into
+:mod:`runner.errors`, is the pure :mod:`runner.forge.wire`; the tokens come from
+:mod:`runner.forge.auth`. Nothing above the forge needs to know the library.
 """
 
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import threading
 import time
-from collections.abc import Callable, Iterator, Mapping, Sequence
-from email.utils import parsedate_to_datetime
-from typing import TYPE_CHECKING, Any
+from collections.abc import Callable, Iterator, Sequence
+from typing import Any, TypeVar
 from urllib.parse import quote
 
-import requests
-from github import Auth, Github, GithubException, GithubRetry
+from github import Github, GithubException, GithubRetry
 from github.GithubObject import NotSet
-from github.Issue import Issue as GhIssue
-from github.PullRequest import PullRequest as GhPull
 
 from runner.core.feedback import FeedbackItem
-from runner.errors import (
-    BadCredentials,
-    ForgeError,
-    NotFound,
-    PermissionDenied,
-    RateLimited,
-    Rejected,
-)
+from runner.errors import NotFound, Rejected
+from runner.forge import wire
+from runner.forge.auth import PersonalToken, SourcedAuth, TokenSource
 from runner.forge.base import (
     Comment,
-    ContentEdit,
     Issue,
     IssueTrail,
-    LabelEvent,
     PullRequest,
     RepoAccess,
     RepoInfo,
@@ -45,15 +35,7 @@ from runner.forge.base import (
 from runner.forge.cache import TtlCache
 from runner.forge.pacer import GITHUB_LIMITS, Pacer, SlotStore, WriteLimits
 
-if TYPE_CHECKING:
-    from runner.forge.auth import TokenSource
-
-WRITE_METHODS = frozenset({"POST", "PATCH", "PUT", "DELETE"})
-
-
-def pacer_bucket(credential: str, base_url: str) -> str:
-    """The pacer's key for one credential on one GitHub: a hash, so no token is ever stored."""
-    return hashlib.sha256(f"{base_url}\n{credential}".encode()).hexdigest()[:20]
+T = TypeVar("T")
 
 
 class PacedRetry(GithubRetry):  # type: ignore[misc]
@@ -84,7 +66,7 @@ class PacedRetry(GithubRetry):  # type: ignore[misc]
         if retry_after is None:
             pacer.wait(self.get_backoff_time())
         method = self.history[-1].method if self.history else None
-        pacer.before(write=(method or "").upper() in WRITE_METHODS)
+        pacer.before(write=(method or "").upper() in wire.WRITE_METHODS)
 
 
 class GitHubForge:
@@ -104,11 +86,7 @@ class GitHubForge:
         clock: Callable[[], float] = time.monotonic,
         log: Any = None,
     ) -> None:
-        if isinstance(token, str):
-            from runner.forge.auth import PersonalToken
-
-            token = PersonalToken(token)
-        self._source: TokenSource = token
+        self._source: TokenSource = PersonalToken(token) if isinstance(token, str) else token
         self._base_url = base_url
         self._max_retries = max_retries
         # Our pacer replaces PyGithub's throttle, which has no lock and so does not
@@ -126,7 +104,7 @@ class GitHubForge:
         self._clients: dict[str, tuple[Github, Pacer]] = {}
         self._clients_lock = threading.Lock()
         self._login: str | None = None
-        self._etags: dict[tuple[str, str], tuple[str, list[Issue], bool]] = {}
+        self._etags: dict[tuple[str, str], tuple[str, list[Any], bool]] = {}
         self._etag_lock = threading.Lock()
         self._repos: TtlCache[RepoInfo] = TtlCache(cache_ttl, clock=clock)
         self._permissions: TtlCache[str] = TtlCache(cache_ttl, clock=clock)
@@ -138,7 +116,7 @@ class GitHubForge:
             found = self._clients.get(key)
             if found is None:
                 credential = self._source.token(key) if self._source.mode == "token" else key
-                pacer = Pacer(self._limits, bucket=pacer_bucket(credential, self._base_url), store=self._slots,
+                pacer = Pacer(self._limits, bucket=wire.pacer_bucket(credential, self._base_url), store=self._slots,
                               stop=self._stop, log=self._log)
                 # GithubRetry retries 5xx and 403s that carry Retry-After or an exhausted
                 # rate limit (waiting for X-RateLimit-Reset); we add 429, which GitHub
@@ -158,7 +136,7 @@ class GitHubForge:
                     raise_on_status=False,  # when retries run out, map the last response, not a RetryError
                 )
                 retry.pacer = pacer
-                client = Github(auth=_SourcedToken(self._source, key), retry=retry, **self._client_options)
+                client = Github(auth=SourcedAuth(self._source, key), retry=retry, **self._client_options)
                 found = self._clients[key] = (client, pacer)
             return found
 
@@ -168,7 +146,7 @@ class GitHubForge:
         client, pacer = self._client(repo)
         pacer.before(write=write)
         try:
-            with translate(action, observe=pacer.observe):
+            with wire.translate(action, observe=pacer.observe):
                 yield client
         finally:
             remaining, limit = client.requester.rate_limiting
@@ -209,44 +187,48 @@ class GitHubForge:
         limit, so polling every minute stays cheap:
         https://docs.github.com/en/rest/using-the-rest-api/best-practices-for-using-the-rest-api#use-conditional-requests-if-appropriate
         """
-        url = f"/repos/{repo}/issues"
         params = {"labels": label, "state": "open", "per_page": 100, "sort": "created", "direction": "asc"}
-        cache_key = (repo, label)
+        return self._conditional_pages(
+            repo, f"/repos/{repo}/issues", params, "list issues", (repo, label), keep=True,
+            convert=lambda rows: [i for i in (wire.issue_from_json(repo, r) for r in rows) if not i.is_pull_request])
+
+    def _conditional_pages(self, repo: str, url: str, params: dict[str, Any], what: str, cache_key: tuple[str, str],
+                           *, convert: Callable[[list[dict[str, Any]]], list[T]], keep: bool) -> list[T]:
+        """Every page of a conditional GET, converted; on a 304 the kept answer (``keep``) or ``[]``."""
         with self._etag_lock:
             cached = self._etags.get(cache_key)
         # The ETag covers page 1 only, so a 304 proves nothing when there were more pages.
         headers = {"If-None-Match": cached[0]} if cached and cached[2] else {}
-        with self._request(f"list issues in {repo}", repo) as gh:
+        with self._request(f"{what} in {repo}", repo) as gh:
             resp_headers, data = gh.requester.requestJsonAndCheck("GET", url, parameters=params, headers=headers)
         if data is None and cached:  # 304 Not Modified
             return list(cached[1])
-        pages = [data or []]
-        next_url = _next_link(resp_headers)
+        rows = list(data or [])
+        next_url = wire.next_link(resp_headers)
         single_page = next_url is None
         while next_url:
-            with self._request(f"list issues in {repo}", repo) as gh:
+            with self._request(f"{what} in {repo}", repo) as gh:
                 page_headers, page = gh.requester.requestJsonAndCheck("GET", next_url)
-            pages.append(page or [])
-            next_url = _next_link(page_headers)
-        issues = [issue_from_json(repo, item) for page in pages for item in page]
-        issues = [i for i in issues if not i.is_pull_request]
+            rows += page or []
+            next_url = wire.next_link(page_headers)
+        found = convert(rows)
         etag = resp_headers.get("etag")
         if etag:
             with self._etag_lock:
-                self._etags[cache_key] = (etag, issues, single_page)
-        return issues
+                self._etags[cache_key] = (etag, found if keep else [], single_page)
+        return found
 
     # -- feedback (runner.core.feedback) -------------------------------------------------
 
     def comments_since(self, repo: str, since: str) -> Sequence[FeedbackItem]:
         # https://docs.github.com/rest/issues/comments#list-issue-comments-for-a-repository
         rows = self._changed_since(repo, f"/repos/{repo}/issues/comments", since, "list comments")
-        return [_comment_item(repo, "issue_comment", row) for row in rows]
+        return [wire.feedback_item(repo, "issue_comment", row) for row in rows]
 
     def review_comments_since(self, repo: str, since: str) -> Sequence[FeedbackItem]:
         # https://docs.github.com/rest/pulls/comments#list-review-comments-in-a-repository
         rows = self._changed_since(repo, f"/repos/{repo}/pulls/comments", since, "list review comments")
-        return [_comment_item(repo, "review_comment", row) for row in rows]
+        return [wire.feedback_item(repo, "review_comment", row) for row in rows]
 
     def review_thread(self, review: FeedbackItem) -> Sequence[FeedbackItem]:
         # https://docs.github.com/rest/pulls/reviews#list-comments-for-a-pull-request-review
@@ -254,7 +236,7 @@ class GitHubForge:
         with self._request(f"list the comments of review {review.id} in {review.repo}", review.repo) as gh:
             _, rows = gh.requester.requestJsonAndCheck("GET", url, parameters={"per_page": 100})
             rows = list(rows or [])
-        return [_comment_item(review.repo, "review_comment", row) for row in rows]
+        return [wire.feedback_item(review.repo, "review_comment", row) for row in rows]
 
     def add_reaction(self, item: FeedbackItem, content: str) -> None:
         # https://docs.github.com/rest/reactions/reactions (200 when it already exists)
@@ -266,50 +248,30 @@ class GitHubForge:
     def _changed_since(self, repo: str, url: str, since: str, what: str) -> list[dict[str, Any]]:
         """Every row updated since ``since``, or ``[]`` when GitHub answers 304 to the cached ETag."""
         params = {"since": since, "sort": "updated", "direction": "asc", "per_page": 100}
-        cache_key = (repo, f"{url}?since={since}")
-        with self._etag_lock:
-            cached = self._etags.get(cache_key)
-        headers = {"If-None-Match": cached[0]} if cached and cached[2] else {}
-        with self._request(f"{what} in {repo}", repo) as gh:
-            resp_headers, data = gh.requester.requestJsonAndCheck("GET", url, parameters=params, headers=headers)
-        if data is None and cached:
-            return []
-        rows = list(data or [])
-        next_url = _next_link(resp_headers)
-        single_page = next_url is None
-        while next_url:
-            with self._request(f"{what} in {repo}", repo) as gh:
-                page_headers, page = gh.requester.requestJsonAndCheck("GET", next_url)
-            rows += page or []
-            next_url = _next_link(page_headers)
-        etag = resp_headers.get("etag")
-        if etag:
-            with self._etag_lock:
-                self._etags[cache_key] = (etag, [], single_page)
-        return rows
+        return self._conditional_pages(repo, url, params, what, (repo, f"{url}?since={since}"),
+                                       convert=lambda rows: rows, keep=False)
 
     def get_issue(self, repo: str, number: int) -> Issue:
         with self._request(f"read issue {repo}#{number}", repo) as gh:
             issue = gh.get_repo(repo).get_issue(number)
-            return _issue_value(repo, issue)
+            return wire.issue_value(repo, issue)
 
     def list_comments(self, repo: str, number: int) -> Sequence[Comment]:
         with self._request(f"list comments on {repo}#{number}", repo) as gh:
             issue = gh.get_repo(repo).get_issue(number)
-            return [_comment_value(c) for c in issue.get_comments()]
+            return [wire.comment_value(c) for c in issue.get_comments()]
 
     def create_comment(self, repo: str, number: int, body: str) -> Comment:
         with self._request(f"comment on {repo}#{number}", repo, write=True) as gh:
             issue = gh.get_repo(repo).get_issue(number)
-            return _comment_value(issue.create_comment(body))
+            return wire.comment_value(issue.create_comment(body))
 
     def edit_comment(self, repo: str, comment_id: int, body: str) -> Comment:
         with self._request(f"edit comment {comment_id} in {repo}", repo, write=True) as gh:
             _, data = gh.requester.requestJsonAndCheck(
                 "PATCH", f"/repos/{repo}/issues/comments/{comment_id}", input={"body": body}
             )
-            return Comment(id=int(data["id"]), body=data.get("body") or "",
-                           author=(data.get("user") or {}).get("login", ""), html_url=data.get("html_url") or "")
+            return wire.comment_from_json(data)
 
     def add_labels(self, repo: str, number: int, labels: Sequence[str]) -> None:
         with self._request(f"label {repo}#{number}", repo, write=True) as gh:
@@ -354,34 +316,11 @@ class GitHubForge:
         owner, name = repo.split("/", 1)
         with self._request(f"read the history of {repo}#{number}", repo) as gh:
             _, data = gh.requester.graphql_query(
-                TRAIL_QUERY, {"owner": owner, "name": name, "number": number})
-        issue = ((data.get("data") or {}).get("repository") or {}).get("issue")
-        if not isinstance(issue, dict):
+                wire.TRAIL_QUERY, {"owner": owner, "name": name, "number": number})
+        trail = wire.trail_from_json(data)
+        if trail is None:
             raise NotFound(f"GitHub found no issue {repo}#{number} when reading its history.")
-        edits_page = issue.get("userContentEdits") or {}
-        edit_nodes = [n for n in edits_page.get("nodes") or [] if isinstance(n, dict)]
-        timeline = issue.get("timelineItems") or {}
-        events = tuple(
-            LabelEvent(action="labeled" if n.get("__typename") == "LabeledEvent" else "unlabeled",
-                       label=str((n.get("label") or {}).get("name", "")), actor=_actor_login(n.get("actor")),
-                       at=str(n.get("createdAt") or ""))
-            for n in timeline.get("nodes") or [] if isinstance(n, dict)
-        )
-        author = _actor_login(issue.get("author"))
-        edits = [ContentEdit(editor=_actor_login(n.get("editor")), at=str(n.get("editedAt") or ""))
-                 for n in edit_nodes]
-        complete = int(edits_page.get("totalCount") or 0) <= len(edit_nodes)
-        if issue.get("includesCreatedEdit") and edits and complete:
-            edits.remove(_original_text(edits, author))
-        return IssueTrail(
-            author=author,
-            body=issue.get("body") or "",
-            created_at=str(issue.get("createdAt") or ""),
-            last_edited_at=issue.get("lastEditedAt"),
-            edits=tuple(edits),
-            label_events=events,
-            complete=complete,
-        )
+        return trail
 
     def repo_info(self, repo: str) -> RepoInfo:
         """Cached for GITHUB_CACHE_SECONDS: the default branch and clone URL rarely change."""
@@ -400,27 +339,15 @@ class GitHubForge:
     # -- what `agent-runner doctor` asks --------------------------------------------
 
     def token_info(self, repo: str) -> TokenInfo:
-        """GET /user: the login, the classic scopes and GitHub's clock.
-
-        Classic tokens list their scopes in `X-OAuth-Scopes`; fine-grained and
-        app tokens send no such header:
-        https://docs.github.com/en/apps/oauth-apps/building-oauth-apps/scopes-for-oauth-apps
-        """
+        """GET /user: the login, the classic scopes and GitHub's clock (see :func:`wire.token_info`)."""
         with self._request("read the authenticated user", repo) as gh:
             headers, data = gh.requester.requestJsonAndCheck("GET", "/user")
-        lowered = {k.lower(): v for k, v in (headers or {}).items()}
-        raw = lowered.get("x-oauth-scopes")
-        scopes = None if raw is None else tuple(s.strip() for s in raw.split(",") if s.strip())
-        try:
-            server_time = parsedate_to_datetime(lowered["date"]) if "date" in lowered else None
-        except (TypeError, ValueError):
-            server_time = None
-        return TokenInfo(login=str(data.get("login", "")), scopes=scopes, server_time=server_time)
+        return wire.token_info(headers, data)
 
     def repo_access(self, repo: str) -> RepoAccess:
         with self._request(f"read repository {repo}", repo) as gh:
             _, data = gh.requester.requestJsonAndCheck("GET", f"/repos/{repo}")
-        return _access_value(data)
+        return wire.access_from_json(data)
 
     def accessible_repos(self, repo: str) -> list[RepoAccess]:
         """GET /user/repos with ``repo``'s token: every repository it can use, with its permissions."""
@@ -428,12 +355,12 @@ class GitHubForge:
         with self._request("list the token's repositories", repo) as gh:
             headers, page = gh.requester.requestJsonAndCheck(
                 "GET", "/user/repos", parameters={"per_page": 100})
-            found += [_access_value(item) for item in page or []]
-            next_url = _next_link(headers)
+            found += [wire.access_from_json(item) for item in page or []]
+            next_url = wire.next_link(headers)
             while next_url:
                 headers, page = gh.requester.requestJsonAndCheck("GET", next_url)
-                found += [_access_value(item) for item in page or []]
-                next_url = _next_link(headers)
+                found += [wire.access_from_json(item) for item in page or []]
+                next_url = wire.next_link(headers)
         return found
 
     def list_labels(self, repo: str) -> list[str]:
@@ -484,7 +411,7 @@ class GitHubForge:
         owner = repo.split("/")[0]
         with self._request(f"find the pull request for {head_branch} in {repo}", repo) as gh:
             pulls = gh.get_repo(repo).get_pulls(state="all", head=f"{owner}:{head_branch}")
-            found = [_pull_value(p) for p in pulls]
+            found = [wire.pull_value(p) for p in pulls]
         # GitHub lists newest first; an open PR wins over older closed ones.
         found.sort(key=lambda p: (p.state != "open", -p.number))
         return found[0] if found else None
@@ -497,7 +424,7 @@ class GitHubForge:
                 pull = gh.get_repo(repo).create_pull(
                     base=base, head=head, title=title, body=body, draft=draft
                 )
-                return _pull_value(pull)
+                return wire.pull_value(pull)
         except Rejected as exc:
             # 422 "A pull request already exists for owner:branch" means a previous
             # attempt got this far: that PR is the one we want.
@@ -520,220 +447,8 @@ class GitHubForge:
         with self._request(f"update pull request {repo}#{number}", repo, write=True) as gh:
             pull = gh.get_repo(repo).get_pull(number)
             pull.edit(title=_opt(title), body=_opt(body), state=_opt(state))
-            return _pull_value(pull)  # PyGithub refreshes the object from the PATCH response
-
-
-class _SourcedToken(Auth.Auth):
-    """PyGithub auth that asks the token source on every request, so a refreshed token is used at once."""
-
-    def __init__(self, source: TokenSource, key: str) -> None:
-        self._source = source
-        self._key = key
-
-    @property
-    def token_type(self) -> str:
-        return "token"
-
-    @property
-    def token(self) -> str:
-        return self._source.token(self._key)
-
-    @property
-    def _masked_token(self) -> str:
-        return "token (removed)"
-
-
-@contextlib.contextmanager
-def translate(action: str, observe: Callable[[Mapping[str, str]], None] | None = None) -> Iterator[None]:
-    """Map PyGithub and requests exceptions onto our tree, with a sentence for humans."""
-    try:
-        yield
-    except GithubException as exc:
-        if observe is not None:
-            observe(exc.headers or {})
-        raise _from_status(exc.status, exc.headers or {}, exc.data, action) from exc
-    except requests.exceptions.RequestException as exc:
-        raise ForgeError(
-            f"Could not reach GitHub at {_request_url(exc)} to {action} ({type(exc).__name__}). "
-            "Check GITHUB_API_URL and the network."
-        ) from exc
-
-
-def _request_url(exc: requests.exceptions.RequestException) -> str:
-    """The failed request's URL without its query string; PyGithub sends the token in a header."""
-    url = getattr(exc.request, "url", None) if exc.request is not None else None
-    return str(url).split("?", 1)[0] if url else "GITHUB_API_URL"
-
-
-_translate = translate  # the old name
-
-
-def _from_status(status: int, headers: dict[str, Any], data: Any, action: str) -> ForgeError:
-    message = data.get("message", "") if isinstance(data, dict) else str(data or "")
-    detail = _error_detail(data)
-    lowered = {k.lower(): v for k, v in headers.items()}
-    if status == 429 or (status == 403 and ("retry-after" in lowered or lowered.get("x-ratelimit-remaining") == "0")):
-        return RateLimited(f"GitHub rate-limited the request to {action}.", retry_after=_retry_after(lowered))
-    if status == 401:
-        return BadCredentials(f"GitHub rejected the token while trying to {action} (401 Bad credentials). "
-                              "Check GITHUB_TOKEN: it may be mistyped, expired or revoked.")
-    if status == 403:
-        return PermissionDenied(f"The token may not {action} (403: {message}).")
-    if status == 404:
-        return NotFound(f"GitHub found nothing when trying to {action} (404).")
-    if status == 422:
-        return Rejected(f"GitHub refused to {action} (422: {detail or message}).", detail=detail or message)
-    return ForgeError(f"GitHub failed to {action} ({status}: {message or 'no message'}).")
-
-
-TRAIL_QUERY = """
-query IssueTrail($owner: String!, $name: String!, $number: Int!) {
-  repository(owner: $owner, name: $name) {
-    issue(number: $number) {
-      author { __typename login }
-      body
-      createdAt
-      lastEditedAt
-      includesCreatedEdit
-      userContentEdits(first: 100) { totalCount nodes { editedAt editor { __typename login } } }
-      timelineItems(last: 100, itemTypes: [LABELED_EVENT, UNLABELED_EVENT]) {
-        totalCount
-        nodes {
-          __typename
-          ... on LabeledEvent { createdAt actor { __typename login } label { name } }
-          ... on UnlabeledEvent { createdAt actor { __typename login } label { name } }
-        }
-      }
-    }
-  }
-}
-"""
-
-
-def _original_text(edits: list[ContentEdit], author: str | None) -> ContentEdit:
-    """The entry GitHub adds for the text as first written: the oldest, by the author on a tie."""
-    oldest = min(e.at for e in edits)
-    tied = [e for e in edits if e.at == oldest]
-    return next((e for e in tied if e.editor == author), tied[0])
-
-
-def _actor_login(actor: Any) -> str | None:
-    """An actor's login as REST spells it: GraphQL says ``name`` for a bot, REST ``name[bot]``."""
-    if not isinstance(actor, dict) or not actor.get("login"):
-        return None
-    login = str(actor["login"])
-    if actor.get("__typename") == "Bot" and not login.endswith("[bot]"):
-        login += "[bot]"
-    return login
-
-def _access_value(data: Any) -> RepoAccess:
-    perms = data.get("permissions") or {}
-    return RepoAccess(full_name=str(data.get("full_name", "")),
-                      permissions=frozenset(k for k, v in perms.items() if v),
-                      private=bool(data.get("private")))
-
-
+            return wire.pull_value(pull)  # PyGithub refreshes the object from the PATCH response
 
 
 def _opt(value: str | None) -> Any:
     return NotSet if value is None else value
-
-
-def _error_detail(data: Any) -> str:
-    if not isinstance(data, dict):
-        return ""
-    parts = [str(e.get("message", "")) for e in data.get("errors", []) if isinstance(e, dict)]
-    return "; ".join(p for p in parts if p)
-
-
-def _retry_after(headers: dict[str, Any]) -> float:
-    if "retry-after" in headers:
-        try:
-            return max(1.0, float(headers["retry-after"]))
-        except ValueError:
-            pass
-    reset = headers.get("x-ratelimit-reset")
-    if reset:
-        try:
-            return max(1.0, float(reset) - time.time())
-        except ValueError:
-            pass
-    return 60.0
-
-
-def _next_link(headers: dict[str, Any]) -> str | None:
-    link = {k.lower(): v for k, v in headers.items()}.get("link", "")
-    for part in link.split(","):
-        if 'rel="next"' in part:
-            return part.split(";")[0].strip().strip("<>")
-    return None
-
-
-def issue_from_json(repo: str, item: dict[str, Any]) -> Issue:
-    return Issue(
-        repo=repo,
-        number=int(item["number"]),
-        title=item.get("title") or "",
-        body=item.get("body") or "",
-        labels=frozenset(label["name"] for label in item.get("labels", [])),
-        author=(item.get("user") or {}).get("login", ""),
-        state=item.get("state", "open"),
-        updated_at=item.get("updated_at") or "",
-        html_url=item.get("html_url") or "",
-        is_pull_request="pull_request" in item and item["pull_request"] is not None,
-        comment_count=item.get("comments") if isinstance(item.get("comments"), int) else None,
-    )
-
-
-def _issue_value(repo: str, issue: GhIssue) -> Issue:
-    return Issue(
-        repo=repo,
-        number=issue.number,
-        title=issue.title or "",
-        body=issue.body or "",
-        labels=frozenset(label.name for label in issue.labels),
-        author=issue.user.login if issue.user else "",
-        state=issue.state,
-        updated_at=issue.updated_at.isoformat() if issue.updated_at else "",
-        html_url=issue.html_url or "",
-        is_pull_request=issue.pull_request is not None,
-        comment_count=issue.comments if isinstance(issue.comments, int) else None,
-    )
-
-
-def _comment_value(comment: Any) -> Comment:
-    return Comment(
-        id=comment.id,
-        body=comment.body or "",
-        author=comment.user.login if comment.user else "",
-        html_url=comment.html_url or "",
-    )
-
-
-def _pull_value(pull: GhPull) -> PullRequest:
-    return PullRequest(
-        number=pull.number,
-        html_url=pull.html_url,
-        state=pull.state,
-        # A listed pull (pull-request-simple) has no `merged`; reading it would cost a GET each.
-        merged=pull.merged_at is not None,
-        head=pull.head.ref,
-        base=pull.base.ref,
-        title=pull.title or "",
-        body=pull.body or "",
-        draft=bool(pull.draft),
-    )
-
-
-def _comment_item(repo: str, kind: str, row: dict[str, Any]) -> FeedbackItem:
-    """A listed comment as a feedback item; its issue or PR number comes from its API URL."""
-    parent = row.get("pull_request_url") if kind == "review_comment" else row.get("issue_url")
-    number = str(parent or "").rstrip("/").rsplit("/", 1)[-1]
-    line = row.get("line")
-    return FeedbackItem(
-        kind=kind,  # type: ignore[arg-type]
-        id=int(row["id"]), repo=repo, number=int(number) if number.isdigit() else 0,
-        author=(row.get("user") or {}).get("login", ""), body=row.get("body") or "",
-        html_url=row.get("html_url") or "", updated_at=row.get("updated_at") or row.get("created_at") or "",
-        path=row.get("path"), line=line if isinstance(line, int) else None, diff_hunk=row.get("diff_hunk"),
-    )

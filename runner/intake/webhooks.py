@@ -37,7 +37,7 @@ from runner.core import policy
 from runner.core.feedback import FeedbackItem
 from runner.errors import ConfigError, RunnerError
 from runner.forge.base import Issue
-from runner.forge.github import issue_from_json
+from runner.forge.wire import issue_from_json
 from runner.ledger.base import DeliveryRecord, Ledger
 from runner.ops.health import Metrics
 

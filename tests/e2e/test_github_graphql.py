@@ -7,7 +7,8 @@ from typing import Any
 import httpx
 from github_emulator import GitHubEmulator
 
-from runner.forge.github import TRAIL_QUERY, GitHubForge
+from runner.forge.github import GitHubForge
+from runner.forge.wire import TRAIL_QUERY
 from tests.conftest import DISPATCH, TOKEN
 
 
