@@ -9,6 +9,7 @@ tokens, then ``message_stop``. Tool inputs are JSON *objects*.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator, Mapping
 from typing import Any
 
@@ -21,15 +22,25 @@ _ERROR_TYPES = {400: "invalid_request_error", 401: "authentication_error", 403: 
 
 
 class AnthropicEmulator(LLMEmulator):
-    """An Anthropic-compatible server: ``POST /v1/messages`` and ``GET /v1/models``.
+    """An Anthropic-compatible server: ``POST /v1/messages``, token counting, ``GET /v1/models``.
 
-    Point the SDK at ``Anthropic(base_url=emu.base_url, api_key="test")``.
+    It takes what Claude Code sends: ``?beta=true``, the ``anthropic-beta`` header,
+    ``thinking`` and ``context_management`` fields, requests of over 100 KB, and
+    the ``HEAD /`` probe before the first call. Point the SDK at ``Anthropic(base_url=emu.base_url, api_key="test")``.
     """
 
     provider = "anthropic"
     auth_headers = ("x-api-key", "authorization")
     completion_path = "/v1/messages"
+    completion_paths = ("/v1/messages",)
     default_model = "claude-haiku-4-5"
+
+    def answer(self, method: str, path: str, body: Any) -> tuple[int, Mapping[str, Any]] | None:
+        """``POST /v1/messages/count_tokens``: about one token per four bytes of the request."""
+        if method == "POST" and path == "/v1/messages/count_tokens":
+            size = len(json.dumps(body)) if body is not None else 0
+            return 200, {"input_tokens": max(1, size // 4)}
+        return None
 
     def error_body(self, status: int, message: str) -> dict[str, Any]:
         kind = _ERROR_TYPES.get(status, "api_error")

@@ -19,6 +19,7 @@ from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, replace
 from typing import Any, Literal
 
+from github_emulator.llm.responses_wire import render_response, render_response_stream
 from github_emulator.llm.script import Reply, ToolCall, next_id, pieces
 from github_emulator.llm.server import LLMEmulator, sse
 
@@ -61,7 +62,7 @@ PROFILES: Mapping[str, Quirks] = {
 
 
 class OpenAIEmulator(LLMEmulator):
-    """An OpenAI-compatible server: ``POST /v1/chat/completions`` and ``GET /v1/models``.
+    """An OpenAI-compatible server: chat completions, Responses (Codex) and ``GET /v1/models``.
 
     Point the SDK at ``OpenAI(base_url=emu.base_url + "/v1", api_key="test")``.
     ``profile`` (a name in :data:`PROFILES`, or :class:`Quirks`) picks how strict
@@ -71,6 +72,7 @@ class OpenAIEmulator(LLMEmulator):
     provider = "openai"
     auth_headers = ("authorization",)
     completion_path = "/v1/chat/completions"
+    completion_paths = ("/v1/chat/completions", "/v1/responses")
     default_model = "gpt-4o-mini"
 
     def __init__(self, *, profile: str | Quirks | None = None, **kwargs: Any) -> None:
@@ -117,6 +119,13 @@ class OpenAIEmulator(LLMEmulator):
         return {"object": "list", "data": [
             {"id": self.default_model, "object": "model", "created": 0, "owned_by": self.quirks.owned_by}
         ]}
+
+    def render_at(self, path: str, reply: Reply, body: Mapping[str, Any]) -> Mapping[str, Any] | Iterator[bytes]:
+        if path == "/v1/responses":
+            if body.get("stream"):
+                return render_response_stream(reply, body, self.default_model)
+            return render_response(reply, body, self.default_model)
+        return super().render_at(path, reply, body)
 
     def render(self, reply: Reply, body: Mapping[str, Any]) -> dict[str, Any]:
         calls = self._calls(reply)

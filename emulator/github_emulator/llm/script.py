@@ -13,6 +13,8 @@ from dataclasses import dataclass, replace
 from typing import Any
 
 _ids = itertools.count(1)
+#: mini-swe-agent ends only when a command's first output line is this.
+MINI_SUBMIT_MARKER = "COMPLETE_TASK_AND_SUBMIT_FINAL_OUTPUT"
 
 
 def next_id(prefix: str) -> str:
@@ -98,6 +100,42 @@ class Reply:
     def slow(cls, seconds: float, then: Reply | None = None) -> Reply:
         """Wait ``seconds`` before answering with ``then`` (a client may time out first)."""
         return replace(then or cls.text("(slow reply)"), delay=seconds)
+
+    # Each agent CLI's own tool protocol (see ../shared/AGENT-CLIS.md).
+
+    @classmethod
+    def claude_write(cls, file_path: str, content: str, *, text: str = "") -> Reply:
+        """Claude Code's ``Write`` tool: create or replace a file (an absolute path)."""
+        return cls.tool_call("Write", {"file_path": file_path, "content": content}, text=text)
+
+    @classmethod
+    def claude_bash(cls, command: str, *, text: str = "", description: str = "Run a command") -> Reply:
+        """Claude Code's ``Bash`` tool: run one shell command."""
+        return cls.tool_call("Bash", {"command": command, "description": description}, text=text)
+
+    @classmethod
+    def codex_exec(cls, cmd: str, *, text: str = "", workdir: str | None = None) -> Reply:
+        """Codex's ``exec_command`` function call (sent to a model slug outside Codex's catalog)."""
+        arguments: dict[str, Any] = {"cmd": cmd}
+        if workdir is not None:
+            arguments["workdir"] = workdir
+        return cls.tool_call("exec_command", arguments, text=text)
+
+    @classmethod
+    def aider_whole(cls, files: Mapping[str, str], *, text: str = "") -> Reply:
+        """aider's ``whole`` edit format: each file's path on a line, then its whole new content fenced."""
+        blocks = [f"{path}\n```\n{content.rstrip(chr(10))}\n```" for path, content in files.items()]
+        return cls.text("\n\n".join(([text] if text else []) + blocks) + "\n")
+
+    @classmethod
+    def mini_bash(cls, command: str, *, text: str = "Running a command.") -> Reply:
+        """mini-swe-agent's one ``bash`` tool (it wants some reasoning text beside each call)."""
+        return cls.tool_call("bash", {"command": command}, text=text)
+
+    @classmethod
+    def mini_submit(cls, *, text: str = "The task is done.") -> Reply:
+        """mini-swe-agent's end: a command whose first output line is its completion marker."""
+        return cls.mini_bash(f"echo {MINI_SUBMIT_MARKER}", text=text)
 
     @property
     def is_error(self) -> bool:

@@ -39,6 +39,10 @@ class RecordedRequest:
     @property
     def tool_results(self) -> list[str]:
         """The tool results this request sends back (those after the model's last turn)."""
+        if isinstance((self.body or {}).get("input"), list):  # OpenAI Responses
+            from github_emulator.llm.responses_wire import function_call_outputs
+
+            return function_call_outputs(self.body or {})
         messages = list((self.body or {}).get("messages") or [])
         if self.provider == "openai":
             results: list[str] = []
@@ -60,6 +64,8 @@ class LLMEmulator:
     provider = "llm"
     auth_headers: tuple[str, ...] = ()
     completion_path = ""
+    #: Every path that takes a scripted reply (the first is ``completion_path``).
+    completion_paths: tuple[str, ...] = ()
     default_model = "emulated-model"
 
     def __init__(self, *, api_key: str | None = None, reject_tools: bool = False, host: str = "127.0.0.1") -> None:
@@ -120,7 +126,8 @@ class LLMEmulator:
     @property
     def completions(self) -> list[RecordedRequest]:
         """Only the completion requests, in order."""
-        return [r for r in self.requests if r.path.rstrip("/").endswith(self.completion_path)]
+        paths = self.completion_paths or (self.completion_path,)
+        return [r for r in self.requests if r.path.split("?")[0].rstrip("/") in paths]
 
     def reset(self) -> None:
         with self._lock:
@@ -141,6 +148,14 @@ class LLMEmulator:
 
     def render_stream(self, reply: Reply, body: Mapping[str, Any]) -> Iterator[bytes]:
         raise NotImplementedError
+
+    def render_at(self, path: str, reply: Reply, body: Mapping[str, Any]) -> Mapping[str, Any] | Iterator[bytes]:
+        """The reply in the wire format of ``path`` (one of ``completion_paths``): a body, or SSE events."""
+        return self.render_stream(reply, body) if body.get("stream") else self.render(reply, body)
+
+    def answer(self, method: str, path: str, body: Any) -> tuple[int, Mapping[str, Any]] | None:
+        """A fixed answer for an unscripted route (token counting, say), or None."""
+        return None
 
     def models(self) -> dict[str, Any]:
         raise NotImplementedError
@@ -171,6 +186,17 @@ class _Handler(BaseHTTPRequestHandler):
     def do_GET(self) -> None:
         self._handle(None)
 
+    def do_HEAD(self) -> None:
+        """Claude Code probes ``HEAD /`` before its first call; any 2xx will do."""
+        emu = self.emulator
+        headers = {k.lower(): v for k, v in self.headers.items()}
+        kept = {k: v for k, v in headers.items() if k not in emu.auth_headers}
+        emu.requests.append(RecordedRequest("HEAD", self.path, None, "", emu.api_key_from(headers) is not None,
+                                            kept, emu.provider))
+        self.send_response(200 if self.path.split("?")[0] in ("", "/") else 404)
+        self.send_header("Content-Length", "0")
+        self.end_headers()
+
     def do_POST(self) -> None:
         length = int(self.headers.get("Content-Length") or 0)
         self._handle(self.rfile.read(length) if length else b"")
@@ -192,7 +218,10 @@ class _Handler(BaseHTTPRequestHandler):
         path = self.path.split("?")[0].rstrip("/")
         if self.command == "GET" and path == "/v1/models":
             return self._json(200, emu.models())
-        if self.command != "POST" or path != emu.completion_path:
+        fixed = emu.answer(self.command, path, body)
+        if fixed is not None:
+            return self._json(*fixed)
+        if self.command != "POST" or path not in (emu.completion_paths or (emu.completion_path,)):
             return self._json(404, emu.error_body(404, f"Unknown endpoint {self.command} {path}."))
         if not isinstance(body, dict):
             return self._json(400, emu.error_body(400, "The request body is not a JSON object."))
@@ -215,9 +244,10 @@ class _Handler(BaseHTTPRequestHandler):
             message = reply.error_message or f"Emulated error {reply.status}."
             return self._json(reply.status, emu.error_body(reply.status, message), extra)
         reply = emu.shape(reply, body)
-        if body.get("stream"):
-            return self._stream(emu.render_stream(reply, body))
-        return self._json(200, emu.render(reply, body))
+        rendered = emu.render_at(path, reply, body)
+        if isinstance(rendered, Mapping):
+            return self._json(200, rendered)
+        return self._stream(rendered)
 
     def _json(self, status: int, payload: Mapping[str, Any], extra: Mapping[str, str] | None = None) -> None:
         data = json.dumps(payload).encode("utf-8")
