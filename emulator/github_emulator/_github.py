@@ -19,7 +19,7 @@ from .emulator import (
 from .errors import EmulatorError
 from .faults import FaultRule, Faults
 from .hookshot import Delivery, sign
-from .models import Permission
+from .records import Permission
 
 __all__ = [
     "ADMIN_LOGIN",

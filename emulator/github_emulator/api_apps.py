@@ -11,16 +11,13 @@ from __future__ import annotations
 import secrets
 import string
 import time
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import jwt
 
-from .errors import BadCredentials, NotFound
-from .models import GitHubAppRecord, Installation
-from .routing import Handler, Request, Response, Router, paginate
-
-if TYPE_CHECKING:
-    from .app import App
+from .errors import ResourceNotFound, Unauthorized
+from .records import GitHubAppRecord, Installation
+from .routing import Context, Handler, Request, Response, Router, paginate
 
 router = Router()
 #: Handlers that take a JWT (and nothing else).
@@ -44,7 +41,7 @@ def looks_like_jwt(token: str) -> bool:
     return token.count(".") == 2 and token.startswith("eyJ")
 
 
-def verify_jwt(app: App, token: str, now: float | None = None) -> int:
+def verify_jwt(app: Context, token: str, now: float | None = None) -> int:
     """Return the app id a JWT proves, or raise 401 with GitHub's wording."""
     now = time.time() if now is None else now
     try:
@@ -54,17 +51,17 @@ def verify_jwt(app: App, token: str, now: float | None = None) -> int:
         claims = jwt.decode(token, record.public_key_pem, algorithms=["RS256"],
                             options={"require": ["iat", "exp", "iss"], "verify_exp": False,
                                      "verify_iat": False})
-    except (jwt.PyJWTError, KeyError, ValueError, TypeError, NotFound):
-        raise BadCredentials("A JSON web token could not be decoded") from None
+    except (jwt.PyJWTError, KeyError, ValueError, TypeError, ResourceNotFound):
+        raise Unauthorized("A JSON web token could not be decoded") from None
     iat, exp = claims.get("iat"), claims.get("exp")
     if not isinstance(iat, int) or iat > now + _CLOCK_DRIFT_S:
-        raise BadCredentials("'Issued at' claim ('iat') must be an Integer representing the time "
+        raise Unauthorized("'Issued at' claim ('iat') must be an Integer representing the time "
                              "that the assertion was issued.")
     if not isinstance(exp, int) or exp <= now:
-        raise BadCredentials("'Expiration time' claim ('exp') must be a numeric value representing "
+        raise Unauthorized("'Expiration time' claim ('exp') must be a numeric value representing "
                              "the future time at which the assertion expires.")
     if exp - max(iat, int(now) - _CLOCK_DRIFT_S) > _MAX_JWT_LIFETIME_S + _CLOCK_DRIFT_S:
-        raise BadCredentials("'Expiration time' claim ('exp') is too far in the future.")
+        raise Unauthorized("'Expiration time' claim ('exp') is too far in the future.")
     return app_id
 
 
@@ -73,7 +70,7 @@ def new_installation_token() -> str:
     return "ghs_" + "".join(secrets.choice(alphabet) for _ in range(36))
 
 
-def app_json(app: App, record: GitHubAppRecord) -> dict[str, Any]:
+def app_json(app: Context, record: GitHubAppRecord) -> dict[str, Any]:
     base = app.base_url
     return {
         "id": record.id, "slug": record.slug, "node_id": f"A_{record.id}", "name": record.name,
@@ -85,7 +82,7 @@ def app_json(app: App, record: GitHubAppRecord) -> dict[str, Any]:
     }
 
 
-def installation_json(app: App, installation: Installation) -> dict[str, Any]:
+def installation_json(app: Context, installation: Installation) -> dict[str, Any]:
     record = app.backend.store.app(installation.app_id)
     base = app.base_url
     account = app.backend.renderer().user(installation.account) or {}
@@ -104,34 +101,34 @@ def installation_json(app: App, installation: Installation) -> dict[str, Any]:
     }
 
 
-def _own_installation(app: App, req: Request, installation_id: int) -> Installation:
+def _own_installation(app: Context, req: Request, installation_id: int) -> Installation:
     installation = app.backend.store.installation(installation_id)
     if installation.app_id != req.app_id:
-        raise NotFound()
+        raise ResourceNotFound()
     return installation
 
 
 @_jwt_route("GET", "/app")
-def get_app(app: App, req: Request) -> Response:
+def get_app(app: Context, req: Request) -> Response:
     # https://docs.github.com/rest/apps/apps#get-the-authenticated-app
     assert req.app_id is not None
     return Response(200, app_json(app, app.backend.store.app(req.app_id)))
 
 
 @_jwt_route("GET", "/app/installations")
-def list_installations(app: App, req: Request) -> Response:
+def list_installations(app: Context, req: Request) -> Response:
     # https://docs.github.com/rest/apps/apps#list-installations-for-the-authenticated-app
     found = app.backend.store.installations(req.app_id)
     return paginate(app, req, found, lambda i: installation_json(app, i))
 
 
 @_jwt_route("GET", "/app/installations/{id:int}")
-def get_installation(app: App, req: Request) -> Response:
+def get_installation(app: Context, req: Request) -> Response:
     return Response(200, installation_json(app, _own_installation(app, req, int(req.params["id"]))))
 
 
 @_jwt_route("POST", "/app/installations/{id:int}/access_tokens")
-def create_access_token(app: App, req: Request) -> Response:
+def create_access_token(app: Context, req: Request) -> Response:
     # https://docs.github.com/rest/apps/apps#create-an-installation-access-token-for-an-app
     installation = _own_installation(app, req, int(req.params["id"]))
     token = new_installation_token()
@@ -143,22 +140,22 @@ def create_access_token(app: App, req: Request) -> Response:
 
 
 @_jwt_route("GET", "/repos/{owner}/{repo}/installation")
-def get_repo_installation(app: App, req: Request) -> Response:
+def get_repo_installation(app: Context, req: Request) -> Response:
     # https://docs.github.com/rest/apps/apps#get-a-repository-installation-for-the-authenticated-app
     full_name = f"{req.params['owner']}/{req.params['repo']}"
     store = app.backend.store
     if not store.has_repo(full_name):
-        raise NotFound()
+        raise ResourceNotFound()
     for installation in store.installations(req.app_id):
         if installation.covers(store.repo(full_name).full_name):
             return Response(200, installation_json(app, installation))
-    raise NotFound()
+    raise ResourceNotFound()
 
 
 @router.route("GET", "/users/{username}")
-def get_user(app: App, req: Request) -> Response:
+def get_user(app: Context, req: Request) -> Response:
     # https://docs.github.com/rest/users/users#get-a-user
     users = app.backend.store.users()
     if req.params["username"].lower() not in users:
-        raise NotFound()
+        raise ResourceNotFound()
     return Response(200, app.backend.renderer().public_user(req.params["username"]))

@@ -4,13 +4,9 @@ from another process; only a site admin (the emulator's admin token) may call th
 from __future__ import annotations
 
 from dataclasses import asdict
-from typing import TYPE_CHECKING
 
-from .errors import EmulatorError, NotFound, ValidationFailed
-from .routing import Request, Response, Router
-
-if TYPE_CHECKING:
-    from .app import App
+from .errors import EmulatorError, ResourceNotFound, UnprocessableEntity
+from .routing import Context, Request, Response, Router
 
 router = Router()
 
@@ -18,26 +14,26 @@ _FAULT_FIELDS = ("status", "count", "path_regex", "method", "retry_after", "dela
                  "probability", "seed", "include_git", "message", "hang", "after_action")
 
 
-def _require_admin(app: App, req: Request) -> None:
+def _require_admin(app: Context, req: Request) -> None:
     users = app.backend.store.users()
     user = users.get((req.user or "").lower())
     if user is None or not user.site_admin:
-        raise NotFound()
+        raise ResourceNotFound()
 
 
 @router.route("GET", "/_emulator/faults")
-def list_faults(app: App, req: Request) -> Response:
+def list_faults(app: Context, req: Request) -> Response:
     _require_admin(app, req)
     return Response(200, [rule.as_json() for rule in app.faults.rules])
 
 
 @router.route("POST", "/_emulator/faults")
-def add_fault(app: App, req: Request) -> Response:
+def add_fault(app: Context, req: Request) -> Response:
     _require_admin(app, req)
     data = req.json_object()
     unknown = sorted(set(data) - set(_FAULT_FIELDS))
     if unknown:
-        raise ValidationFailed([{"resource": "Fault", "code": "invalid", "field": f} for f in unknown])
+        raise UnprocessableEntity([{"resource": "Fault", "code": "invalid", "field": f} for f in unknown])
     try:
         rule = app.faults.inject(**data)
     except (TypeError, ValueError) as exc:
@@ -46,20 +42,20 @@ def add_fault(app: App, req: Request) -> Response:
 
 
 @router.route("DELETE", "/_emulator/faults")
-def clear_faults(app: App, req: Request) -> Response:
+def clear_faults(app: Context, req: Request) -> Response:
     _require_admin(app, req)
     app.faults.clear()
     return Response(204)
 
 
 @router.route("GET", "/_emulator/requests")
-def list_requests(app: App, req: Request) -> Response:
+def list_requests(app: Context, req: Request) -> Response:
     _require_admin(app, req)
     return Response(200, [asdict(record) for record in app.request_log])
 
 
 @router.route("DELETE", "/_emulator/requests")
-def clear_requests(app: App, req: Request) -> Response:
+def clear_requests(app: Context, req: Request) -> Response:
     _require_admin(app, req)
     app.clear_request_log()
     return Response(204)

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import functools
 from collections.abc import Sequence
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from graphql import (
     DocumentNode,
@@ -26,12 +26,9 @@ from graphql import (
     validate,
 )
 
-from .errors import EmulatorError, NotFound
-from .models import Comment, Event, Issue, Repo
-from .routing import Request, Response, Router
-
-if TYPE_CHECKING:
-    from .app import App
+from .errors import EmulatorError, ResourceNotFound
+from .records import Comment, Event, Issue, Repo
+from .routing import Context, Request, Response, Router
 
 router = Router()
 
@@ -97,7 +94,7 @@ class _Error(GraphQLError):
 
 
 @router.route("POST", "/graphql")
-def graphql(app: App, req: Request) -> Response:
+def graphql(app: Context, req: Request) -> Response:
     data = req.json_object()
     query = data.get("query")
     if not isinstance(query, str):
@@ -135,7 +132,7 @@ def _format(error: GraphQLError) -> dict[str, Any]:
 
 
 class _Root:
-    def __init__(self, app: App, user: str | None) -> None:
+    def __init__(self, app: Context, user: str | None) -> None:
         self._app, self._user = app, user
 
     def viewer(self, _info: Any) -> dict[str, Any]:
@@ -146,12 +143,12 @@ class _Root:
         full_name = f"{owner}/{name}"
         try:
             repo = self._app.backend.authorize(full_name, self._user, "read")
-        except NotFound:
+        except ResourceNotFound:
             raise _Error(f"Could not resolve to a Repository with the name '{full_name}'.", "NOT_FOUND") from None
         return {"nameWithOwner": repo.full_name, "issue": lambda _i, number: _issue(self._app, repo, number)}
 
 
-def _actor(app: App, login: str | None) -> dict[str, Any] | None:
+def _actor(app: Context, login: str | None) -> dict[str, Any] | None:
     if not login:
         return None
     known = app.backend.store.users().get(login.lower())
@@ -164,10 +161,10 @@ def _actor(app: App, login: str | None) -> dict[str, Any] | None:
     }
 
 
-def _issue(app: App, repo: Repo, number: int) -> dict[str, Any]:
+def _issue(app: Context, repo: Repo, number: int) -> dict[str, Any]:
     try:
         issue = app.backend.store.issue(repo.full_name, number)
-    except NotFound:
+    except ResourceNotFound:
         raise _Error(f"Could not resolve to an Issue with the number of {number}.", "NOT_FOUND") from None
     if issue.pull is not None:
         raise _Error(f"Could not resolve to an Issue with the number of {number}.", "NOT_FOUND")
@@ -183,7 +180,7 @@ def _issue(app: App, repo: Repo, number: int) -> dict[str, Any]:
     }
 
 
-def _edits(app: App, issue: Issue, first: int | None, last: int | None) -> dict[str, Any]:
+def _edits(app: Context, issue: Issue, first: int | None, last: int | None) -> dict[str, Any]:
     newest_first = [
         {"id": f"UCE_{e.id}", "createdAt": e.edited_at, "editedAt": e.edited_at,
          "editor": _actor(app, e.editor), "diff": e.diff}
@@ -192,7 +189,7 @@ def _edits(app: App, issue: Issue, first: int | None, last: int | None) -> dict[
     return _connection("userContentEdits", newest_first, first, last)
 
 
-def _timeline(app: App, issue: Issue, comments: Sequence[Comment], first: int | None, last: int | None,
+def _timeline(app: Context, issue: Issue, comments: Sequence[Comment], first: int | None, last: int | None,
               item_types: Sequence[str] | None) -> dict[str, Any]:
     items: list[tuple[str, int, dict[str, Any]]] = [(e.created_at, e.id, _event(app, e))
                                                     for e in issue.events if e.event in _EVENT_TYPES]
@@ -207,7 +204,7 @@ def _timeline(app: App, issue: Issue, comments: Sequence[Comment], first: int | 
     return {**page, "totalCount": len(nodes) if wanted is None else len(filtered), "filteredCount": len(filtered)}
 
 
-def _event(app: App, event: Event) -> dict[str, Any]:
+def _event(app: Context, event: Event) -> dict[str, Any]:
     node: dict[str, Any] = {"__typename": _EVENT_TYPES[event.event], "id": f"E_{event.id}",
                             "createdAt": event.created_at, "actor": _actor(app, event.actor)}
     if event.label is not None:

@@ -8,15 +8,12 @@ author, for state, title and body); editing someone else's comment needs write.
 from __future__ import annotations
 
 from datetime import datetime
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-from .errors import Forbidden, ValidationFailed
-from .models import Issue, Repo, permits
-from .routing import Request, Response, Router, body_field, paginate
+from .errors import Forbidden, UnprocessableEntity
+from .records import Issue, Repo, permits
+from .routing import Context, Request, Response, Router, body_field, paginate
 from .store import iso
-
-if TYPE_CHECKING:
-    from .app import App
 
 router = Router()
 
@@ -35,30 +32,30 @@ def since_arg(req: Request, resource: str = "Issue") -> str | None:
     try:
         return iso(datetime.fromisoformat(raw.replace("Z", "+00:00")))
     except ValueError:
-        raise ValidationFailed([{"resource": resource, "code": "invalid", "field": "since"}]) from None
+        raise UnprocessableEntity([{"resource": resource, "code": "invalid", "field": "since"}]) from None
 
 
 def _label_names(data: Any) -> list[str]:
     """Accept ``{"labels": [...]}`` or a bare list, of names or of ``{"name": ...}`` objects."""
     items = data.get("labels", []) if isinstance(data, dict) else data
     if not isinstance(items, list):
-        raise ValidationFailed([{"resource": "Label", "code": "invalid", "field": "labels"}])
+        raise UnprocessableEntity([{"resource": "Label", "code": "invalid", "field": "labels"}])
     names = [item.get("name") if isinstance(item, dict) else item for item in items]
     if not all(isinstance(n, str) and n for n in names):
-        raise ValidationFailed([{"resource": "Label", "code": "invalid", "field": "labels"}])
+        raise UnprocessableEntity([{"resource": "Label", "code": "invalid", "field": "labels"}])
     return [str(n) for n in names]
 
 
-def _can_triage(app: App, repo: Repo, user: str | None) -> bool:
+def _can_triage(app: Context, repo: Repo, user: str | None) -> bool:
     return permits(app.backend.store.permission(repo.full_name, user), "triage")
 
 
-def _issue_json(app: App, repo: Repo, issue: Issue) -> Response:
+def _issue_json(app: Context, repo: Repo, issue: Issue) -> Response:
     return Response(200, app.backend.renderer().issue(repo, issue))
 
 
 @router.route("GET", "/repos/{owner}/{repo}/issues")
-def list_issues(app: App, req: Request) -> Response:
+def list_issues(app: Context, req: Request) -> Response:
     # https://docs.github.com/rest/issues/issues#list-repository-issues
     repo = app.repo(req)
     state = req.arg("state", "open")
@@ -78,7 +75,7 @@ def list_issues(app: App, req: Request) -> Response:
 
 
 @router.route("POST", "/repos/{owner}/{repo}/issues")
-def create_issue(app: App, req: Request) -> Response:
+def create_issue(app: Context, req: Request) -> Response:
     repo = app.repo(req, "read")
     assert req.user is not None
     data = req.json_object()
@@ -94,13 +91,13 @@ def create_issue(app: App, req: Request) -> Response:
 
 
 @router.route("GET", "/repos/{owner}/{repo}/issues/{number:int}")
-def get_issue(app: App, req: Request) -> Response:
+def get_issue(app: Context, req: Request) -> Response:
     repo = app.repo(req)
     return _issue_json(app, repo, app.backend.store.issue(repo.full_name, int(req.params["number"])))
 
 
 @router.route("PATCH", "/repos/{owner}/{repo}/issues/{number:int}")
-def update_issue(app: App, req: Request) -> Response:
+def update_issue(app: Context, req: Request) -> Response:
     repo = app.repo(req)
     assert req.user is not None
     store, number = app.backend.store, int(req.params["number"])
@@ -120,7 +117,7 @@ def update_issue(app: App, req: Request) -> Response:
 
 
 @router.route("GET", "/repos/{owner}/{repo}/issues/{number:int}/comments")
-def list_comments(app: App, req: Request) -> Response:
+def list_comments(app: Context, req: Request) -> Response:
     repo = app.repo(req)
     since = since_arg(req)
     comments = [c for c in app.backend.store.comments(repo.full_name, int(req.params["number"]))
@@ -130,7 +127,7 @@ def list_comments(app: App, req: Request) -> Response:
 
 
 @router.route("POST", "/repos/{owner}/{repo}/issues/{number:int}/comments")
-def create_comment(app: App, req: Request) -> Response:
+def create_comment(app: Context, req: Request) -> Response:
     repo = app.repo(req, "read")
     assert req.user is not None
     body = body_field(req.json_object(), "body", str, resource="IssueComment", required=True)
@@ -139,7 +136,7 @@ def create_comment(app: App, req: Request) -> Response:
 
 
 @router.route("GET", "/repos/{owner}/{repo}/issues/comments")
-def list_repo_comments(app: App, req: Request) -> Response:
+def list_repo_comments(app: Context, req: Request) -> Response:
     repo = app.repo(req)
     since = since_arg(req)
     comments = [c for c in app.backend.store.comments(repo.full_name)
@@ -151,14 +148,14 @@ def list_repo_comments(app: App, req: Request) -> Response:
 
 
 @router.route("GET", "/repos/{owner}/{repo}/issues/comments/{id:int}")
-def get_comment(app: App, req: Request) -> Response:
+def get_comment(app: Context, req: Request) -> Response:
     repo = app.repo(req)
     comment = app.backend.store.comment(repo.full_name, int(req.params["id"]))
     return Response(200, app.backend.renderer().comment(repo, comment))
 
 
 @router.route("PATCH", "/repos/{owner}/{repo}/issues/comments/{id:int}")
-def update_comment(app: App, req: Request) -> Response:
+def update_comment(app: Context, req: Request) -> Response:
     repo = app.repo(req)
     assert req.user is not None
     store, comment_id = app.backend.store, int(req.params["id"])
@@ -169,13 +166,13 @@ def update_comment(app: App, req: Request) -> Response:
     return Response(200, app.backend.renderer().comment(repo, store.edit_comment(repo.full_name, comment_id, body)))
 
 
-def _labels_reply(app: App, repo_name: str, issue: Issue) -> Response:
+def _labels_reply(app: Context, repo_name: str, issue: Issue) -> Response:
     repo = app.backend.store.repo(repo_name)
     return Response(200, app.backend.renderer().issue(repo, issue)["labels"])
 
 
 @router.route("GET", "/repos/{owner}/{repo}/issues/{number:int}/labels")
-def list_issue_labels(app: App, req: Request) -> Response:
+def list_issue_labels(app: Context, req: Request) -> Response:
     repo = app.repo(req)
     issue = app.backend.store.issue(repo.full_name, int(req.params["number"]))
     renderer = app.backend.renderer()
@@ -184,7 +181,7 @@ def list_issue_labels(app: App, req: Request) -> Response:
 
 
 @router.route("POST", "/repos/{owner}/{repo}/issues/{number:int}/labels")
-def add_issue_labels(app: App, req: Request) -> Response:
+def add_issue_labels(app: Context, req: Request) -> Response:
     repo = app.repo(req, "triage")
     assert req.user is not None
     issue = app.backend.store.add_labels(
@@ -193,7 +190,7 @@ def add_issue_labels(app: App, req: Request) -> Response:
 
 
 @router.route("PUT", "/repos/{owner}/{repo}/issues/{number:int}/labels")
-def set_issue_labels(app: App, req: Request) -> Response:
+def set_issue_labels(app: Context, req: Request) -> Response:
     repo = app.repo(req, "triage")
     assert req.user is not None
     issue = app.backend.store.update_issue(
@@ -202,7 +199,7 @@ def set_issue_labels(app: App, req: Request) -> Response:
 
 
 @router.route("DELETE", "/repos/{owner}/{repo}/issues/{number:int}/labels")
-def clear_issue_labels(app: App, req: Request) -> Response:
+def clear_issue_labels(app: Context, req: Request) -> Response:
     repo = app.repo(req, "triage")
     assert req.user is not None
     app.backend.store.update_issue(repo.full_name, int(req.params["number"]), actor=req.user, labels=[])
@@ -210,7 +207,7 @@ def clear_issue_labels(app: App, req: Request) -> Response:
 
 
 @router.route("DELETE", "/repos/{owner}/{repo}/issues/{number:int}/labels/{name}")
-def remove_issue_label(app: App, req: Request) -> Response:
+def remove_issue_label(app: Context, req: Request) -> Response:
     # Removing a label the issue does not have is a 404 "Label does not exist".
     repo = app.repo(req, "triage")
     assert req.user is not None
@@ -220,7 +217,7 @@ def remove_issue_label(app: App, req: Request) -> Response:
 
 
 @router.route("GET", "/repos/{owner}/{repo}/issues/{number:int}/events")
-def list_issue_events(app: App, req: Request) -> Response:
+def list_issue_events(app: Context, req: Request) -> Response:
     repo = app.repo(req)
     issue = app.backend.store.issue(repo.full_name, int(req.params["number"]))
     renderer = app.backend.renderer()

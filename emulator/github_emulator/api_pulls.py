@@ -6,28 +6,23 @@ the head must exist in the bare repository, as on GitHub.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
-from .errors import NotFound, ValidationFailed
-from .models import Issue, PullInfo, Repo
-from .routing import Request, Response, Router, body_field, paginate
-
-if TYPE_CHECKING:
-    from .app import App
+from .errors import ResourceNotFound, UnprocessableEntity
+from .records import Issue, PullInfo, Repo
+from .routing import Context, Request, Response, Router, body_field, paginate
 
 router = Router()
 
 
-def _pull(app: App, repo: Repo, number: int) -> tuple[Issue, PullInfo]:
+def _pull(app: Context, repo: Repo, number: int) -> tuple[Issue, PullInfo]:
     """The issue behind PR ``number``; a plain issue's number is a 404 here."""
     issue = app.backend.store.issue(repo.full_name, number)
     if issue.pull is None:
-        raise NotFound()
+        raise ResourceNotFound()
     return issue, issue.pull
 
 
 @router.route("GET", "/repos/{owner}/{repo}/pulls")
-def list_pulls(app: App, req: Request) -> Response:
+def list_pulls(app: Context, req: Request) -> Response:
     # https://docs.github.com/rest/pulls/pulls#list-pull-requests
     repo = app.repo(req)
     state = req.arg("state", "open")
@@ -47,7 +42,7 @@ def list_pulls(app: App, req: Request) -> Response:
 
 
 @router.route("POST", "/repos/{owner}/{repo}/pulls")
-def create_pull(app: App, req: Request) -> Response:
+def create_pull(app: Context, req: Request) -> Response:
     repo = app.repo(req, "write")
     assert req.user is not None
     data = req.json_object()
@@ -63,14 +58,14 @@ def create_pull(app: App, req: Request) -> Response:
 
 
 @router.route("GET", "/repos/{owner}/{repo}/pulls/{number:int}")
-def get_pull(app: App, req: Request) -> Response:
+def get_pull(app: Context, req: Request) -> Response:
     repo = app.repo(req)
     issue, _ = _pull(app, repo, int(req.params["number"]))
     return Response(200, app.backend.pull_json(repo, issue))
 
 
 @router.route("PATCH", "/repos/{owner}/{repo}/pulls/{number:int}")
-def update_pull(app: App, req: Request) -> Response:
+def update_pull(app: Context, req: Request) -> Response:
     repo = app.repo(req, "write")
     assert req.user is not None
     number = int(req.params["number"])
@@ -78,7 +73,7 @@ def update_pull(app: App, req: Request) -> Response:
     data = req.json_object()
     base = body_field(data, "base", str, resource="PullRequest")
     if base is not None and app.backend.git(repo).branch_sha(base) is None:
-        raise ValidationFailed([{"resource": "PullRequest", "field": "base", "code": "invalid"}])
+        raise UnprocessableEntity([{"resource": "PullRequest", "field": "base", "code": "invalid"}])
     issue = app.backend.store.update_issue(
         repo.full_name, number, actor=req.user,
         title=body_field(data, "title", str, resource="PullRequest"),
@@ -90,16 +85,16 @@ def update_pull(app: App, req: Request) -> Response:
 
 
 @router.route("GET", "/repos/{owner}/{repo}/pulls/{number:int}/merge")
-def check_merged(app: App, req: Request) -> Response:
+def check_merged(app: Context, req: Request) -> Response:
     repo = app.repo(req)
     _, pull = _pull(app, repo, int(req.params["number"]))
     if pull.merged_at is None:
-        raise NotFound()
+        raise ResourceNotFound()
     return Response(204)
 
 
 @router.route("PUT", "/repos/{owner}/{repo}/pulls/{number:int}/merge")
-def merge_pull(app: App, req: Request) -> Response:
+def merge_pull(app: Context, req: Request) -> Response:
     repo = app.repo(req, "write")
     assert req.user is not None
     number = int(req.params["number"])

@@ -2,26 +2,21 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
-from .errors import NotFound, ValidationFailed
-from .models import PERMISSION_ORDER, Permission
-from .routing import Request, Response, Router, body_field, paginate
-
-if TYPE_CHECKING:
-    from .app import App
+from .errors import ResourceNotFound, UnprocessableEntity
+from .records import PERMISSION_ORDER, Permission
+from .routing import Context, Request, Response, Router, body_field, paginate
 
 router = Router()
 
 
 @router.route("GET", "/user")
-def get_authenticated_user(app: App, req: Request) -> Response:
+def get_authenticated_user(app: Context, req: Request) -> Response:
     assert req.user is not None
     return Response(200, app.backend.renderer().authenticated_user(req.user))
 
 
 @router.route("GET", "/rate_limit")
-def get_rate_limit(app: App, req: Request) -> Response:
+def get_rate_limit(app: Context, req: Request) -> Response:
     core = app.limiter.headers(req.user)
     bucket = {"limit": int(core["X-RateLimit-Limit"]), "remaining": int(core["X-RateLimit-Remaining"]),
               "reset": int(core["X-RateLimit-Reset"]), "used": int(core["X-RateLimit-Used"])}
@@ -34,7 +29,7 @@ def get_rate_limit(app: App, req: Request) -> Response:
 
 
 @router.route("GET", "/user/repos")
-def list_user_repos(app: App, req: Request) -> Response:
+def list_user_repos(app: Context, req: Request) -> Response:
     """Repositories the user owns or collaborates on, with permissions, oldest first (like `sort=created`)."""
     assert req.user is not None
     store = app.backend.store
@@ -45,7 +40,7 @@ def list_user_repos(app: App, req: Request) -> Response:
 
 
 @router.route("POST", "/user/repos")
-def create_repo(app: App, req: Request) -> Response:
+def create_repo(app: Context, req: Request) -> Response:
     assert req.user is not None
     data = req.json_object()
     name = body_field(data, "name", str, resource="Repository", required=True)
@@ -61,7 +56,7 @@ def create_repo(app: App, req: Request) -> Response:
 
 
 @router.route("GET", "/repos/{owner}/{repo}")
-def get_repo(app: App, req: Request) -> Response:
+def get_repo(app: Context, req: Request) -> Response:
     repo = app.repo(req)
     store = app.backend.store
     role = store.permission(repo.full_name, req.user)
@@ -70,46 +65,46 @@ def get_repo(app: App, req: Request) -> Response:
 
 
 @router.route("GET", "/repos/{owner}/{repo}/collaborators/{user}/permission")
-def get_permission(app: App, req: Request) -> Response:
+def get_permission(app: Context, req: Request) -> Response:
     repo = app.repo(req, "write")
     users = app.backend.store.users()
     if req.params["user"].lower() not in users:
-        raise NotFound()
+        raise ResourceNotFound()
     login = users[req.params["user"].lower()].login
     role = app.backend.store.permission(repo.full_name, login)
     return Response(200, app.backend.renderer().permission(repo, login, role))
 
 
 @router.route("PUT", "/repos/{owner}/{repo}/collaborators/{user}")
-def add_collaborator(app: App, req: Request) -> Response:
+def add_collaborator(app: Context, req: Request) -> Response:
     repo = app.repo(req, "admin")
     data = req.json_object()
     role: Permission = data.get("permission") or "write"
     if role not in PERMISSION_ORDER:
-        raise ValidationFailed([{"resource": "Repository", "code": "invalid", "field": "permission"}])
+        raise UnprocessableEntity([{"resource": "Repository", "code": "invalid", "field": "permission"}])
     # GitHub sends an invitation; the emulator grants the role at once.
     app.backend.store.set_permission(repo.full_name, req.params["user"], role)
     return Response(204)
 
 
 @router.route("GET", "/repos/{owner}/{repo}/labels")
-def list_repo_labels(app: App, req: Request) -> Response:
+def list_repo_labels(app: Context, req: Request) -> Response:
     repo = app.repo(req)
     renderer = app.backend.renderer()
     return paginate(app, req, list(repo.labels.values()), lambda label: renderer.label(repo, label))
 
 
 @router.route("GET", "/repos/{owner}/{repo}/labels/{name}")
-def get_repo_label(app: App, req: Request) -> Response:
+def get_repo_label(app: Context, req: Request) -> Response:
     repo = app.repo(req)
     label = repo.labels.get(req.params["name"].lower())
     if label is None:
-        raise NotFound()
+        raise ResourceNotFound()
     return Response(200, app.backend.renderer().label(repo, label))
 
 
 @router.route("POST", "/repos/{owner}/{repo}/labels")
-def create_repo_label(app: App, req: Request) -> Response:
+def create_repo_label(app: Context, req: Request) -> Response:
     repo = app.repo(req, "write")
     data = req.json_object()
     label = app.backend.store.create_label(
@@ -122,7 +117,7 @@ def create_repo_label(app: App, req: Request) -> Response:
 
 
 @router.route("GET", "/repos/{owner}/{repo}/branches")
-def list_branches(app: App, req: Request) -> Response:
+def list_branches(app: Context, req: Request) -> Response:
     repo = app.repo(req)
     branches = sorted(app.backend.git(repo).branches().items())
     renderer = app.backend.renderer()
@@ -130,57 +125,57 @@ def list_branches(app: App, req: Request) -> Response:
 
 
 @router.route("GET", "/repos/{owner}/{repo}/branches/{branch:path}")
-def get_branch(app: App, req: Request) -> Response:
+def get_branch(app: Context, req: Request) -> Response:
     repo = app.repo(req)
     git = app.backend.git(repo)
     sha = git.branch_sha(req.params["branch"])
     if sha is None:
-        raise NotFound("Branch not found")
+        raise ResourceNotFound("Branch not found")
     return Response(200, app.backend.renderer().branch(repo, req.params["branch"], git.commit(sha)))
 
 
 @router.route("GET", "/repos/{owner}/{repo}/commits/{ref:path}")
-def get_commit(app: App, req: Request) -> Response:
+def get_commit(app: Context, req: Request) -> Response:
     repo = app.repo(req)
     git = app.backend.git(repo)
     sha = git.rev_parse(req.params["ref"])
     if sha is None:
         # GitHub answers an unknown ref here with 422, not 404.
-        raise ValidationFailed([], "No commit found for SHA: " + req.params["ref"])
+        raise UnprocessableEntity([], "No commit found for SHA: " + req.params["ref"])
     return Response(200, app.backend.renderer().commit(repo, git.commit(sha)))
 
 
 # PyGithub asks for git/ref/{ref}; older clients use git/refs/{ref}.
 @router.route("GET", "/repos/{owner}/{repo}/git/ref/{ref:path}")
 @router.route("GET", "/repos/{owner}/{repo}/git/refs/{ref:path}")
-def get_ref(app: App, req: Request) -> Response:
+def get_ref(app: Context, req: Request) -> Response:
     repo = app.repo(req)
     refname = "refs/" + req.params["ref"].strip("/")
     sha = app.backend.git(repo).rev_parse(refname)
     if sha is None:
-        raise NotFound()
+        raise ResourceNotFound()
     return Response(200, app.backend.renderer().ref(repo, refname, sha))
 
 
 @router.route("DELETE", "/repos/{owner}/{repo}/git/refs/{ref:path}")
-def delete_ref(app: App, req: Request) -> Response:
+def delete_ref(app: Context, req: Request) -> Response:
     """204, or 422 "Reference does not exist" as GitHub answers for a missing ref."""
     repo = app.repo(req, "write")
     if not app.backend.git(repo).delete_ref("refs/" + req.params["ref"].strip("/")):
-        raise ValidationFailed([], "Reference does not exist")
+        raise UnprocessableEntity([], "Reference does not exist")
     return Response(204)
 
 
 @router.route("GET", "/repos/{owner}/{repo}/contents")
 @router.route("GET", "/repos/{owner}/{repo}/contents/{path:path}")
-def get_contents(app: App, req: Request) -> Response:
+def get_contents(app: Context, req: Request) -> Response:
     repo = app.repo(req)
     git, renderer = app.backend.git(repo), app.backend.renderer()
     ref = req.arg("ref") or repo.default_branch
     path = req.params.get("path", "").strip("/")
     entry = git.entry(ref, path)
     if entry is None:
-        raise NotFound()
+        raise ResourceNotFound()
     if entry.type == "tree":
         return Response(200, [renderer.content(repo, e, ref) for e in git.list_dir(ref, path)])
     data = git.read_blob(entry.sha) if entry.type == "blob" else None

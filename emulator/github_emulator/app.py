@@ -7,14 +7,12 @@ HTTP server only moves bytes in and out of :meth:`App.handle`.
 
 from __future__ import annotations
 
-import base64
-import binascii
 import hashlib
 import json
 import threading
 import time
 import uuid
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import timedelta
 
@@ -22,44 +20,17 @@ import structlog
 
 from . import api_apps, api_control, api_graphql, api_issues, api_pulls, api_repos, api_reviews
 from .backend import Backend
-from .errors import BadCredentials, EmulatorError, Forbidden
+from .errors import EmulatorError, Forbidden, Unauthorized
 from .faults import FaultRule, Faults
-from .models import Permission, Repo
+from .records import Permission, Repo
 from .routing import Request, Response, Router
 from .store import Principal
+from .traffic import RateLimiter, RequestRecord, loggable_headers, parse_authorization
 
 _log = structlog.get_logger(__name__)
 
 CONTROL_PREFIX = "/_emulator/"
 _UNCOUNTED = ("/rate_limit",)
-_ANONYMOUS_LIMIT = 60
-
-
-@dataclass(frozen=True)
-class RequestRecord:
-    """One logged request; ``headers`` have lower-case names and never ``authorization``.
-
-    ``acted`` is True when the request took effect although its answer was an
-    injected error (a fault with ``after_action``)."""
-
-    method: str
-    path: str
-    query: str
-    status: int
-    user: str | None
-    headers: dict[str, str]
-    fault: bool = False
-    git: bool = False  # git smart HTTP, not the REST API
-    at: float = 0.0  # time.time() when the request arrived
-    acted: bool = False
-
-    @property
-    def is_write(self) -> bool:
-        """A content-creating REST request, as GitHub's secondary limits count them.
-
-        ``POST /graphql`` is a read here: the emulated schema has queries only, no mutations.
-        """
-        return not self.git and self.method in {"POST", "PATCH", "PUT", "DELETE"} and self.path != "/graphql"
 
 
 @dataclass
@@ -67,64 +38,6 @@ class Reply:
     status: int
     headers: dict[str, str]
     body: bytes = b""
-
-
-def parse_authorization(value: str | None) -> str | None:
-    """Extract the token from ``token X``, ``Bearer X`` or Basic (token as password)."""
-    if not value:
-        return None
-    scheme, _, credentials = value.strip().partition(" ")
-    credentials = credentials.strip()
-    if scheme.lower() in ("token", "bearer"):
-        return credentials or None
-    if scheme.lower() == "basic":
-        try:
-            user, _, password = base64.b64decode(credentials).decode().partition(":")
-        except (binascii.Error, UnicodeDecodeError):
-            return None
-        # GitHub accepts the token as password, or as user with an x-oauth-basic password.
-        return password if password not in ("", "x-oauth-basic") else (user or None)
-    return None
-
-
-def loggable_headers(headers: Mapping[str, str]) -> dict[str, str]:
-    return {k: v for k, v in headers.items() if k.lower() not in ("authorization", "cookie")}
-
-
-class RateLimiter:
-    """Count requests per user in fixed windows, like GitHub's primary rate limit."""
-
-    def __init__(self, limit: int, *, window: int = 3600, clock: Callable[[], float] = time.time) -> None:
-        self.limit, self._window, self._clock = limit, window, clock
-        self._lock = threading.Lock()
-        self._buckets: dict[str | None, tuple[int, int]] = {}  # user -> (window reset, used)
-
-    def _bucket(self, user: str | None) -> tuple[int, int]:
-        now = int(self._clock())
-        reset, used = self._buckets.get(user, (0, 0))
-        return (reset, used) if now < reset else (now + self._window, 0)
-
-    def limit_for(self, user: str | None) -> int:
-        return self.limit if user else _ANONYMOUS_LIMIT
-
-    def exhausted(self, user: str | None) -> bool:
-        with self._lock:
-            return self._bucket(user)[1] >= self.limit_for(user)
-
-    def charge(self, user: str | None) -> None:
-        with self._lock:
-            reset, used = self._bucket(user)
-            self._buckets[user] = (reset, used + 1)
-
-    def headers(self, user: str | None) -> dict[str, str]:
-        with self._lock:
-            reset, used = self._bucket(user)
-        limit = self.limit_for(user)
-        return {
-            "X-RateLimit-Limit": str(limit), "X-RateLimit-Remaining": str(max(0, limit - used)),
-            "X-RateLimit-Reset": str(reset), "X-RateLimit-Used": str(used),
-            "X-RateLimit-Resource": "core",
-        }
 
 
 def build_router() -> Router:
@@ -220,12 +133,12 @@ class App:
                 return handler(self, request)
             if request.user is None:
                 missing = "authorization" not in request.headers
-                raise BadCredentials("Requires authentication" if missing else "Bad credentials")
+                raise Unauthorized("Requires authentication" if missing else "Bad credentials")
             if self.limiter.exhausted(request.user):
                 raise EmulatorError(f"API rate limit exceeded for user {request.user}.", status=403)
             handler = self.router.resolve(request)
             if handler in api_apps.JWT_HANDLERS:
-                raise BadCredentials("A JSON web token could not be decoded")
+                raise Unauthorized("A JSON web token could not be decoded")
             return handler(self, request)
         except EmulatorError as exc:
             return Response(exc.status, exc.body())

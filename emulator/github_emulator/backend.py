@@ -12,10 +12,10 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from .errors import Forbidden, NotFound, ValidationFailed
+from .errors import Forbidden, ResourceNotFound, UnprocessableEntity
 from .gitrepo import BareRepo, DiffStats, Identity
 from .hookshot import Hookshot
-from .models import Issue, Permission, Repo, Review, ReviewComment, permits
+from .records import Issue, Permission, Repo, Review, ReviewComment, permits
 from .shapes import Renderer
 from .store import Clock, Store
 
@@ -26,7 +26,7 @@ def split_full_name(full_name: str) -> tuple[str, str]:
     """Check and split ``owner/name``; both parts end up in paths and URLs."""
     owner, _, name = full_name.partition("/")
     if not (_NAME.match(owner) and _NAME.match(name)) or name in (".", "..") or name.endswith(".git"):
-        raise ValidationFailed(
+        raise UnprocessableEntity(
             [{"resource": "Repository", "code": "invalid", "field": "name"}],
             f"Invalid repository name: {full_name!r}",
         )
@@ -71,10 +71,10 @@ class Backend:
         """
         if installation_id is not None and not self.store.installation(installation_id).covers(
                 self.store.repo(full_name).full_name):
-            raise NotFound()
+            raise ResourceNotFound()
         role = self.store.permission(full_name, login)
         if not permits(role, "read"):
-            raise NotFound()
+            raise ResourceNotFound()
         if not permits(role, need):
             kind = "integration" if installation_id is not None else "personal access token"
             raise Forbidden(f"Resource not accessible by {kind}")
@@ -124,16 +124,16 @@ class Backend:
         base = base or repo.default_branch
         git = self.git(repo)
         if head_owner and head_owner.lower() != repo.owner.lower():
-            raise ValidationFailed([{"resource": "PullRequest", "field": "head", "code": "invalid"}])
+            raise UnprocessableEntity([{"resource": "PullRequest", "field": "head", "code": "invalid"}])
         shas = git.branch_shas(head_ref, base)
         head_sha, base_sha = shas[head_ref], shas[base]
         for field, sha in (("base", base_sha), ("head", head_sha)):
             if sha is None:
-                raise ValidationFailed([{"resource": "PullRequest", "field": field, "code": "invalid"}])
+                raise UnprocessableEntity([{"resource": "PullRequest", "field": field, "code": "invalid"}])
         assert head_sha and base_sha
         stats = git.diff_stats(base_sha, head_sha)
         if stats.commits == 0:  # the head is already in the base
-            raise ValidationFailed([{
+            raise UnprocessableEntity([{
                 "resource": "PullRequest", "code": "custom",
                 "message": f"No commits between {base} and {head_ref}",
             }])
@@ -147,13 +147,13 @@ class Backend:
         repo = self.store.repo(full_name)
         issue = self.store.issue(full_name, number)
         if issue.pull is None:
-            raise NotFound()
+            raise ResourceNotFound()
         merge_sha = None
         if update_base and issue.state == "open":
             git = self.git(repo)
             head_sha = git.branch_sha(issue.pull.head)
             if head_sha is None:
-                raise ValidationFailed([{"resource": "PullRequest", "field": "head", "code": "invalid"}])
+                raise UnprocessableEntity([{"resource": "PullRequest", "field": "head", "code": "invalid"}])
             merge_sha = git.merge(
                 issue.pull.base, head_sha, author=identity(actor),
                 message=f"Merge pull request #{number} from {repo.owner}/{issue.pull.head}",
@@ -171,7 +171,7 @@ class Backend:
         review = self.store.add_review(repo.full_name, number, body=body, state=state, actor=actor, commit_id=head)
         for item in comments or []:
             if not isinstance(item, dict) or not isinstance(item.get("path"), str) or not item.get("body"):
-                raise ValidationFailed([{"resource": "PullRequestReviewComment", "code": "invalid",
+                raise UnprocessableEntity([{"resource": "PullRequestReviewComment", "code": "invalid",
                                          "field": "comments"}])
             self.comment_on_diff(repo, number, body=str(item["body"]), path=item["path"],
                                  line=item.get("line") if isinstance(item.get("line"), int) else None,
@@ -188,7 +188,7 @@ class Backend:
         hunk = diff_hunk(git.diff(base, head, path), line) if head and base else None
         if hunk is None:
             # GitHub: "pull_request_review_thread.line must be part of the diff"
-            raise ValidationFailed([{"resource": "PullRequestReviewComment", "code": "custom",
+            raise UnprocessableEntity([{"resource": "PullRequestReviewComment", "code": "custom",
                                      "field": "line", "message": "line must be part of the diff"}])
         return self.store.add_review_comment(repo.full_name, number, body=body, path=path, line=line,
                                              actor=actor, diff_hunk=hunk, commit_id=head, review_id=review_id)

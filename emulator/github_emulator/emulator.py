@@ -21,7 +21,7 @@ from .app import App, RequestRecord
 from .backend import Backend, split_full_name
 from .faults import FaultRule, Faults
 from .hookshot import Delivery
-from .models import Permission
+from .records import Permission
 from .server import EmulatorServer
 from .store import Clock
 

@@ -5,10 +5,14 @@ HTTP layer (rendered as ``{"message", "documentation_url"}``) and Python
 callers of :class:`~github_emulator.GitHubEmulator`.
 
     EmulatorError
-    ├── BadCredentials      401
-    ├── Forbidden           403
-    ├── NotFound            404
-    └── ValidationFailed    422 (carries ``errors``)
+    ├── Unauthorized            401 "Bad credentials", "Requires authentication"
+    ├── Forbidden               403
+    ├── ResourceNotFound        404 "Not Found"
+    └── UnprocessableEntity     422 "Validation Failed" (carries ``errors``)
+
+The names are HTTP's, not those of :mod:`runner.errors`: an emulator error is
+an answer the emulator gives, while the runner's ``NotFound`` or
+``BadCredentials`` is what the runner makes of such an answer.
 """
 
 from __future__ import annotations
@@ -34,7 +38,9 @@ class EmulatorError(Exception):
         return {"message": self.message, "documentation_url": DOCS_URL}
 
 
-class BadCredentials(EmulatorError):
+class Unauthorized(EmulatorError):
+    """401: no token, or one GitHub does not know."""
+
     status = 401
 
     def __init__(self, message: str = "Bad credentials") -> None:
@@ -42,17 +48,21 @@ class BadCredentials(EmulatorError):
 
 
 class Forbidden(EmulatorError):
+    """403: the caller is known but may not do this."""
+
     status = 403
 
 
-class NotFound(EmulatorError):
+class ResourceNotFound(EmulatorError):
+    """404: no such resource, or one hidden from the caller (GitHub does not say which)."""
+
     status = 404
 
     def __init__(self, message: str = "Not Found") -> None:
         super().__init__(message)
 
 
-class ValidationFailed(EmulatorError):
+class UnprocessableEntity(EmulatorError):
     """422 with an ``errors`` list, as for a duplicate pull request."""
 
     status = 422

@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import IO
 
 from .backend import Backend
-from .errors import EmulatorError, Forbidden, NotFound
+from .errors import EmulatorError, Forbidden, ResourceNotFound
 from .gitrepo import git_env
 
 GIT_PREFIX = "/git/"
@@ -63,7 +63,7 @@ def authorize_git(backend: Backend, target: GitTarget, login: str | None,
     try:
         repo = backend.authorize(target.full_name, login, "write" if target.pushing else "read",
                                  installation_id=installation_id)
-    except NotFound:
+    except ResourceNotFound:
         raise EmulatorError("Repository not found.", status=404) from None
     except Forbidden:
         raise EmulatorError(f"Permission to {target.full_name}.git denied to {login}.", status=403) from None

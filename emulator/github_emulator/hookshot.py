@@ -20,15 +20,13 @@ import urllib.error
 import urllib.request
 import uuid
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 import structlog
 
-from .models import GitHubAppRecord, Installation
-from .store import Notice
-
-if TYPE_CHECKING:
-    from .backend import Backend
+from .records import GitHubAppRecord, Installation, Issue, Repo
+from .shapes import Renderer
+from .store import Notice, Store
 
 _log = structlog.get_logger(__name__)
 DELIVERY_TIMEOUT_S = 10.0
@@ -67,10 +65,20 @@ class Delivery:
         return dict(json.loads(self.body))
 
 
+class Source(Protocol):
+    """What Hookshot reads to render a payload (:class:`~.backend.Backend` is the one implementation)."""
+
+    store: Store
+
+    def renderer(self) -> Renderer: ...
+
+    def pull_json(self, repo: Repo, issue: Issue) -> dict[str, Any]: ...
+
+
 class Hookshot:
     """Render, sign and send deliveries; one background sender thread."""
 
-    def __init__(self, backend: Backend) -> None:
+    def __init__(self, backend: Source) -> None:
         self._backend = backend
         self._queue: queue.Queue[Delivery] = queue.Queue()
         self._lock = threading.Lock()

@@ -12,13 +12,15 @@ import math
 import re
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, TypeVar
+from datetime import timedelta
+from typing import Any, Protocol, TypeVar
 from urllib.parse import parse_qs, unquote, urlencode
 
-from .errors import EmulatorError, NotFound, ValidationFailed
-
-if TYPE_CHECKING:
-    from .app import App
+from .backend import Backend
+from .errors import EmulatorError, ResourceNotFound, UnprocessableEntity
+from .faults import Faults
+from .records import Permission, Repo
+from .traffic import RateLimiter, RequestRecord
 
 T = TypeVar("T")
 
@@ -85,10 +87,10 @@ def body_field(
     value = data.get(name)
     if value is None:
         if required:
-            raise ValidationFailed([{"resource": resource, "code": "missing_field", "field": name}])
+            raise UnprocessableEntity([{"resource": resource, "code": "missing_field", "field": name}])
         return None
     if not isinstance(value, kind):
-        raise ValidationFailed([{"resource": resource, "code": "invalid", "field": name}])
+        raise UnprocessableEntity([{"resource": resource, "code": "invalid", "field": name}])
     return value
 
 
@@ -99,7 +101,32 @@ class Response:
     headers: dict[str, str] = field(default_factory=dict)
 
 
-Handler = Callable[["App", Request], Response]
+class Context(Protocol):
+    """What a route handler may use of the app (:class:`~.app.App` is the one implementation).
+
+    Handlers take this, not the app, so that the route modules sit below the app
+    that combines them and import nothing from it.
+    """
+
+    backend: Backend
+    faults: Faults
+    limiter: RateLimiter
+    token_lifetime: timedelta
+
+    @property
+    def base_url(self) -> str: ...
+
+    @property
+    def request_log(self) -> list[RequestRecord]: ...
+
+    def clear_request_log(self) -> None: ...
+
+    def repo(self, request: Request, need: Permission = "read") -> Repo:
+        """The repository named by the route's ``owner``/``repo``, if the caller may use it."""
+        ...
+
+
+Handler = Callable[[Context, Request], Response]
 
 
 def _compile(pattern: str) -> re.Pattern[str]:
@@ -137,11 +164,11 @@ class Router:
             if match and (method == request.method or (method, request.method) == ("GET", "HEAD")):
                 request.params = {k: unquote(v) for k, v in match.groupdict().items()}
                 return handler
-        raise NotFound()
+        raise ResourceNotFound()
 
 
 def paginate(
-    app: App, request: Request, items: Sequence[T], render: Callable[[T], Any]
+    app: Context, request: Request, items: Sequence[T], render: Callable[[T], Any]
 ) -> Response:
     """Answer one page of ``items`` with a GitHub-style ``Link`` header."""
     # https://docs.github.com/rest/using-the-rest-api/using-pagination-in-the-rest-api

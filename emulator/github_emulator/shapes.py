@@ -14,7 +14,7 @@ from typing import Any
 from urllib.parse import quote, urlsplit
 
 from .gitrepo import CommitInfo, DiffStats, TreeEntry
-from .models import (
+from .records import (
     Comment,
     Event,
     Issue,

@@ -17,8 +17,8 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
-from .errors import EmulatorError, NotFound, ValidationFailed
-from .models import (
+from .errors import EmulatorError, ResourceNotFound, UnprocessableEntity
+from .records import (
     Comment,
     ContentEdit,
     Event,
@@ -170,7 +170,7 @@ class Store:
         with self._mutating() as w:
             key = f"{owner}/{name}".lower()
             if key in w.repos:
-                raise ValidationFailed(
+                raise UnprocessableEntity(
                     [{"resource": "Repository", "code": "custom", "field": "name",
                       "message": "name already exists on this account"}],
                     "Repository creation failed.",
@@ -202,7 +202,7 @@ class Store:
         try:
             return world.repos[full_name.lower()]
         except KeyError:
-            raise NotFound() from None
+            raise ResourceNotFound() from None
 
     def permission(self, full_name: str, login: str | None) -> Permission:
         """Resolve a user's effective role: site admin, owner, collaborator, or public read."""
@@ -236,7 +236,7 @@ class Store:
         with self._mutating() as w:
             repo = self._repo(w, full_name)
             if name.lower() in repo.labels:
-                raise ValidationFailed(
+                raise UnprocessableEntity(
                     [{"resource": "Label", "code": "already_exists", "field": "name"}]
                 )
             return self._ensure_label(w, repo, name, color, description).model_copy()
@@ -246,7 +246,7 @@ class Store:
         description: str | None = None,
     ) -> Label:
         if not name.strip():
-            raise ValidationFailed([{"resource": "Label", "code": "missing_field", "field": "name"}])
+            raise UnprocessableEntity([{"resource": "Label", "code": "missing_field", "field": "name"}])
         if name.lower() not in repo.labels:
             repo.labels[name.lower()] = Label(
                 id=self._new_id(world), name=name, color=color.lstrip("#"), description=description
@@ -259,7 +259,7 @@ class Store:
         repo = self._repo(world, full_name)
         issue = world.issues[repo.full_name.lower()].get(number)
         if issue is None:
-            raise NotFound()
+            raise ResourceNotFound()
         return repo, issue
 
     def issue(self, full_name: str, number: int) -> Issue:
@@ -283,7 +283,7 @@ class Store:
     ) -> Issue:
         """Open an issue, or a pull request when ``pull`` is ``(head, base, draft)``."""
         if not title:
-            raise ValidationFailed([{"resource": "Issue", "code": "missing_field", "field": "title"}])
+            raise UnprocessableEntity([{"resource": "Issue", "code": "missing_field", "field": "title"}])
         with self._mutating() as w:
             repo = self._repo(w, full_name)
             user = self._ensure_user(w, actor)
@@ -333,7 +333,7 @@ class Store:
                 issue.pull.base = base
             if state == "open" and issue.state == "closed" and issue.pull is not None:
                 if issue.pull.merged_at is not None:
-                    raise ValidationFailed([{"resource": "PullRequest", "code": "custom", "field": "state",
+                    raise UnprocessableEntity([{"resource": "PullRequest", "code": "custom", "field": "state",
                                              "message": "state cannot be changed. The pull request has been merged."}])
                 self._refuse_duplicate_pull(w, repo, issue.pull.head, issue.pull.base)
             if state is not None:
@@ -365,9 +365,9 @@ class Store:
 
     def _set_state(self, issue: Issue, state: str, reason: str | None, actor: str) -> None:
         if state not in ("open", "closed"):
-            raise ValidationFailed([{"resource": "Issue", "code": "invalid", "field": "state"}])
+            raise UnprocessableEntity([{"resource": "Issue", "code": "invalid", "field": "state"}])
         if reason not in (None, "completed", "not_planned", "duplicate", "reopened"):
-            raise ValidationFailed([{"resource": "Issue", "code": "invalid", "field": "state_reason"}])
+            raise UnprocessableEntity([{"resource": "Issue", "code": "invalid", "field": "state_reason"}])
         if state == issue.state:
             return
         issue.state = "open" if state == "open" else "closed"
@@ -393,7 +393,7 @@ class Store:
         for name in remove:
             current = [n for n in issue.labels if n.lower() == name.lower()]
             if not current:
-                raise NotFound("Label does not exist")
+                raise ResourceNotFound("Label does not exist")
             issue.labels.remove(current[0])
             self._record(issue, "unlabeled", actor, repo.labels.get(name.lower()))
             self._notify("pull_request" if issue.pull else "issues", "unlabeled", repo, issue.number, actor,
@@ -423,7 +423,7 @@ class Store:
 
     def add_comment(self, full_name: str, number: int, body: str, *, actor: str) -> Comment:
         if not body:
-            raise ValidationFailed([{"resource": "IssueComment", "code": "missing_field", "field": "body"}])
+            raise UnprocessableEntity([{"resource": "IssueComment", "code": "missing_field", "field": "body"}])
         with self._mutating() as w:
             repo, issue = self._issue(w, full_name, number)
             user = self._ensure_user(w, actor)
@@ -443,7 +443,7 @@ class Store:
             repo = self._repo(w, full_name)
             found = w.comments[repo.full_name.lower()].get(comment_id)
             if found is None:
-                raise NotFound()
+                raise ResourceNotFound()
             return found.model_copy()
 
     def comments(self, full_name: str, number: int | None = None) -> list[Comment]:
@@ -458,7 +458,7 @@ class Store:
             repo = self._repo(w, full_name)
             found = w.comments[repo.full_name.lower()].get(comment_id)
             if found is None:
-                raise NotFound()
+                raise ResourceNotFound()
             changes = {"body": {"from": found.body}}
             found.body, found.updated_at = body, self.now()
             self._notify("issue_comment", "edited", repo, found.issue_number, found.user,
@@ -473,7 +473,7 @@ class Store:
         """Register an app and its ``<slug>[bot]`` user."""
         with self._mutating() as w:
             if any(a.slug.lower() == slug.lower() for a in w.apps.values()):
-                raise ValidationFailed([{"resource": "Integration", "code": "already_exists", "field": "slug"}])
+                raise UnprocessableEntity([{"resource": "Integration", "code": "already_exists", "field": "slug"}])
             self._ensure_user(w, owner)
             app = GitHubAppRecord(id=self._new_id(w), slug=slug, name=name, owner=owner,
                                   public_key_pem=public_key_pem, created_at=self.now(),
@@ -485,7 +485,7 @@ class Store:
     def app(self, app_id: int) -> GitHubAppRecord:
         with self._reading() as w:
             if app_id not in w.apps:
-                raise NotFound("Integration not found")
+                raise ResourceNotFound("Integration not found")
             return w.apps[app_id].model_copy(deep=True)
 
     def apps(self) -> list[GitHubAppRecord]:
@@ -495,7 +495,7 @@ class Store:
     def update_app(self, app_id: int, **fields: object) -> GitHubAppRecord:
         with self._mutating() as w:
             if app_id not in w.apps:
-                raise NotFound("Integration not found")
+                raise ResourceNotFound("Integration not found")
             for name, value in fields.items():
                 setattr(w.apps[app_id], name, value)
             return w.apps[app_id].model_copy(deep=True)
@@ -503,7 +503,7 @@ class Store:
     def install_app(self, app_id: int, account: str, repositories: Iterable[str] | None) -> Installation:
         with self._mutating() as w:
             if app_id not in w.apps:
-                raise NotFound("Integration not found")
+                raise ResourceNotFound("Integration not found")
             self._ensure_user(w, account)
             chosen = None if repositories is None else [r.lower() for r in repositories]
             installation = Installation(id=self._new_id(w), app_id=app_id, account=account,
@@ -524,14 +524,14 @@ class Store:
     def installation(self, installation_id: int) -> Installation:
         with self._reading() as w:
             if installation_id not in w.installations:
-                raise NotFound()
+                raise ResourceNotFound()
             return w.installations[installation_id].model_copy(deep=True)
 
     def issue_installation_token(self, installation_id: int, token: str, lifetime: timedelta) -> InstallationToken:
         """Record a new token for the installation; it stops working at ``expires_at``."""
         with self._mutating() as w:
             if installation_id not in w.installations:
-                raise NotFound()
+                raise ResourceNotFound()
             record = InstallationToken(installation_id=installation_id,
                                        expires_at=iso(self._clock() + lifetime))
             w.installation_tokens[token_digest(token)] = record
@@ -568,7 +568,7 @@ class Store:
         for issue in world.issues[repo.full_name.lower()].values():
             pull = issue.pull
             if pull and issue.state == "open" and (pull.head, pull.base) == (head, base):
-                raise ValidationFailed([{
+                raise UnprocessableEntity([{
                     "resource": "PullRequest", "code": "custom",
                     "message": f"A pull request already exists for {repo.owner}:{head}.",
                 }])
@@ -577,7 +577,7 @@ class Store:
         with self._mutating() as w:
             repo, issue = self._issue(w, full_name, number)
             if issue.pull is None:
-                raise NotFound()
+                raise ResourceNotFound()
             if issue.pull.merged_at is not None or issue.state != "open":
                 raise EmulatorError("Pull Request is not mergeable", status=405)
             issue.pull.merged_at, issue.pull.merged_by = self.now(), actor
@@ -597,7 +597,7 @@ class Store:
         with self._mutating() as w:
             repo, issue = self._issue(w, full_name, number)
             if issue.pull is None:
-                raise NotFound()
+                raise ResourceNotFound()
             user = self._ensure_user(w, actor)
             review = Review(id=self._new_id(w), pull_number=number, user=user.login, body=body,
                             state=state, commit_id=commit_id, submitted_at=self.now())  # type: ignore[arg-type]
@@ -616,7 +616,7 @@ class Store:
         with self._reading() as w:
             found = w.reviews.get(self._repo(w, full_name).full_name.lower(), {}).get(review_id)
             if found is None:
-                raise NotFound()
+                raise ResourceNotFound()
             return found.model_copy()
 
     def add_review_comment(self, full_name: str, number: int, *, body: str, path: str, line: int | None,
@@ -624,12 +624,12 @@ class Store:
                            in_reply_to_id: int | None = None) -> ReviewComment:
         """Store a comment on the PR's diff and announce ``pull_request_review_comment.created``."""
         if not body:
-            raise ValidationFailed([{"resource": "PullRequestReviewComment", "code": "missing_field",
+            raise UnprocessableEntity([{"resource": "PullRequestReviewComment", "code": "missing_field",
                                      "field": "body"}])
         with self._mutating() as w:
             repo, issue = self._issue(w, full_name, number)
             if issue.pull is None:
-                raise NotFound()
+                raise ResourceNotFound()
             user = self._ensure_user(w, actor)
             now = self.now()
             comment = ReviewComment(id=self._new_id(w), pull_number=number, review_id=review_id, user=user.login,
@@ -652,7 +652,7 @@ class Store:
         with self._reading() as w:
             found = w.review_comments.get(self._repo(w, full_name).full_name.lower(), {}).get(comment_id)
             if found is None:
-                raise NotFound()
+                raise ResourceNotFound()
             return found.model_copy()
 
     def add_reaction(self, full_name: str, subject: str, subject_id: int, content: str, *,

@@ -9,7 +9,7 @@ import time
 from collections import Counter
 from pathlib import Path
 
-from github_emulator.app import RequestRecord
+from github_emulator import RequestRecord
 
 from runner.ledger import TaskKey, open_ledger
 from tests import chaos
