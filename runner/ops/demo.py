@@ -1,19 +1,23 @@
 """Show the whole flow in under a minute: emulator, dispatch issue, one pass, pull request.
 
-Everything runs on 127.0.0.1 against the built-in GitHub emulator, with its
-default token; no credentials, no network.
+Everything runs on 127.0.0.1 against the GitHub emulator, with its default
+token; no credentials, no network. The emulator is a separate distribution
+(``github-emulator``, in ``emulator/``) that the runtime image leaves out, so it
+is imported only when a command needs it (:func:`load_emulator`), and its
+absence is a sentence that says how to install it.
 """
 
 from __future__ import annotations
 
+import importlib
 import tempfile
 from collections.abc import Callable
 from pathlib import Path
-
-from github_emulator import GitHubEmulator
+from types import ModuleType
 
 from runner.app import build_app
 from runner.config import load_settings
+from runner.errors import ConfigError
 from runner.log import configure_logging
 from runner.steps.workspace import run_git
 
@@ -43,8 +47,25 @@ Target Repository: octocat/hello-world
 """
 
 
+def load_emulator(command: str = "demo") -> ModuleType:
+    """Import ``github_emulator`` for ``agent-runner <command>``, or say how to install it (ConfigError).
+
+    Only a missing emulator (or one of its own dependencies) becomes the
+    sentence; any other error inside it is a bug and propagates as it is.
+    """
+    try:
+        return importlib.import_module("github_emulator")
+    except ModuleNotFoundError as exc:
+        missing = "" if exc.name == "github_emulator" else f" (it is installed, but {exc.name} is missing)"
+        raise ConfigError(
+            f"`agent-runner {command}` needs the GitHub emulator, a separate distribution{missing}: "
+            "run `pip install -e ./emulator` in a checkout of agent-runner (`make venv` does it)."
+        ) from exc
+
+
 def run_demo(*, state_dir: Path | None, verbose: bool, out: Callable[[str], None]) -> int:
     """Run the demo; returns the process exit code."""
+    load_emulator("demo")  # before any output: a missing emulator is the first thing said
     if state_dir is None:
         with tempfile.TemporaryDirectory(prefix="agent-runner-demo-") as tmp:
             return _demo(Path(tmp), verbose, out)
@@ -54,7 +75,7 @@ def run_demo(*, state_dir: Path | None, verbose: bool, out: Callable[[str], None
 
 def _demo(root: Path, verbose: bool, out: Callable[[str], None]) -> int:
     configure_logging("INFO" if verbose else "WARNING", "console" if verbose else "auto", [TOKEN])
-    with GitHubEmulator(root / "github") as emu:
+    with load_emulator("demo").GitHubEmulator(root / "github") as emu:
         out(f"● GitHub emulator at {emu.base_url} (user octocat)")
         emu.create_repo(DISPATCH)
         emu.create_repo(TARGET, files={
