@@ -27,3 +27,21 @@ def test_the_package_is_typed() -> None:
     assert (REPO_ROOT / "runner" / "py.typed").exists()
     package_data = project("pyproject.toml")["tool"]["setuptools"]["package-data"]  # type: ignore[index]
     assert "py.typed" in package_data["runner"]
+
+
+def test_the_runtime_image_and_wheel_carry_no_emulator() -> None:
+    """The emulators are their own distribution (emulator/): tests and the demo install it, the image does not."""
+    dockerfile = (REPO_ROOT / "Dockerfile").read_text("utf-8")
+    copied = [line.split()[1:-1] for line in dockerfile.splitlines() if line.startswith("COPY ")]
+    sources = {src for args in copied for src in args if not src.startswith("--")}
+    assert sources == {"pyproject.toml", "README.md", "runner", "/opt/venv"}
+    ignored = (REPO_ROOT / ".dockerignore").read_text("utf-8").splitlines()
+    assert "emulator" in ignored and "tests" in ignored
+    runtime = project("pyproject.toml")["project"]
+    assert isinstance(runtime, dict)
+    names = {re.split(r"[<>=!~\[ ;]", dep, maxsplit=1)[0].lower() for dep in runtime["dependencies"]}
+    assert not names & {"github-emulator", "graphql-core"}
+    # In the runner, only the lazy loader and the thin re-export for plugin authors name the emulator.
+    naming = {path.relative_to(REPO_ROOT).as_posix() for path in (REPO_ROOT / "runner").rglob("*.py")
+              if re.search(r"^\s*(from|import) github_emulator", path.read_text("utf-8"), re.M)}
+    assert naming <= {"runner/cli.py", "runner/testing/__init__.py"}
