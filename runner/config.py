@@ -212,6 +212,12 @@ class Settings(BaseSettings):
     """External coding-agent CLI for the `command` generator, for example `aider --message-file {instruction_file} --yes`."""
     command_env_allowlist: CsvList = ("PATH", "HOME", "LANG", "LC_ALL", "TERM", "TMPDIR")
     """Environment variables the `command` generator's CLI receives. It never gets the GitHub token."""
+    command_gateway: CsvList = ()
+    """Serve the model gateway to the `command` generator's CLI for these wire dialects, comma-separated: `anthropic`, `openai`. The CLI then gets `ANTHROPIC_BASE_URL` / `OPENAI_BASE_URL` (and `OPENAI_API_BASE`) on 127.0.0.1 and a per-task placeholder in `ANTHROPIC_API_KEY` / `OPENAI_API_KEY`; the real keys stay in the runner (see docs/security.md, "Model gateway"). Empty: no gateway (the agent presets turn it on themselves)."""
+    gateway_models: CsvList = ()
+    """Models the gateway forwards calls for, comma-separated. Empty: any model."""
+    gateway_timeout_seconds: float = Field(default=300.0, gt=0)
+    """How long the gateway waits for the model server between two bytes of an answer before it answers the CLI 504."""
     max_file_bytes: int = Field(default=1_000_000, ge=1)
     """Largest file a generator may write."""
     max_change_bytes: int = Field(default=5_000_000, ge=1)  # the whole change, every file together
@@ -243,19 +249,21 @@ class Settings(BaseSettings):
     sandbox: Literal["bwrap", "off"] = "bwrap"
     """Every untrusted command (agent CLI, setup/validate commands, the tests they run) runs in bubblewrap. `off` runs them without isolation and says so on every issue (see docs/security.md)."""
     sandbox_network: Literal["off", "allow"] = "off"
-    """`off`: no network inside the sandbox; `allow`: for agent CLIs that must reach an LLM API."""
+    """`off`: no network inside the sandbox (agent CLIs reach their model through the model gateway); `allow`: the whole network, GitHub's API host included. `doctor` warns about `allow`."""
     sandbox_memory_mb: int = Field(default=4096, ge=64)
     """Per-process data size (MiB) inside one sandbox."""
     sandbox_pids: int = Field(default=512, ge=16)
     """Process count inside one sandbox."""
     sandbox_ro_paths: CsvList = ()
     """Extra read-only paths the sandboxed commands see (tools installed outside /usr and /opt), comma-separated absolute paths."""
+    sandbox_egress_allow: CsvList = ()
+    """Hosts an agent CLI may reach through the gateway's HTTP(S) CONNECT proxy (ports 443 and 80), comma-separated, for example `pypi.org,files.pythonhosted.org`. Every attempt is logged; blocked ones are reported on the issue. Empty: nothing but the model gateway."""
     repo_commands: CsvList = ()
     """Run the setup/validate commands of a target's `.agent-runner.yml`: empty (never), `allow` (every target), or patterns such as `octo-org/*,octo-org/tools`."""
 
     _split = field_validator(
         "allowed_target_repos", "generators", "command_env_allowlist", "validate_commands", "hooks",
-        "sandbox_ro_paths", "repo_commands",
+        "sandbox_ro_paths", "repo_commands", "command_gateway", "gateway_models", "sandbox_egress_allow",
         mode="before",
     )(_split_csv)
 
@@ -264,6 +272,14 @@ class Settings(BaseSettings):
     @classmethod
     def _empty_is_unset(cls, value: Any) -> Any:
         return None if isinstance(value, str) and not value.strip() else value
+
+    @field_validator("command_gateway")
+    @classmethod
+    def _check_gateway_dialects(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        for item in value:
+            if item not in ("anthropic", "openai"):
+                raise ValueError(f"`{item}` is not a dialect the gateway speaks; use `anthropic` and/or `openai`")
+        return value
 
     @field_validator("sandbox_ro_paths")
     @classmethod

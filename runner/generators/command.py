@@ -24,10 +24,49 @@ writable, the instruction file is mounted read-only, there is no network unless
 It gets a minimal environment: ``COMMAND_ENV_ALLOWLIST`` (credential-like
 names are never copied), ``AGENT_RUNNER_*`` variables describing the task, and
 ``OPENAI_API_KEY`` / ``ANTHROPIC_API_KEY`` from the settings only when the
-allowlist names them. The GitHub token is never passed. If the CLI commits
-(aider does by default), it commits into a throw-away git directory: the
-runner's HEAD does not move, the files stay changed, and the runner makes the
-one commit itself.
+allowlist names them and no gateway runs. The GitHub token is never passed. If
+the CLI commits (aider does by default), it commits into a throw-away git
+directory: the runner's HEAD does not move, the files stay changed, and the
+runner makes the one commit itself.
+
+The model gateway (for agent presets)
+-------------------------------------
+
+A CLI that needs a model gets it through the model gateway
+(:mod:`runner.gateway`), never with the real key. ``COMMAND_GATEWAY=anthropic,openai``
+turns it on for a plain ``COMMAND_TEMPLATE``; a preset passes a spec::
+
+    from runner.gateway import GatewaySpec
+
+    class ClaudeCode(CommandGenerator):
+        name = "claude-code"
+
+        def __init__(self, settings):
+            super().__init__(settings, gateway=GatewaySpec.for_dialects(
+                "anthropic", env={"CLAUDE_CODE_MAX_RETRIES": "1"}))
+
+        def prepare(self, ctx, endpoint, scratch):
+            # Write config files that need the endpoint; return more environment.
+            (scratch / "config.toml").write_text(f'base_url = "{endpoint.base_url}/v1"\n')
+            return {"CODEX_HOME": str(scratch)}
+
+For each run the generator then starts a gateway for the task, and the CLI gets:
+
+- ``GatewaySpec.for_dialects("anthropic")``: ``ANTHROPIC_BASE_URL=http://127.0.0.1:PORT``
+  and ``ANTHROPIC_API_KEY=<placeholder>``;
+- ``GatewaySpec.for_dialects("openai")``: ``OPENAI_BASE_URL`` and ``OPENAI_API_BASE``
+  (both ``http://127.0.0.1:PORT/v1``) and ``OPENAI_API_KEY=<placeholder>``;
+- any ``env`` of the spec, templates over ``{base_url}``, ``{token}`` and ``{port}``
+  (``{"GATEWAY_API_KEY": "{token}"}`` for a CLI that reads a key from a named variable).
+
+:meth:`CommandGenerator.prepare` receives the :class:`runner.gateway.Endpoint`
+(``base_url``, ``port``, ``token``; None without a gateway) and the run's scratch
+directory (read-only inside the sandbox, at the same path, like the instruction
+file), and returns extra environment. The gateway meters every call; when it
+refused one over ``MAX_TOKENS_PER_TASK`` / ``MAX_COST_USD_PER_TASK`` the run ends
+with :class:`runner.errors.BudgetExceeded`, whatever the CLI's exit status, and
+the spend is in ``Changes.usage``. Every exchange is in ``gateway.jsonl`` /
+``gateway.md`` beside ``command.log`` in the task's transcript directory.
 """
 
 from __future__ import annotations
@@ -40,7 +79,15 @@ from pathlib import Path
 from typing import Any
 
 from runner.config import Settings
-from runner.errors import ConfigError, GeneratorError, GeneratorTimeout, WorkspaceError
+from runner.errors import (
+    BudgetExceeded,
+    ConfigError,
+    GeneratorError,
+    GeneratorTimeout,
+    GeneratorUnavailable,
+    WorkspaceError,
+)
+from runner.gateway import Endpoint, GatewayReport, GatewaySession, GatewaySpec
 from runner.generators.base import Changes, GenerationContext, Generator, Usage
 from runner.log import Redactor
 from runner.sandbox.bwrap import Sandbox
@@ -74,13 +121,19 @@ class CommandGenerator:
 
     name = "command"
 
-    def __init__(self, settings: Settings, sandbox: Sandbox | None = None) -> None:
+    def __init__(self, settings: Settings, sandbox: Sandbox | None = None, *,
+                 gateway: GatewaySpec | None = None, template: str | None = None) -> None:
         self.settings = settings
         self.sandbox = sandbox or Sandbox.from_settings(settings)
-        self.template = settings.command_template or ""
+        self.template = template if template is not None else (settings.command_template or "")
         self.tokens, self.used = parse_template(self.template)
         self.program = Path(self.tokens[0]).name
+        self.gateway = gateway if gateway is not None else _gateway_from_settings(settings)
         self._redact = Redactor(settings.secrets())
+
+    def prepare(self, ctx: GenerationContext, endpoint: Endpoint | None, scratch: Path) -> Mapping[str, str]:
+        """Presets override: write what the run needs into ``scratch``, return more environment."""
+        return {}
 
     def generate(self, ctx: GenerationContext) -> Changes:
         timeout = min(ctx.seconds_left(), self.settings.generator_timeout_seconds)
@@ -104,12 +157,19 @@ class CommandGenerator:
                 "repo": ctx.task.target_repo,
             }
             argv = expand_template(self.tokens, values)
-            env = self._env(ctx, values)
-            result = self._run(argv, ctx, env, timeout, Path(scratch))
+            session = self._open_gateway(ctx)
+            try:
+                endpoint = session.endpoint if session is not None else None
+                env = self._env(ctx, values, session)
+                env.update(self.prepare(ctx, endpoint, Path(scratch)))
+                result = self._run(argv, ctx, env, timeout, Path(scratch), session)
+            finally:
+                report = session.close() if session is not None else None
         # The transcript matters most when the command failed.
-        transcript = self._write_transcript(ctx, result)
+        transcript = self._write_transcript(ctx, result, report)
         notes: tuple[str, ...] = ()
-        self._raise_for_failure(ctx, result)
+        self._raise_for_budget(ctx, report)
+        self._raise_for_failure(ctx, result, report)
         model = values["model"] if "model" in self.used else ctx.model
         files = changed_files(ctx.worktree, exclude=(ctx.trace_path,), git_dir=ctx.git_dir)
         ctx.log.info(
@@ -127,24 +187,49 @@ class CommandGenerator:
             notes += (f"`{self.program}` finished without changing any file.",)
         if result.truncated:
             notes += ("The command's output was long; only its end was kept.",)
+        usage = Usage(duration_s=result.duration_s, model=model)
+        if report is not None:
+            notes += gateway_notes(report)
+            spend = report.spend
+            usage = Usage(input_tokens=spend.input_tokens, output_tokens=spend.output_tokens,
+                          cost_usd=spend.cost_usd if spend.calls else None, duration_s=result.duration_s,
+                          model=model or spend.model)
         return Changes(
             summary=self._summary(result.output),
             files=files,
-            usage=Usage(duration_s=result.duration_s, model=model),
+            usage=usage,
             transcript=transcript,
             generator=self.name,
             notes=notes,
         )
 
+    def _open_gateway(self, ctx: GenerationContext) -> GatewaySession | None:
+        """Start this run's model gateway, reached through the sandbox's relay unless it shares a network."""
+        if self.gateway is None:
+            return None
+        relay = self.sandbox.mode == "bwrap" and not self.sandbox.network
+        try:
+            session = GatewaySession(self.settings, self.gateway, budget=ctx.budget,
+                                     transcript_dir=ctx.transcript_dir, log=ctx.log, relay=relay)
+        except ValueError as exc:
+            raise ConfigError(f"The model gateway cannot start: {exc}.") from exc
+        self._redact = Redactor([*self.settings.secrets(), session.token])
+        ctx.log.info("gateway_started", dialects=list(self.gateway.dialects), relay=relay,
+                     port=session.endpoint.port)
+        return session
+
     def _run(
         self, argv: list[str], ctx: GenerationContext, env: dict[str, str], timeout: float,
-        scratch: Path,
+        scratch: Path, session: GatewaySession | None = None,
     ) -> ProcResult:
         """Start the command in the sandbox, turning every way it cannot start into a GeneratorError."""
+        allowed = set(_PASSABLE_SECRETS) | (set(session.spec.env) if session is not None else set())
+        wiring = session.wiring if session is not None else None
         try:
             return self.sandbox.run(argv, worktree=ctx.worktree, env=env, deadline_s=timeout,
                                     extra_ro=(scratch,), git_dir=ctx.git_dir,
-                                    secrets_allowed=_PASSABLE_SECRETS)
+                                    secrets_allowed=allowed,
+                                    binds=wiring.binds if wiring else (), wrap=wiring.wrap if wiring else ())
         except FileNotFoundError as exc:
             where = f" ({exc.strerror})" if exc.strerror and "sandbox" in exc.strerror else ""
             raise GeneratorError(
@@ -169,19 +254,46 @@ class CommandGenerator:
                 "cannot be passed to a command (NUL). Remove it from the issue body."
             ) from exc
 
-    def _raise_for_failure(self, ctx: GenerationContext, result: ProcResult) -> None:
+    def _raise_for_budget(self, ctx: GenerationContext, report: GatewayReport | None) -> None:
+        """A call refused over the budget (or usage past it) ends the task as over budget, exit status aside."""
+        if report is None or (report.refusal is None and not report.over_budget):
+            return
+        spent = report.spend.describe()
+        ctx.log.warning("gateway_budget_exceeded", spent=spent,
+                        refusal=report.refusal.kind if report.refusal else None)
+        if report.refusal is not None and report.refusal.kind == "price":
+            raise GeneratorError(f"`{self.program}` used {spent}; then {report.refusal.message}",
+                                 hint="Add the model's price to `MODEL_PRICES` (`[0, 0]` for a local model), or "
+                                      "unset `MAX_COST_USD_PER_TASK`, then remove the `agent-failed` label.")
+        if report.refusal is not None:
+            which = "token" if report.refusal.kind == "tokens" else "cost"
+            raise BudgetExceeded(
+                f"`{self.program}` used {spent} through the model gateway, which then refused its next "
+                f"model call over the task's {which} budget: {report.refusal.message}"
+            )
+        raise BudgetExceeded(f"`{self.program}` used {spent} through the model gateway, over the task's budget.")
+
+    def _raise_for_failure(self, ctx: GenerationContext, result: ProcResult,
+                           report: GatewayReport | None = None) -> None:
         if result.timed_out:
             ctx.log.warning("command_timed_out", program=self.program, timeout_s=result.deadline_s)
             raise GeneratorTimeout(f"`{self.program}` {result.describe_exit()}.")
         if result.exit_code != 0:
             tail = self._redact(tail_text(result.output, max_lines=20, max_chars=2000))
-            raise GeneratorError(
-                f"`{self.program}` {result.describe_exit()}. The last lines of its output:\n\n"
-                + fenced(tail or "(no output)")
-            )
+            message = (f"`{self.program}` {result.describe_exit()}. The last lines of its output:\n\n"
+                       + fenced(tail or "(no output)"))
+            if report is not None and report.upstream_failures:
+                raise GeneratorUnavailable(
+                    message + "\n\nThe model server failed while it ran: "
+                    + self._redact(report.upstream_failures[-1]))
+            raise GeneratorError(message)
 
-    def _env(self, ctx: GenerationContext, values: Mapping[str, str]) -> dict[str, str]:
-        """The allowlisted environment plus task facts; secrets only where the operator named them."""
+    def _env(self, ctx: GenerationContext, values: Mapping[str, str],
+             session: GatewaySession | None = None) -> dict[str, str]:
+        """The allowlisted environment plus task facts; secrets only where the operator named them.
+
+        With a gateway, the real keys and base URLs are never passed: the gateway's endpoint is.
+        """
         allowed = set(self.settings.command_env_allowlist)
         extra = {
             "AGENT_RUNNER_TASK_ID": ctx.task.task_id,
@@ -199,11 +311,14 @@ class CommandGenerator:
             extra["AGENT_RUNNER_MODEL"] = ctx.model
         for env_name, attr in {**_PASSABLE_SECRETS, **_PASSABLE_URLS}.items():
             value = _plain(getattr(self.settings, attr, None))
-            if env_name in allowed and value:
+            if env_name in allowed and value and session is None:
                 extra[env_name] = value
+        if session is not None:
+            extra.update(session.env())
         return minimal_env(self.settings.command_env_allowlist, extra)
 
-    def _write_transcript(self, ctx: GenerationContext, result: ProcResult) -> Path | None:
+    def _write_transcript(self, ctx: GenerationContext, result: ProcResult,
+                          report: GatewayReport | None = None) -> Path | None:
         """Keep the template (not the expanded argv) and the output; never the environment."""
         if ctx.transcript_dir is None:
             return None
@@ -213,6 +328,10 @@ class CommandGenerator:
             f"$ {self.template}\n\n{strip_ansi(result.output).rstrip()}\n\n"
             f"[{self.program} {result.describe_exit()} after {format_seconds(result.duration_s)} s]\n"
         )
+        if report is not None:
+            text += "".join(f"[{note}]\n" for note in gateway_notes(report) or ("No model calls.",))
+            if report.transcript is not None:
+                text += f"[The model exchanges are in {report.transcript.name}.]\n"
         with path.open("a", encoding="utf-8") as handle:
             handle.write(self._redact(text) + "\n")
         return path
@@ -226,6 +345,27 @@ class CommandGenerator:
         if len(last) > MAX_SUMMARY_CHARS:
             last = "…" + last[-(MAX_SUMMARY_CHARS - 1) :]
         return self._redact(last)
+
+
+def gateway_notes(report: GatewayReport) -> tuple[str, ...]:
+    """What the result comment says about the gateway besides the usage line."""
+    notes: tuple[str, ...] = ()
+    if report.spend.calls:
+        notes += (f"Model calls through the gateway: {report.spend.calls}, {report.spend.describe()}.",)
+    if report.denied:
+        shown = ", ".join(f"`{d}`" for d in report.denied[:5])
+        more = f" and {len(report.denied) - 5} more" if len(report.denied) > 5 else ""
+        notes += (f"The model gateway refused {len(report.denied)} request(s) that were not model calls "
+                  f"with this task's key: {shown}{more}.",)
+    if report.spend.estimated_calls:
+        notes += (f"{report.spend.estimated_calls} model call(s) reported no usage; they are counted at "
+                  "their estimate.",)
+    return notes
+
+
+def _gateway_from_settings(settings: Settings) -> GatewaySpec | None:
+    dialects = tuple(getattr(settings, "command_gateway", ()) or ())
+    return GatewaySpec.for_dialects(*dialects) if dialects else None  # type: ignore[arg-type]
 
 
 def build(settings: Settings) -> Generator:

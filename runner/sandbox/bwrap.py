@@ -143,10 +143,15 @@ class Sandbox:
         secrets_allowed: Iterable[str] = (),
         output_limit: int = 200_000,
         merge_stderr: bool = True,
+        binds: Iterable[tuple[Path, str]] = (),
+        wrap: Sequence[str] = (),
     ) -> ProcResult:
         """Run ``argv`` in ``worktree`` within ``deadline_s`` seconds and return what it printed.
 
         With ``merge_stderr`` False, stderr comes back apart in ``ProcResult.stderr``.
+        ``binds`` shows host paths read-only at the given paths inside (a Unix socket
+        of the model gateway); ``wrap`` is argv that runs inside first and starts the
+        command itself (the gateway's relay). With ``SANDBOX=off`` both are ignored.
 
         ``git_dir`` is the worktree's real git directory, from the workspace (never read
         from the worktree's ``.git``, which the command controls). Raise SandboxUnavailable
@@ -162,6 +167,8 @@ class Sandbox:
         backend = detect_backend(self.bwrap)  # raises SandboxUnavailable, with the reason, first
         readonly = [*self.extra_ro, *[Path(p) for p in extra_ro]]
         _check_program(args[0], worktree, child_env.get("PATH", os.defpath), readonly)
+        if wrap:
+            _check_program(wrap[0], worktree, child_env.get("PATH", os.defpath), readonly)
         child_env.update({"HOME": SANDBOX_HOME, "TMPDIR": "/tmp"})
         with tempfile.TemporaryDirectory(prefix="agent-runner-sandbox-") as scratch:
             git_binds = _git_binds(worktree, git_dir, Path(scratch))
@@ -172,8 +179,9 @@ class Sandbox:
                 hidden=self.hidden,
                 readonly=readonly,
                 git_binds=git_binds,
+                binds=tuple(binds),
             )
-            inner = ["prlimit", f"--data={self.limits.memory_mb * 1024 * 1024}",
+            inner = [*wrap, "prlimit", f"--data={self.limits.memory_mb * 1024 * 1024}",
                      f"--nproc={self.limits.pids}", "--core=0", "--"]
             return _unwrap(run_bounded([*bwrap, "--", *inner, *args], cwd=worktree, env=child_env,
                                        deadline_s=deadline_s, stdin=stdin, output_limit=output_limit,
@@ -250,6 +258,7 @@ def _bwrap_argv(
     hidden: Sequence[Path],
     readonly: Sequence[Path],
     git_binds: Sequence[str],
+    binds: Sequence[tuple[Path, str]] = (),
 ) -> list[str]:
     argv = [bwrap, "--die-with-parent", "--new-session", "--unshare-user", "--unshare-pid",
             "--unshare-ipc", "--unshare-uts", "--unshare-cgroup-try", "--cap-drop", "ALL"]
@@ -283,6 +292,8 @@ def _bwrap_argv(
         argv += ["--ro-bind", str(path), str(path)]
     argv += ["--bind", str(worktree), str(worktree)]
     argv += list(git_binds)
+    for source, target in binds:
+        argv += ["--ro-bind", str(source), target]
     for top in tops:
         argv += ["--remount-ro", str(top)]
     # The root bwrap built (mount points for the binds) turns read-only too.

@@ -1,0 +1,87 @@
+"""Record every exchange that passes the gateway, redacted, in the task's transcript.
+
+Each model call becomes two events in ``gateway.jsonl`` (and ``gateway.md``
+once the task ends): the request as the client sent it, minus its headers'
+credentials, and the response as the upstream answered it, with its usage.
+The real keys and the placeholder token are replaced by ``***`` before
+anything reaches disk (:class:`runner.log.Redactor`, which also masks anything
+shaped like a provider key), and long bodies are clipped.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+from collections.abc import Iterable, Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+from runner.gateway.wire import AUTH_HEADERS
+from runner.log import Redactor
+
+TRANSCRIPT_NAME = "gateway"
+#: Request headers worth keeping in the record (the rest is framing or noise).
+_KEPT_HEADERS = ("user-agent", "content-type", "anthropic-version", "anthropic-beta", "openai-beta", "accept",
+                 "x-stainless-lang", "x-stainless-package-version")
+_BODY_CHARS = 60_000
+
+
+class Recorder:
+    """Append the gateway's exchanges to one task's transcript; safe to call from many threads."""
+
+    def __init__(self, directory: Path | None, *, secrets: Sequence[str]) -> None:
+        self._lock = threading.Lock()
+        self._redact = Redactor(secrets)
+        self.events: list[dict[str, Any]] = []
+        self.path: Path | None = None
+        if directory is not None:
+            directory.mkdir(parents=True, exist_ok=True)
+            self.path = directory / f"{TRANSCRIPT_NAME}.jsonl"
+            self.path.touch()
+
+    def request(self, call: int, *, method: str, path: str, dialect: str, headers: Iterable[tuple[str, str]],
+                body: bytes) -> None:
+        kept = {n.lower(): v for n, v in headers if n.lower() in _KEPT_HEADERS and n.lower() not in AUTH_HEADERS}
+        self._add("request", call=call, method=method, path=path, dialect=dialect, headers=kept,
+                  text=_text(body))
+
+    def response(self, call: int, *, status: int, body: bytes, usage: Mapping[str, Any] | None,
+                 duration_ms: float, streamed: bool) -> None:
+        self._add("response", call=call, status=status, streamed=streamed, usage=dict(usage or {}),
+                  duration_ms=round(duration_ms, 1), text=_text(body))
+
+    def refused(self, call: int, *, method: str, path: str, status: int, reason: str) -> None:
+        self._add("refused", call=call, method=method, path=path, status=status, text=reason)
+
+    def close(self) -> Path | None:
+        """Write ``gateway.md``, one section per event, for people; return its path."""
+        if self.path is None:
+            return None
+        with self._lock:
+            events = list(self.events)
+        out = ["# Model gateway transcript", ""]
+        for event in events:
+            head = f"## {event['kind']} #{event.get('call', '?')}"
+            detail = {k: v for k, v in event.items() if k not in ("kind", "call", "text", "at")}
+            out += [head, "", "`" + json.dumps(detail, ensure_ascii=False) + "`", "",
+                    "~~~~~~~~", str(event.get("text", "")), "~~~~~~~~", ""]
+        markdown = self.path.with_suffix(".md")
+        markdown.write_text("\n".join(out), encoding="utf-8")
+        return markdown
+
+    def _add(self, kind: str, **fields: Any) -> None:
+        event = {"kind": kind, "at": round(time.time(), 3), **fields}
+        line = self._redact(json.dumps(event, ensure_ascii=False, default=str))
+        with self._lock:
+            self.events.append(json.loads(line))
+            if self.path is not None:
+                with self.path.open("a", encoding="utf-8") as handle:
+                    handle.write(line + "\n")
+
+
+def _text(body: bytes) -> str:
+    text = body[: _BODY_CHARS * 2].decode("utf-8", "replace")
+    if len(text) > _BODY_CHARS:
+        return f"{text[:_BODY_CHARS]}… [{len(body) - _BODY_CHARS} more bytes]"
+    return text

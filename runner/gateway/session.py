@@ -1,0 +1,152 @@
+"""Start one task's gateway, tell the CLI where it is, and say afterwards what it cost and refused.
+
+:class:`GatewaySession` is what a generator holds while its CLI runs: the
+gateway (and, with ``SANDBOX_EGRESS_ALLOW``, the egress proxy), the
+:class:`Endpoint` the CLI is given, the :class:`SandboxWiring` that makes the
+gateway reachable inside the sandbox, and, once closed, a :class:`GatewayReport`.
+"""
+
+from __future__ import annotations
+
+import secrets
+import shutil
+import tempfile
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from runner.gateway.meter import Meter, Refusal, Spend
+from runner.gateway.record import Recorder
+from runner.gateway.server import Gateway
+from runner.gateway.upstream import upstreams_from
+from runner.gateway.wire import DIALECTS, Dialect
+
+#: Where the sockets and the relay appear inside the sandbox.
+MOUNT_DIR = "/run/agent-runner/gateway"
+SOCKET_MOUNT = f"{MOUNT_DIR}/model.sock"
+RELAY_MOUNT = f"{MOUNT_DIR}/relay.py"
+RELAY_SCRIPT = Path(__file__).with_name("sandbox_relay.py")
+TOKEN_PREFIX = "agent-runner-gateway-"
+
+#: The environment each dialect's CLIs read (values are templates, see :meth:`Endpoint.render`).
+ANTHROPIC_ENV: Mapping[str, str] = {"ANTHROPIC_BASE_URL": "{base_url}", "ANTHROPIC_API_KEY": "{token}"}
+OPENAI_ENV: Mapping[str, str] = {"OPENAI_BASE_URL": "{base_url}/v1", "OPENAI_API_BASE": "{base_url}/v1",
+                                 "OPENAI_API_KEY": "{token}"}
+_DIALECT_ENV = {"anthropic": ANTHROPIC_ENV, "openai": OPENAI_ENV}
+
+
+@dataclass(frozen=True)
+class GatewaySpec:
+    """What a CLI needs from the gateway: the wire dialects it speaks, and the variables that point it there.
+
+    ``env`` values are templates over ``{base_url}`` (``http://127.0.0.1:PORT``),
+    ``{token}`` (the per-task placeholder) and ``{port}``.
+    """
+
+    dialects: tuple[Dialect, ...]
+    env: Mapping[str, str] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        unknown = [d for d in self.dialects if d not in DIALECTS]
+        if unknown or not self.dialects:
+            raise ValueError(f"dialects must be among {DIALECTS}, got {self.dialects}")
+
+    @classmethod
+    def for_dialects(cls, *dialects: Dialect, env: Mapping[str, str] | None = None) -> GatewaySpec:
+        """The standard variables of each dialect (``ANTHROPIC_BASE_URL``, ``OPENAI_API_KEY``, ...) plus ``env``."""
+        merged: dict[str, str] = {}
+        for dialect in dialects:
+            merged.update(_DIALECT_ENV[dialect])
+        return cls(tuple(dialects), {**merged, **(env or {})})
+
+
+@dataclass(frozen=True)
+class Endpoint:
+    """Where the CLI finds the gateway from where it runs, and the placeholder it must present."""
+
+    base_url: str
+    port: int
+    token: str = field(repr=False)
+
+    def render(self, template: str) -> str:
+        return template.format(base_url=self.base_url, token=self.token, port=self.port)
+
+    def env(self, spec: GatewaySpec) -> dict[str, str]:
+        return {name: self.render(value) for name, value in spec.env.items()}
+
+
+@dataclass(frozen=True)
+class SandboxWiring:
+    """What the sandbox needs so that ``127.0.0.1:PORT`` inside reaches the gateway outside."""
+
+    binds: tuple[tuple[Path, str], ...] = ()  # read-only: host path → path inside
+    wrap: tuple[str, ...] = ()  # argv run inside before the command (the relay), or nothing
+
+
+@dataclass(frozen=True)
+class GatewayReport:
+    """What the gateway saw during one run."""
+
+    spend: Spend
+    refusal: Refusal | None
+    over_budget: bool
+    denied: tuple[str, ...] = ()
+    upstream_failures: tuple[str, ...] = ()
+    transcript: Path | None = None
+
+
+class GatewaySession:
+    """Serve the gateway for one CLI run; ``relay=True`` reaches it through a Unix socket and a relay."""
+
+    def __init__(
+        self,
+        settings: Any,
+        spec: GatewaySpec,
+        *,
+        budget: Any,
+        transcript_dir: Path | None,
+        log: Any = None,
+        relay: bool = True,
+    ) -> None:
+        upstreams = upstreams_from(settings, spec.dialects)
+        self.token = TOKEN_PREFIX + secrets.token_urlsafe(32)
+        keys = [u.key for u in upstreams.values() if u.key]
+        meter = Meter(max_tokens=getattr(budget, "max_tokens", None),
+                      max_cost_usd=getattr(budget, "max_cost_usd", None),
+                      default_output=getattr(budget, "max_output_tokens", 4096),
+                      prices=getattr(settings, "model_prices", None))
+        self.gateway = Gateway(upstreams=upstreams, meter=meter, token=self.token, log=log,
+                               recorder=Recorder(transcript_dir, secrets=[*keys, self.token]),
+                               models=frozenset(getattr(settings, "gateway_models", ()) or ()),
+                               read_timeout_s=getattr(settings, "gateway_timeout_seconds", 300.0))
+        self._scratch = Path(tempfile.mkdtemp(prefix="agent-runner-gw-"))
+        try:
+            if relay:
+                socket_path = self.gateway.serve_unix(self._scratch / "model.sock")
+                port = 20000 + secrets.randbelow(40000)  # the sandbox's own loopback: nothing else listens there
+                listen = f"127.0.0.1:{port}={SOCKET_MOUNT}"
+                self.wiring = SandboxWiring(
+                    binds=((socket_path, SOCKET_MOUNT), (RELAY_SCRIPT, RELAY_MOUNT)),
+                    wrap=("python3", "-I", "-S", RELAY_MOUNT, "--listen", listen, "--"),
+                )
+            else:
+                port = self.gateway.serve_tcp("127.0.0.1")
+                self.wiring = SandboxWiring()
+        except BaseException:
+            self.close()
+            raise
+        self.endpoint = Endpoint(f"http://127.0.0.1:{port}", port, self.token)
+        self.spec = spec
+
+    def env(self) -> dict[str, str]:
+        """The variables that point the CLI at the gateway, placeholder included."""
+        return self.endpoint.env(self.spec)
+
+    def close(self) -> GatewayReport:
+        spend = self.gateway.close()
+        shutil.rmtree(self._scratch, ignore_errors=True)
+        meter, stats = self.gateway.meter, self.gateway.stats
+        return GatewayReport(spend=spend, refusal=meter.refused, over_budget=meter.over_budget(),
+                             denied=tuple(stats.denied), upstream_failures=tuple(stats.upstream_failures),
+                             transcript=self.gateway.recorder.path)
