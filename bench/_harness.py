@@ -176,7 +176,7 @@ class RequestFigures:
         return self.writes / self.write_span_s if self.write_span_s > 0 else 0.0
 
 
-#: The repository-wide comment listings a poll makes for feedback (runner/intake.py, docs/feedback.md).
+#: The repository-wide comment listings a poll makes for feedback (runner/executors/threads.py, docs/feedback.md).
 FEEDBACK_LISTING = re.compile(r"^/repos/[^/]+/[^/]+/(issues|pulls)/comments$")
 
 

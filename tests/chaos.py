@@ -15,8 +15,8 @@ in the emulator's request log) and that `agent-runner status --json` tells the
 same story (``succeeded`` with the PR's URL exactly where GitHub shows
 ``processed``). Every wait here is bounded by a deadline.
 
-It lives in tests/, not in the runtime package: only the emulators, which
-plugin authors use, ship in runner/testing/.
+It lives in tests/, not in the runtime package nor in the emulator distribution
+(emulator/), which plugin authors install for their own tests.
 """
 
 from __future__ import annotations
