@@ -146,7 +146,7 @@ class Settings(BaseSettings):
     """`json`, `console`, or `auto`: JSON unless on a terminal. Secrets are redacted from every line."""
 
     hooks: CsvList = ()
-    """Python hooks called at each stage, comma-separated `package.module:Class` (see `runner/hooks.py`)."""
+    """Python hooks called at each stage, comma-separated `package.module:Class` (see `runner/hooks/plugins.py`)."""
     hook_commands: dict[str, str] = Field(default_factory=dict)
     """Executable hooks, a JSON object with any of `pre_task`, `post_task` and `health_check`, for example
     `{"pre_task": "/etc/agent-runner/quota.sh", "health_check": "/etc/agent-runner/ready.sh"}`. Each gets the task

