@@ -25,7 +25,7 @@ from runner.ledger.base import JobLedger, Ledger
 from runner.log import REDACTOR, get_logger
 from runner.ops.health import Metrics
 from runner.ops.preflight import prepare
-from runner.pipeline.line import Pipeline
+from runner.pipeline import Pipeline
 from runner.sandbox.bwrap import Sandbox
 from runner.steps.workspace import Identity, Workspace
 

@@ -292,7 +292,7 @@ def _status_line(app: Any) -> Any:
     # On a terminal, INFO lines would scroll the live line away; LOG_LEVEL set on purpose still wins.
     status = StatusLine(sys.stderr, live=sys.stderr.isatty(), log=get_logger(),
                         quiet="log_level" not in app.settings.model_fields_set)
-    app.pipeline.hooks.add(status)
+    app.pipeline.deps.hooks.add(status)
     return status
 
 

@@ -2,16 +2,20 @@
 
 from __future__ import annotations
 
+import random
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Literal
 
 from runner.errors import (
+    ForgeError,
     LabelerNotTrusted,
+    RateLimited,
     RerunNotTrusted,
     RunnerError,
     TargetNotAllowed,
     TextNotApproved,
+    WorkspaceError,
 )
 from runner.forge.base import Issue, IssueTrail, PullRequest
 
@@ -180,8 +184,37 @@ def pull_action(existing: PullRequest | None) -> PullAction:
 RetryDecision = Literal["retry", "dead"]
 
 
+# -- THE retry decision: one policy for every executor and every stage -------------------------
+
+
 def retry_decision(error: RunnerError, failures: int, max_attempts: int) -> RetryDecision:
-    """Transient errors retry until the attempt budget is spent; permanent ones stop now."""
+    """Transient errors retry until the attempt budget is spent; permanent ones stop now.
+
+    ``failures`` counts this one (``job.failures + 1``). Whether an error is
+    transient is a property of its class (:mod:`runner.errors`), never a string match."""
     if error.transient and failures < max_attempts:
         return "retry"
     return "dead"
+
+
+def retry_in_place(error: RunnerError) -> bool:
+    """Whether ``error`` is a blip of GitHub or of git transport that a retry inside its stage may cure."""
+    return isinstance(error, ForgeError | WorkspaceError) and error.transient
+
+
+def backoff_delay(attempt: int, *, base: float, cap: float, rng: random.Random | None = None) -> float:
+    """Exponential backoff with "equal jitter": uniform(c/2, c), c = min(cap, base * 2**(attempt-1)).
+
+    Half of the delay is guaranteed so a flapping dependency gets real rest;
+    the other half spreads replicas apart."""
+    ceiling = min(cap, base * (2 ** max(0, attempt - 1)))
+    return (rng or random).uniform(ceiling / 2, ceiling)
+
+
+def retry_delay(error: RunnerError, failures: int, *, base: float, cap: float,
+                rng: random.Random | None = None) -> float:
+    """How long a task waits before its next attempt: the backoff, or longer when GitHub says so."""
+    delay = backoff_delay(failures, base=base, cap=cap, rng=rng)
+    if isinstance(error, RateLimited):
+        delay = max(delay, error.retry_after)
+    return delay

@@ -24,7 +24,7 @@ from runner.errors import LedgerUnavailable, PermissionDenied, RunnerError
 from runner.forge.base import Forge, Issue
 from runner.ledger.base import TERMINAL, Job, Ledger, TaskKey
 from runner.ops.health import Metrics
-from runner.pipeline.line import Outcome, Pipeline
+from runner.pipeline import Outcome, Pipeline
 
 #: How often the idle loop claims; a poll that queued work, a finished job or SIGTERM wake it sooner.
 IDLE_TICK_S = 1.0

@@ -17,9 +17,7 @@ from runner.ledger.base import (
     Status,
     TaskKey,
     TaskRecord,
-    backoff_delay,
     lease_expiry,
-    next_retry,
 )
 from runner.ledger.store import URL_FORMATS, redact_url
 
@@ -33,10 +31,8 @@ __all__ = [
     "Status",
     "TaskKey",
     "TaskRecord",
-    "backoff_delay",
     "lease_expiry",
     "ledger_scheme",
-    "next_retry",
     "open_existing_ledger",
     "open_ledger",
 ]

@@ -34,12 +34,11 @@ Every claim does ``attempt += 1``.
 ``attempt`` counts claims and never goes down, so it stays a valid fencing
 token across requeues. ``failures`` counts attempts that ended badly
 (``fail`` or an abandoned lease taken over) since the last requeue; the
-caller compares it with ``MAX_ATTEMPTS`` (see :func:`next_retry`).
+caller compares it with ``MAX_ATTEMPTS`` (see :func:`runner.core.policy.retry_decision`).
 """
 
 from __future__ import annotations
 
-import random
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -285,33 +284,6 @@ class Ledger(FeedbackInbox, Protocol):
 def lease_expiry(now: datetime, lease_seconds: float) -> datetime:
     """When a lease taken (or renewed) at ``now`` runs out."""
     return now + timedelta(seconds=lease_seconds)
-
-
-def backoff_delay(attempt: int, *, base: float, cap: float, rng: random.Random | None = None) -> float:
-    """Exponential backoff with "equal jitter": uniform(c/2, c), c = min(cap, base * 2**(attempt-1)).
-
-    Half of the delay is guaranteed so a flapping dependency gets real rest;
-    the other half spreads replicas apart."""
-    ceiling = min(cap, base * (2 ** max(0, attempt - 1)))
-    return (rng or random).uniform(ceiling / 2, ceiling)
-
-
-def next_retry(
-    now: datetime,
-    *,
-    failures: int,
-    max_attempts: int,
-    base: float,
-    cap: float,
-    rng: random.Random | None = None,
-) -> datetime | None:
-    """When a task that has now failed ``failures`` times should run again, or None.
-
-    None means the attempt budget is spent: pass it to :meth:`Ledger.fail` as
-    ``retry_at`` and the task goes ``dead``. Call it with ``job.failures + 1``."""
-    if failures >= max_attempts:
-        return None
-    return now + timedelta(seconds=backoff_delay(failures, base=base, cap=cap, rng=rng))
 
 
 def require_utc(value: datetime, name: str = "now") -> datetime:

@@ -34,10 +34,12 @@ _MARKS = {"succeeded": "✓", "skipped": "·", "released": "·", "retrying": "�
 
 
 def stage_words(stage: str) -> str:
-    """`generate_round_2` → `generating (round 2)`; unknown stages read as they are named."""
-    base, _, round_no = stage.partition("_round_")
-    words = WORDS.get(base, base.replace("_", " "))
-    return f"{words} (round {round_no})" if round_no else words
+    """`push_round_2` → `pushing (round 2)`, `generate_try_2` → `generating (try 2)`; others as named."""
+    for kind in ("round", "try"):
+        base, _, number = stage.partition(f"_{kind}_")
+        if number:
+            return f"{WORDS.get(base, base.replace('_', ' '))} ({kind} {number})"
+    return WORDS.get(stage, stage.replace("_", " "))
 
 
 class StatusLine(Hook):

@@ -2,7 +2,7 @@
 
 A 502 on a comment, a 429 on a label or a reset connection during ``git push``
 is retried right where it happened, a few times, with exponential backoff
-("equal jitter", :func:`runner.ledger.base.backoff_delay`), within a time
+("equal jitter", :func:`runner.core.policy.backoff_delay`), within a time
 budget. Only when that fails too does the error leave the stage and count as
 one of the task's ``MAX_ATTEMPTS``. Which errors qualify is a property of their
 class: transient :class:`ForgeError` (5xx, 429, 403 with a retry hint,
@@ -30,8 +30,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
-from runner.errors import ForgeError, RateLimited, RunnerError, WorkspaceError
-from runner.ledger.base import backoff_delay
+from runner.core.policy import backoff_delay, retry_in_place
+from runner.errors import RateLimited, RunnerError
 
 T = TypeVar("T")
 
@@ -44,11 +44,6 @@ class RetryPolicy:
     base_s: float = 0.5
     cap_s: float = 8.0
     budget_s: float = 30.0
-
-
-def retryable(error: RunnerError) -> bool:
-    """Whether ``error`` is a blip of GitHub or of git transport that a retry in place may cure."""
-    return isinstance(error, ForgeError | WorkspaceError) and error.transient
 
 
 def call(
@@ -79,7 +74,7 @@ def call(
                     return found
             return action()
         except RunnerError as exc:
-            if not retryable(exc) or attempt == policy.tries:
+            if not retry_in_place(exc) or attempt == policy.tries:
                 raise
             delay = backoff_delay(attempt, base=policy.base_s, cap=policy.cap_s)
             if isinstance(exc, RateLimited):

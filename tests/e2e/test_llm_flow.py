@@ -131,7 +131,7 @@ def test_validation_that_never_passes(world: World, on_failure: str) -> None:
             assert "processed" in world.labels(number)
         else:
             assert pulls == []
-            assert "Validation failed after 2 round(s)" in comment and "python3 check.py" in comment
+            assert "Validation failed after 2 tries" in comment and "python3 check.py" in comment
             assert "agent-failed" in world.labels(number)
 
 

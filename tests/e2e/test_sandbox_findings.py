@@ -6,6 +6,7 @@ import os
 import shutil
 import subprocess
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -121,7 +122,7 @@ def test_without_a_backend_untrusted_commands_are_refused_and_the_issue_says_why
     with pytest.raises(SandboxUnavailable, match="`/nonexistent/bwrap` is not installed|bwrap"):
         Sandbox(bwrap="/nonexistent/bwrap").run(["true"], worktree=tmp_path, env={}, deadline_s=5)
     app = world.app(validate_commands="true")
-    app.pipeline.sandbox = Sandbox(bwrap="/nonexistent/bwrap")
+    app.pipeline.deps = replace(app.pipeline.deps, sandbox=Sandbox(bwrap="/nonexistent/bwrap"))
     number = world.file_issue(dispatch_body())
 
     assert [o.status for o in app.runner.run_once()] == ["failed"]

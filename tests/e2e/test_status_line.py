@@ -57,6 +57,6 @@ def test_on_a_terminal_each_task_has_a_live_line_then_a_result_line(world: World
 
 def test_stage_words() -> None:
     assert stage_words("generate") == "generating"
-    assert stage_words("generate_round_2") == "generating (round 2)"
+    assert stage_words("generate_try_2") == "generating (try 2)"
     assert stage_words("push_round_3") == "pushing (round 3)"
     assert stage_words("something_new") == "something new"

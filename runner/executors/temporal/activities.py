@@ -38,13 +38,13 @@ from runner.executors.temporal.types import (
 )
 from runner.ledger.base import DeliveryRecord, Job, TaskKey, lease_expiry
 from runner.ops.health import Metrics
-from runner.pipeline.line import (
-    Change,
+from runner.pipeline import (
     Outcome,
     Pipeline,
     Plan,
+    Pushed,
     Round,
-    RoundChange,
+    RoundPushed,
     Stage,
     StageValue,
 )
@@ -209,9 +209,9 @@ class TaskActivities:
         return self._stage(request, "change", plan)
 
     @activity.defn(name=STAGE_ACTIVITIES[2])
-    def publish(self, request: TaskRequest, plan: Plan, change: Change) -> StageResult:
+    def publish(self, request: TaskRequest, plan: Plan, pushed: Pushed) -> StageResult:
         """Open or update the PR, report on the issue and label it."""
-        return self._stage(request, "publish", plan, change)
+        return self._stage(request, "publish", plan, pushed)
 
     @activity.defn(name=ROUND_ACTIVITIES[0])
     def round_intake(self, request: TaskRequest, item: dict[str, Any], usage: dict[str, Any]) -> StageResult:
@@ -225,9 +225,9 @@ class TaskActivities:
         return self._stage(request, "round_change", round_)
 
     @activity.defn(name=ROUND_ACTIVITIES[2])
-    def round_publish(self, request: TaskRequest, round_: Round, change: RoundChange) -> StageResult:
+    def round_publish(self, request: TaskRequest, round_: Round, pushed: RoundPushed) -> StageResult:
         """Record the round in the PR body and edit the one result comment."""
-        return self._stage(request, "round_publish", round_, change)
+        return self._stage(request, "round_publish", round_, pushed)
 
     def _stage(self, request: TaskRequest, stage: Stage, *values: StageValue,
                pending: list[tuple[str, dict[str, Any]]] | None = None,

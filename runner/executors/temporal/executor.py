@@ -50,7 +50,7 @@ from runner.executors.threads import FeedbackPoll
 from runner.forge.base import Forge, Issue
 from runner.ledger.base import Status, TaskKey, TaskRecord
 from runner.ops.health import Metrics
-from runner.pipeline.line import Outcome
+from runner.pipeline import Outcome
 
 #: Extra time an activity may take beyond generation and validation (clone, push, GitHub).
 ACTIVITY_SLACK_S = 600.0

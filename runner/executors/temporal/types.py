@@ -9,9 +9,9 @@ from typing import Any
 
 #: The workflow type and the activity names, fixed so that old histories keep replaying.
 WORKFLOW_TYPE = "DispatchTask"
-#: One activity per pipeline stage (runner.pipeline.line.STAGES), run in this order.
+#: One activity per pipeline stage (runner.pipeline.STAGES), run in this order.
 STAGE_ACTIVITIES = ("dispatch_intake", "dispatch_change", "dispatch_publish")
-#: One activity per stage of a feedback round (runner.pipeline.line.ROUND_STAGES), the pipeline's
+#: One activity per stage of a feedback round (runner.pipeline.ROUND_STAGES), the pipeline's
 #: second entry; the first takes the item the signal brought.
 ROUND_ACTIVITIES = ("dispatch_round_intake", "dispatch_round_change", "dispatch_round_publish")
 #: The stages that generate and validate: they get the long start-to-close timeout, the others step_s.
@@ -83,7 +83,7 @@ class TaskResult:
 class StageResult:
     """What a stage activity returns: how the task ended in it, or the value the next stage takes.
 
-    ``value`` is a pipeline value (``Plan``, ``Change``, ``Round``, ``RoundChange``)
+    ``value`` is a pipeline value (``Plan``, ``Pushed``, ``Round``, ``RoundPushed``)
     as JSON: the workflow passes it on untouched, and the next activity's
     signature types it again. ``then`` names the activities that follow when
     they are not the usual next ones: a round's intake that finds the task to be

@@ -2,7 +2,7 @@
 
 Workflow code must be deterministic and runs in Temporal's sandbox, so this
 module imports nothing but the pure values in :mod:`runner.executors.temporal.types`.
-The stage values (``Plan``, ``Change``) pass through it as JSON, untouched.
+The stage values (``Plan``, ``Pushed``) pass through it as JSON, untouched.
 
 Feedback items arrive as signals (signal-with-start, so a closed workflow gets
 a new run under the same id, with ``rounds_only``). They queue here and run one

@@ -117,3 +117,16 @@ def test_missing_label_unknown_editor_and_partial_history_are_refused() -> None:
         check(IssueTrail("reader", "b", t(0), t(3), (ContentEdit(None, t(3)),), tuple(LabelEvent(*e) for e in labeled)))
     with pytest.raises(TextNotApproved, match="more often than the runner can check"):
         check(trail(labeled, [("writer", t(3))], complete=False))
+
+
+def test_one_retry_policy_says_whether_and_when() -> None:
+    import random
+
+    from runner.core.policy import retry_delay, retry_in_place
+    from runner.errors import HumanCommitsOnBranch, RateLimited, WorkspaceError
+
+    rng = random.Random(1)
+    assert 10 <= retry_delay(ForgeError("x"), 2, base=10, cap=60, rng=rng) <= 20
+    assert retry_delay(RateLimited("slow down", retry_after=300), 1, base=10, cap=60, rng=rng) == 300
+    assert retry_in_place(ForgeError("502")) and not retry_in_place(TaskSpecError("bad"))
+    assert retry_in_place(WorkspaceError("reset")) and not retry_in_place(HumanCommitsOnBranch("mine"))

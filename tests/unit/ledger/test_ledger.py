@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from runner.errors import ConfigError, LeaseLost
-from runner.ledger import Job, Ledger, TaskKey, TaskRecord, next_retry, open_ledger
+from runner.ledger import Job, Ledger, TaskKey, TaskRecord, open_ledger
 from runner.ledger.sql import MIGRATIONS
 from runner.ledger.status import format_status_table, records_to_json, status_text
 from tests.unit.ledger.fixtures import BACKEND_PARAMS, fresh_url, raw_query
@@ -200,12 +200,6 @@ def test_fail_without_retry_is_dead_for_good(ledger: Ledger) -> None:
     )
     assert (got.stage_seconds, got.transcript) == ({"intake": 0.5}, "/data/transcripts/1.jsonl")
     assert ledger.claim("w2", now=at(10_000), lease_seconds=LEASE) is None
-
-
-def test_next_retry_goes_dead_when_the_budget_is_spent() -> None:
-    assert next_retry(T0, failures=3, max_attempts=3, base=10, cap=60) is None
-    due = next_retry(T0, failures=2, max_attempts=3, base=10, cap=60)
-    assert due is not None and at(10) <= due <= at(20)
 
 
 @pytest.mark.parametrize("finish", ["succeeded", "failed", "dead"])
