@@ -83,14 +83,14 @@ def main() -> None:
         app = build_app(settings)
         try:
             h.say(f"first runs: {args.tasks} tasks over {args.targets} target repositories (write pacer on)")
-            app.runner.run_once()
+            app.executor.run_once()
             open_pulls = sum(len([p for p in emu.pulls(t) if p["state"] == "open"]) for t in targets)
             h.say(f"  {open_pulls} open PRs")
 
-            app.runner.poll()  # warm: every listing has its ETag now
+            app.executor.poll()  # warm: every listing has its ETag now
             emu.clear_request_log()
             for _ in range(args.polls):
-                app.runner.poll()
+                app.executor.poll()
             log = [r for r in emu.request_log if not r.path.startswith("/git/")]
             per_pr = [r for r in log if re.search(r"/pulls/\d+|/issues/\d+", r.path)]
             conditional = [r for r in log if "if-none-match" in r.headers]
@@ -105,7 +105,7 @@ def main() -> None:
 
             emu.add_comment(DISPATCH, numbers[0], f"/agent one more line\n\n{ROUND_PATCH}", as_user="wendy")
             emu.clear_request_log()
-            app.runner.run_once()
+            app.executor.run_once()
             writes = Counter(h.route(r) for r in emu.request_log
                              if r.method not in ("GET", "HEAD") and not r.path.startswith("/git/"))
             pushes = sum(1 for r in emu.request_log if r.path.endswith("/git-receive-pack") and r.method == "POST")

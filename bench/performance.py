@@ -64,12 +64,12 @@ def idle_polls(count: int = 100) -> tuple[dict[int, int], float]:
                                      data_dir=root / "data")
             app = build_app(settings)
             try:
-                app.runner.run_once()  # three tasks done: their PRs make the target's listings part of a poll
-                app.runner.poll()  # this poll learns the lists and their ETags
+                app.executor.run_once()  # three tasks done: their PRs make the target's listings part of a poll
+                app.executor.poll()  # this poll learns the lists and their ETags
                 emu.clear_request_log()
                 started = time.monotonic()
                 for _ in range(count):
-                    app.runner.poll()
+                    app.executor.poll()
                 elapsed = time.monotonic() - started
             finally:
                 app.close()

@@ -124,7 +124,7 @@ def run_flow(port: int, root: Path, overrides: dict[str, Any]) -> dict[str, Any]
         app = build_app(settings)
         started = time.monotonic()
         try:
-            outcomes = app.runner.run_once()
+            outcomes = app.executor.run_once()
         finally:
             app.close()
         seconds = time.monotonic() - started

@@ -1,40 +1,40 @@
-"""Wire the real pieces together from Settings: the one place that builds the object graph."""
+"""Wire the real pieces together from Settings: the one composition root.
+
+It builds the object graph once (token source, forge, workspace, generator
+chain, hooks, sandbox, ledger, pipeline) and picks the executor from
+:data:`EXECUTORS` by ``EXECUTOR``. Only the CLI calls it; tests call it with
+settings that point at the emulators.
+"""
 
 from __future__ import annotations
 
-import base64
 import os
 import socket
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Any
+from datetime import datetime
+from typing import Any, cast
 
 from runner.config import Settings
 from runner.errors import AppNotInstalled, ConfigError, SandboxUnavailable
-from runner.executors.threads import Runner
-from runner.forge.auth import AppInstallations, PersonalToken, TokenSource, read_private_key
+from runner.executors.base import Executor
+from runner.forge.auth import AppInstallations, TokenSource
 from runner.forge.base import Forge
+from runner.forge.connect import forge_from_settings, token_source, utc_now
 from runner.forge.github import GitHubForge
-from runner.forge.pacer import LedgerSlots, SlotLedger, WriteLimits
 from runner.generators import build_chain
 from runner.hooks.plugins import CombinedHooks, load_hooks
-from runner.ledger import ledger_scheme, open_ledger
-from runner.ledger.base import JobLedger, Ledger
+from runner.ledger import open_ledger
+from runner.ledger.base import FeedbackInbox, JobLedger, Ledger
 from runner.log import REDACTOR, get_logger
-from runner.ops.health import Metrics
-from runner.ops.preflight import prepare
+from runner.metrics import Metrics
+from runner.ops.preflight import prepare, shared_ledger
 from runner.pipeline import Pipeline
-from runner.sandbox.bwrap import Sandbox
+from runner.sandbox import Sandbox
 from runner.steps.workspace import Identity, Workspace
 
-if TYPE_CHECKING:
-    from runner.executors.temporal.executor import TemporalRunner
-
-
-def utc_now() -> datetime:
-    return datetime.now(UTC)
+__all__ = ["EXECUTORS", "App", "ExecutorKind", "build_app", "utc_now", "worker_id"]
 
 
 def worker_id() -> str:
@@ -49,7 +49,7 @@ class App:
     ledger: JobLedger
     workspace: Workspace
     pipeline: Pipeline
-    runner: Runner | TemporalRunner
+    executor: Executor
     metrics: Metrics
     tokens: TokenSource | None = None
     #: Under Temporal, the PostgreSQL ledger that holds only the shared write slots.
@@ -61,34 +61,72 @@ class App:
             self.slots.close()
 
 
-def token_source(settings: Settings, *, clock: Callable[[], datetime] = utc_now) -> TokenSource:
-    """The PAT, or the GitHub App's installation tokens; every minted token joins the redactor."""
-    if settings.auth_mode == "token":
-        return PersonalToken(settings.token())
-    assert settings.github_app_id is not None
-    key = read_private_key(
-        settings.github_app_private_key.get_secret_value() if settings.github_app_private_key else None,
-        str(settings.github_app_private_key_file) if settings.github_app_private_key_file else None,
-    )
-    REDACTOR.add([key])
-    return AppInstallations(
-        settings.github_app_id, key, base_url=settings.github_api_url,
-        timeout=settings.github_timeout_seconds, max_retries=settings.github_max_retries, clock=clock,
-        on_token=lambda token: REDACTOR.add([token, _basic(token)]),
-    )
+@dataclass(frozen=True)
+class Built:
+    """What every executor is built from: the one object graph."""
+
+    settings: Settings
+    forge: GitHubForge
+    ledger: JobLedger
+    pipeline: Pipeline
+    clock: Callable[[], datetime]
+    owner: str
+    log: Any
+    metrics: Metrics
 
 
-def forge_from_settings(settings: Settings, tokens: TokenSource | None = None, *, ledger: Ledger | None = None,
-                        log: Any = None) -> GitHubForge:
-    """The forge with one write pacer per token; its write slots live in the ledger when replicas
-    share a PostgreSQL one, so that they all draw on one budget."""
-    limits = WriteLimits(settings.github_write_interval_seconds, settings.github_writes_per_minute,
-                         settings.github_writes_per_hour)
-    slots = LedgerSlots(ledger) if isinstance(ledger, SlotLedger) else None
-    return GitHubForge(tokens or token_source(settings), base_url=settings.github_api_url,
-                       timeout=settings.github_timeout_seconds, max_retries=settings.github_max_retries,
-                       throttle=settings.github_throttle, limits=limits, slots=slots,
-                       cache_ttl=settings.github_cache_seconds, log=log)
+@dataclass(frozen=True)
+class ExecutorKind:
+    """How one ``EXECUTOR`` gets its job ledger, its shared write slots and its executor."""
+
+    ledger: Callable[[Settings], JobLedger]
+    slots: Callable[[Settings], Ledger | None]
+    make: Callable[[Built], Executor]
+
+
+def _threads(built: Built) -> Executor:
+    from runner.executors.threads import ThreadExecutor
+
+    # The SQLite or PostgreSQL ledger: it queues and leases too, not only records.
+    ledger = cast(Ledger, built.ledger)
+    return ThreadExecutor(settings=built.settings, forge=built.forge, ledger=ledger, pipeline=built.pipeline,
+                          clock=built.clock, owner=built.owner, log=built.log, metrics=built.metrics,
+                          interrupt=built.forge.interrupt)
+
+
+def _activity_ledger(_settings: Settings) -> JobLedger:
+    from runner.executors.temporal.activities import ActivityLedger
+
+    return ActivityLedger()
+
+
+def _temporal(built: Built) -> Executor:
+    """The same pipeline, each stage an activity; Temporal holds the durable state."""
+    from runner.executors.temporal.activities import ActivityLedger, TaskActivities
+    from runner.executors.temporal.executor import TemporalExecutor
+
+    assert isinstance(built.ledger, ActivityLedger)
+    activities = TaskActivities(pipeline=built.pipeline, ledger=built.ledger, owner=built.owner, clock=built.clock,
+                                metrics=built.metrics, log=built.log)
+    return TemporalExecutor(settings=built.settings, forge=built.forge, activities=activities, clock=built.clock,
+                            owner=built.owner, log=built.log, metrics=built.metrics)
+
+
+def _shared_slots(settings: Settings) -> Ledger | None:
+    """Under Temporal, a PostgreSQL LEDGER_URL keeps the write slots every replica draws on.
+
+    Temporal holds the tasks' state, so nothing else lives there; without one,
+    each replica paces its own writes (:func:`runner.ops.preflight.write_pacing` says so)."""
+    if not settings.github_throttle or not shared_ledger(settings):
+        return None
+    return open_ledger(settings.ledger_location)
+
+
+#: ``EXECUTOR`` → how to build it. The ledger executor keeps its write slots in its own ledger.
+EXECUTORS: dict[str, ExecutorKind] = {
+    "ledger": ExecutorKind(ledger=lambda s: open_ledger(s.ledger_location), slots=lambda _s: None, make=_threads),
+    "temporal": ExecutorKind(ledger=_activity_ledger, slots=_shared_slots, make=_temporal),
+}
 
 
 def bot_identity(settings: Settings, tokens: TokenSource, forge: GitHubForge) -> Identity:
@@ -117,88 +155,32 @@ def describe_sandbox(sandbox: Sandbox, log: Any) -> str:
     if not backend.isolated:
         log.warning("sandbox off: untrusted commands run without isolation", backend=backend.name)
         return "off (SANDBOX=off: untrusted commands run without isolation)"
-    log.info("sandbox ready", backend=backend.name, version=backend.detail,
-             network=sandbox.network)
+    log.info("sandbox ready", backend=backend.name, version=backend.detail, network=sandbox.network)
     return f"{backend.name} ({backend.detail}; network {'allowed' if sandbox.network else 'off'})"
 
 
 def build_app(settings: Settings, *, clock: Callable[[], datetime] = utc_now, log: Any = None) -> App:
-    """Build everything a command needs; raises ConfigError on bad settings."""
+    """Build everything a command needs, once; raises ConfigError on bad settings."""
     dispatch_repo = settings.require_dispatch_repo()
+    kind = EXECUTORS[settings.executor]
     REDACTOR.add(settings.secrets())
     tokens = token_source(settings, clock=clock)
     log = log or get_logger(agent=settings.agent_name)
     chain = build_chain(settings.generators, settings)
     hooks = CombinedHooks(load_hooks(settings.hooks), log)
     prepare(settings)  # directories made and writable, command programs on PATH
-    ledger = open_ledger(settings.ledger_location) if settings.executor != "temporal" else None
-    slots = shared_slots_ledger(settings) if settings.executor == "temporal" else None
-    forge = forge_from_settings(settings, tokens, ledger=ledger or slots, log=log)
-    identity = bot_identity(settings, tokens, forge)
-    workspace = Workspace(settings.workspace_dir, token=tokens.token_for, identity=identity)
+    ledger = kind.ledger(settings)
+    slots = kind.slots(settings)
+    forge = forge_from_settings(settings, tokens, ledger=slots or ledger, log=log)
+    workspace = Workspace(settings.workspace_dir, token=tokens.token_for,
+                          identity=bot_identity(settings, tokens, forge))
     metrics = Metrics(stale_after_s=max(300.0, settings.effective_poll_interval * 3))
     sandbox = Sandbox.from_settings(settings)
     metrics.sandbox = describe_sandbox(sandbox, log)
-    owner, runner_log = worker_id(), log.bind(dispatch=dispatch_repo)
-    if settings.executor == "temporal":
-        return _temporal_app(settings, forge=forge, workspace=workspace, chain=chain, hooks=hooks, log=log,
-                             clock=clock, metrics=metrics, owner=owner, runner_log=runner_log, tokens=tokens,
-                             sandbox=sandbox, slots=slots)
-    assert ledger is not None
     pipeline = Pipeline(settings=settings, forge=forge, workspace=workspace, chain=chain, ledger=ledger,
-                        hooks=hooks, redactor=REDACTOR, log=log, clock=clock, sandbox=sandbox, inbox=ledger)
+                        hooks=hooks, redactor=REDACTOR, log=log, clock=clock, sandbox=sandbox,
+                        inbox=cast(FeedbackInbox, ledger))  # both kinds record feedback rounds too
     metrics.readiness_check = pipeline.hook_commands.health_problem  # the health_check hook feeds /readyz
-    runner = Runner(settings=settings, forge=forge, ledger=ledger, pipeline=pipeline, clock=clock,
-                    owner=owner, log=runner_log, metrics=metrics, interrupt=forge.interrupt)
-    return App(settings, forge, ledger, workspace, pipeline, runner, metrics, tokens)
-
-
-def _temporal_app(settings: Settings, *, forge: Forge, workspace: Workspace, chain: Any, hooks: CombinedHooks,
-                  log: Any, clock: Callable[[], datetime], metrics: Metrics, owner: str, runner_log: Any,
-                  tokens: TokenSource, sandbox: Sandbox, slots: Ledger | None) -> App:
-    """The same pipeline, run as a Temporal activity; Temporal holds the durable state."""
-    from runner.executors.temporal.activities import ActivityLedger, TaskActivities
-    from runner.executors.temporal.executor import TemporalRunner
-
-    ledger = ActivityLedger()
-    pipeline = Pipeline(settings=settings, forge=forge, workspace=workspace, chain=chain, ledger=ledger,
-                        hooks=hooks, redactor=REDACTOR, log=log, clock=clock, sandbox=sandbox, inbox=ledger)
-    metrics.readiness_check = pipeline.hook_commands.health_problem
-    activities = TaskActivities(pipeline=pipeline, ledger=ledger, owner=owner, clock=clock, metrics=metrics,
-                                log=runner_log)
-    runner = TemporalRunner(settings=settings, forge=forge, activities=activities, clock=clock, owner=owner,
-                            log=runner_log, metrics=metrics)
-    return App(settings, forge, ledger, workspace, pipeline, runner, metrics, tokens, slots=slots)
-
-
-def shared_slots_ledger(settings: Settings) -> Ledger | None:
-    """Under Temporal, a PostgreSQL LEDGER_URL keeps the write slots every replica draws on.
-
-    Temporal holds the tasks' state, so nothing else lives there; without one,
-    each replica paces its own writes (:func:`write_pacing` says so)."""
-    if not settings.github_throttle or not _shared_ledger(settings):
-        return None
-    return open_ledger(settings.ledger_location)
-
-
-def write_pacing(settings: Settings) -> str:
-    """How this deployment keeps GitHub's write limits, in a line for `check-config` and the start-up log."""
-    limits = (f"{settings.github_write_interval_seconds:g} s apart, {settings.github_writes_per_minute}/min, "
-              f"{settings.github_writes_per_hour}/h per token")
-    if not settings.github_throttle:
-        return "off (GITHUB_THROTTLE=false): GitHub's write limits are not kept"
-    if _shared_ledger(settings):
-        return f"shared by every replica through the PostgreSQL ledger ({limits})"
-    if settings.executor == "temporal":
-        return (f"per process ({limits}): Temporal replicas on one token do not share it; "
-                "set LEDGER_URL=postgresql://… to give them one budget")
-    return f"per process, shared by its {settings.workers} workers ({limits})"
-
-
-def _shared_ledger(settings: Settings) -> bool:
-    return ledger_scheme(settings.ledger_location) == "postgresql"
-
-
-def _basic(token: str) -> str:
-    """The form the token takes in git's Basic auth header, redacted too."""
-    return base64.b64encode(f"x-access-token:{token}".encode()).decode()
+    executor = kind.make(Built(settings=settings, forge=forge, ledger=ledger, pipeline=pipeline, clock=clock,
+                               owner=worker_id(), log=log.bind(dispatch=dispatch_repo), metrics=metrics))
+    return App(settings, forge, ledger, workspace, pipeline, executor, metrics, tokens, slots=slots)

@@ -251,8 +251,7 @@ def _dispatch(args: argparse.Namespace, stop: _Stop) -> int:
     try:
         if command in {"run", "serve", "worker"}:
             code = 0 if stop.is_set() else _serve(app, stop.event, poll=command != "worker")
-            stuck = getattr(app.runner, "waiting_on_github", None)
-            if stuck is not None and stuck():
+            if app.executor.waiting_on_github():
                 # A job or the poll still hangs on GitHub past the grace period (leases released).
                 # Do not let interpreter shutdown wait on their threads and sockets.
                 app.close()
@@ -262,7 +261,7 @@ def _dispatch(args: argparse.Namespace, stop: _Stop) -> int:
             return code
         if command == "once":
             with _status_line(app):
-                outcomes = app.runner.run_once()
+                outcomes = app.executor.run_once()
             counts: dict[str, int] = {}
             for outcome in outcomes:
                 counts[outcome.status] = counts.get(outcome.status, 0) + 1
@@ -271,7 +270,7 @@ def _dispatch(args: argparse.Namespace, stop: _Stop) -> int:
             return 0
         if command == "process":
             with _status_line(app):
-                result = app.runner.process_issue(args.issue)
+                result = app.executor.process_issue(args.issue)
             if result is None:
                 print(f"agent-runner: issue #{args.issue} is being processed by another worker")
                 return 1
@@ -329,14 +328,14 @@ class _Stop:
 
 
 def _serve(app: Any, stop: threading.Event, *, poll: bool = True) -> int:
-    from runner.app import write_pacing
     from runner.log import get_logger
     from runner.ops.health import HealthServer
+    from runner.ops.preflight import write_pacing
 
     log = get_logger()
     settings = app.settings
     try:
-        app.runner.poll()  # a token GitHub rejects (401) exits 2 now, instead of idling "healthy"
+        app.executor.poll()  # a token GitHub rejects (401) exits 2 now, instead of idling "healthy"
     except BadCredentials:
         raise
     except RunnerError as exc:
@@ -349,15 +348,15 @@ def _serve(app: Any, stop: threading.Event, *, poll: bool = True) -> int:
         webhooks = serve_webhooks(app)
     app.workspace.cleanup()
     log.info("runner started", dispatch=settings.dispatch_repo, workers=settings.workers,
-             generators=",".join(settings.generators), health_port=health.port, owner=app.runner.owner,
+             generators=",".join(settings.generators), health_port=health.port, owner=app.executor.owner,
              auth=settings.auth_mode, webhook_port=webhooks.port if webhooks else None,
              poll_interval=settings.effective_poll_interval, executor=settings.executor, polling=poll,
              write_pacing=write_pacing(settings))
     try:
         if poll:
-            app.runner.serve(stop)
+            app.executor.serve(stop)
         else:
-            app.runner.serve(stop, poll=False)
+            app.executor.serve(stop, poll=False)
     finally:
         if webhooks is not None:
             webhooks.stop()
@@ -405,7 +404,7 @@ def _check_config(settings: Settings, *, as_json: bool) -> int:
 
 
 def _doctor(settings: Settings, *, fix: bool) -> int:
-    from runner.app import forge_from_settings, utc_now
+    from runner.forge.connect import forge_from_settings, utc_now
     from runner.ops.doctor import Doctor, run_checks
     from runner.ops.preflight import offline_checks
 
@@ -423,8 +422,8 @@ def _doctor(settings: Settings, *, fix: bool) -> int:
 
 
 def _smoke_test(settings: Settings, args: argparse.Namespace) -> int:
-    from runner.app import forge_from_settings
     from runner.core.task import normalize_repo
+    from runner.forge.connect import forge_from_settings
     from runner.ops.smoke import SmokeTest
 
     exact = [p for p in settings.allowed_target_repos if not any(c in p for c in "*?[")]
@@ -440,7 +439,7 @@ def _smoke_test(settings: Settings, args: argparse.Namespace) -> int:
         from runner.app import build_app
 
         app = build_app(settings)
-        runner = app.runner
+        runner = app.executor
 
         def run_runner(number: int) -> None:
             runner.process_issue(number)
@@ -458,7 +457,7 @@ def _smoke_test(settings: Settings, args: argparse.Namespace) -> int:
 
 
 def _ledger_command(settings: Settings, args: argparse.Namespace) -> int:
-    from runner.app import utc_now
+    from runner.forge.connect import utc_now
     from runner.ledger import open_existing_ledger, open_ledger
     from runner.ledger.status import format_status_table, records_to_json
 
@@ -485,14 +484,14 @@ def _ledger_command(settings: Settings, args: argparse.Namespace) -> int:
 
 def _temporal_command(settings: Settings, args: argparse.Namespace) -> int:
     """`status` through Temporal's visibility API, `retry` as a new workflow run."""
-    from runner.app import forge_from_settings, utc_now
-    from runner.executors.temporal.executor import TemporalRunner
+    from runner.executors.temporal.executor import TemporalExecutor
+    from runner.forge.connect import forge_from_settings, utc_now
     from runner.ledger.status import format_status_table, records_to_json
     from runner.log import get_logger
-    from runner.ops.health import Metrics
+    from runner.metrics import Metrics
 
     forge = forge_from_settings(settings)
-    runner = TemporalRunner(settings=settings, forge=forge, activities=None, clock=utc_now, owner="cli",
+    runner = TemporalExecutor(settings=settings, forge=forge, activities=None, clock=utc_now, owner="cli",
                             log=get_logger(), metrics=Metrics())
     if args.command == "retry":
         print(f"agent-runner: {runner.retry(args.issue)}")
@@ -507,7 +506,7 @@ def _temporal_command(settings: Settings, args: argparse.Namespace) -> int:
 
 def _retry(settings: Settings, ledger: Any, number: int) -> int:
     """Re-queue a finished task and clear its result label, as removing the label by hand would."""
-    from runner.app import forge_from_settings, utc_now
+    from runner.forge.connect import forge_from_settings, utc_now
     from runner.ledger.base import TaskKey
 
     key = TaskKey(settings.require_dispatch_repo(), number)

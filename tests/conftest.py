@@ -84,7 +84,7 @@ class World:
     def run_once(self, **overrides: Any) -> list[Any]:
         app = self.app(**overrides)
         try:
-            return app.runner.run_once()
+            return app.executor.run_once()
         finally:
             app.close()
             self.apps.remove(app)

@@ -31,7 +31,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 from runner.core import policy
 from runner.core.feedback import FeedbackItem
@@ -39,10 +39,7 @@ from runner.errors import ConfigError, RunnerError
 from runner.forge.base import Issue
 from runner.forge.wire import issue_from_json
 from runner.ledger.base import DeliveryRecord, Ledger
-from runner.ops.health import Metrics
-
-if TYPE_CHECKING:
-    from runner.executors.threads import Runner
+from runner.metrics import Metrics
 
 WEBHOOK_PATH = "/webhook"
 MAX_BODY_BYTES = 25 * 1024 * 1024  # GitHub caps payloads at 25 MB
@@ -217,10 +214,21 @@ def metric_event(event: str | None) -> str:
 # -- the edge ----------------------------------------------------------------------
 
 
+class Offers(Protocol):
+    """Where routed deliveries go: the executor's intake (see :class:`runner.executors.base.Executor`)."""
+
+    repo: str
+    labels: policy.Labels
+
+    def offer(self, issue: Issue) -> int: ...
+
+    def offer_feedback(self, item: FeedbackItem) -> int: ...
+
+
 class WebhookIntake:
     """Verify, record and route deliveries into the runner's one intake."""
 
-    def __init__(self, *, secret: str, runner: Runner, ledger: Ledger, metrics: Metrics,
+    def __init__(self, *, secret: str, runner: Offers, ledger: Ledger, metrics: Metrics,
                  clock: Callable[[], datetime], log: Any, max_age_seconds: float,
                  bot_login: Callable[[], str | None]) -> None:
         self._secret = secret.encode()
@@ -342,9 +350,9 @@ def serve_webhooks(app: Any, *, port: int | None = None) -> WebhookServer:
         except RunnerError:
             return None
 
-    intake = WebhookIntake(secret=settings.webhook_secret.get_secret_value(), runner=app.runner,
-                           ledger=app.ledger, metrics=app.metrics, clock=app.runner.clock,
-                           log=app.runner.log.bind(component="webhooks"),
+    intake = WebhookIntake(secret=settings.webhook_secret.get_secret_value(), runner=app.executor,
+                           ledger=app.ledger, metrics=app.metrics, clock=app.executor.clock,
+                           log=app.executor.log.bind(component="webhooks"),
                            max_age_seconds=settings.webhook_max_age_seconds, bot_login=bot_login)
     return WebhookServer(intake, settings.webhook_host,
                          settings.webhook_port if port is None else port).start()

@@ -97,7 +97,7 @@ def _demo(root: Path, verbose: bool, out: Callable[[str], None]) -> int:
         app = build_app(settings)
         try:
             out("● Running one pass of the runner …")
-            outcomes = app.runner.run_once()
+            outcomes = app.executor.run_once()
         finally:
             app.close()
 

@@ -90,7 +90,7 @@ def _credentials(settings: Settings) -> Check:
         settings.token()
         auth = "GITHUB_TOKEN set"
     else:
-        from runner.app import token_source
+        from runner.forge.connect import token_source
 
         token_source(settings)  # reads and parses the private key
         auth = f"GitHub App {settings.github_app_id}, private key readable"
@@ -132,9 +132,28 @@ def _ledger(settings: Settings) -> Check:
 
 
 def _write_pacer(settings: Settings) -> Check:
-    from runner.app import write_pacing
-
     return Check("write pacer", True, write_pacing(settings))
+
+
+def write_pacing(settings: Settings) -> str:
+    """How this deployment keeps GitHub's write limits, in a line for `check-config` and the start-up log."""
+    limits = (f"{settings.github_write_interval_seconds:g} s apart, {settings.github_writes_per_minute}/min, "
+              f"{settings.github_writes_per_hour}/h per token")
+    if not settings.github_throttle:
+        return "off (GITHUB_THROTTLE=false): GitHub's write limits are not kept"
+    if shared_ledger(settings):
+        return f"shared by every replica through the PostgreSQL ledger ({limits})"
+    if settings.executor == "temporal":
+        return (f"per process ({limits}): Temporal replicas on one token do not share it; "
+                "set LEDGER_URL=postgresql://… to give them one budget")
+    return f"per process, shared by its {settings.workers} workers ({limits})"
+
+
+def shared_ledger(settings: Settings) -> bool:
+    """Whether the ledger is one PostgreSQL database that every replica shares."""
+    from runner.ledger import ledger_scheme
+
+    return ledger_scheme(settings.ledger_location) == "postgresql"
 
 
 def _generators(settings: Settings) -> Check:

@@ -37,7 +37,7 @@ def test_a_comment_github_wrote_but_answered_502_is_found_not_posted_again(world
     number = world.file_issue(dispatch_body())
     app = world.app()
 
-    [outcome] = app.runner.run_once()
+    [outcome] = app.executor.run_once()
 
     assert outcome.status == "succeeded", outcome
     assert comment_creations(world, number) == 1
@@ -52,7 +52,7 @@ def test_a_pull_request_github_opened_but_answered_502_is_found_by_its_head(worl
     number = world.file_issue(dispatch_body())
     app = world.app()
 
-    [outcome] = app.runner.run_once()
+    [outcome] = app.executor.run_once()
 
     assert outcome.status == "succeeded", outcome
     assert pull_creations(world) == 1 and len(world.pulls()) == 1
@@ -70,7 +70,7 @@ def test_transient_faults_are_retried_in_their_stage_without_costing_an_attempt(
     number = world.file_issue(dispatch_body())
     app = world.app(max_attempts=1)  # any failure that escaped its stage would end the task
 
-    [outcome] = app.runner.run_once()
+    [outcome] = app.executor.run_once()
 
     assert outcome.status == "succeeded", outcome
     fired = [(rule.method, rule.path_regex, rule.fired, rule.count) for rule in world.emu.faults.rules]
@@ -87,9 +87,9 @@ def test_a_listing_taken_before_the_task_finished_does_not_rerun_it(world: World
     app = world.app()
     stale = {i.number: i for i in app.forge.list_dispatch_issues(DISPATCH, "copilot-agent")}
 
-    app.runner.run_once()  # `ok` succeeds, `bad` fails for good
+    app.executor.run_once()  # `ok` succeeds, `bad` fails for good
     assert "processed" in world.labels(ok) and "agent-failed" in world.labels(bad)
-    queued = [app.runner.offer(stale[ok]), app.runner.offer(stale[bad])]
+    queued = [app.executor.offer(stale[ok]), app.executor.offer(stale[bad])]
 
     assert queued == [0, 0]
     done, dead = app.ledger.get(TaskKey(DISPATCH, ok)), app.ledger.get(TaskKey(DISPATCH, bad))
@@ -98,7 +98,7 @@ def test_a_listing_taken_before_the_task_finished_does_not_rerun_it(world: World
 
     world.emu.remove_label(DISPATCH, ok, "processed")  # a person asks for a re-run
 
-    assert app.runner.poll() == 1
+    assert app.executor.poll() == 1
     requeued = app.ledger.get(TaskKey(DISPATCH, ok))
     assert requeued is not None and requeued.status == "queued"
 
@@ -107,12 +107,12 @@ def test_a_takeover_of_a_processed_issue_records_the_pull_request_it_finds(world
     """The worker died between labeling and its ledger write: the next owner finds the PR by head."""
     number = world.file_issue(dispatch_body())
     first = world.app()
-    first.runner.run_once()
+    first.executor.run_once()
     [pull] = world.pulls()
 
     # A new ledger knows nothing about the finished run, as after that crash.
     second = world.app(ledger_url=f"sqlite:///{tmp_path / 'other.db'}")
-    outcome = second.runner.process_issue(number)
+    outcome = second.executor.process_issue(number)
 
     assert outcome is not None and outcome.status == "skipped"
     record = second.ledger.get(TaskKey(DISPATCH, number))
@@ -124,7 +124,7 @@ def test_a_task_found_labeled_agent_failed_is_recorded_dead_not_succeeded(world:
     number = world.file_issue(dispatch_body(), labels=("copilot-agent", "agent-failed"))
     app = world.app()
 
-    outcome = app.runner.process_issue(number)
+    outcome = app.executor.process_issue(number)
 
     assert outcome is not None and outcome.status == "skipped"
     record = app.ledger.get(TaskKey(DISPATCH, number))

@@ -87,7 +87,7 @@ def test_expired_installation_token_is_refreshed_mid_run(tmp_path: Path) -> None
 
         built = build_app(aw.world.settings(**aw.settings(hooks="tests.app_world:AdvanceClock")), clock=clock)
         try:
-            outcomes = built.runner.run_once()
+            outcomes = built.executor.run_once()
         finally:
             built.close()
 

@@ -126,7 +126,7 @@ def test_a_failing_health_check_makes_readyz_503_with_its_reason_and_is_cached(
     check = hook(bin_dir, "ready.sh", 'echo run >> runs.log\n'
                                       'if [ -e maintenance ]; then echo "maintenance window" >&2; exit 1; fi\n')
     app = world.app(hook_commands=json.dumps({"health_check": check}), sandbox_ro_paths=str(bin_dir))
-    app.runner.poll()
+    app.executor.poll()
     server = HealthServer(app.metrics, "127.0.0.1", 0).start()
     hooks_dir = world.root / "data" / "hooks"
 

@@ -73,7 +73,7 @@ def test_hooks_planted_in_the_mirror_and_worktree_never_run(world: World, tmp_pa
     run_git(mirror.path, "config", "core.hooksPath", str(hooks_dir))
     number = world.file_issue(dispatch_body(instruction=f"Patch it.\n\n{README_PATCH}"))
 
-    outcomes = app.runner.run_once()
+    outcomes = app.executor.run_once()
 
     assert [o.status for o in outcomes] == ["succeeded"]
     assert len(world.pulls()) == 1 and "processed" in world.labels(number)
@@ -125,7 +125,7 @@ def test_without_a_backend_untrusted_commands_are_refused_and_the_issue_says_why
     app.pipeline.deps = replace(app.pipeline.deps, sandbox=Sandbox(bwrap="/nonexistent/bwrap"))
     number = world.file_issue(dispatch_body())
 
-    assert [o.status for o in app.runner.run_once()] == ["failed"]
+    assert [o.status for o in app.executor.run_once()] == ["failed"]
 
     comment = world.comments(number)[-1]["body"]
     assert "The sandbox is not available" in comment and "SANDBOX=off" in comment

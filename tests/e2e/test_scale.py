@@ -268,8 +268,8 @@ def test_a_new_issue_past_the_first_page_is_queued(world: World) -> None:
     for tid in chaos.task_ids(101, "p"):
         world.file_issue(dispatch_body(tid))
     app = world.app()
-    assert app.runner.poll() == 101  # two pages, nothing cached yet
+    assert app.executor.poll() == 101  # two pages, nothing cached yet
 
     world.file_issue(dispatch_body("p-new-task-1"))  # lands on page 2; page 1 is unchanged
 
-    assert app.runner.poll() == 1
+    assert app.executor.poll() == 1

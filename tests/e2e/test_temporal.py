@@ -40,16 +40,16 @@ def test_a_second_start_of_the_same_task_is_a_no_op(world: World, temporal: str)
     first, second = world.app(executor="temporal", temporal_address=temporal), \
         world.app(executor="temporal", temporal_address=temporal)
 
-    assert first.runner.poll() == 1
-    assert second.runner.poll() == 0  # Temporal rejects the same workflow id while it runs
-    outcomes = second.runner.run_once()
+    assert first.executor.poll() == 1
+    assert second.executor.poll() == 0  # Temporal rejects the same workflow id while it runs
+    outcomes = second.executor.run_once()
 
     assert [o.status for o in outcomes] == ["succeeded"]
     assert_one_of_everything(world, number, "dedup-task-1")
     duplicates = second.metrics.registry.get_sample_value("agent_runner_task_submissions_total",
                                                           {"result": "duplicate"})
     assert duplicates is not None and duplicates >= 1
-    records = second.runner.records()
+    records = second.executor.records()
     assert [(r.key.issue_number, r.status) for r in records] == [(number, "succeeded")]
     assert records[0].pr_url == world.pulls()[0]["html_url"]
 
@@ -76,7 +76,7 @@ def test_a_worker_killed_mid_activity_is_replaced(world: World, tmp_path: Path, 
             first.log_tail(30)
         first.kill()  # mid-activity: no drain, no heartbeat any more
         second.start()
-        observer = world.app(executor="temporal", temporal_address=temporal).runner
+        observer = world.app(executor="temporal", temporal_address=temporal).executor
         done = chaos.wait_until(lambda: [r.status for r in observer.records()] == ["succeeded"],
                                 time.monotonic() + 60, 0.3)
         assert done, first.log_tail(30) + "\n" + second.log_tail(30)
@@ -148,7 +148,7 @@ def test_chaos_with_killed_workers_still_gives_one_of_everything(world: World, t
         world.emu.clear_faults()
         assert all("processed" in world.labels(n) for n in issues), fleet.log_tails()
         # The last workflow tasks (recording each result) run on the live workers; then stop them.
-        observer = world.app(executor="temporal", temporal_address=temporal).runner
+        observer = world.app(executor="temporal", temporal_address=temporal).executor
         closed = chaos.wait_until(lambda: all(r.status != "running" for r in observer.records(limit=50)),
                                   time.monotonic() + 60, 0.5)
         assert closed, [(r.key.issue_number, r.status) for r in observer.records(limit=50)]
@@ -178,14 +178,14 @@ def test_webhooks_and_polling_start_one_workflow(tmp_path: Path, temporal: str) 
         server = serve_webhooks(app, port=0)
         emu.set_webhook(aw.app.id, server.url(), WEBHOOK_SECRET)
         stop = threading.Event()
-        thread = threading.Thread(target=app.runner.serve, args=(stop,), daemon=True)
+        thread = threading.Thread(target=app.executor.serve, args=(stop,), daemon=True)
         thread.start()
         try:
             number = aw.world.file_issue(dispatch_body("hooked-temporal-1"))
             labeled = [d for d in emu.wait_for_deliveries() if d.event == "issues" and d.action == "labeled"]
             assert labeled and labeled[-1].status_code == 202
             emu.redeliver(labeled[-1].id)
-            assert chaos.wait_until(lambda: [r.status for r in app.runner.records()] == ["succeeded"],
+            assert chaos.wait_until(lambda: [r.status for r in app.executor.records()] == ["succeeded"],
                                     time.monotonic() + 60, 0.3)
             emu.redeliver(labeled[-1].id)  # an old delivery after the run: changes nothing
             emu.wait_for_deliveries()
@@ -215,7 +215,7 @@ def test_temporal_replicas_share_one_write_budget_through_postgresql(world: Worl
             "shared by every replica through the PostgreSQL ledger") == 1
         world.emu.clear_request_log()
         stop = threading.Event()
-        threads = [threading.Thread(target=app.runner.serve, args=(stop,), daemon=True) for app in apps]
+        threads = [threading.Thread(target=app.executor.serve, args=(stop,), daemon=True) for app in apps]
         for thread in threads:
             thread.start()
         try:

@@ -41,7 +41,7 @@ class Hooked:
         self.thread: threading.Thread | None = None
 
     def serve(self) -> None:
-        self.thread = threading.Thread(target=self.app.runner.serve, args=(self.stop,), daemon=True)
+        self.thread = threading.Thread(target=self.app.executor.serve, args=(self.stop,), daemon=True)
         self.thread.start()
 
     def close(self) -> None:
@@ -132,8 +132,8 @@ def test_replayed_old_delivery_is_rejected(hooked: Hooked, emu: GitHubEmulator) 
     hooked.aw.world.file_issue(dispatch_body())
     captured = labeled_delivery(emu).body
     before = len(hooked.app.ledger.deliveries())
-    clock = hooked.app.runner.clock
-    hooked.app.runner.clock = lambda: clock() + timedelta(hours=3)  # noqa: E731 (the intake reads it)
+    clock = hooked.app.executor.clock
+    hooked.app.executor.clock = lambda: clock() + timedelta(hours=3)  # noqa: E731 (the intake reads it)
     server = serve_webhooks(hooked.app, port=0)
     try:
         resp = requests.post(server.url(), data=captured, timeout=10, headers={

@@ -44,11 +44,11 @@ def test_a_fast_task_makes_three_writes_and_few_requests(world: World) -> None:
     # a progress comment that a quicker run would not have posted.
     app = world.app(progress_after_seconds=60)
     world.file_issue(dispatch_body("warm0001-task"))
-    assert [o.status for o in app.runner.run_once()] == ["succeeded"]  # warms the caches
+    assert [o.status for o in app.executor.run_once()] == ["succeeded"]  # warms the caches
     number = world.file_issue(dispatch_body("fast0002-task"))
     world.emu.clear_request_log()
 
-    assert [o.status for o in app.runner.run_once()] == ["succeeded"]
+    assert [o.status for o in app.executor.run_once()] == ["succeeded"]
 
     task = [r for r in rest(world) if not is_poll(r)]
     writes = [r for r in task if r.is_write]
@@ -71,13 +71,13 @@ def test_a_fast_task_makes_three_writes_and_few_requests(world: World) -> None:
 def test_an_idle_poll_is_conditional_requests_answered_304(world: World) -> None:
     app = world.app()
     world.file_issue(dispatch_body("idle0001-task"))
-    app.runner.run_once()
-    app.runner.poll()  # learns the ETag of the list as it is now
-    app.runner.poll()  # and of the feedback listings past the result comment (their `since` moved)
+    app.executor.run_once()
+    app.executor.poll()  # learns the ETag of the list as it is now
+    app.executor.poll()  # and of the feedback listings past the result comment (their `since` moved)
     world.emu.clear_request_log()
 
     for _ in range(5):
-        assert app.runner.poll() == 0
+        assert app.executor.poll() == 0
 
     log = rest(world)
     # One request per listing, none per open PR or issue.
@@ -132,7 +132,7 @@ def test_a_slow_task_shows_progress_in_the_same_one_comment(world: World) -> Non
     app = world.app(progress_after_seconds=0, progress_every_seconds=0)
     number = world.file_issue(dispatch_body("slow0001-task"))
 
-    app.runner.run_once()
+    app.executor.run_once()
 
     edits = [r for r in rest(world) if r.method == "PATCH" and "/issues/comments/" in r.path]
     assert len(edits) >= 2  # progress, then the final result

@@ -111,7 +111,7 @@ def run_once(emu: GitHubEmulator, tmp_path: Path, generators: str = "changelog")
     )
     app = build_app(settings)
     try:
-        return app.runner.run_once()
+        return app.executor.run_once()
     finally:
         app.close()
 

@@ -10,5 +10,5 @@ implementation of the :class:`runner.ledger.Ledger` methods it calls.
     types.py       the values that cross Temporal (pure dataclasses)
     workflow.py    the workflow definition (deterministic, sandboxed)
     activities.py  the activity that runs the pipeline, and ActivityLedger
-    executor.py    TemporalRunner: poll, start workflows, host workers, status
+    executor.py    TemporalExecutor: poll, start workflows, host workers, status
 """

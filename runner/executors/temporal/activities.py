@@ -37,7 +37,7 @@ from runner.executors.temporal.types import (
     TaskResult,
 )
 from runner.ledger.base import DeliveryRecord, Job, TaskKey, lease_expiry
-from runner.ops.health import Metrics
+from runner.metrics import Metrics
 from runner.pipeline import (
     Outcome,
     Pipeline,
@@ -154,13 +154,13 @@ class ActivityLedger:
         return dict(slot.first_usage) if slot is not None else {}
 
     def add_feedback(self, key: TaskKey, item_key: str, item: Mapping[str, Any], *, now: datetime) -> bool:
-        raise AssertionError("under Temporal, feedback items are signals to the workflow (TemporalRunner)")
+        raise AssertionError("under Temporal, feedback items are signals to the workflow (TemporalExecutor)")
 
     def wake_for_feedback(self, *, now: datetime, key: TaskKey | None = None) -> Sequence[TaskKey]:
         return []
 
     def pull_tasks(self) -> Sequence[tuple[TaskKey, str]]:
-        return []  # TemporalRunner reads the task PRs from the visibility API
+        return []  # TemporalExecutor reads the task PRs from the visibility API
 
     def record_delivery(self, delivery: DeliveryRecord) -> bool:
         """Webhook deliveries under Temporal: remembered per process, deduplicated for good by workflow id.

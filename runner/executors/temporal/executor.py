@@ -1,6 +1,6 @@
 """Find work and hand it to Temporal: poll the dispatch repository, start workflows, host workers.
 
-:class:`TemporalRunner` has the public surface of :class:`runner.executors.threads.Runner`
+:class:`TemporalExecutor` has the public surface of :class:`runner.executors.threads.Runner`
 (``poll``, ``run_once``, ``process_issue``, ``serve``), so the CLI and the
 tests drive either one the same way. The differences are Temporal's:
 
@@ -46,10 +46,10 @@ from runner.executors.temporal.types import (
     workflow_id,
 )
 from runner.executors.temporal.workflow import DispatchTaskWorkflow
-from runner.executors.threads import FeedbackPoll
 from runner.forge.base import Forge, Issue
+from runner.intake.feedback_poll import FeedbackPoll
 from runner.ledger.base import Status, TaskKey, TaskRecord
-from runner.ops.health import Metrics
+from runner.metrics import Metrics
 from runner.pipeline import Outcome
 
 #: Extra time an activity may take beyond generation and validation (clone, push, GitHub).
@@ -87,7 +87,7 @@ async def connect(settings: Settings) -> Client:
         ) from None
 
 
-class TemporalRunner:
+class TemporalExecutor:
     """The poll loop and the worker of one process, with EXECUTOR=temporal."""
 
     def __init__(self, *, settings: Settings, forge: Forge, activities: TaskActivities | None,
@@ -103,7 +103,7 @@ class TemporalRunner:
         self.labels = policy.Labels(settings.trigger_label, settings.processed_label, settings.failed_label)
         self.feedback = FeedbackPoll(settings=settings, forge=forge, repo=self.repo, clock=clock, log=log)
 
-    # -- the surface shared with intake.Runner ------------------------------------
+    # -- the Executor interface (runner.executors.base) ------------------------------
 
     def poll(self) -> int:
         """Start a workflow for every eligible issue; return how many were started."""
@@ -163,6 +163,10 @@ class TemporalRunner:
                                             listed_at=_seen_at(issue, self.clock()))
             return int(started)
         return asyncio.run(go())
+
+    def waiting_on_github(self) -> bool:
+        """After serve: the worker has shut down and every activity has ended or been cancelled."""
+        return False
 
     def active_count(self) -> int:
         """Activities running in this process (the in-flight gauge is Temporal's view's twin)."""
@@ -338,7 +342,7 @@ class TemporalRunner:
         """Host the workflow and the pipeline activity until the block ends, then drain."""
         s = self.settings
         if self.activities is None:
-            raise AssertionError("this TemporalRunner was built without activities; it cannot host a worker")
+            raise AssertionError("this TemporalExecutor was built without activities; it cannot host a worker")
         with ThreadPoolExecutor(max_workers=s.workers, thread_name_prefix="activity") as pool:
             worker = Worker(client, task_queue=s.temporal_task_queue, workflows=[DispatchTaskWorkflow],
                             activities=self.activities.all(), activity_executor=pool,
