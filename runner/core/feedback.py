@@ -27,8 +27,8 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
 
-FeedbackKind = Literal["issue_comment", "pr_comment", "review", "review_comment"]
-KINDS: tuple[str, ...] = ("issue_comment", "pr_comment", "review", "review_comment")
+from runner.forge.base import FeedbackItem
+
 RoundOutcome = Literal["pushed", "unchanged", "failed", "refused"]
 
 ROUNDS_START = "<!-- agent-runner:rounds -->"
@@ -44,52 +44,6 @@ _COMMENT_RE = re.compile(r"<!--.*?(?:-->|\Z)", re.DOTALL)
 _FENCE_RE = re.compile(r"^\s{0,3}(`{3,}|~{3,})")
 _KIND_LABEL = {"issue_comment": "comment on the issue", "pr_comment": "comment on the PR",
                "review": "review", "review_comment": "review comment"}
-
-
-@dataclass(frozen=True)
-class FeedbackItem:
-    """One comment or review, as posted; ``repo`` and ``number`` say where."""
-
-    kind: FeedbackKind
-    id: int
-    repo: str
-    number: int
-    author: str
-    body: str
-    html_url: str = ""
-    updated_at: str = ""  # GitHub's updated_at (submitted_at for reviews): the poll's watermark
-    state: str | None = None  # a review's state, lower case ("changes_requested")
-    path: str | None = None  # review comments: the file, line and hunk they point at
-    line: int | None = None
-    diff_hunk: str | None = None
-
-    @property
-    def key(self) -> str:
-        """Unique in the ledger: comment and review ids are separate sequences on GitHub."""
-        return f"{self.repo.lower()}:{self.kind}:{self.id}"
-
-    @property
-    def reactable(self) -> bool:
-        """GitHub has reactions for comments and review comments, not for reviews."""
-        return self.kind != "review"
-
-    def to_json(self) -> dict[str, Any]:
-        return {k: v for k, v in self.__dict__.items() if v is not None}
-
-    @classmethod
-    def from_json(cls, data: Mapping[str, Any]) -> FeedbackItem:
-        kind = str(data.get("kind"))
-        if kind not in KINDS:
-            raise ValueError(f"unknown feedback kind {kind!r}")
-        line = data.get("line")
-        return cls(
-            kind=kind,  # type: ignore[arg-type]
-            id=int(data["id"]), repo=str(data["repo"]), number=int(data["number"]),
-            author=str(data.get("author") or ""), body=str(data.get("body") or ""),
-            html_url=str(data.get("html_url") or ""), updated_at=str(data.get("updated_at") or ""),
-            state=_opt_str(data.get("state")), path=_opt_str(data.get("path")),
-            line=int(line) if isinstance(line, int) else None, diff_hunk=_opt_str(data.get("diff_hunk")),
-        )
 
 
 @dataclass(frozen=True)
@@ -344,8 +298,4 @@ def _one_line(text: str, limit: int = 200) -> str:
 
 def _plain(text: str) -> str:
     return text.replace("<!--", "&lt;!--").replace("-->", "--&gt;")
-
-
-def _opt_str(value: Any) -> str | None:
-    return str(value) if isinstance(value, str) and value else None
 

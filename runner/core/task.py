@@ -24,6 +24,7 @@ from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import Any
 
+from runner.config import normalize_repo, shorten
 from runner.core.markdown import MATCH_CHARS, Line, scan, strip_invisible
 from runner.errors import TaskSpecError
 
@@ -40,9 +41,6 @@ METADATA_KEY = "agent_task_metadata"
 
 # GitHub's own rules: owners are alphanumerics and single hyphens (max 39),
 # repository names are [A-Za-z0-9._-] (max 100) and never "." or "..".
-_OWNER_RE = re.compile(r"^[A-Za-z0-9](?:[A-Za-z0-9-]{0,38})$")
-_REPO_NAME_RE = re.compile(r"^[A-Za-z0-9._-]{1,100}$")
-_GITHUB_URL_RE = re.compile(r"^(?:https?://[^/\s]+/|git@[^:\s]+:)(?P<path>[^\s]+?)(?:\.git)?/?$")
 _SAFE_REF_CHARS_RE = re.compile(r"[^A-Za-z0-9._-]+")
 _GENERATOR_RE = re.compile(r"^[a-z0-9_-]+(?:\s*,\s*[a-z0-9_-]+)*$")
 MODEL_RE = re.compile(r"^[A-Za-z0-9._:/@+-]{1,200}$")
@@ -319,28 +317,6 @@ def is_valid_ref_name(name: str) -> bool:
     return all(part and not part.startswith(".") and not part.endswith(".lock") for part in name.split("/"))
 
 
-def normalize_repo(value: str) -> str:
-    """Accept `owner/name`, a GitHub URL or an SSH remote; return `owner/name` or raise."""
-    text = value.strip().strip("`'\"<>").strip()
-    url = _GITHUB_URL_RE.match(text)
-    if url:
-        text = url.group("path")
-    text = text.removesuffix(".git").strip("/")
-    parts = text.split("/")
-    if len(parts) != 2:
-        raise TaskSpecError(
-            f"`{_shorten(value)}` is not a repository. Write it as `owner/name`, "
-            "for example `Target Repository: octo-org/website`."
-        )
-    owner, name = parts
-    if not _OWNER_RE.match(owner) or not _REPO_NAME_RE.match(name) or name in {".", ".."}:
-        raise TaskSpecError(
-            f"`{_shorten(value)}` is not a valid GitHub repository name. Use letters, "
-            "digits, `-`, `_` and `.` only, as `owner/name`."
-        )
-    return f"{owner}/{name}"
-
-
 def _require_task_id(metadata: Mapping[str, Any]) -> str:
     task_id = metadata.get("task_id")
     if not isinstance(task_id, str | int) or isinstance(task_id, bool) or not str(task_id).strip():
@@ -377,8 +353,8 @@ def _scan_body(lines: tuple[Line, ...]) -> tuple[str | None, str | None]:
             if value is not None:
                 if target is not None and normalize_repo(value).lower() != normalize_repo(target).lower():
                     raise TaskSpecError(
-                        f"The body has two `Target Repository:` lines (`{_shorten(target)}` and "
-                        f"`{_shorten(value)}`). Keep one."
+                        f"The body has two `Target Repository:` lines (`{shorten(target)}` and "
+                        f"`{shorten(value)}`). Keep one."
                     )
                 target = target or value
                 continue
@@ -440,7 +416,7 @@ def _optional_ref(metadata: Mapping[str, Any], key: str) -> str | None:
         return None
     if not isinstance(value, str) or not is_valid_ref_name(value.strip()):
         raise TaskSpecError(
-            f"`{key}` in the metadata is not a valid branch name: `{_shorten(str(value))}`."
+            f"`{key}` in the metadata is not a valid branch name: `{shorten(str(value))}`."
         )
     return value.strip()
 
@@ -453,14 +429,9 @@ def _optional_match(
         return None
     if not isinstance(value, str) or not pattern.match(value.strip()):
         raise TaskSpecError(
-            f"`{key}` in the metadata must be {expected}; got `{_shorten(str(value))}`."
+            f"`{key}` in the metadata must be {expected}; got `{shorten(str(value))}`."
         )
     return value.strip()
-
-
-def _shorten(text: str, limit: int = 80) -> str:
-    text = text.replace("`", "'").replace("\n", " ")
-    return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
 def task_id_of(body: str | None) -> str | None:

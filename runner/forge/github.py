@@ -19,12 +19,12 @@ from urllib.parse import quote
 from github import Github, GithubException, GithubRetry
 from github.GithubObject import NotSet
 
-from runner.core.feedback import FeedbackItem
 from runner.errors import NotFound, Rejected
 from runner.forge import wire
 from runner.forge.auth import PersonalToken, SourcedAuth, TokenSource
 from runner.forge.base import (
     Comment,
+    FeedbackItem,
     Issue,
     IssueTrail,
     PullRequest,

@@ -22,7 +22,6 @@ from typing import Any
 import requests
 from github import GithubException
 
-from runner.core.feedback import FeedbackItem
 from runner.errors import (
     BadCredentials,
     ForgeError,
@@ -34,6 +33,7 @@ from runner.errors import (
 from runner.forge.base import (
     Comment,
     ContentEdit,
+    FeedbackItem,
     Issue,
     IssueTrail,
     LabelEvent,

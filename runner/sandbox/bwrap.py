@@ -18,7 +18,7 @@ The default backend is bubblewrap (``bwrap``, Debian package ``bubblewrap``):
 - the worktree is the only writable host path. ``WORKSPACE_DIR``, ``DATA_DIR``
   and the runner's ``$HOME`` are not visible; the repository's objects are
   mounted read-only behind a throw-away git directory (see
-  :func:`runner.steps.workspace.prepare_sandbox_git`), so git works inside but no
+  :func:`runner.sandbox.gitdir.prepare_sandbox_git`), so git works inside but no
   ref, config or hook of the real repository can be read or written;
 - no network (``--unshare-net``) unless ``SANDBOX_NETWORK=allow``;
 - ``prlimit`` inside the namespace caps each process's data size and the
@@ -47,6 +47,7 @@ from pathlib import Path
 from typing import Literal
 
 from runner.errors import SandboxUnavailable
+from runner.sandbox.gitdir import prepare_sandbox_git
 from runner.sandbox.procs import ProcResult, is_secret_name, run_bounded, split_command
 
 SandboxMode = Literal["bwrap", "off"]
@@ -315,8 +316,6 @@ def _git_binds(worktree: Path, git_dir: Path | None, scratch: Path) -> list[str]
             # No trusted git directory to show: hide whatever `.git` is, so git finds nothing.
             return ["--ro-bind", "/dev/null", str(dot_git)] if dot_git.is_file() else []
         git_dir = dot_git
-    from runner.steps.workspace import prepare_sandbox_git
-
     mini = scratch / "git"
     objects = prepare_sandbox_git(git_dir, mini, objects_mount=OBJECTS_MOUNT)
     binds = ["--ro-bind", str(objects), str(OBJECTS_MOUNT), "--bind", str(mini), str(GIT_MOUNT)]

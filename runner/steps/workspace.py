@@ -495,32 +495,6 @@ class CommittedFiles:
                        what=f"read the repository at {self.commit[:12]}")
 
 
-def prepare_sandbox_git(git_dir: Path, dest: Path, *, objects_mount: Path) -> Path:
-    """Build a throw-away git directory for the sandbox: HEAD, a copy of the index, no refs.
-
-    Its objects are its own (so a command may commit) with the real objects as a read-only
-    alternate at ``objects_mount``. Return the real objects directory to mount there.
-    """
-    env = {"GIT_DIR": str(git_dir)}
-    common = Path(run_git(git_dir, "rev-parse", "--git-common-dir", env=env))
-    common = common if common.is_absolute() else (git_dir / common)
-    try:
-        head = run_git(git_dir, "rev-parse", "--verify", "--quiet", "HEAD", env=env)
-    except WorkspaceError:
-        head = "ref: refs/heads/main"
-    (dest / "objects" / "info").mkdir(parents=True)
-    (dest / "refs" / "heads").mkdir(parents=True)
-    (dest / "refs" / "tags").mkdir(parents=True)
-    (dest / "HEAD").write_text(head + "\n", encoding="utf-8")
-    (dest / "config").write_text(
-        "[core]\n\trepositoryformatversion = 0\n\tfilemode = true\n\tbare = false\n", encoding="utf-8"
-    )
-    (dest / "objects" / "info" / "alternates").write_text(f"{objects_mount}\n", encoding="utf-8")
-    if (git_dir / "index").is_file():
-        shutil.copyfile(git_dir / "index", dest / "index")
-    return (common / "objects").resolve()
-
-
 _SHA = re.compile(r"[0-9a-f]{40}|[0-9a-f]{64}")
 
 
