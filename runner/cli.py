@@ -197,9 +197,10 @@ def _main(argv: Sequence[str] | None) -> int:
 def _dispatch(args: argparse.Namespace, stop: _Stop) -> int:
     command = args.command
     if command == "demo":
+        from runner.app import build_app
         from runner.ops.demo import run_demo
 
-        return run_demo(state_dir=args.state_dir, verbose=args.verbose, out=print)
+        return run_demo(build_app=build_app, state_dir=args.state_dir, verbose=args.verbose, out=print)
     if command == "emulator":
         from github_emulator import serve_forever
 

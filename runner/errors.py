@@ -29,6 +29,7 @@ The tree::
     │   ├── GeneratorUnavailable     a backend is overloaded or failing (transient)
     │   │   └── GeneratorUnreachable the backend cannot be reached      (transient)
     │   ├── ModelRequestRefused      the server says the request is invalid
+    │   ├── ToolCallingUnsupported   the server refused tools; the loop switches to JSON
     │   ├── NoChangeMade             the generator finished without changing a file
     │   ├── BudgetExceeded           tokens or cost over the limit
     │   │   └── TurnLimitReached     MAX_TURNS model calls without finishing
@@ -39,9 +40,17 @@ The tree::
     ├── SandboxUnavailable           no backend can isolate untrusted commands
     ├── LeaseLost                    another worker owns the task now   (transient)
     ├── ShuttingDown                 SIGTERM cut a wait on GitHub short (transient)
+    ├── HookFailed                   a gating plugin hook refused the task
     ├── LedgerUnavailable            the ledger database is unreachable (transient)
     ├── CrashLoop                    workers keep dying on this task
     └── InternalError                a bug in the runner or a plugin    (transient)
+
+Three signals stay inside one component and never reach an issue, so they are
+not RunnerErrors (a broad ``except RunnerError`` must not swallow them)::
+
+    ToolInputError      a tool call the model can fix; the loop answers it with the message
+    WebhookRejected     a delivery not taken; its status goes back to GitHub
+    SmokeFailed         a smoke-test step failed; the smoke test reports it
 """
 
 from __future__ import annotations
@@ -340,3 +349,30 @@ class InternalError(RunnerError):
 
     transient = True
     hint = "This is a bug in the runner. Check its logs; remove the `agent-failed` label to retry."
+
+
+class HookFailed(RunnerError):
+    """A gating hook refused the task."""
+
+
+class ToolCallingUnsupported(GeneratorError):
+    """The server refused a request because it carried tools; switch to the JSON protocol."""
+
+
+# -- signals inside one component (see the module docstring) -------------------------------------
+
+
+class ToolInputError(Exception):
+    """A tool call the model can fix: say what was wrong, never crash the loop."""
+
+
+class WebhookRejected(Exception):
+    """A delivery that is not taken: ``status`` goes back to GitHub, ``outcome`` to the metric."""
+
+    def __init__(self, status: int, outcome: str, reason: str) -> None:
+        super().__init__(reason)
+        self.status, self.outcome, self.reason = status, outcome, reason
+
+
+class SmokeFailed(Exception):
+    """A step failed; the smoke test stops and reports it."""

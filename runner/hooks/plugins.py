@@ -12,11 +12,7 @@ import importlib
 from collections.abc import Sequence
 from typing import Any
 
-from runner.errors import ConfigError, RunnerError
-
-
-class HookFailed(RunnerError):
-    """A gating hook refused the task."""
+from runner.errors import ConfigError, HookFailed, RunnerError
 
 
 class Hook:

@@ -35,7 +35,7 @@ from typing import Any, Protocol
 
 from runner.core import policy
 from runner.core.feedback import FeedbackItem
-from runner.errors import ConfigError, RunnerError
+from runner.errors import ConfigError, RunnerError, WebhookRejected
 from runner.forge.base import Issue
 from runner.forge.wire import issue_from_json
 from runner.ledger.base import DeliveryRecord, Ledger
@@ -47,14 +47,6 @@ ISSUE_ACTIONS = frozenset({"labeled", "unlabeled", "edited"})
 FEEDBACK_EVENTS = frozenset({"issue_comment", "pull_request_review", "pull_request_review_comment"})
 KNOWN_EVENTS = frozenset({"ping", "issues", *FEEDBACK_EVENTS})
 _CLOCK_SKEW = timedelta(minutes=5)
-
-
-class WebhookRejected(Exception):
-    """A delivery that is not taken: ``status`` goes back to GitHub, ``outcome`` to the metric."""
-
-    def __init__(self, status: int, outcome: str, reason: str) -> None:
-        super().__init__(reason)
-        self.status, self.outcome, self.reason = status, outcome, reason
 
 
 @dataclass(frozen=True)

@@ -14,9 +14,9 @@ import tempfile
 from collections.abc import Callable
 from pathlib import Path
 from types import ModuleType
+from typing import Any
 
-from runner.app import build_app
-from runner.config import load_settings
+from runner.config import Settings, load_settings
 from runner.errors import ConfigError
 from runner.log import configure_logging
 from runner.steps.workspace import run_git
@@ -63,17 +63,18 @@ def load_emulator(command: str = "demo") -> ModuleType:
         ) from exc
 
 
-def run_demo(*, state_dir: Path | None, verbose: bool, out: Callable[[str], None]) -> int:
+def run_demo(*, build_app: Callable[[Settings], Any], state_dir: Path | None, verbose: bool,
+             out: Callable[[str], None]) -> int:
     """Run the demo; returns the process exit code."""
     load_emulator("demo")  # before any output: a missing emulator is the first thing said
     if state_dir is None:
         with tempfile.TemporaryDirectory(prefix="agent-runner-demo-") as tmp:
-            return _demo(Path(tmp), verbose, out)
+            return _demo(build_app, Path(tmp), verbose, out)
     state_dir.mkdir(parents=True, exist_ok=True)
-    return _demo(state_dir, verbose, out)
+    return _demo(build_app, state_dir, verbose, out)
 
 
-def _demo(root: Path, verbose: bool, out: Callable[[str], None]) -> int:
+def _demo(build_app: Callable[[Settings], Any], root: Path, verbose: bool, out: Callable[[str], None]) -> int:
     configure_logging("INFO" if verbose else "WARNING", "console" if verbose else "auto", [TOKEN])
     with load_emulator("demo").GitHubEmulator(root / "github") as emu:
         out(f"● GitHub emulator at {emu.base_url} (user octocat)")

@@ -20,7 +20,7 @@ from typing import TextIO
 from runner.config import Settings
 from runner.core.render import is_result_comment
 from runner.core.task import BRANCH_PREFIX, TRACE_DIR, parse_metadata, task_prefix
-from runner.errors import RunnerError
+from runner.errors import RunnerError, SmokeFailed
 from runner.forge.github import GitHubForge
 
 INSTRUCTION = "Create a simple test file to verify the agent runner is working."
@@ -35,10 +35,6 @@ class SmokeReport:
     @property
     def passed(self) -> bool:
         return bool(self.steps) and all(ok for _, ok, _ in self.steps)
-
-
-class SmokeFailed(Exception):
-    """A step failed; the smoke test stops and reports it."""
 
 
 @dataclass

@@ -52,22 +52,6 @@ def render_response_stream(reply: Reply, body: Mapping[str, Any], default_model:
     yield _event("response.completed", seq, response=final)
 
 
-def function_call_outputs(body: Mapping[str, Any]) -> list[str]:
-    """The tool results a Responses request sends back: its trailing ``function_call_output`` items."""
-    items = body.get("input")
-    if not isinstance(items, list):
-        return []
-    results: list[str] = []
-    for item in reversed(items):
-        if not isinstance(item, Mapping) or item.get("type") != "function_call_output":
-            break
-        output = item.get("output")
-        if isinstance(output, list):  # content parts
-            output = "".join(str(p.get("text", "")) for p in output if isinstance(p, Mapping))
-        results.insert(0, "" if output is None else str(output))
-    return results
-
-
 def _stream_message(seq: Iterator[int], index: int, item_id: str, text: str) -> Iterator[bytes]:
     yield _event("response.output_item.added", seq, output_index=index,
                  item=_message_item(item_id, "", "in_progress", parts=False))

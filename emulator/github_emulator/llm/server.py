@@ -40,8 +40,6 @@ class RecordedRequest:
     def tool_results(self) -> list[str]:
         """The tool results this request sends back (those after the model's last turn)."""
         if isinstance((self.body or {}).get("input"), list):  # OpenAI Responses
-            from github_emulator.llm.responses_wire import function_call_outputs
-
             return function_call_outputs(self.body or {})
         messages = list((self.body or {}).get("messages") or [])
         if self.provider == "openai":
@@ -282,6 +280,22 @@ def _text(content: Any) -> str:
     if isinstance(content, list):
         return "".join(str(part.get("text", "")) for part in content if isinstance(part, dict))
     return "" if content is None else str(content)
+
+
+def function_call_outputs(body: Mapping[str, Any]) -> list[str]:
+    """The tool results a Responses request sends back: its trailing ``function_call_output`` items."""
+    items = body.get("input")
+    if not isinstance(items, list):
+        return []
+    results: list[str] = []
+    for item in reversed(items):
+        if not isinstance(item, Mapping) or item.get("type") != "function_call_output":
+            break
+        output = item.get("output")
+        if isinstance(output, list):  # content parts
+            output = "".join(str(p.get("text", "")) for p in output if isinstance(p, Mapping))
+        results.insert(0, "" if output is None else str(output))
+    return results
 
 
 def sse(data: Mapping[str, Any] | str, event: str | None = None) -> bytes:

@@ -31,6 +31,8 @@ from runner.errors import (
     GeneratorUnreachable,
     ModelRequestRefused,
     NoChangeMade,
+    ToolCallingUnsupported,
+    ToolInputError,
     TurnLimitReached,
 )
 from runner.generators.base import Changes, GenerationContext, Usage
@@ -38,7 +40,6 @@ from runner.generators.llm.tools import (
     NO_EDIT_REFUSAL,
     TOOL_SPECS,
     Toolbox,
-    ToolInputError,
     ToolSpec,
     parse_edit_plan,
 )
@@ -119,10 +120,6 @@ class Backend(Protocol):
     model: str
 
     def complete(self, request: ModelRequest) -> ModelReply: ...
-
-
-class ToolCallingUnsupported(GeneratorError):
-    """The server refused a request because it carried tools; switch to the JSON protocol."""
 
 
 @dataclass(frozen=True)

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from runner.errors import GuardRefused
+from runner.errors import GuardRefused, ToolInputError
 from runner.steps import guard
 
 MAX_LIST_ENTRIES = 500
@@ -46,10 +46,6 @@ class ToolResult:
     content: str
     is_error: bool = False
     finished: bool = False
-
-
-class ToolInputError(Exception):
-    """A tool call the model can fix: say what was wrong, never crash the loop."""
 
 
 def _schema(properties: dict[str, Any], required: list[str]) -> dict[str, Any]:
