@@ -285,7 +285,7 @@ def _dispatch(args: argparse.Namespace, stop: _Stop) -> int:
 
 
 def _status_line(app: Any) -> Any:
-    """Live progress per task on a terminal; plain log lines elsewhere (runner/status_line.py)."""
+    """Live progress per task on a terminal; plain log lines elsewhere (runner/ops/status_line.py)."""
     from runner.log import get_logger
     from runner.ops.status_line import StatusLine
 

@@ -28,7 +28,7 @@ from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 from runner.errors import ConfigError, TaskSpecError
 
 LogLevel = Literal["DEBUG", "INFO", "WARNING", "ERROR"]
-#: The executable hooks HOOK_COMMANDS may name (runner/hook_commands.py).
+#: The executable hooks HOOK_COMMANDS may name (runner/hooks/commands.py).
 HOOK_EVENTS = ("pre_task", "post_task", "health_check")
 CsvList = Annotated[tuple[str, ...], NoDecode]
 

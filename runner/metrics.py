@@ -38,7 +38,7 @@ class Metrics:
         self.stale_after_s = stale_after_s
         #: Which sandbox backend runs untrusted commands, as /readyz reports it.
         self.sandbox = "unknown"
-        #: The health_check hook (runner/hook_commands.py): why the runner is not ready, or None.
+        #: The health_check hook (runner/hooks/commands.py): why the runner is not ready, or None.
         self.readiness_check: Callable[[], str | None] | None = None
         self._last_tick = time.monotonic()
         self._last_good_poll: float | None = None
