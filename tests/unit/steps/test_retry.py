@@ -9,6 +9,7 @@ import pytest
 import structlog
 from structlog.testing import capture_logs
 
+from runner.core.policy import retry_in_place
 from runner.errors import (
     ForgeError,
     GeneratorUnavailable,
@@ -63,7 +64,7 @@ def run(action: Callable[[], str], clock: Clock, **kw: Any) -> str:
     (GeneratorUnavailable("the model is overloaded"), False),  # transient, but not GitHub's or git's
 ])
 def test_only_transient_github_and_git_errors_are_retried_in_place(error: RunnerError, retried: bool) -> None:
-    assert retry.retryable(error) is retried
+    assert retry_in_place(error) is retried
 
 
 def test_a_blip_is_retried_with_growing_jittered_waits() -> None:
