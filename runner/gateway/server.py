@@ -75,6 +75,8 @@ class Gateway:
         self._servers: list[socketserver.BaseServer] = []
         self._lock = threading.Lock()
         self._calls = 0
+        self._idle = threading.Condition(self._lock)
+        self._in_flight = 0
 
     # Lifecycle ---------------------------------------------------------------
 
@@ -93,7 +95,10 @@ class Gateway:
         self._start(server)
         return self.tcp_port
 
-    def close(self) -> Spend:
+    def close(self, drain_s: float = 5.0) -> Spend:
+        """Stop serving; calls still passing (their last bytes already with the CLI) settle first."""
+        with self._idle:
+            self._idle.wait_for(lambda: self._in_flight == 0, timeout=drain_s)
         for server in self._servers:
             server.shutdown()
             server.server_close()
@@ -124,7 +129,13 @@ class Gateway:
     def next_call(self) -> int:
         with self._lock:
             self._calls += 1
+            self._in_flight += 1
             return self._calls
+
+    def call_done(self) -> None:
+        with self._idle:
+            self._in_flight -= 1
+            self._idle.notify_all()
 
     def note_denied(self, what: str) -> None:
         with self._lock:
@@ -205,8 +216,14 @@ class _Handler(BaseHTTPRequestHandler):
         self._forward(dialect, method, path, query, body)
 
     def _forward(self, dialect: Dialect, method: str, path: str, query: str, body: bytes) -> None:
+        call = self.gateway.next_call()
+        try:
+            self._exchange(call, dialect, method, path, query, body)
+        finally:
+            self.gateway.call_done()
+
+    def _exchange(self, call: int, dialect: Dialect, method: str, path: str, query: str, body: bytes) -> None:
         gw = self.gateway
-        call = gw.next_call()
         parsed: Any = None
         if method == "POST":
             try:
@@ -251,15 +268,16 @@ class _Handler(BaseHTTPRequestHandler):
             gw._pools[dialect].put(conn)
         else:
             conn.close()
-        usage = reader.result() if reader is not None else None
-        if reader is None and response.status < 400:
+        # An answer cut short (either side broke off) is charged at its estimate: the model may have finished it.
+        usage = reader.result() if reader is not None and ok else None
+        if reader is None and ok and response.status < 400:
             try:
                 usage = wire.usage_from_json(json.loads(kept))
             except (json.JSONDecodeError, UnicodeDecodeError):
                 usage = None
         spend = None
         if ticket is not None:
-            if response.status >= 400 and usage is None:
+            if response.status >= 400 and ok and usage is None:
                 gw.meter.release(ticket)  # refused by the model server: nothing generated
             else:
                 spend = gw.meter.settle(ticket, usage, len(body))
@@ -320,13 +338,12 @@ class _Handler(BaseHTTPRequestHandler):
         except OSError:
             self.close_connection = True
             return False
-        client_ok = True
         while True:
             try:
                 data = response.read1(_CHUNK) if not response.isclosed() else b""
             except (OSError, http.client.HTTPException) as exc:
                 self.gateway.note_upstream_failure(f"the model server broke off its answer ({type(exc).__name__})")
-                if client_ok and chunked and reader is not None:
+                if chunked and reader is not None:
                     self._write_chunk(wire.stream_error_event(dialect, "The model server broke off its answer."))
                 self.close_connection = True
                 return False
@@ -336,15 +353,16 @@ class _Handler(BaseHTTPRequestHandler):
                 reader.feed(data)
             if len(kept) < 4 * 1024 * 1024:
                 kept += data
-            if client_ok:
-                client_ok = self._write_chunk(data) if chunked else self._write(data)
+            client_ok = self._write_chunk(data) if chunked else self._write(data)
+            if not client_ok:  # the CLI is gone: stop paying for an answer nobody reads
+                self.close_connection = True
+                return False
         if reader is not None:
             reader.close()
-        if client_ok and chunked:
-            client_ok = self._write(b"0\r\n\r\n")
-        if not client_ok:
+        if chunked and not self._write(b"0\r\n\r\n"):
             self.close_connection = True
-        return client_ok
+            return False
+        return True
 
     def _write_chunk(self, data: bytes) -> bool:
         return self._write(f"{len(data):x}\r\n".encode() + data + b"\r\n")

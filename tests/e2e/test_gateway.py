@@ -367,3 +367,47 @@ def test_egress_goes_only_to_allowed_hosts_and_blocked_attempts_are_reported(
     assert "`evil.example:80` by `python3" in comment
     assert "`127.0.0.2:8443` by `python3" in comment and "(port 8443 is not allowed)" in comment
     assert "`pypi.example:443` by `" in comment and "urllib.request.urlopen('https://pypi.example" in comment
+
+
+def test_without_the_sandbox_the_gateway_listens_on_loopback_tcp(
+    world: World, models: tuple[AnthropicEmulator, OpenAIEmulator]
+) -> None:
+    claude, _ = models
+    claude.script([Reply.text("Hello without a sandbox", input_tokens=100, output_tokens=10)])
+    agent = agent_script(world.root, '''
+        status, text = anthropic({"model": "claude-haiku-4-5", "max_tokens": 50,
+                                  "messages": [{"role": "user", "content": "hi"}]})
+        open("answer.txt", "w").write(f"{status} {os.environ['ANTHROPIC_BASE_URL']}\\n")
+    ''')
+    number = world.file_issue(dispatch_body(instruction="Answer."))
+
+    outcomes = world.run_once(**settings(world, agent, models, sandbox="off", command_gateway="anthropic"))
+
+    assert [o.status for o in outcomes] == ["succeeded"]
+    answer = world.emu.file_at(TARGET, world.pulls()[0]["head"]["ref"], "answer.txt")
+    assert re.fullmatch(r"200 http://127\.0\.0\.1:\d+\n", answer)
+    comment = world.comments(number)[-1]["body"]
+    assert "Model calls through the gateway: 1, 110 tokens" in comment and "SANDBOX=off" in comment
+    assert_no_placeholder_upstream(claude)
+
+
+def test_a_model_server_that_hangs_does_not_outlast_the_task_deadline(
+    world: World, models: tuple[AnthropicEmulator, OpenAIEmulator]
+) -> None:
+    _, gpt = models
+    gpt.script([Reply.slow(60)])
+    agent = agent_script(world.root, '''
+        while True:  # like a CLI that retries for minutes
+            status, text = openai({"model": "gpt-4o-mini", "messages": [{"role": "user", "content": "hi"}]})
+            print(status, text[:200], flush=True)
+    ''')
+    number = world.file_issue(dispatch_body(instruction="Wait."))
+
+    outcomes = world.run_once(**settings(world, agent, models, command_gateway="openai",
+                                         generator_timeout_seconds=3, gateway_timeout_seconds=1))
+
+    assert [o.status for o in outcomes] == ["failed"]
+    comment = [c["body"] for c in world.comments(number) if "agent-runner:result" in c["body"]][-1]
+    assert re.search(r"`python3` did not finish within [\d.]+ s and was stopped", comment), comment
+    log = (world.root / "data" / "transcripts" / DISPATCH / str(number) / "command.log").read_text()
+    assert "504" in log and "did not answer within 1 s" in log
