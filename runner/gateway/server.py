@@ -21,7 +21,7 @@ import os
 import socketserver
 import threading
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -262,25 +262,36 @@ class _Handler(BaseHTTPRequestHandler):
         streamed = "text/event-stream" in (response.getheader("content-type") or "")
         reader = wire.UsageReader() if streamed else None
         kept = bytearray()
-        ok = self._relay(response, reader, kept, dialect)
+        settled: list[Any] = []
+
+        def settle(complete: bool) -> None:
+            """Meter the call once: when its whole answer is read (before the CLI gets the last bytes)."""
+            if settled:
+                return
+            # An answer cut short (either side broke off) is charged at its estimate: the model may have
+            # finished it.
+            usage = reader.result() if reader is not None and complete else None
+            if reader is None and complete and response.status < 400:
+                try:
+                    usage = wire.usage_from_json(json.loads(kept))
+                except (json.JSONDecodeError, UnicodeDecodeError):
+                    usage = None
+            spend = None
+            if ticket is not None:
+                if response.status >= 400 and complete and usage is None:
+                    gw.meter.release(ticket)  # refused by the model server: nothing generated
+                else:
+                    spend = gw.meter.settle(ticket, usage, len(body))
+            settled.append((usage, spend))
+
+        ok = self._relay(response, reader, kept, dialect, lambda: settle(True))
+        settle(False)
         response.close()  # read to its end; closing it lets the connection carry the next call
         if ok and not response.will_close:
             gw._pools[dialect].put(conn)
         else:
             conn.close()
-        # An answer cut short (either side broke off) is charged at its estimate: the model may have finished it.
-        usage = reader.result() if reader is not None and ok else None
-        if reader is None and ok and response.status < 400:
-            try:
-                usage = wire.usage_from_json(json.loads(kept))
-            except (json.JSONDecodeError, UnicodeDecodeError):
-                usage = None
-        spend = None
-        if ticket is not None:
-            if response.status >= 400 and ok and usage is None:
-                gw.meter.release(ticket)  # refused by the model server: nothing generated
-            else:
-                spend = gw.meter.settle(ticket, usage, len(body))
+        usage, spend = settled[0]
         if response.status >= 500:
             gw.note_upstream_failure(f"{method} {path}: the model server answered {response.status}")
         duration_ms = (time.monotonic() - started) * 1000
@@ -322,8 +333,12 @@ class _Handler(BaseHTTPRequestHandler):
                 raise
 
     def _relay(self, response: http.client.HTTPResponse, reader: wire.UsageReader | None, kept: bytearray,
-               dialect: Dialect) -> bool:
-        """Pass the upstream's answer to the client as it arrives; False when either side broke off."""
+               dialect: Dialect, on_end: Callable[[], None]) -> bool:
+        """Pass the upstream's answer to the client as it arrives; False when either side broke off.
+
+        ``on_end`` runs once the whole answer is read, before its last bytes go out, so the
+        call is metered before the CLI can send the next one.
+        """
         length = response.getheader("content-length")
         chunked = length is None or response.getheader("transfer-encoding") is not None
         try:
@@ -353,12 +368,15 @@ class _Handler(BaseHTTPRequestHandler):
                 reader.feed(data)
             if len(kept) < 4 * 1024 * 1024:
                 kept += data
+            if not chunked and response.length == 0:  # the last bytes of a sized answer
+                on_end()
             client_ok = self._write_chunk(data) if chunked else self._write(data)
             if not client_ok:  # the CLI is gone: stop paying for an answer nobody reads
                 self.close_connection = True
                 return False
         if reader is not None:
             reader.close()
+        on_end()
         if chunked and not self._write(b"0\r\n\r\n"):
             self.close_connection = True
             return False
