@@ -15,7 +15,7 @@ import anthropic
 
 from runner.config import Settings
 from runner.generators.base import Changes, GenerationContext
-from runner.generators.llm.loop import (
+from runner.generators.llm.conversation import (
     AssistantTurn,
     Call,
     LoopOptions,
@@ -24,11 +24,13 @@ from runner.generators.llm.loop import (
     ModelRequest,
     ToolResults,
     UserText,
+)
+from runner.generators.llm.loop import run_agent
+from runner.generators.llm.sdk import (
     check_cost_limit,
     check_credentials,
     limit_retry_after,
     resolve_api_key,
-    run_agent,
     sdk_errors,
 )
 from runner.generators.llm.tools import ToolSpec

@@ -1,34 +1,25 @@
 """Drive a model through tool calls until it finishes, within the task's turns, tokens, money and time.
 
-One loop serves every provider. A :class:`Backend` only translates: the
+One loop serves every provider. A :class:`~runner.generators.llm.conversation.Backend` only translates: the
 neutral conversation (:class:`UserText`, :class:`AssistantTurn`,
 :class:`ToolResults`) and :data:`~runner.generators.llm.tools.TOOL_SPECS` into its
 wire format, and the reply and usage back into a :class:`ModelReply`. It maps
-SDK failures with :func:`sdk_errors`. Everything else lives here: prompts,
+SDK failures with :func:`runner.generators.llm.sdk.sdk_errors`. Everything else lives here: prompts,
 tool dispatch, budgets, deadline, progress, transcript and the JSON edit
 fallback for servers that refuse tool calling (as aider's edit formats do).
 """
 
 from __future__ import annotations
 
-import json
-import re
 import time
-from collections.abc import Iterator, Mapping, Sequence
-from contextlib import contextmanager
-from dataclasses import dataclass, field
-from typing import Any, Literal, Protocol
-
-from pydantic import SecretStr
+from collections.abc import Mapping, Sequence
+from typing import Literal
 
 from runner.core.pricing import cost_usd, display_model, format_cost, price_for
 from runner.errors import (
     BudgetExceeded,
-    ConfigError,
     GeneratorError,
     GeneratorTimeout,
-    GeneratorUnavailable,
-    GeneratorUnreachable,
     ModelRequestRefused,
     NoChangeMade,
     ToolCallingUnsupported,
@@ -36,6 +27,19 @@ from runner.errors import (
     TurnLimitReached,
 )
 from runner.generators.base import Changes, GenerationContext, Usage
+from runner.generators.llm.conversation import (
+    AssistantTurn,
+    Backend,
+    Call,
+    LoopOptions,
+    Message,
+    ModelReply,
+    ModelRequest,
+    ToolOutcome,
+    ToolResults,
+    UserText,
+)
+from runner.generators.llm.sdk import call_limits
 from runner.generators.llm.tools import (
     NO_EDIT_REFUSAL,
     TOOL_SPECS,
@@ -46,103 +50,8 @@ from runner.generators.llm.tools import (
 from runner.steps.transcript import Transcript, clip
 
 MAX_TOOL_RESULT_CHARS = 20_000
-MAX_CALL_SECONDS = 600.0
-MIN_ATTEMPT_SECONDS = 20.0
-MAX_SDK_RETRY_AFTER = 20.0
-#: Replies without an edit that the model is told about before the loop gives up.
 NO_EDIT_NUDGES = 1
 JSON_FALLBACK_NOTE = "tool calling unsupported by server; used JSON edit protocol"
-
-
-@dataclass(frozen=True)
-class Call:
-    """A tool call as the model made it; ``arguments`` stays a string when it was not valid JSON."""
-
-    id: str
-    name: str
-    arguments: Mapping[str, Any] | str
-
-
-@dataclass(frozen=True)
-class UserText:
-    text: str
-
-
-@dataclass(frozen=True)
-class AssistantTurn:
-    text: str
-    calls: tuple[Call, ...] = ()
-
-
-@dataclass(frozen=True)
-class ToolOutcome:
-    call: Call
-    content: str
-    is_error: bool = False
-
-
-@dataclass(frozen=True)
-class ToolResults:
-    outcomes: tuple[ToolOutcome, ...]
-
-
-Message = UserText | AssistantTurn | ToolResults
-
-
-@dataclass(frozen=True)
-class ModelRequest:
-    """One call to a model: the conversation so far plus the limits for this call."""
-
-    system: str
-    messages: tuple[Message, ...]
-    tools: tuple[ToolSpec, ...]
-    max_output_tokens: int
-    timeout: float
-    max_retries: int
-    deadline_bound: bool  # the timeout is the task's deadline, so a timeout means "out of time"
-    #: "required" while no file has been edited (a reply without a tool call cannot be the end
-    #: yet), "auto" after; each backend sends what its server honours.
-    tool_choice: Literal["auto", "required"] = "auto"
-
-
-@dataclass(frozen=True)
-class ModelReply:
-    text: str
-    calls: tuple[Call, ...] = ()
-    input_tokens: int = 0
-    output_tokens: int = 0
-    truncated: bool = False
-
-
-class Backend(Protocol):
-    """Translate the neutral conversation to one provider's API and back."""
-
-    model: str
-
-    def complete(self, request: ModelRequest) -> ModelReply: ...
-
-
-@dataclass(frozen=True)
-class LoopOptions:
-    """What the loop needs from the settings, gathered once by the generator."""
-
-    generator: str
-    max_file_bytes: int = 1_000_000
-    allow_workflows: bool = False
-    prices: Mapping[str, Sequence[float]] = field(default_factory=dict)
-    secrets: tuple[str, ...] = ()
-    max_retries: int = 2
-
-    @classmethod
-    def from_settings(cls, settings: Any, generator: str, *, max_retries: int = 2) -> LoopOptions:
-        return cls(
-            generator=generator,
-            max_file_bytes=settings.max_file_bytes,
-            allow_workflows=settings.allow_workflow_changes,
-            prices=dict(settings.model_prices),
-            secrets=tuple(settings.secrets()),
-            max_retries=max_retries,
-        )
 
 
 def run_agent(ctx: GenerationContext, backend: Backend, options: LoopOptions) -> Changes:
@@ -341,142 +250,6 @@ class _Session:
                      duration_s=time.monotonic() - self.started, model=display_model(self.backend.model))
 
 
-def check_cost_limit(settings: Any, *models: str | None) -> None:
-    """Refuse at start-up a cost limit that no known price can enforce for the configured models."""
-    if settings.max_cost_usd_per_task is None:
-        return
-    wanted = {m for m in (*models, settings.default_model, *settings.seniority_models.values()) if m}
-    unknown = sorted(m for m in wanted if price_for(m, settings.model_prices) is None)
-    if unknown:
-        names = ", ".join(f"`{display_model(m)}`" for m in unknown)
-        example = json.dumps({display_model(unknown[0]): [0.5, 1.5]})
-        raise ConfigError(
-            f"MAX_COST_USD_PER_TASK is set, but no price is known for {names}, so the limit could not be "
-            f"enforced. Add the price to MODEL_PRICES (dollars per million input and output tokens, "
-            f"for example MODEL_PRICES='{example}'; [0, 0] for a local model), or unset MAX_COST_USD_PER_TASK."
-        )
-
-
-def call_limits(seconds_left: float, max_retries: int) -> tuple[float, int, bool]:
-    """Split the time left between the SDK's attempts so its retries never outlive the deadline.
-
-    Returns ``(timeout per attempt, retries, whether the timeout is the deadline)``.
-    With too little time for several attempts, one attempt gets all of it.
-    """
-    attempts = max_retries + 1
-    share = seconds_left / attempts
-    if max_retries > 0 and share >= MIN_ATTEMPT_SECONDS:
-        return min(share, MAX_CALL_SECONDS), max_retries, share <= MAX_CALL_SECONDS
-    return min(seconds_left, MAX_CALL_SECONDS), 0, seconds_left <= MAX_CALL_SECONDS
-
-
-def limit_retry_after(response: Any) -> None:
-    """An httpx response hook: let the SDK retry only when the server asks for a short wait,
-    and never a request the server called invalid.
-
-    The Anthropic SDK sleeps for whatever ``Retry-After`` says (OpenAI's up to
-    two minutes), which could outlive the task's deadline. A longer wait is
-    better handled by the runner's own retry of the task, so the SDK is told
-    not to retry (``x-should-retry``, which both SDKs obey).
-    """
-    headers = response.headers
-    wait: float | None = None
-    for name, divisor in (("retry-after-ms", 1000.0), ("retry-after", 1.0)):
-        try:
-            wait = float(headers[name]) / divisor
-            break
-        except (KeyError, ValueError):
-            continue
-    if wait is not None and wait > MAX_SDK_RETRY_AFTER:
-        headers["x-should-retry"] = "false"
-    elif response.status_code >= 500 and "x-should-retry" not in headers:
-        # A 5xx whose body says the request is invalid fails the same way every time.
-        response.read()
-        if says_request_invalid(response.text):
-            headers["x-should-retry"] = "false"
-
-
-@contextmanager
-def sdk_errors(sdk: Any, provider: str, key_setting: str, request: ModelRequest) -> Iterator[None]:
-    """Translate an OpenAI/Anthropic SDK exception (same class names in both) into our errors."""
-    try:
-        yield
-    except sdk.APITimeoutError as exc:
-        if request.deadline_bound:
-            raise GeneratorTimeout(f"The {provider} API did not answer before the generator's deadline.") from exc
-        raise GeneratorUnavailable(f"The {provider} API timed out; try again later.") from exc
-    except sdk.APIConnectionError as exc:
-        raise _unreachable(exc, provider, key_setting) from exc
-    except sdk.APIStatusError as exc:
-        raise status_error(provider, key_setting, exc.status_code, _error_text(exc), bool(request.tools)) from exc
-    except sdk.APIResponseValidationError as exc:
-        raise GeneratorError(f"The {provider} API sent a reply the SDK could not read ({exc.message}).") from exc
-
-
-def check_credentials(sdk: Any, client: Any, provider: str, key_setting: str) -> str:
-    """The cheap call `agent-runner doctor` makes: list the models (GET /v1/models)."""
-    try:
-        models = [m.id for m in client.models.list().data]
-    except sdk.APIConnectionError as exc:
-        raise _unreachable(exc, provider, key_setting) from exc
-    except sdk.APIStatusError as exc:
-        raise status_error(provider, key_setting, exc.status_code, _error_text(exc), False) from exc
-    shown = ", ".join(models[:3]) + (", …" if len(models) > 3 else "")
-    return f"{provider} answered with {len(models)} model{'s' if len(models) != 1 else ''} ({shown})"
-
-
-def _unreachable(exc: Any, provider: str, key_setting: str) -> GeneratorUnreachable:
-    url_setting = key_setting.replace("_API_KEY", "_BASE_URL")
-    return GeneratorUnreachable(
-        f"Could not reach the {provider} API at {_request_origin(exc)} ({exc.message}). "
-        f"Check {url_setting} and the network."
-    )
-
-
-def _request_origin(exc: Any) -> str:
-    """Scheme, host and path of the failed request (no query string), or `its URL` if unknown."""
-    url = getattr(getattr(exc, "request", None), "url", None)
-    if url is None:
-        return "its URL"
-    text = str(url)
-    return text.split("?", 1)[0]
-
-
-def status_error(provider: str, key_setting: str, status: int, message: str, had_tools: bool) -> GeneratorError:
-    """Pick the error class for an HTTP status: transient for 408/409/429/5xx, permanent otherwise."""
-    text = clip(message, 300)
-    lowered = message.lower()
-    if status in (401, 403):
-        return GeneratorError(
-            f"The {provider} API rejected the credentials (HTTP {status}: {text}). "
-            f"Check {key_setting} and that the key may use the model."
-        )
-    invalid = status in (400, 404, 413, 422) or (status >= 500 and says_request_invalid(message))
-    if had_tools and invalid and status != 413 and ("tool" in lowered or "function" in lowered):
-        return ToolCallingUnsupported(f"The {provider} server refused tool calling (HTTP {status}: {text}).")
-    if invalid:
-        return ModelRequestRefused(f"The {provider} server refused the request as invalid (HTTP {status}: {text}).")
-    if status in (408, 409, 429) or status >= 500:
-        return GeneratorUnavailable(f"The {provider} API is unavailable (HTTP {status}: {text}); try again later.")
-    return ModelRequestRefused(f"The {provider} API refused the request (HTTP {status}: {text}).")
-
-
-#: What a server says when the request itself is wrong, even under a 5xx status
-#: (llama-cpp-python answers a pydantic validation error with HTTP 500).
-_INVALID_REQUEST = re.compile(
-    r"input should be|should be a valid|validation error|invalid[ _]request|field required|"
-    r"extra inputs are not permitted|missing required|is not supported|not supported by|unsupported|"
-    r"bad request|invalid (?:type|value|argument|parameter|json|schema|tool|message)|could not parse|"
-    r"failed to parse|unknown (?:field|parameter)|unexpected (?:field|keyword)",
-    re.IGNORECASE,
-)
-
-
-def says_request_invalid(message: str) -> bool:
-    """Whether an error body says the request is invalid, so sending it again cannot help."""
-    return bool(_INVALID_REQUEST.search(message))
-
-
 def build_prompts(ctx: GenerationContext, generator: str) -> tuple[str, str]:
     """Return ``(system prompt, first user message)`` for a task.
 
@@ -514,15 +287,6 @@ def _describe(call: Call) -> str:
     return f"{call.name} {path}" if isinstance(path, str) else call.name
 
 
-def _error_text(exc: Any) -> str:
-    body = getattr(exc, "body", None)
-    if isinstance(body, Mapping):
-        message = body.get("message") or (body.get("error") or {}).get("message")
-        if isinstance(message, str):
-            return message
-    return str(getattr(exc, "message", exc))
-
-
 SYSTEM_PROMPT = """You are an automated coding agent (agent-runner, `{generator}` generator) working in a git checkout of {repo}.
 Make the change the task asks for, and nothing else, by calling the tools.
 
@@ -553,17 +317,3 @@ CUT_OFF_NUDGE = (
 
 
 #: Key the official SDKs require even when a local server ignores it.
-LOCAL_SERVER_KEY = "not-needed"
-
-
-def resolve_api_key(key: SecretStr | None, base_url: str | None, *, generator: str, prefix: str) -> str:
-    """The API key to send; a local compatible server (a base URL and no key) gets a placeholder."""
-    value = key.get_secret_value() if key is not None else ""
-    if value:
-        return value
-    if base_url:
-        return LOCAL_SERVER_KEY
-    raise ConfigError(
-        f"The {generator} generator needs {prefix}_API_KEY. Set it in `.env`, or set "
-        f"{prefix}_BASE_URL to a compatible server that needs no key."
-    )

@@ -28,7 +28,7 @@ import openai
 from runner.config import Settings
 from runner.errors import GeneratorError
 from runner.generators.base import Changes, GenerationContext
-from runner.generators.llm.loop import (
+from runner.generators.llm.conversation import (
     AssistantTurn,
     Call,
     LoopOptions,
@@ -37,18 +37,20 @@ from runner.generators.llm.loop import (
     ModelRequest,
     ToolResults,
     UserText,
-    check_cost_limit,
-    check_credentials,
-    limit_retry_after,
-    resolve_api_key,
-    run_agent,
-    sdk_errors,
 )
+from runner.generators.llm.loop import run_agent
 from runner.generators.llm.openai_compat import (
     CompatProfile,
     decode_arguments,
     detect_profile,
     profile_for,
+)
+from runner.generators.llm.sdk import (
+    check_cost_limit,
+    check_credentials,
+    limit_retry_after,
+    resolve_api_key,
+    sdk_errors,
 )
 from runner.generators.llm.tools import ToolSpec
 

@@ -9,10 +9,15 @@ from openai._models import construct_type
 from openai.types.chat import ChatCompletionMessage
 
 from runner.core.pricing import display_model
-from runner.errors import GeneratorUnavailable, ModelRequestRefused, NoChangeMade
+from runner.errors import (
+    GeneratorUnavailable,
+    ModelRequestRefused,
+    NoChangeMade,
+    ToolCallingUnsupported,
+)
 from runner.generators.base import Changes
 from runner.generators.chain import check_changed
-from runner.generators.llm.loop import AssistantTurn, Call, ToolCallingUnsupported, status_error
+from runner.generators.llm.conversation import AssistantTurn, Call
 from runner.generators.llm.openai import reply_calls, to_openai_messages
 from runner.generators.llm.openai_compat import (
     PROFILES,
@@ -20,6 +25,7 @@ from runner.generators.llm.openai_compat import (
     detect_profile,
     profile_for,
 )
+from runner.generators.llm.sdk import status_error
 
 
 def models(*owners: str) -> dict[str, Any]:
