@@ -14,8 +14,18 @@ PLUGIN_API = {
 
 
 def test_the_plugin_api_is_pinned() -> None:
-    assert set(runner.__all__) == PLUGIN_API
+    assert set(runner.__all__) == PLUGIN_API == set(runner._HOMES) | {"__version__"}
     assert all(hasattr(runner, name) for name in runner.__all__)
+
+
+def test_importing_runner_stays_light() -> None:
+    """The CLI installs its SIGTERM handler right after `import runner`: no pydantic or SDK before it."""
+    import subprocess
+    import sys
+
+    code = "import sys, runner.cli; print(' '.join(m for m in ('pydantic', 'github', 'structlog', 'openai') if m in sys.modules))"
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert done.stdout.strip() == ""
 
 
 def test_every_exported_error_is_in_the_one_tree() -> None:
