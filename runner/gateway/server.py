@@ -18,6 +18,7 @@ import hmac
 import http.client
 import json
 import os
+import socket
 import socketserver
 import threading
 import time
@@ -171,6 +172,11 @@ class _Handler(BaseHTTPRequestHandler):
     def log_message(self, format: str, *args: Any) -> None:
         return None
 
+    def setup(self) -> None:
+        super().setup()
+        if self.connection.family in (socket.AF_INET, socket.AF_INET6):  # headers and body are sent apart
+            self.connection.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+
     def address_string(self) -> str:  # a Unix socket peer has no address
         return "sandbox"
 
@@ -314,6 +320,7 @@ class _Handler(BaseHTTPRequestHandler):
             try:
                 if conn.sock is None:
                     conn.connect()
+                    conn.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
                 conn.sock.settimeout(self.gateway.read_timeout_s)
                 conn.putrequest(method, target, skip_host=True, skip_accept_encoding=True)
                 conn.putheader("Host", upstream.host if upstream.port in (80, 443) else
