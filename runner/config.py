@@ -177,7 +177,7 @@ class Settings(BaseSettings):
 
     # Generators
     generators: CsvList = ("patch",)
-    """The generator fallback chain, tried in order: `patch`, `trace`, `openai`, `anthropic`, `command` or a plugin's name. `agent-runner generators` lists what is installed."""
+    """The generator fallback chain, tried in order: `patch`, `trace`, `openai`, `anthropic`, `command`, an agent preset (`claude-code`, `codex`, `aider`, `mini-swe-agent`) or a plugin's name. `agent-runner generators` lists what is installed."""
     generator_timeout_seconds: float = Field(default=900.0, gt=0)
     """Wall-clock limit for generation."""
     openai_api_key: SecretStr | None = None
@@ -218,6 +218,15 @@ class Settings(BaseSettings):
     """Models the gateway forwards calls for, comma-separated. Empty: any model."""
     gateway_timeout_seconds: float = Field(default=300.0, gt=0)
     """How long the gateway waits for the model server between two bytes of an answer before it answers the CLI 504."""
+    # Agent presets (`claude-code`, `codex`, `aider`, `mini-swe-agent`; docs/generators.md)
+    claude_code_bin: Path | None = None
+    """The `claude` program of Claude Code for the `claude-code` preset (an npm install's `node_modules/.bin/claude`). Empty: `claude` on PATH."""
+    codex_bin: Path | None = None
+    """The `codex` program of Codex CLI for the `codex` preset (an npm install's `node_modules/.bin/codex`). Empty: `codex` on PATH."""
+    aider_bin: Path | None = None
+    """The `aider` program for the `aider` preset, best in its own venv (`/opt/aider/bin/aider`). Empty: `aider` on PATH."""
+    mini_swe_agent_bin: Path | None = None
+    """The `mini` program of mini-swe-agent for the `mini-swe-agent` preset, best in its own venv. Empty: `mini` on PATH."""
     max_file_bytes: int = Field(default=1_000_000, ge=1)
     """Largest file a generator may write."""
     max_change_bytes: int = Field(default=5_000_000, ge=1)  # the whole change, every file together
@@ -279,6 +288,13 @@ class Settings(BaseSettings):
         for item in value:
             if item not in ("anthropic", "openai"):
                 raise ValueError(f"`{item}` is not a dialect the gateway speaks; use `anthropic` and/or `openai`")
+        return value
+
+    @field_validator("claude_code_bin", "codex_bin", "aider_bin", "mini_swe_agent_bin", mode="before")
+    @classmethod
+    def _check_bin(cls, value: Any) -> Any:
+        if isinstance(value, str) and value.strip() and not value.strip().startswith(("/", "~")):
+            raise ValueError(f"`{value}` must be an absolute path")
         return value
 
     @field_validator("sandbox_ro_paths")

@@ -47,6 +47,11 @@ BUILTINS: dict[str, GeneratorFactory] = {
     "openai": _lazy("runner.generators.llm.openai"),
     "anthropic": _lazy("runner.generators.llm.anthropic"),
     "command": _lazy("runner.generators.command"),
+    # Agent CLIs on top of `command`, each reaching its model through the gateway (docs/generators.md).
+    "claude-code": _lazy("runner.generators.agents.claude_code"),
+    "codex": _lazy("runner.generators.agents.codex"),
+    "aider": _lazy("runner.generators.agents.aider"),
+    "mini-swe-agent": _lazy("runner.generators.agents.mini_swe_agent"),
 }
 
 

@@ -50,7 +50,7 @@ def run_checks(doctor: Doctor) -> list[Check]:
     """Every online check in order; a token GitHub rejects makes the rest moot."""
     results: list[Check] = []
     for name, check in ONLINE_CHECKS:
-        if doctor.token is None and name not in ("token", "git"):
+        if doctor.token is None and name not in ("token", "git", "agent CLIs"):
             results.append(Check(name, False, "skipped: the token does not work", "Fix the token first."))
             continue
         try:
@@ -161,12 +161,31 @@ def check_allowlist(doctor: Doctor) -> Check:
 def check_generators(doctor: Doctor) -> Check:
     """Each generator with a `check()` method (the LLM ones, and any plugin that has one) makes one call."""
     from runner.generators import build_chain
+    from runner.generators.agents import PRESETS
 
     lines = []
     for generator in build_chain(doctor.settings.generators, doctor.settings):
+        if generator.name in PRESETS:
+            lines.append(f"{generator.name}: see agent CLIs")
+            continue
         probe = getattr(generator, "check", None)
         lines.append(f"{generator.name}: {probe() if callable(probe) else 'nothing to check'}")
     return Check("generators", True, "; ".join(lines))
+
+
+def check_agents(doctor: Doctor) -> Check:
+    """Each agent preset in GENERATORS: its CLI's path and version, and where its model calls go."""
+    from runner.generators import build_chain
+    from runner.generators.agents import PRESETS
+
+    names = [name for name in doctor.settings.generators if name in PRESETS]
+    if not names:
+        return Check("agent CLIs", True, "none configured")
+    lines = []
+    for preset in build_chain(names, doctor.settings):  # a missing CLI is a ConfigError, shown with its fix
+        describe = getattr(preset, "check", None)
+        lines.append(f"{preset.name}: {describe() if callable(describe) else 'installed'}")
+    return Check("agent CLIs", True, "; ".join(lines))
 
 
 def check_git(doctor: Doctor) -> Check:
@@ -196,6 +215,7 @@ ONLINE_CHECKS: tuple[tuple[str, Callable[[Doctor], Check]], ...] = (
     ("labels", check_labels),
     ("allowlist", check_allowlist),
     ("generators", check_generators),
+    ("agent CLIs", check_agents),
     ("git", check_git),
     ("clock", check_clock),
 )

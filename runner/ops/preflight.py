@@ -230,8 +230,10 @@ def _sandbox(settings: Settings) -> Check:
     try:
         backend = sandbox.backend()
     except SandboxUnavailable as exc:
-        needed = ("command" in settings.generators or settings.validate_commands or settings.repo_commands
-                  or settings.hook_commands)
+        from runner.generators.agents import PRESETS
+
+        runs_cli = any(name == "command" or name in PRESETS for name in settings.generators)
+        needed = runs_cli or settings.validate_commands or settings.repo_commands or settings.hook_commands
         return Check("sandbox", not needed, f"unavailable ({exc})" + ("" if needed else "; nothing needs it"),
                      "Install bubblewrap and allow user namespaces (docs/security.md), or set SANDBOX=off "
                      "to run commands without isolation.")

@@ -19,10 +19,11 @@ def bad_settings(root: Path) -> list[tuple[dict[str, str], str]]:
         ({"GENERATORS": "command", "COMMAND_TEMPLATE": "no-such-agent-cli --yes {instruction}"}, "COMMAND_TEMPLATE"),
         ({"DATA_DIR": str(blocker / "data")}, "DATA_DIR"),
         ({"WORKSPACE_DIR": str(blocker / "ws")}, "WORKSPACE_DIR"),
+        ({"GENERATORS": "codex", "CODEX_BIN": str(root / "no-such-codex")}, "CODEX_BIN"),
     ]
 
 
-@pytest.mark.parametrize("case", range(6))
+@pytest.mark.parametrize("case", range(7))
 def test_check_config_and_start_up_reject_the_same_settings(world: World, case: int) -> None:
     env_extra, setting = bad_settings(world.root)[case]
     checked = world.cli("check-config", env=world.env(**env_extra))

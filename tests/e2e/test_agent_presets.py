@@ -1,0 +1,214 @@
+"""Each agent preset end to end, with the real CLI: dispatch issue → sandbox → CLI → gateway → model emulator → PR.
+
+The CLI runs in the real bubblewrap sandbox (an empty network namespace: the
+gateway's relay is its only way out) and talks to the project's model
+emulator, which accepts only the real key, in its own wire format and tool
+protocol. While it runs, a watcher on the host reads the environment of every
+process of the CLI (``/proc/PID/environ``), so the test sees what the CLI had,
+not what it reports. A missing CLI skips, except with CI=true, where it fails.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import threading
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+import pytest
+from github_emulator.llm import AnthropicEmulator, LLMEmulator, OpenAIEmulator, Reply
+
+from runner.app import utc_now
+from runner.forge.github import GitHubForge
+from runner.generators.agents.install import installation
+from runner.ops.doctor import Doctor, run_checks
+from tests.conftest import DISPATCH, TARGET, TOKEN, World, dispatch_body
+
+REAL_KEY = "sk-real-upstream-key-0123456789abcdefABCDEF"
+PLACEHOLDER_PREFIX = "agent-runner-gateway-"
+MODEL = "emulated-coder"  # outside Codex's catalog: it sends plain function tools
+SUMMARY = "Created hello.txt with a greeting."
+INSTRUCTION = "Create hello.txt with a greeting."
+KEY_VARIABLES = ("ANTHROPIC_API_KEY", "OPENAI_API_KEY", "GATEWAY_API_KEY")
+
+
+def write(preset: str) -> str:
+    return f"printf 'hello from {preset}\\n' > hello.txt"
+
+
+@dataclass(frozen=True)
+class Preset:
+    name: str
+    variable: str
+    program: str
+    server: type[LLMEmulator]
+    script: Callable[[str], list[Reply]]
+
+
+def _metered(reply: Reply, tokens_in: int, tokens_out: int) -> Reply:
+    return replace(reply, input_tokens=tokens_in, output_tokens=tokens_out)
+
+
+PRESETS = {p.name: p for p in (
+    Preset("claude-code", "CLAUDE_CODE_BIN", "claude", AnthropicEmulator,
+           lambda n: [Reply.claude_bash(write(n)), Reply.text(SUMMARY)]),
+    Preset("codex", "CODEX_BIN", "codex", OpenAIEmulator,
+           lambda n: [Reply.codex_exec(write(n)), Reply.text(SUMMARY)]),
+    Preset("aider", "AIDER_BIN", "aider", OpenAIEmulator,
+           lambda n: [Reply.aider_whole({"hello.txt": f"hello from {n}\n"}, text=SUMMARY)]),
+    Preset("mini-swe-agent", "MINI_SWE_AGENT_BIN", "mini", OpenAIEmulator,
+           lambda n: [Reply.mini_bash(write(n)), Reply.mini_submit(text=SUMMARY)]),
+)}
+
+
+def cli_path(preset: Preset) -> str:
+    found = os.environ.get(preset.variable) or shutil.which(preset.program)
+    if found and os.access(found, os.X_OK):
+        return found
+    message = f"{preset.program} is not installed (set {preset.variable}; eval \"$(bash .ci/agent-clis)\")"
+    if os.environ.get("CI") == "true":
+        pytest.fail(message)
+    pytest.skip(message)
+
+
+class EnvWatcher:
+    """Read the environment of every process this test started whose command line names the CLI's installation."""
+
+    def __init__(self, marker: str) -> None:
+        self.marker = marker.encode()
+        self.seen: dict[int, dict[str, str]] = {}
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._watch, daemon=True)
+
+    def __enter__(self) -> EnvWatcher:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join(5)
+
+    def _watch(self) -> None:
+        while not self._stop.wait(0.02):
+            parents = _parents()
+            for pid in parents:
+                if pid in self.seen or not _descends(pid, os.getpid(), parents):
+                    continue
+                try:
+                    if self.marker not in Path(f"/proc/{pid}/cmdline").read_bytes():
+                        continue
+                    raw = Path(f"/proc/{pid}/environ").read_bytes()
+                except OSError:
+                    continue
+                if raw:  # empty while the process execs or exits: look again later
+                    pairs = (item.split(b"=", 1) for item in raw.split(b"\0") if b"=" in item)
+                    self.seen[pid] = {k.decode(): v.decode("utf-8", "replace") for k, v in pairs}
+
+
+def _parents() -> dict[int, int]:
+    found: dict[int, int] = {}
+    for proc in Path("/proc").iterdir():
+        if proc.name.isdigit():
+            try:
+                status = (proc / "status").read_text()
+            except OSError:
+                continue
+            ppid = next((line.split()[1] for line in status.splitlines() if line.startswith("PPid:")), "0")
+            found[int(proc.name)] = int(ppid)
+    return found
+
+
+def _descends(pid: int, ancestor: int, parents: dict[int, int]) -> bool:
+    for _ in range(64):
+        pid = parents.get(pid, 0)
+        if pid == ancestor:
+            return True
+        if pid <= 1:
+            return False
+    return False
+
+
+@pytest.fixture(params=sorted(PRESETS))
+def preset(request: pytest.FixtureRequest) -> Iterator[Preset]:
+    yield PRESETS[request.param]
+
+
+def test_preset_makes_the_change_through_the_gateway(world: World, preset: Preset) -> None:
+    program = cli_path(preset)
+    install = installation(Path(program))
+    with preset.server(api_key=REAL_KEY) as model:
+        replies = preset.script(preset.name)
+        # The first answer waits a little, so the watcher surely sees the CLI's processes.
+        model.script([Reply.slow(1.5, _metered(replies[0], 1000, 40)),
+                      *(_metered(r, 1500, 20) for r in replies[1:])])
+        number = world.file_issue(dispatch_body(instruction=INSTRUCTION, model=MODEL))
+        endpoint = {"anthropic_base_url": model.base_url} if preset.server is AnthropicEmulator \
+            else {"openai_base_url": f"{model.base_url}/v1"}
+        with EnvWatcher(str(install.paths[-1])) as watcher:
+            outcomes = world.run_once(
+                generators=preset.name, **{preset.variable.lower(): program}, **endpoint,
+                anthropic_api_key=REAL_KEY, openai_api_key=REAL_KEY, generator_timeout_seconds=120,
+                model_prices=json.dumps({MODEL: [3.0, 15.0]}))
+
+        assert [o.status for o in outcomes] == ["succeeded"], (outcomes, world.comments(number))
+        # The PR has the change and the CLI's own words as its summary, never its raw JSON.
+        pull = world.pulls()[0]
+        assert world.emu.file_at(TARGET, pull["head"]["ref"], "hello.txt") == f"hello from {preset.name}\n"
+        assert SUMMARY in pull["body"] and '{"type"' not in pull["body"]
+        # The model saw the task's model and instruction, with the real key (it refuses any other),
+        # and never the placeholder.
+        calls = model.completions
+        assert len(calls) == len(replies) and model.remaining == 0
+        assert all(c.body is not None and c.body["model"] == MODEL for c in calls)
+        assert calls[0].contains(INSTRUCTION)
+        for request in model.requests:
+            assert PLACEHOLDER_PREFIX not in json.dumps(dict(request.headers)) + request.raw
+        # The CLI's processes had only the placeholder: no real key, no GitHub token.
+        assert watcher.seen, "the watcher never saw the CLI run"
+        for env in watcher.seen.values():
+            values = "\0".join(env.values())
+            assert REAL_KEY not in values and TOKEN not in values and "GITHUB_TOKEN" not in env
+            keys = [env[name] for name in KEY_VARIABLES if name in env]
+            assert keys and all(k.startswith(PLACEHOLDER_PREFIX) for k in keys), sorted(env)
+        # Tokens and cost are on the issue: 1000 + 1500 per later call in, 40 + 20 per later call out.
+        tokens_in = 1000 + 1500 * (len(replies) - 1)
+        tokens_out = 40 + 20 * (len(replies) - 1)
+        comment = world.comments(number)[-1]["body"]
+        assert re.search(rf"Model calls through the gateway: {len(replies)}, {tokens_in + tokens_out} tokens "
+                         rf"\({tokens_in} input, {tokens_out} output\), \$0\.0\d+", comment), comment
+        assert "processed" in world.labels(number)
+        # The transcript holds the exchange, redacted, and the CLI's own account.
+        folder = world.root / "data" / "transcripts" / DISPATCH / str(number)
+        exchange = (folder / "gateway.jsonl").read_text()
+        events = [json.loads(line) for line in exchange.splitlines()]
+        answers = [e["text"] for e in events if e["kind"] == "response"]
+        assert len(answers) == len(replies) and all(e["status"] == 200 for e in events if e["kind"] == "response")
+        asked = [e["text"] for e in events if e["kind"] == "request"]
+        assert INSTRUCTION in asked[0], asked[0][-3000:]
+        assert REAL_KEY not in exchange and PLACEHOLDER_PREFIX not in exchange
+        account = (folder / f"{preset.name}.log").read_text()
+        assert "exited with status 0" in account and REAL_KEY not in account
+
+
+def test_doctor_reports_each_preset_cli_version_and_endpoint(world: World, tmp_path: Path) -> None:
+    paths = {p.variable.lower(): cli_path(p) for p in PRESETS.values()}
+    settings = world.settings(generators=",".join(PRESETS), anthropic_base_url="http://127.0.0.1:9/claude",
+                              openai_base_url="http://127.0.0.1:9/v1", default_model=MODEL, **paths)
+    forge = GitHubForge(TOKEN, base_url=world.emu.base_url, max_retries=0, throttle=False)
+    found = {c.name: c for c in run_checks(Doctor(settings, forge, utc_now))}
+    agents = found["agent CLIs"]
+    assert agents.ok, agents.detail
+    for name, version in (("claude-code", "2."), ("codex", "codex-cli "), ("aider", "aider "),
+                          ("mini-swe-agent", "mini-swe-agent version ")):
+        line = next(part for part in agents.detail.split("; ") if part.startswith(f"{name}: "))
+        assert version in line and f"model {MODEL} via the gateway to http://127.0.0.1:9/" in line, line
+    assert paths["claude_code_bin"] in agents.detail
+    assert "codex: see agent CLIs" in found["generators"].detail
+
+    missing = world.settings(generators="mini-swe-agent", mini_swe_agent_bin=str(tmp_path / "mini"))
+    broken = {c.name: c for c in run_checks(Doctor(missing, forge, utc_now))}["agent CLIs"]
+    assert not broken.ok and "MINI_SWE_AGENT_BIN" in broken.detail and "pip install mini-swe-agent" in broken.detail
