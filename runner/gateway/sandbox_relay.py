@@ -134,10 +134,10 @@ def main() -> None:
         except InterruptedError:
             continue
     if os.WIFSIGNALED(status):
-        number = os.WTERMSIG(status)
-        signal.signal(number, signal.SIG_DFL)
-        os.kill(os.getpid(), number)
-        os._exit(128 + number)
+        killed_by = os.WTERMSIG(status)
+        signal.signal(killed_by, signal.SIG_DFL)
+        os.kill(os.getpid(), killed_by)
+        os._exit(128 + killed_by)
     os._exit(os.WEXITSTATUS(status))
 
 

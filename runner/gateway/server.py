@@ -320,8 +320,9 @@ class _Handler(BaseHTTPRequestHandler):
             try:
                 if conn.sock is None:
                     conn.connect()
-                    conn.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-                conn.sock.settimeout(self.gateway.read_timeout_s)
+                sock: socket.socket = conn.sock  # type: ignore[assignment]
+                sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+                sock.settimeout(self.gateway.read_timeout_s)
                 conn.putrequest(method, target, skip_host=True, skip_accept_encoding=True)
                 conn.putheader("Host", upstream.host if upstream.port in (80, 443) else
                                f"{upstream.host}:{upstream.port}")

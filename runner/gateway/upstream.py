@@ -66,6 +66,12 @@ def upstreams_from(settings: object, dialects: tuple[Dialect, ...]) -> dict[Dial
     return found
 
 
+def missing_keys(upstreams: dict[Dialect, Upstream]) -> list[str]:
+    """The key settings a hosted provider needs but that are not set (a local server needs none)."""
+    hosted = {"api.anthropic.com", "api.openai.com"}
+    return [f"{d.upper()}_API_KEY" for d, u in upstreams.items() if u.host in hosted and not u.key]
+
+
 class Pool:
     """A few idle connections to one upstream, reused across a task's calls."""
 

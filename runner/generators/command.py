@@ -88,6 +88,7 @@ from runner.errors import (
     WorkspaceError,
 )
 from runner.gateway import Endpoint, GatewayReport, GatewaySession, GatewaySpec
+from runner.gateway.upstream import missing_keys, upstreams_from
 from runner.generators.base import Changes, GenerationContext, Generator, Usage
 from runner.log import Redactor
 from runner.sandbox.bwrap import Sandbox
@@ -129,6 +130,8 @@ class CommandGenerator:
         self.tokens, self.used = parse_template(self.template)
         self.program = Path(self.tokens[0]).name
         self.gateway = gateway if gateway is not None else _gateway_from_settings(settings)
+        if self.gateway is not None:
+            _check_gateway(settings, self.gateway)
         self._redact = Redactor(settings.secrets())
 
     def prepare(self, ctx: GenerationContext, endpoint: Endpoint | None, scratch: Path) -> Mapping[str, str]:
@@ -366,6 +369,20 @@ def gateway_notes(report: GatewayReport) -> tuple[str, ...]:
         notes += (f"{report.spend.estimated_calls} model call(s) reported no usage; they are counted at "
                   "their estimate.",)
     return notes
+
+
+def _check_gateway(settings: Settings, spec: GatewaySpec) -> None:
+    """Fail at start-up, not mid-task, when the gateway could not reach or authenticate upstream."""
+    try:
+        missing = missing_keys(upstreams_from(settings, spec.dialects))
+    except ValueError as exc:
+        raise ConfigError(f"The model gateway cannot forward: {exc}. Fix ANTHROPIC_BASE_URL / "
+                          "OPENAI_BASE_URL.") from exc
+    if missing:
+        raise ConfigError(
+            f"The model gateway needs {' and '.join(missing)} to call the provider (the CLI only ever gets a "
+            "placeholder). Set it, or point the base URL at a server that needs no key."
+        )
 
 
 def _gateway_from_settings(settings: Settings) -> GatewaySpec | None:

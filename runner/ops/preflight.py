@@ -250,7 +250,7 @@ def _sandbox(settings: Settings) -> Check:
 
 def _gateway(settings: Settings) -> Check:
     """Where the model gateway of COMMAND_GATEWAY forwards, with or without a key, and the egress allowlist."""
-    from runner.gateway.upstream import upstreams_from
+    from runner.gateway.upstream import missing_keys, upstreams_from
 
     dialects = tuple(settings.command_gateway)
     if not dialects:
@@ -259,16 +259,12 @@ def _gateway(settings: Settings) -> Check:
         upstreams = upstreams_from(settings, dialects)  # type: ignore[arg-type]
     except ValueError as exc:
         return Check("model gateway", False, str(exc), "Fix ANTHROPIC_BASE_URL / OPENAI_BASE_URL.")
-    parts, missing = [], []
-    for dialect, upstream in upstreams.items():
-        parts.append(f"{dialect} → {upstream.origin}{upstream.base_path} "
-                     f"({'key set' if upstream.key else 'no key'})")
-        default = upstream.host in ("api.anthropic.com", "api.openai.com")
-        if default and not upstream.key:
-            missing.append(f"{dialect.upper()}_API_KEY")
+    parts = [f"{dialect} → {upstream.origin}{upstream.base_path} ({'key set' if upstream.key else 'no key'})"
+             for dialect, upstream in upstreams.items()]
+    missing = missing_keys(upstreams)
     egress = ", ".join(settings.sandbox_egress_allow) or "none"
     detail = "; ".join(parts) + f"; egress allowed to: {egress}"
-    if missing:
+    if missing and "command" in settings.generators:  # start-up refuses it too (the command generator's build)
         return Check("model gateway", False, detail, f"Set {' and '.join(missing)}: the gateway adds the key; "
                      "the CLI only ever gets a placeholder.")
     return Check("model gateway", True, detail)

@@ -52,3 +52,24 @@ def test_check_config_json_hides_secrets(world: World) -> None:
     assert '"dispatch_repo": "octocat/dispatch"' in checked.stdout
     assert "sk-local-secret" not in checked.stdout + checked.stderr
     assert "emulator-token" not in checked.stdout + checked.stderr
+
+
+def test_check_config_warns_about_the_whole_network_and_shows_the_gateway(world: World) -> None:
+    checked = world.cli("check-config", env=world.env(
+        SANDBOX_NETWORK="allow", COMMAND_GATEWAY="anthropic,openai", OPENAI_BASE_URL="http://127.0.0.1:9/v1",
+        ANTHROPIC_API_KEY="sk-ant-check-config-secret-000000000", SANDBOX_EGRESS_ALLOW="pypi.org"))
+    assert checked.returncode == 0, checked.stdout + checked.stderr
+    assert "⚠ SANDBOX_NETWORK=allow gives every sandboxed command the whole network" in checked.stdout
+    assert ("✓ model gateway: anthropic → https://api.anthropic.com:443 (key set); "
+            "openai → http://127.0.0.1:9/v1 (no key); egress allowed to: pypi.org") in checked.stdout
+    assert "sk-ant-check-config" not in checked.stdout + checked.stderr
+
+
+def test_check_config_and_start_up_refuse_a_gateway_to_a_provider_without_its_key(world: World) -> None:
+    env = world.env(COMMAND_GATEWAY="openai", GENERATORS="command", COMMAND_TEMPLATE="true {instruction_file}")
+    checked = world.cli("check-config", env=env)
+    assert checked.returncode == 2
+    assert "✗ model gateway: openai → https://api.openai.com:443/v1 (no key)" in checked.stdout
+    assert "Set OPENAI_API_KEY" in checked.stdout
+    started = world.cli("once", env=env)
+    assert started.returncode == 2 and "needs OPENAI_API_KEY" in started.stderr, started.stderr[-2000:]

@@ -312,3 +312,13 @@ def test_bad_templates_fail_at_build(template: str | None, expected: str) -> Non
     with pytest.raises(ConfigError) as caught:
         build(settings)
     assert expected in str(caught.value)
+
+
+def test_a_gateway_to_a_hosted_provider_without_its_key_fails_at_build() -> None:
+    settings = load_settings(env_file=None, command_template="agent {instruction_file}", command_gateway="anthropic")
+    with pytest.raises(ConfigError) as caught:
+        build(settings)
+    assert "needs ANTHROPIC_API_KEY" in str(caught.value)
+    local = load_settings(env_file=None, command_template="agent {instruction_file}", command_gateway="openai",
+                          openai_base_url="http://127.0.0.1:8080/v1")
+    assert build(local) is not None  # a local server needs no key
