@@ -60,9 +60,13 @@ def make(d: Deps, run: JobRun, task: DispatchTask, tree: Worktree, names: TaskNa
     for try_no in range(s.validation_rounds + 1):
         # Only validation needs the snapshot (to tell whether a try changed anything).
         before = workspace.snapshot(tree) if commands else None
+        # The budget left covers the earlier rounds and this run's earlier tries.
+        so_far = spent or Spent()
+        so_far = replace(so_far, tokens=so_far.tokens + usage.total_tokens,
+                         cost_usd=so_far.cost_usd + (usage.cost_usd or 0.0))
         with run.stage("generate" if try_no == 0 else f"generate_try_{try_no + 1}"):
             ctx = replace(_context(d, run, task, tree.path, names, model.model, repo_config.instructions,
-                                   validation_feedback, round_ctx, spent), git_dir=tree.git_dir)
+                                   validation_feedback, round_ctx, so_far), git_dir=tree.git_dir)
             changes = run_chain(chain, ctx, reset=lambda: workspace.reset(tree),
                                 changed=partial(_changed, d, tree, before=before, trace_path=names.trace_path))
             write_trace(ctx, branch=names.branch, max_bytes=s.max_file_bytes,

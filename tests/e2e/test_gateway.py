@@ -411,3 +411,28 @@ def test_a_model_server_that_hangs_does_not_outlast_the_task_deadline(
     assert re.search(r"`python3` did not finish within [\d.]+ s and was stopped", comment), comment
     log = (world.root / "data" / "transcripts" / DISPATCH / str(number) / "command.log").read_text()
     assert "504" in log and "did not answer within 1 s" in log
+
+
+def test_a_retry_after_failed_validation_gets_only_what_is_left_of_the_budget(
+    world: World, models: tuple[AnthropicEmulator, OpenAIEmulator]
+) -> None:
+    _, gpt = models
+    gpt.script([Reply.text("Working.", input_tokens=1000, output_tokens=100)] * 5)
+    agent = agent_script(world.root, '''
+        status, text = openai({"model": "gpt-4o", "max_tokens": 100,
+                               "messages": [{"role": "user", "content": "One call, then edit. " + "x" * 4000}]})
+        print(status, text[:300])
+        open("edited.txt", "a").write("try\\n")
+        sys.exit(0 if status == 200 else 1)
+    ''')
+    number = world.file_issue(dispatch_body(instruction="Edit until the tests pass."))
+
+    outcomes = world.run_once(**settings(world, agent, models, command_gateway="openai", max_tokens_per_task=2000,
+                                         validate_commands="false", validation_rounds=1,
+                                         on_validation_failure="fail"))
+
+    # The first try used 1100 of the 2000 tokens; the second's call (4 KB: 1400 tokens estimated) is refused.
+    assert [o.status for o in outcomes] == ["failed"]
+    assert len(gpt.completions) == 1
+    comment = [c["body"] for c in world.comments(number) if "agent-runner:result" in c["body"]][-1]
+    assert "over the 900 tokens left for the task (MAX_TOKENS_PER_TASK)" in comment, comment
