@@ -10,7 +10,13 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from dataclasses import replace
 
-from runner.errors import GeneratorError, GeneratorUnavailable, NoChangeMade
+from runner.errors import (
+    BudgetExceeded,
+    GeneratorError,
+    GeneratorUnavailable,
+    NoChangeMade,
+    TurnLimitReached,
+)
 from runner.generators.base import Changes, GenerationContext, Generator
 
 
@@ -33,6 +39,8 @@ def run_chain(
             changes = generator.generate(ctx)
             check_changed(generator.name, changes, changed)
         except GeneratorError as exc:
+            if isinstance(exc, BudgetExceeded) and not isinstance(exc, TurnLimitReached):
+                raise  # the task's tokens or money are spent: no fallback may spend more (MAX_TURNS is per generator)
             ctx.log.warning("generator failed", generator=generator.name, error=str(exc),
                             transient=exc.transient)
             failures.append((generator.name, exc))

@@ -436,3 +436,19 @@ def test_a_retry_after_failed_validation_gets_only_what_is_left_of_the_budget(
     assert len(gpt.completions) == 1
     comment = [c["body"] for c in world.comments(number) if "agent-runner:result" in c["body"]][-1]
     assert "over the 900 tokens left for the task (MAX_TOKENS_PER_TASK)" in comment, comment
+
+
+def test_no_fallback_generator_runs_once_the_budget_is_spent(
+    world: World, models: tuple[AnthropicEmulator, OpenAIEmulator]
+) -> None:
+    _, gpt = models
+    gpt.script([Reply.text("Working.", input_tokens=1000, output_tokens=100)] * 20)
+    agent = agent_script(world.root, LOOPING_AGENT)
+    number = world.file_issue(dispatch_body(instruction="Loop forever."))
+
+    outcomes = world.run_once(**settings(world, agent, models, generators="command,trace",
+                                         command_gateway="openai", max_tokens_per_task=3500))
+
+    assert [o.status for o in outcomes] == ["failed"]  # not the `trace` fallback's empty success
+    comment = [c["body"] for c in world.comments(number) if "agent-runner:result" in c["body"]][-1]
+    assert "MAX_TOKENS_PER_TASK" in comment and world.pulls() == []
