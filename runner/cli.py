@@ -202,9 +202,10 @@ def _dispatch(args: argparse.Namespace, stop: _Stop) -> int:
 
         return run_demo(build_app=build_app, state_dir=args.state_dir, verbose=args.verbose, out=print)
     if command == "emulator":
-        from github_emulator import serve_forever
+        from runner.ops.demo import load_emulator
 
-        serve_forever(host=args.host, port=args.port, state_dir=args.state_dir, print_fn=print)
+        load_emulator("emulator").serve_forever(host=args.host, port=args.port, state_dir=args.state_dir,
+                                                print_fn=print)
         return 0
     if command == "generators":
         return _list_generators()
