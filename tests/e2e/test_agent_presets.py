@@ -212,3 +212,33 @@ def test_doctor_reports_each_preset_cli_version_and_endpoint(world: World, tmp_p
     missing = world.settings(generators="mini-swe-agent", mini_swe_agent_bin=str(tmp_path / "mini"))
     broken = {c.name: c for c in run_checks(Doctor(missing, forge, utc_now))}["agent CLIs"]
     assert not broken.ok and "MINI_SWE_AGENT_BIN" in broken.detail and "pip install mini-swe-agent" in broken.detail
+
+
+#: Calls each CLI makes to a model that answers 500, with its retry cap (aider has none: it retries for
+#: about 80 s, within the task's deadline, so it is left out here).
+FAILING_CALLS = {"claude-code": 2, "codex": 1, "mini-swe-agent": 3}
+
+
+@pytest.mark.parametrize("name", sorted(FAILING_CALLS))
+def test_a_failing_model_ends_the_run_honestly_after_few_calls(world: World, name: str) -> None:
+    preset = PRESETS[name]
+    program = cli_path(preset)
+    with preset.server(api_key=REAL_KEY) as model:
+        model.script([Reply.error(500, "The model server is down.")] * 10)
+        number = world.file_issue(dispatch_body(instruction=INSTRUCTION, model=MODEL))
+        endpoint = {"anthropic_base_url": model.base_url} if preset.server is AnthropicEmulator \
+            else {"openai_base_url": f"{model.base_url}/v1"}
+        outcomes = world.run_once(generators=name, **{preset.variable.lower(): program}, **endpoint,
+                                  anthropic_api_key=REAL_KEY, openai_api_key=REAL_KEY, generator_timeout_seconds=120)
+
+        # The model server's failure is transient: the task waits to be tried again, with the CLI's own words.
+        assert [o.status for o in outcomes] == ["retrying"], outcomes
+        assert len(model.completions) <= FAILING_CALLS[name]
+        comment = world.comments(number)[-1]["body"]
+        assert f"{preset_label(name)} changed no file" in comment
+        assert "The model server failed while it ran" in comment and "answered 500" in comment
+        assert world.pulls() == [] and "processed" not in world.labels(number)
+
+
+def preset_label(name: str) -> str:
+    return {"claude-code": "Claude Code", "codex": "Codex", "mini-swe-agent": "mini-swe-agent"}[name]
