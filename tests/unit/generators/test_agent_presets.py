@@ -35,7 +35,8 @@ def result(stdout: str, stderr: str = "", code: int = 0) -> ProcResult:
 
 
 def settings(**extra: object):  # noqa: ANN201
-    return load_settings(env_file=None, **extra)
+    """Settings a preset can be built from: the gateway refuses to start without an upstream key."""
+    return load_settings(env_file=None, **{"openai_api_key": "sk-test", "anthropic_api_key": "sk-ant-test", **extra})
 
 
 def test_presets_are_registered_built_ins() -> None:
