@@ -181,6 +181,7 @@ def test_preset_makes_the_change_through_the_gateway(world: World, preset: Prese
         assert re.search(rf"Model calls through the gateway: {len(replies)}, {tokens_in + tokens_out} tokens "
                          rf"\({tokens_in} input, {tokens_out} output\), \$0\.0\d+", comment), comment
         assert "processed" in world.labels(number)
+        assert "refused" not in comment  # nothing but model calls reached the gateway (the network is empty)
         # The transcript holds the exchange, redacted, and the CLI's own account.
         folder = world.root / "data" / "transcripts" / DISPATCH / str(number)
         exchange = (folder / "gateway.jsonl").read_text()

