@@ -88,6 +88,12 @@ class Settings(BaseSettings):
     """Most writes per minute (GitHub allows about 80)."""
     github_writes_per_hour: int = Field(default=500, ge=1)
     """Most writes per hour (GitHub allows about 500)."""
+    github_notify_interval_seconds: float = Field(default=1.0, ge=0)
+    """Least time between two writes that notify people (comments, PRs, reviews), a lane of their own as in octokit's throttling plugin; they take a write slot too."""
+    github_write_reserve: int = Field(default=25, ge=0)
+    """Writes per hour kept back from progress edits: a progress edit goes only when the writes used in the trailing hour, 3 per queued or running task, the pending feedback rounds and this reserve stay under GITHUB_WRITES_PER_HOUR (docs/performance.md)."""
+    github_limit_time_scale: float = Field(default=1.0, ge=1.0)
+    """Benchmarks and tests only: run GitHub's limit windows (the write spacing, the minute, the hour) this many times faster, to match an emulator started with the same scale."""
     github_cache_seconds: float = Field(default=60.0, ge=0)
     """Re-use repository facts and labelers' permissions for this long (0: read them for every task)."""
 

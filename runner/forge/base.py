@@ -208,8 +208,11 @@ class Forge(Protocol):
     ) -> PullRequest:
         """Open a PR; if one already exists for ``head``, return that one instead."""
 
-    def write_wait(self) -> float:
-        """Seconds a write would now wait for the pacer; 0 when it could go at once."""
+    def write_wait(self, repo: str | None = None) -> float:
+        """Seconds a write (of ``repo``'s token; None: the busiest) would now wait for the pacer."""
+
+    def writes_used(self, repo: str) -> int:
+        """Writes of ``repo``'s token (installation) in the trailing hour, every replica's with a shared ledger."""
 
     def update_pull(
         self,

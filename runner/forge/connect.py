@@ -43,7 +43,9 @@ def forge_from_settings(settings: Settings, tokens: TokenSource | None = None, *
     """The forge with one write pacer per token; its write slots live in the ledger when replicas
     share a PostgreSQL one, so that they all draw on one budget."""
     limits = WriteLimits(settings.github_write_interval_seconds, settings.github_writes_per_minute,
-                         settings.github_writes_per_hour)
+                         settings.github_writes_per_hour,
+                         notify_interval_s=settings.github_notify_interval_seconds,
+                         ).compressed(settings.github_limit_time_scale)
     slots = LedgerSlots(ledger) if isinstance(ledger, SlotLedger) else None
     return GitHubForge(tokens or token_source(settings), base_url=settings.github_api_url,
                        timeout=settings.github_timeout_seconds, max_retries=settings.github_max_retries,

@@ -65,8 +65,9 @@ class PacedRetry(GithubRetry):  # type: ignore[misc]
                 retry_after = self.get_retry_after(response)
         if retry_after is None:
             pacer.wait(self.get_backoff_time())
-        method = self.history[-1].method if self.history else None
-        pacer.before(write=(method or "").upper() in wire.WRITE_METHODS)
+        method = (self.history[-1].method if self.history else None) or ""
+        url = (self.history[-1].url if self.history else None) or ""
+        pacer.before(write=method.upper() in wire.WRITE_METHODS, notify=wire.notifies(method, url))
 
 
 class GitHubForge:
@@ -141,10 +142,14 @@ class GitHubForge:
             return found
 
     @contextlib.contextmanager
-    def _request(self, action: str, repo: str, *, write: bool = False) -> Iterator[Github]:
-        """Pace one request for ``repo``'s token, translate its errors, learn the rate limit from its answer."""
+    def _request(self, action: str, repo: str, *, write: bool = False, notify: bool = False,
+                 cost: int = 1) -> Iterator[Github]:
+        """Pace one request for ``repo``'s token, translate its errors, learn the rate limit from its answer.
+
+        ``notify``: the write notifies people (its own lane); ``cost``: content-creating
+        requests it counts as (a GraphQL request: one per mutation)."""
         client, pacer = self._client(repo)
-        pacer.before(write=write)
+        pacer.before(write=write, notify=notify, cost=cost)
         try:
             with wire.translate(action, observe=pacer.observe):
                 yield client
@@ -157,10 +162,23 @@ class GitHubForge:
         """Shutdown: cut every wait on GitHub short and refuse every later request (ShuttingDown)."""
         self._stop.set()
 
-    def write_wait(self) -> float:
+    def write_wait(self, repo: str | None = None) -> float:
+        if repo is not None:
+            return self._client(repo)[1].write_wait()
         with self._clients_lock:
             pacers = [pacer for _, pacer in self._clients.values()]
         return max((pacer.write_wait() for pacer in pacers), default=0.0)
+
+    def writes_used(self, repo: str) -> int:
+        """Writes of ``repo``'s token (installation) in the trailing hour, every replica's with a shared ledger."""
+        return self._client(repo)[1].writes_used()
+
+    def graphql(self, action: str, repo: str, query: str, variables: dict[str, Any]) -> Any:
+        """One GraphQL request; a document with mutations takes one write slot per mutation."""
+        cost = wire.graphql_mutations(query)
+        with self._request(action, repo, write=cost > 0, cost=cost) as gh:
+            _, data = gh.requester.graphql_query(query, variables)
+        return data
 
     def authenticated_login(self, repo: str) -> str:
         """Who the runner is on GitHub: the token's user (``GET /user``), or the app's ``<slug>[bot]``."""
@@ -262,7 +280,7 @@ class GitHubForge:
             return [wire.comment_value(c) for c in issue.get_comments()]
 
     def create_comment(self, repo: str, number: int, body: str) -> Comment:
-        with self._request(f"comment on {repo}#{number}", repo, write=True) as gh:
+        with self._request(f"comment on {repo}#{number}", repo, write=True, notify=True) as gh:
             issue = gh.get_repo(repo).get_issue(number)
             return wire.comment_value(issue.create_comment(body))
 
@@ -314,9 +332,8 @@ class GitHubForge:
         https://docs.github.com/en/graphql/reference/objects#issue
         """
         owner, name = repo.split("/", 1)
-        with self._request(f"read the history of {repo}#{number}", repo) as gh:
-            _, data = gh.requester.graphql_query(
-                wire.TRAIL_QUERY, {"owner": owner, "name": name, "number": number})
+        data = self.graphql(f"read the history of {repo}#{number}", repo, wire.TRAIL_QUERY,
+                            {"owner": owner, "name": name, "number": number})
         trail = wire.trail_from_json(data)
         if trail is None:
             raise NotFound(f"GitHub found no issue {repo}#{number} when reading its history.")
@@ -374,7 +391,7 @@ class GitHubForge:
     # -- what `agent-runner smoke-test` does -----------------------------------------
 
     def create_issue(self, repo: str, title: str, body: str, labels: Sequence[str]) -> int:
-        with self._request(f"open an issue in {repo}", repo, write=True) as gh:
+        with self._request(f"open an issue in {repo}", repo, write=True, notify=True) as gh:
             return int(gh.get_repo(repo).create_issue(title=title, body=body, labels=list(labels)).number)
 
     def close_issue(self, repo: str, number: int) -> None:
@@ -420,7 +437,7 @@ class GitHubForge:
         self, repo: str, *, head: str, base: str, title: str, body: str, draft: bool = False
     ) -> PullRequest:
         try:
-            with self._request(f"open a pull request from {head} in {repo}", repo, write=True) as gh:
+            with self._request(f"open a pull request from {head} in {repo}", repo, write=True, notify=True) as gh:
                 pull = gh.get_repo(repo).create_pull(
                     base=base, head=head, title=title, body=body, draft=draft
                 )

@@ -42,14 +42,36 @@ LOW_WATER = 0.1
 
 @dataclass(frozen=True)
 class WriteLimits:
-    """GitHub's secondary limits for content-creating requests, per token."""
+    """GitHub's secondary limits for content-creating requests, per token.
+
+    ``notify_interval_s`` spaces the writes that notify people (comments, PRs,
+    reviews) in a lane of their own, as octokit's throttling plugin does; they
+    take a write slot too. ``minute_s``/``hour_s`` are the windows' lengths:
+    shorter only when a benchmark compresses time (GITHUB_LIMIT_TIME_SCALE).
+    """
 
     min_interval_s: float = 1.0
     per_minute: int = 80
     per_hour: int = 500
+    notify_interval_s: float = 1.0
+    minute_s: float = MINUTE
+    hour_s: float = HOUR
+
+    def compressed(self, scale: float) -> WriteLimits:
+        """The same limits on a clock ``scale`` times faster (an "hour" of ``hour_s / scale``)."""
+        if scale == 1:
+            return self
+        return replace(self, min_interval_s=self.min_interval_s / scale,
+                       notify_interval_s=self.notify_interval_s / scale,
+                       minute_s=self.minute_s / scale, hour_s=self.hour_s / scale)
 
 
 GITHUB_LIMITS = WriteLimits()
+
+
+def notify_lane(limits: WriteLimits) -> WriteLimits:
+    """The notifications lane: spacing only; the minute and hour caps are the write lane's."""
+    return replace(limits, min_interval_s=limits.notify_interval_s, per_minute=0, per_hour=0)
 
 
 def next_slot(history: Sequence[float], now: float, limits: WriteLimits) -> float:
@@ -63,7 +85,7 @@ def next_slot(history: Sequence[float], now: float, limits: WriteLimits) -> floa
     t = max(now, history[-1] + limits.min_interval_s) if history else now
     while True:
         before = t
-        for window, cap in ((MINUTE, limits.per_minute), (HOUR, limits.per_hour)):
+        for window, cap in ((limits.minute_s, limits.per_minute), (limits.hour_s, limits.per_hour)):
             if cap > 0 and len(history) >= cap:
                 t = max(t, history[-cap] + window)
         if t == before:
@@ -75,6 +97,9 @@ class SlotStore(Protocol):
 
     def reserve(self, bucket: str, limits: WriteLimits) -> float:
         """Reserve the next write slot of ``bucket``; return the seconds to wait for it."""
+
+    def used(self, bucket: str, window_s: float) -> int:
+        """How many slots of ``bucket`` were taken (or reserved) in the last ``window_s``."""
 
 
 class LocalSlots:
@@ -99,6 +124,11 @@ class LocalSlots:
             now = self._clock()
             return next_slot(self._pruned(bucket, now), now, limits) - now
 
+    def used(self, bucket: str, window_s: float) -> int:
+        with self._lock:
+            history = self._pruned(bucket, self._clock())
+            return len(history) - bisect.bisect_right(history, self._clock() - window_s)
+
     def record(self, bucket: str, delay: float) -> None:
         """Note a slot reserved elsewhere (the shared store), ``delay`` seconds from now."""
         with self._lock:
@@ -118,6 +148,9 @@ class SlotLedger(Protocol):
     def reserve_slot(self, bucket: str, choose: Callable[[list[float], float], float]) -> float:
         """Under a lock, pass the bucket's slots of the last hour and now to ``choose``; store its slot."""
 
+    def slots_used(self, bucket: str, window_s: float) -> int:
+        """How many slots of ``bucket`` all replicas took (or reserved) in the last ``window_s``."""
+
 
 #: Extra spacing between slots shared by processes. A process that wakes late for its slot
 #: cannot hold back another process's next write (within one, :class:`Pacer` does), so
@@ -135,6 +168,9 @@ class LedgerSlots:
     def reserve(self, bucket: str, limits: WriteLimits) -> float:
         spaced = replace(limits, min_interval_s=limits.min_interval_s + self._margin_s)
         return self._ledger.reserve_slot(bucket, lambda history, now: next_slot(history, now, spaced))
+
+    def used(self, bucket: str, window_s: float) -> int:
+        return self._ledger.slots_used(bucket, window_s)
 
 
 class Pacer:
@@ -177,8 +213,15 @@ class Pacer:
 
     # -- the gate ------------------------------------------------------------------
 
-    def before(self, *, write: bool) -> None:
-        """Block until a request may go; a write also takes a write slot. Raises ShuttingDown."""
+    def before(self, *, write: bool, notify: bool = False, cost: int = 1) -> None:
+        """Block until a request may go; a write also takes ``cost`` write slots. Raises ShuttingDown.
+
+        Lanes, as octokit's throttling plugin keeps them: a read never waits for
+        a write slot; a write that notifies people (``notify``: a comment, a PR,
+        a review) first takes its place in the notifications lane, then a write
+        slot; a GraphQL request with mutations passes ``cost`` = the number of
+        mutations, each one content-creating request.
+        """
         self._check()
         with self._lock:
             now = self._clock()
@@ -186,11 +229,14 @@ class Pacer:
             start = max(start, self._quota_start(now))
         self._wait(start - now)
         if write and self.limits is not None:
-            self._wait(self._reserve(self.limits))
-            self._space_from_last_send(self.limits)
+            if notify:
+                self._wait(self._reserve(notify_lane(self.limits), self.bucket + ":notify"))
+            for _ in range(max(1, cost)):
+                self._wait(self._reserve(self.limits, self.bucket))
+                self._space_from_last_send(self.limits)
         if write:
             with self._lock:
-                self.writes += 1
+                self.writes += max(1, cost)
 
     def observe(self, headers: Mapping[str, str]) -> None:
         """Learn from a response's headers: Retry-After and the primary rate limit."""
@@ -222,6 +268,16 @@ class Pacer:
         if self.limits is None:
             return hold
         return max(hold, self._local.peek(self.bucket, self.limits))
+
+    def writes_used(self) -> int:
+        """Writes of this token in the trailing hour (every replica's, with the shared ledger)."""
+        hour = (self.limits or GITHUB_LIMITS).hour_s
+        if self._store is self._local:
+            return self._local.used(self.bucket, hour)
+        try:
+            return self._store.used(self.bucket, hour)
+        except LedgerUnavailable:
+            return self._local.used(self.bucket, hour)
 
     # -- shutdown ----------------------------------------------------------------------
 
@@ -285,18 +341,18 @@ class Pacer:
         self._quota = (remaining - 1, limit, reset_epoch)  # this request spends one, until GitHub says more
         return start
 
-    def _reserve(self, limits: WriteLimits) -> float:
+    def _reserve(self, limits: WriteLimits, bucket: str) -> float:
         if self._store is self._local:
-            return self._local.reserve(self.bucket, limits)
+            return self._local.reserve(bucket, limits)
         try:
-            delay = self._store.reserve(self.bucket, limits)
+            delay = self._store.reserve(bucket, limits)
         except LedgerUnavailable as exc:
             # Keep pacing this process rather than stop writing while the database is away.
             warn = getattr(self._log, "warning", None)
             if warn is not None:
                 warn("shared write pacing unavailable; pacing this process only", error=str(exc))
-            return self._local.reserve(self.bucket, limits)
-        self._local.record(self.bucket, delay)
+            return self._local.reserve(bucket, limits)
+        self._local.record(bucket, delay)
         return delay
 
 

@@ -14,9 +14,11 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import re
 import time
 from collections.abc import Callable, Iterator, Mapping
 from email.utils import parsedate_to_datetime
+from urllib.parse import urlsplit
 from typing import Any
 
 import requests
@@ -44,6 +46,55 @@ from runner.forge.base import (
 
 #: The methods that take a write slot of the pacer (GitHub's "content-creating" requests).
 WRITE_METHODS = frozenset({"POST", "PATCH", "PUT", "DELETE"})
+
+
+#: Writes that notify people, after octokit's throttling plugin (``triggersNotificationPaths``):
+#: they get a pacing lane of their own besides the write lane.
+_NOTIFYING = re.compile(
+    r"^(/api/v3)?(/orgs/[^/]+/invitations|/repos/[^/]+/[^/]+/(collaborators/[^/]+|commits/[^/]+/comments"
+    r"|issues|issues/\d+/comments|pulls|pulls/\d+/(comments|comments/\d+/replies|merge"
+    r"|requested_reviewers|reviews)|releases)|/teams/\d+/discussions(/\d+/comments)?)/?$")
+
+
+def notifies(method: str, url: str) -> bool:
+    """Whether a request notifies people (a comment, an issue, a PR, a review): POST to those paths."""
+    if method.upper() != "POST":
+        return False
+    path = urlsplit(url).path if "://" in url else url.split("?", 1)[0]
+    return bool(_NOTIFYING.match(path))
+
+
+def graphql_mutations(document: str) -> int:
+    """How many content-creating requests a GraphQL document counts as: one per mutation field.
+
+    GitHub documents no cheaper rule for a request with several mutations, so
+    each top-level field of each ``mutation`` operation counts as one write.
+    """
+    text = re.sub(r"#[^\n]*", "", document)
+    count, depth, parens, in_mutation = 0, 0, 0, False
+    tokens = re.finditer(r'"(?:\\.|[^"\\])*"|[{}()]|[A-Za-z_][A-Za-z0-9_]*(?:\s*:\s*[A-Za-z_][A-Za-z0-9_]*)?',
+                         text)
+    for match in tokens:
+        tok = match.group(0)
+        if tok.startswith('"'):
+            continue
+        if tok == "(":
+            parens += 1
+        elif tok == ")":
+            parens -= 1
+        elif parens:
+            continue
+        elif tok == "{":
+            depth += 1
+        elif tok == "}":
+            depth -= 1
+            if depth == 0:
+                in_mutation = False
+        elif depth == 0 and tok in ("mutation", "query", "subscription", "fragment"):
+            in_mutation = tok == "mutation"
+        elif depth == 1 and in_mutation:
+            count += 1
+    return count
 
 
 def pacer_bucket(credential: str, base_url: str) -> str:

@@ -106,11 +106,7 @@ class PostgresLedger(SqlLedger):
         hour's slots, let ``choose`` (runner.forge.pacer.next_slot) pick the next
         one, store it. Times are the database's clock, the one every replica shares.
         """
-        if not self._slots_ready.is_set():
-            with self._locked_transaction() as execute:
-                execute(_SLOTS_TABLE, {})
-                execute(_SLOTS_INDEX, {})
-            self._slots_ready.set()
+        self._ensure_slots()
         conn = self._conns.get()
         with _translated(), conn.transaction():
             conn.execute(_SLOTS_LOCK, (bucket,))
@@ -122,6 +118,23 @@ class PostgresLedger(SqlLedger):
             slot = choose(history, now)
             conn.execute("INSERT INTO github_write_slots (bucket, at) VALUES (%s, %s)", (bucket, slot))
         return slot - now
+
+    def slots_used(self, bucket: str, window_s: float) -> int:
+        """How many write slots every replica took (or reserved) for ``bucket`` in the last ``window_s``."""
+        self._ensure_slots()
+        conn = self._conns.get()
+        with _translated(), conn.transaction():
+            row = conn.execute(
+                "SELECT count(*) FROM github_write_slots WHERE bucket = %s"
+                " AND at > extract(epoch FROM clock_timestamp())::float8 - %s", (bucket, window_s)).fetchone()
+        return int(row[0]) if row else 0
+
+    def _ensure_slots(self) -> None:
+        if not self._slots_ready.is_set():
+            with self._locked_transaction() as execute:
+                execute(_SLOTS_TABLE, {})
+                execute(_SLOTS_INDEX, {})
+            self._slots_ready.set()
 
     # -- backend hooks --------------------------------------------------------------
 

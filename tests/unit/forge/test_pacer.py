@@ -198,6 +198,8 @@ def test_replicas_share_one_budget_through_the_postgresql_ledger(tmp_path: Path)
             for i in range(10):
                 stores[i % 2].reserve("token-hash", limits)
             other = stores[0].reserve("another-token", limits)
+            # Either replica sees every replica's writes of the token in the trailing hour.
+            used = [store.used("token-hash", 3600.0) for store in stores]
             slots = [row[0] for row in raw_query(
                 url, "SELECT at FROM github_write_slots WHERE bucket = 'token-hash' ORDER BY at")]
         finally:
@@ -208,3 +210,44 @@ def test_replicas_share_one_budget_through_the_postgresql_ledger(tmp_path: Path)
     assert len(slots) == 10
     assert all(b - a >= 1.0 + SHARED_MARGIN_S - 1e-6 for a, b in zip(slots, slots[1:], strict=False)), slots
     assert other < 0.5
+    assert used == [10, 10]
+
+
+def test_notifying_writes_have_a_lane_of_their_own() -> None:
+    """As in octokit's throttling plugin: a notifying write waits in its lane, other writes do not."""
+    pacer, clock, _ = paced(WriteLimits(min_interval_s=1.0, notify_interval_s=3.0))
+    sent: list[tuple[str, float]] = []
+    for kind in ("notify", "notify", "write", "notify"):
+        pacer.before(write=True, notify=kind == "notify")
+        sent.append((kind, clock.now))
+    notify_times = [t for kind, t in sent if kind == "notify"]
+    assert [b - a for a, b in zip(notify_times, notify_times[1:], strict=False)] == [3.0, 3.0]
+    assert sent[2] == ("write", 1004.0)  # one second after the second comment, not three
+    assert pacer.writes == 4
+
+
+def test_a_read_is_never_queued_behind_writes() -> None:
+    pacer, clock, _ = paced()
+    for _ in range(5):
+        pacer.before(write=True)
+    before = clock.now
+    pacer.before(write=False)
+    assert clock.now == before
+
+
+def test_a_graphql_request_with_mutations_takes_one_slot_per_mutation() -> None:
+    pacer, clock, _ = paced()
+    pacer.before(write=True, cost=3)
+    assert pacer.writes == 3 and pacer.writes_used() == 3
+    assert clock.now == 1002.0  # three slots a second apart
+
+
+def test_compressed_windows_keep_the_same_limits_on_a_faster_clock() -> None:
+    limits = WriteLimits(min_interval_s=1.0, per_minute=80, per_hour=500).compressed(60)
+    assert (limits.min_interval_s, limits.minute_s, limits.hour_s) == (1 / 60, 1.0, 60.0)
+    pacer, clock, writes = paced(limits)
+    write(pacer, clock, writes, 501)
+    for i, t in enumerate(writes):
+        assert sum(1 for u in writes[: i + 1] if u > t - 1.0) <= 80
+    assert writes[500] >= writes[0] + 60.0  # the 501st waits for the compressed hour
+    assert pacer.writes_used() <= 500
