@@ -179,7 +179,7 @@ def build_app(settings: Settings, *, clock: Callable[[], datetime] = utc_now, lo
     metrics.sandbox = describe_sandbox(sandbox, log)
     pipeline = Pipeline(settings=settings, forge=forge, workspace=workspace, chain=chain, ledger=ledger,
                         hooks=hooks, redactor=REDACTOR, log=log, clock=clock, sandbox=sandbox,
-                        inbox=cast(FeedbackInbox, ledger))  # both kinds record feedback rounds too
+                        inbox=cast(FeedbackInbox, ledger), metrics=metrics)  # both kinds record feedback rounds too
     metrics.readiness_check = pipeline.hook_commands.health_problem  # the health_check hook feeds /readyz
     executor = kind.make(Built(settings=settings, forge=forge, ledger=ledger, pipeline=pipeline, clock=clock,
                                owner=worker_id(), log=log.bind(dispatch=dispatch_repo), metrics=metrics))

@@ -35,6 +35,10 @@ class Metrics:
         self.submissions = Counter("agent_runner_task_submissions_total",
                                    "Tasks handed to the executor, by result (started, duplicate, stale)",
                                    ["result"], registry=self.registry)
+        self.progress_decisions = Counter(
+            "agent_runner_progress_decisions_total",
+            "Progress edits of result comments, posted or skipped, by reason (runner/core/progress.py)",
+            ["decision", "reason"], registry=self.registry)
         self.stale_after_s = stale_after_s
         #: Which sandbox backend runs untrusted commands, as /readyz reports it.
         self.sandbox = "unknown"

@@ -42,7 +42,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from typing import Any, Literal, Protocol
+from typing import Any, Literal, Protocol, runtime_checkable
 
 Status = Literal["queued", "running", "succeeded", "failed", "dead"]
 STATUSES: tuple[Status, ...] = ("queued", "running", "succeeded", "failed", "dead")
@@ -138,6 +138,22 @@ class JobLedger(Protocol):
     def release(self, job: Job, *, now: datetime) -> None: ...
 
     def close(self) -> None: ...
+
+
+@dataclass(frozen=True)
+class Workload:
+    """What is waiting in the whole deployment (every replica): the writes the next hour needs."""
+
+    queued: int  # queued, or failed with a retry due
+    running: int
+    pending_rounds: int  # feedback items not yet handled
+
+
+@runtime_checkable
+class WorkloadSource(Protocol):
+    """A ledger that can say how much work waits, across replicas (SQLite and PostgreSQL)."""
+
+    def workload(self) -> Workload: ...
 
 
 class FeedbackInbox(Protocol):

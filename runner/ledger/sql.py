@@ -190,6 +190,7 @@ class Statements:
     record_usage: str
     usage_of: str
     pull_tasks: str
+    workload: str
 
 
 def statements(dialect: Dialect) -> Statements:
@@ -271,6 +272,12 @@ def statements(dialect: Dialect) -> Statements:
         usage_of=f"SELECT run_usage FROM {TABLE} WHERE {_KEY}",
         pull_tasks=f"""SELECT dispatch_repo, issue_number, pr_url FROM {TABLE}
             WHERE pr_url IS NOT NULL ORDER BY dispatch_repo, issue_number""",
+        # Work that will need writes: queued tasks and retries due later, running ones, pending rounds.
+        workload=f"""SELECT
+            (SELECT COUNT(*) FROM {TABLE} WHERE status = 'queued'
+                OR (status = 'failed' AND next_attempt_at IS NOT NULL)),
+            (SELECT COUNT(*) FROM {TABLE} WHERE status = 'running'),
+            (SELECT COUNT(*) FROM {FEEDBACK} WHERE status = 'pending')""",
     )
 
 

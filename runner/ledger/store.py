@@ -30,6 +30,7 @@ from runner.ledger.base import (
     Status,
     TaskKey,
     TaskRecord,
+    Workload,
     lease_expiry,
     require_utc,
 )
@@ -282,6 +283,12 @@ class SqlLedger(ABC):
     def pull_tasks(self) -> Sequence[tuple[TaskKey, str]]:
         """(task, PR URL) of every task that has opened a pull request."""
         return [(TaskKey(r, int(n)), url) for r, n, url in self._read(self._sql.pull_tasks, {})]
+
+    def workload(self) -> Workload:
+        """Tasks queued (or due a retry), running, and feedback rounds pending, in the whole deployment."""
+        rows = self._read(self._sql.workload, {})
+        queued, running, pending = rows[0] if rows else (0, 0, 0)
+        return Workload(int(queued), int(running), int(pending))
 
     def __enter__(self) -> SqlLedger:
         return self

@@ -30,9 +30,10 @@ from runner.forge.base import Forge
 from runner.generators.base import Generator
 from runner.hooks.commands import HookCommands
 from runner.hooks.plugins import CombinedHooks
-from runner.ledger.base import FeedbackInbox, Job, JobLedger
+from runner.ledger.base import FeedbackInbox, Job, JobLedger, WorkloadSource
 from runner.ledger.lease import LeaseKeeper
 from runner.log import Redactor
+from runner.metrics import Metrics
 from runner.pipeline import first_run, outcome, rounds
 from runner.pipeline.job import Deps, JobRun, check_trust, parse, plan_of
 from runner.pipeline.values import (
@@ -148,6 +149,7 @@ class Pipeline:
         retry_policy: retry.RetryPolicy = retry.RetryPolicy(),  # noqa: B008 (a frozen value)
         inbox: FeedbackInbox | None = None,
         hook_commands: HookCommands | None = None,
+        metrics: Metrics | None = None,
     ) -> None:
         sandbox = sandbox or Sandbox.from_settings(settings)
         labels = policy.Labels(settings.trigger_label, settings.processed_label, settings.failed_label)
@@ -157,7 +159,7 @@ class Pipeline:
             hook_commands=hook_commands or HookCommands.from_settings(settings, sandbox=sandbox, redact=redactor,
                                                                       log=log),
             labels=labels, retry=retry_policy, reporter=Reporter(forge, labels, redactor, log, retry_policy),
-            inbox=inbox)
+            inbox=inbox, workload=ledger if isinstance(ledger, WorkloadSource) else None, metrics=metrics)
 
     @property
     def hook_commands(self) -> HookCommands:

@@ -29,9 +29,10 @@ from runner.forge.base import Forge, Issue, PullRequest
 from runner.generators.base import Generator
 from runner.hooks.commands import HookCommands
 from runner.hooks.plugins import CombinedHooks
-from runner.ledger.base import FeedbackInbox, Job, JobLedger
+from runner.ledger.base import FeedbackInbox, Job, JobLedger, WorkloadSource
 from runner.ledger.lease import LeaseKeeper
 from runner.log import Redactor
+from runner.metrics import Metrics
 from runner.pipeline.values import Plan
 from runner.sandbox import Sandbox
 from runner.steps import retry
@@ -59,6 +60,9 @@ class Deps:
     reporter: Reporter
     #: Feedback rounds: the ledger, or the items a Temporal signal brought.
     inbox: FeedbackInbox | None = None
+    #: How much work waits in the deployment (the ledger), for the progress decision; None: unknown.
+    workload: WorkloadSource | None = None
+    metrics: Metrics | None = None
 
 
 @dataclass
@@ -73,7 +77,7 @@ class JobRun:
     task: DispatchTask | None = None
     issue: Issue | None = None
     started: float = field(default_factory=time.monotonic)
-    last_shown: float | None = None  # when progress was last posted (monotonic)
+    last_shown: float | None = None  # when progress was last posted, or decided against (monotonic)
     on_stage: Callable[[str], None] = lambda _name: None  # noqa: E731 (the hooks' on_stage, set by the pipeline)
 
     @contextmanager

@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from runner.core import policy
+from runner.core.progress import WriteBudget, progress_decision
 from runner.core.task import parse_task, task_id_of, task_names
 from runner.errors import LeaseLost, PolicyRefused, RunnerError, ShuttingDown, TaskSpecError
 from runner.forge.base import Issue, PullRequest
@@ -39,11 +40,35 @@ def show(d: Deps, run: JobRun, *, final: bool = False, force: bool = False, **ch
         return
     now = time.monotonic()
     since = None if run.last_shown is None else now - run.last_shown
-    if not force and not progress_due(now - run.started, since, after_s=d.settings.progress_after_seconds,
-                                      every_s=d.settings.progress_every_seconds):
-        return
+    if not force:
+        if not progress_due(now - run.started, since, after_s=d.settings.progress_after_seconds,
+                            every_s=d.settings.progress_every_seconds):
+            return
+        if not spare_write(d, run):
+            run.last_shown = now  # asked again after PROGRESS_EVERY_SECONDS, not at every step
+            return
     if d.reporter.progress(key.dispatch_repo, key.issue_number, run.view, run.lease.renew):
         run.last_shown = now
+
+
+def spare_write(d: Deps, run: JobRun) -> bool:
+    """Whether a progress edit may spend a write now (runner/core/progress.py), logged and counted."""
+    repo, s = run.job.key.dispatch_repo, d.settings
+    try:
+        workload = d.workload.workload() if d.workload is not None else None
+        used = d.forge.writes_used(repo)
+    except RunnerError as exc:  # the ledger is away: other work may be waiting, so spend nothing
+        run.log.debug("progress decision: skip, workload unknown", error=str(exc))
+        return False
+    decision = progress_decision(WriteBudget(used_last_hour=used, per_hour=s.github_writes_per_hour,
+                                             reserve=s.github_write_reserve, workload=workload))
+    run.log.debug("progress decision", decision=decision.explanation, post=decision.post,
+                  reason=decision.reason, needed=decision.needed, per_hour=decision.per_hour,
+                  queued=workload.queued if workload else None, running=workload.running if workload else None,
+                  pending_rounds=workload.pending_rounds if workload else None)
+    if d.metrics is not None:
+        d.metrics.progress_decisions.labels("posted" if decision.post else "skipped", decision.reason).inc()
+    return decision.post
 
 
 def progress(d: Deps, run: JobRun, message: str) -> None:

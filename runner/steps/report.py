@@ -17,8 +17,10 @@ Everything posted is redacted first.
 
 GitHub writes are the scarce resource (runner/forge/pacer.py), so progress is
 shown sparingly: not before a task has run PROGRESS_AFTER_SECONDS (5), then at
-most every PROGRESS_EVERY_SECONDS (15), and never while the write pacer has a
-queue. A task that finishes within a few seconds writes only its final comment.
+most every PROGRESS_EVERY_SECONDS (15), only from spare budget while no other
+work waits (runner/core/progress.py, asked by runner/pipeline/outcome.py), and
+never while the write pacer has a queue. A task that finishes within a few
+seconds writes only its final comment.
 """
 
 from __future__ import annotations
@@ -107,7 +109,7 @@ class Reporter:
     def progress(self, repo: str, number: int, view: ResultView,
                  before_create: Callable[[], None] | None = None) -> bool:
         """Like post, but best effort: skipped while writes queue up, and a failure never fails the task."""
-        if self._forge.write_wait() > PROGRESS_MAX_WAIT_S:
+        if self._forge.write_wait(repo) > PROGRESS_MAX_WAIT_S:
             return False
         try:
             self.post(repo, number, view, before_create)

@@ -138,3 +138,32 @@ def test_a_slow_task_shows_progress_in_the_same_one_comment(world: World) -> Non
     assert len(edits) >= 2  # progress, then the final result
     [comment] = world.comments(number)
     assert "finished task" in comment["body"]
+
+
+def test_a_task_makes_three_writes_while_other_work_waits(world: World) -> None:
+    """Progress is optional spending: with another task queued the issue gets only the final result."""
+    app = world.app(progress_after_seconds=0, progress_every_seconds=0)
+    first = world.file_issue(dispatch_body("busy0001-task"))
+    second = world.file_issue(dispatch_body("lone0002-task"))
+
+    assert [o.status for o in app.executor.run_once()] == ["succeeded", "succeeded"]
+
+    def writes_on(number: int) -> list[str]:
+        return [f"{r.method} {r.path}" for r in rest(world) if r.is_write
+                and (f"/issues/{number}/" in r.path or r.path.startswith(f"/repos/{DISPATCH}/issues/comments/"))]
+
+    # The first ran with the second queued: its comment was created once, with the result, never edited.
+    first_writes = [w for w in writes_on(first) if "/comments/" not in w]
+    assert sorted(first_writes) == [f"POST /repos/{DISPATCH}/issues/{first}/comments",
+                                    f"POST /repos/{DISPATCH}/issues/{first}/labels"]
+    [first_comment] = world.comments(first)
+    edits = [r for r in rest(world) if r.method == "PATCH" and r.path.endswith(f"/comments/{first_comment['id']}")]
+    assert edits == []
+    # The second ran alone on an idle runner: it showed its progress, then its result, in one comment.
+    [second_comment] = world.comments(second)
+    assert [r for r in rest(world) if r.method == "PATCH" and r.path.endswith(f"/comments/{second_comment['id']}")]
+    skipped = app.metrics.registry.get_sample_value(
+        "agent_runner_progress_decisions_total", {"decision": "skipped", "reason": "other work waiting"})
+    posted = app.metrics.registry.get_sample_value(
+        "agent_runner_progress_decisions_total", {"decision": "posted", "reason": "spare budget"})
+    assert skipped and skipped >= 1 and posted and posted >= 1
