@@ -11,6 +11,7 @@ shaped like a provider key), and long bodies are clipped.
 from __future__ import annotations
 
 import json
+import queue
 import threading
 import time
 from collections.abc import Iterable, Mapping, Sequence
@@ -28,17 +29,25 @@ _BODY_CHARS = 60_000
 
 
 class Recorder:
-    """Append the gateway's exchanges to one task's transcript; safe to call from many threads."""
+    """Append the gateway's exchanges to one task's transcript; safe to call from many threads.
+
+    Redacting and writing a 100 KB request takes milliseconds, so a writer thread does it,
+    in order, off the calls' path; :meth:`close` waits for it.
+    """
 
     def __init__(self, directory: Path | None, *, secrets: Sequence[str]) -> None:
         self._lock = threading.Lock()
         self._redact = Redactor(secrets)
         self.events: list[dict[str, Any]] = []
         self.path: Path | None = None
+        self._queue: queue.SimpleQueue[dict[str, Any] | None] = queue.SimpleQueue()
+        self._writer: threading.Thread | None = None
         if directory is not None:
             directory.mkdir(parents=True, exist_ok=True)
             self.path = directory / f"{TRANSCRIPT_NAME}.jsonl"
             self.path.touch()
+            self._writer = threading.Thread(target=self._write_all, name="gateway-recorder", daemon=True)
+            self._writer.start()
 
     def request(self, call: int, *, method: str, path: str, dialect: str, headers: Iterable[tuple[str, str]],
                 body: bytes) -> None:
@@ -55,9 +64,11 @@ class Recorder:
         self._add("refused", call=call, method=method, path=path, status=status, text=reason)
 
     def close(self) -> Path | None:
-        """Write ``gateway.md``, one section per event, for people; return its path."""
-        if self.path is None:
+        """Write what is queued, then ``gateway.md``, one section per event, for people; return its path."""
+        if self.path is None or self._writer is None:
             return None
+        self._queue.put(None)
+        self._writer.join(timeout=30)
         with self._lock:
             events = list(self.events)
         out = ["# Model gateway transcript", ""]
@@ -71,13 +82,17 @@ class Recorder:
         return markdown
 
     def _add(self, kind: str, **fields: Any) -> None:
-        event = {"kind": kind, "at": round(time.time(), 3), **fields}
-        line = self._redact(json.dumps(event, ensure_ascii=False, default=str))
-        with self._lock:
-            self.events.append(json.loads(line))
-            if self.path is not None:
-                with self.path.open("a", encoding="utf-8") as handle:
-                    handle.write(line + "\n")
+        if self.path is not None:
+            self._queue.put({"kind": kind, "at": round(time.time(), 3), **fields})
+
+    def _write_all(self) -> None:
+        assert self.path is not None
+        while (event := self._queue.get()) is not None:
+            line = self._redact(json.dumps(event, ensure_ascii=False, default=str))
+            with self._lock:
+                self.events.append(json.loads(line))
+            with self.path.open("a", encoding="utf-8") as handle:
+                handle.write(line + "\n")
 
 
 def _text(body: bytes) -> str:

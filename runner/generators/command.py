@@ -29,44 +29,9 @@ the CLI commits (aider does by default), it commits into a throw-away git
 directory: the runner's HEAD does not move, the files stay changed, and the
 runner makes the one commit itself.
 
-The model gateway (for agent presets)
--------------------------------------
-
-A CLI that needs a model gets it through the model gateway
-(:mod:`runner.gateway`), never with the real key. ``COMMAND_GATEWAY=anthropic,openai``
-turns it on for a plain ``COMMAND_TEMPLATE``; a preset passes a spec::
-
-    from runner.gateway import GatewaySpec
-
-    class ClaudeCode(CommandGenerator):
-        name = "claude-code"
-
-        def __init__(self, settings):
-            super().__init__(settings, gateway=GatewaySpec.for_dialects(
-                "anthropic", env={"CLAUDE_CODE_MAX_RETRIES": "1"}))
-
-        def prepare(self, ctx, endpoint, scratch):
-            # Write config files that need the endpoint; return more environment.
-            (scratch / "config.toml").write_text(f'base_url = "{endpoint.base_url}/v1"\n')
-            return {"CODEX_HOME": str(scratch)}
-
-For each run the generator then starts a gateway for the task, and the CLI gets:
-
-- ``GatewaySpec.for_dialects("anthropic")``: ``ANTHROPIC_BASE_URL=http://127.0.0.1:PORT``
-  and ``ANTHROPIC_API_KEY=<placeholder>``;
-- ``GatewaySpec.for_dialects("openai")``: ``OPENAI_BASE_URL`` and ``OPENAI_API_BASE``
-  (both ``http://127.0.0.1:PORT/v1``) and ``OPENAI_API_KEY=<placeholder>``;
-- any ``env`` of the spec, templates over ``{base_url}``, ``{token}`` and ``{port}``
-  (``{"GATEWAY_API_KEY": "{token}"}`` for a CLI that reads a key from a named variable).
-
-:meth:`CommandGenerator.prepare` receives the :class:`runner.gateway.Endpoint`
-(``base_url``, ``port``, ``token``; None without a gateway) and the run's scratch
-directory (read-only inside the sandbox, at the same path, like the instruction
-file), and returns extra environment. The gateway meters every call; when it
-refused one over ``MAX_TOKENS_PER_TASK`` / ``MAX_COST_USD_PER_TASK`` the run ends
-with :class:`runner.errors.BudgetExceeded`, whatever the CLI's exit status, and
-the spend is in ``Changes.usage``. Every exchange is in ``gateway.jsonl`` /
-``gateway.md`` beside ``command.log`` in the task's transcript directory.
+A CLI that needs a model reaches it through the task's model gateway, never with
+the real key: ``COMMAND_GATEWAY`` for a plain template, a ``GatewaySpec`` for an
+agent preset (:mod:`runner.generators.metered` says how).
 """
 
 from __future__ import annotations
@@ -80,7 +45,6 @@ from typing import Any
 
 from runner.config import Settings
 from runner.errors import (
-    BudgetExceeded,
     ConfigError,
     GeneratorError,
     GeneratorTimeout,
@@ -88,8 +52,14 @@ from runner.errors import (
     WorkspaceError,
 )
 from runner.gateway import Endpoint, GatewayReport, GatewaySession, GatewaySpec
-from runner.gateway.upstream import missing_keys, upstreams_from
 from runner.generators.base import Changes, GenerationContext, Generator, Usage
+from runner.generators.metered import (
+    check_gateway,
+    gateway_from_settings,
+    gateway_notes,
+    open_gateway,
+    raise_for_budget,
+)
 from runner.log import Redactor
 from runner.sandbox.bwrap import Sandbox
 from runner.sandbox.procs import (
@@ -129,9 +99,9 @@ class CommandGenerator:
         self.template = template if template is not None else (settings.command_template or "")
         self.tokens, self.used = parse_template(self.template)
         self.program = Path(self.tokens[0]).name
-        self.gateway = gateway if gateway is not None else _gateway_from_settings(settings)
+        self.gateway = gateway if gateway is not None else gateway_from_settings(settings)
         if self.gateway is not None:
-            _check_gateway(settings, self.gateway)
+            check_gateway(settings, self.gateway)
         self._redact = Redactor(settings.secrets())
 
     def prepare(self, ctx: GenerationContext, endpoint: Endpoint | None, scratch: Path) -> Mapping[str, str]:
@@ -207,18 +177,11 @@ class CommandGenerator:
         )
 
     def _open_gateway(self, ctx: GenerationContext) -> GatewaySession | None:
-        """Start this run's model gateway, reached through the sandbox's relay unless it shares a network."""
+        """Start this run's model gateway (None without a spec); its placeholder is redacted from then on."""
         if self.gateway is None:
             return None
-        relay = self.sandbox.mode == "bwrap" and not self.sandbox.network
-        try:
-            session = GatewaySession(self.settings, self.gateway, budget=ctx.budget,
-                                     transcript_dir=ctx.transcript_dir, log=ctx.log, relay=relay)
-        except ValueError as exc:
-            raise ConfigError(f"The model gateway cannot start: {exc}.") from exc
+        session = open_gateway(self.settings, self.gateway, self.sandbox, ctx)
         self._redact = Redactor([*self.settings.secrets(), session.token])
-        ctx.log.info("gateway_started", dialects=list(self.gateway.dialects), relay=relay,
-                     port=session.endpoint.port)
         return session
 
     def _run(
@@ -259,22 +222,7 @@ class CommandGenerator:
 
     def _raise_for_budget(self, ctx: GenerationContext, report: GatewayReport | None) -> None:
         """A call refused over the budget (or usage past it) ends the task as over budget, exit status aside."""
-        if report is None or (report.refusal is None and not report.over_budget):
-            return
-        spent = report.spend.describe()
-        ctx.log.warning("gateway_budget_exceeded", spent=spent,
-                        refusal=report.refusal.kind if report.refusal else None)
-        if report.refusal is not None and report.refusal.kind == "price":
-            raise GeneratorError(f"`{self.program}` used {spent}; then {report.refusal.message}",
-                                 hint="Add the model's price to `MODEL_PRICES` (`[0, 0]` for a local model), or "
-                                      "unset `MAX_COST_USD_PER_TASK`, then remove the `agent-failed` label.")
-        if report.refusal is not None:
-            which = "token" if report.refusal.kind == "tokens" else "cost"
-            raise BudgetExceeded(
-                f"`{self.program}` used {spent} through the model gateway, which then refused its next "
-                f"model call over the task's {which} budget: {report.refusal.message}"
-            )
-        raise BudgetExceeded(f"`{self.program}` used {spent} through the model gateway, over the task's budget.")
+        raise_for_budget(f"`{self.program}`", ctx, report)
 
     def _raise_for_failure(self, ctx: GenerationContext, result: ProcResult,
                            report: GatewayReport | None = None) -> None:
@@ -348,46 +296,6 @@ class CommandGenerator:
         if len(last) > MAX_SUMMARY_CHARS:
             last = "…" + last[-(MAX_SUMMARY_CHARS - 1) :]
         return self._redact(last)
-
-
-def gateway_notes(report: GatewayReport) -> tuple[str, ...]:
-    """What the result comment says about the gateway besides the usage line."""
-    notes: tuple[str, ...] = ()
-    if report.spend.calls:
-        notes += (f"Model calls through the gateway: {report.spend.calls}, {report.spend.describe()}.",)
-    if report.denied:
-        shown = ", ".join(f"`{d}`" for d in report.denied[:5])
-        more = f" and {len(report.denied) - 5} more" if len(report.denied) > 5 else ""
-        notes += (f"The model gateway refused {len(report.denied)} request(s) that were not model calls "
-                  f"with this task's key: {shown}{more}.",)
-    if report.egress_blocked:
-        shown = "; ".join(a.describe() for a in report.egress_blocked[:5])
-        more = f"; and {len(report.egress_blocked) - 5} more" if len(report.egress_blocked) > 5 else ""
-        notes += (f"The sandbox's egress proxy blocked {len(report.egress_blocked)} connection(s): "
-                  f"{shown}{more}. Add a host to `SANDBOX_EGRESS_ALLOW` if the task needs it.",)
-    if report.spend.estimated_calls:
-        notes += (f"{report.spend.estimated_calls} model call(s) reported no usage; they are counted at "
-                  "their estimate.",)
-    return notes
-
-
-def _check_gateway(settings: Settings, spec: GatewaySpec) -> None:
-    """Fail at start-up, not mid-task, when the gateway could not reach or authenticate upstream."""
-    try:
-        missing = missing_keys(upstreams_from(settings, spec.dialects))
-    except ValueError as exc:
-        raise ConfigError(f"The model gateway cannot forward: {exc}. Fix ANTHROPIC_BASE_URL / "
-                          "OPENAI_BASE_URL.") from exc
-    if missing:
-        raise ConfigError(
-            f"The model gateway needs {' and '.join(missing)} to call the provider (the CLI only ever gets a "
-            "placeholder). Set it, or point the base URL at a server that needs no key."
-        )
-
-
-def _gateway_from_settings(settings: Settings) -> GatewaySpec | None:
-    dialects = tuple(getattr(settings, "command_gateway", ()) or ())
-    return GatewaySpec.for_dialects(*dialects) if dialects else None  # type: ignore[arg-type]
 
 
 def build(settings: Settings) -> Generator:
