@@ -18,15 +18,12 @@ import socket
 import time
 from collections.abc import Callable, Mapping
 from http.server import BaseHTTPRequestHandler
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from runner.gateway import wire
 from runner.gateway.meter import Refusal
 from runner.gateway.upstream import Upstream
 from runner.gateway.wire import Dialect
-
-if TYPE_CHECKING:
-    from runner.gateway.server import Gateway
 
 MAX_BODY_BYTES = 64 * 1024 * 1024
 _CHUNK = 65536
@@ -35,7 +32,9 @@ _CHUNK = 65536
 class Handler(BaseHTTPRequestHandler):
     """One client connection: route, authenticate, meter and relay each request on it."""
 
-    gateway: Gateway
+    #: The :class:`runner.gateway.server.Gateway` this handler serves (set by its subclass; not
+    #: imported here, so that the server imports the handler and not the other way round).
+    gateway: Any
     protocol_version = "HTTP/1.1"
     server_version = "agent-runner-gateway"
     sys_version = ""
