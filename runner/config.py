@@ -272,7 +272,7 @@ class Settings(BaseSettings):
     sandbox_ro_paths: CsvList = ()
     """Extra read-only paths the sandboxed commands see (tools installed outside /usr and /opt), comma-separated absolute paths."""
     sandbox_egress_allow: CsvList = ()
-    """Hosts an agent CLI may reach through the gateway's HTTP(S) CONNECT proxy (ports 443 and 80), comma-separated, for example `pypi.org,files.pythonhosted.org`. Every attempt is logged; blocked ones are reported on the issue. Empty: nothing but the model gateway."""
+    """Hosts that agent CLIs and the setup and validation commands may reach through the sandbox's HTTP(S) CONNECT proxy (ports 443 and 80), comma-separated, for example `pypi.org,*.pythonhosted.org`. Every attempt is logged; blocked ones are reported on the issue. Empty: nothing but the model gateway."""
     repo_commands: CsvList = ()
     """Run the setup/validate commands of a target's `.agent-runner.yml`: empty (never), `allow` (every target), or patterns such as `octo-org/*,octo-org/tools`."""
 
@@ -302,6 +302,15 @@ class Settings(BaseSettings):
         if isinstance(value, str) and value.strip() and not value.strip().startswith(("/", "~")):
             raise ValueError(f"`{value}` must be an absolute path")
         return value
+
+    @field_validator("sandbox_egress_allow")
+    @classmethod
+    def _check_egress_hosts(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        for host in value:
+            if "/" in host or ":" in host or " " in host:
+                raise ValueError(f"`{host}` must be a host name such as `pypi.org` or `*.pythonhosted.org` "
+                                 "(no scheme, path or port: ports 443 and 80 are allowed)")
+        return tuple(host.lower() for host in value)
 
     @field_validator("sandbox_ro_paths")
     @classmethod

@@ -17,13 +17,15 @@ from __future__ import annotations
 
 from runner.gateway.meter import Meter, Refusal, Spend
 from runner.gateway.session import (
+    EgressSession,
     Endpoint,
     GatewayReport,
     GatewaySession,
     GatewaySpec,
     SandboxWiring,
+    egress_note,
 )
 from runner.gateway.wire import Dialect
 
-__all__ = ["Dialect", "Endpoint", "GatewayReport", "GatewaySession", "GatewaySpec", "Meter", "Refusal",
-           "SandboxWiring", "Spend"]
+__all__ = ["Dialect", "EgressSession", "Endpoint", "GatewayReport", "GatewaySession", "GatewaySpec", "Meter", "Refusal",
+           "SandboxWiring", "Spend", "egress_note"]

@@ -12,7 +12,7 @@ import secrets
 import shutil
 import tempfile
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -167,6 +167,51 @@ class GatewaySession:
                              transcript=self.gateway.recorder.path,
                              egress_blocked=tuple(a for a in attempts if not a.allowed),
                              egress_allowed=sum(1 for a in attempts if a.allowed))
+
+
+class EgressSession:
+    """The egress proxy alone, for the sandbox's setup and validation commands (no model gateway).
+
+    :meth:`open` returns None unless ``SANDBOX_EGRESS_ALLOW`` names hosts and the sandbox
+    has its own empty network; otherwise :attr:`sandbox` runs every command behind the relay,
+    with :attr:`env` pointing ``HTTPS_PROXY``-aware tools at it.
+    """
+
+    def __init__(self, allow: tuple[str, ...], sandbox: Any, log: Any = None) -> None:
+        self._scratch = Path(tempfile.mkdtemp(prefix="agent-runner-egress-"))
+        self.proxy = EgressProxy(allow, log=log)
+        try:
+            socket_path = self.proxy.serve_unix(self._scratch / "egress.sock")
+        except BaseException:
+            self.close()
+            raise
+        port = 20000 + secrets.randbelow(40000)
+        self.env = proxy_env(f"http://127.0.0.1:{port}")
+        wrap = ("python3", "-I", "-S", RELAY_MOUNT, "--listen-peer", f"127.0.0.1:{port}={EGRESS_MOUNT}", "--")
+        self.sandbox = replace(sandbox, binds=((socket_path, EGRESS_MOUNT), (RELAY_SCRIPT, RELAY_MOUNT)), wrap=wrap)
+
+    @classmethod
+    def open(cls, settings: Any, sandbox: Any, log: Any = None) -> EgressSession | None:
+        allow = tuple(getattr(settings, "sandbox_egress_allow", ()) or ())
+        if not allow or getattr(sandbox, "mode", "off") != "bwrap" or getattr(sandbox, "network", True):
+            return None
+        return cls(allow, sandbox, log)
+
+    def close(self) -> tuple[Attempt, ...]:
+        """Stop the proxy; return the blocked attempts."""
+        self.proxy.close()
+        shutil.rmtree(self._scratch, ignore_errors=True)
+        return tuple(self.proxy.blocked)
+
+
+def egress_note(blocked: tuple[Attempt, ...]) -> str | None:
+    """The sentence the result comment carries about blocked connections, if any."""
+    if not blocked:
+        return None
+    shown = "; ".join(a.describe() for a in blocked[:5])
+    more = f"; and {len(blocked) - 5} more" if len(blocked) > 5 else ""
+    return (f"The sandbox's egress proxy blocked {len(blocked)} connection(s): {shown}{more}. "
+            "Add a host to `SANDBOX_EGRESS_ALLOW` if the task needs it.")
 
 
 def proxy_env(url: str) -> dict[str, str]:

@@ -44,7 +44,7 @@ from __future__ import annotations
 from typing import Any
 
 from runner.errors import BudgetExceeded, ConfigError, GeneratorError
-from runner.gateway import GatewayReport, GatewaySession, GatewaySpec
+from runner.gateway import GatewayReport, GatewaySession, GatewaySpec, egress_note
 from runner.gateway.upstream import missing_keys, upstreams_from
 from runner.generators.base import GenerationContext
 
@@ -88,11 +88,8 @@ def gateway_notes(report: GatewayReport) -> tuple[str, ...]:
         more = f" and {len(report.denied) - 5} more" if len(report.denied) > 5 else ""
         notes += (f"The model gateway refused {len(report.denied)} request(s) that were not model calls "
                   f"with this task's key: {shown}{more}.",)
-    if report.egress_blocked:
-        shown = "; ".join(a.describe() for a in report.egress_blocked[:5])
-        more = f"; and {len(report.egress_blocked) - 5} more" if len(report.egress_blocked) > 5 else ""
-        notes += (f"The sandbox's egress proxy blocked {len(report.egress_blocked)} connection(s): "
-                  f"{shown}{more}. Add a host to `SANDBOX_EGRESS_ALLOW` if the task needs it.",)
+    if (blocked := egress_note(report.egress_blocked)) is not None:
+        notes += (blocked,)
     if report.spend.estimated_calls:
         notes += (f"{report.spend.estimated_calls} model call(s) reported no usage; they are counted at "
                   "their estimate.",)

@@ -17,6 +17,7 @@ from runner.core.model_choice import choose_model
 from runner.core.pricing import display_model
 from runner.core.task import DispatchTask, TaskNames
 from runner.errors import ConfigError, TaskSpecError, ValidationFailed
+from runner.gateway import EgressSession, egress_note
 from runner.generators import build_chain
 from runner.generators.base import Budget, Changes, GenerationContext, Generator, Usage
 from runner.generators.chain import run_chain
@@ -36,6 +37,32 @@ EXCERPT_CHARS = 3000
 
 def make(d: Deps, run: JobRun, task: DispatchTask, tree: Worktree, names: TaskNames, *,
          round_ctx: RoundContext | None = None, spent: Spent | None = None) -> Validated:
+    """Generate, guard and validate; setup and validation reach only SANDBOX_EGRESS_ALLOW's hosts.
+
+    The egress proxy, when configured, serves the repository's setup and validation commands
+    for this change; the hosts it blocked are named on the issue (and in a validation failure,
+    where a blocked download is often the cause).
+    """
+    egress = EgressSession.open(d.settings, d.sandbox, run.log)
+    if egress is None:
+        return _make(d, run, task, tree, names, round_ctx=round_ctx, spent=spent)
+    try:
+        made = _make(replace(d, sandbox=egress.sandbox), run, task, tree, names, round_ctx=round_ctx,
+                     spent=spent, extra_env=egress.env)
+    except ValidationFailed as exc:
+        note = egress_note(egress.close())
+        if note is None:
+            raise
+        raise ValidationFailed(f"{exc.message}\n\n{note}", hint=exc.hint) from exc
+    finally:
+        blocked = egress.close()
+    note = egress_note(blocked)
+    return replace(made, notes=made.notes + (note,)) if note else made
+
+
+def _make(d: Deps, run: JobRun, task: DispatchTask, tree: Worktree, names: TaskNames, *,
+          round_ctx: RoundContext | None = None, spent: Spent | None = None,
+          extra_env: dict[str, str] | None = None) -> Validated:
     """Generate, guard and validate; a failed validation feeds its output back for another try."""
     s, workspace = d.settings, d.workspace
     # From the base commit only: what a change or an earlier run put on the branch never counts.
@@ -45,7 +72,7 @@ def make(d: Deps, run: JobRun, task: DispatchTask, tree: Worktree, names: TaskNa
         repo_notes = (f"`.agent-runner.yml` lists setup or validate commands; they were not run "
                       f"because `REPO_COMMANDS` does not allow them for {task.target_repo}.",)
         repo_config = replace(repo_config, setup=(), validate=())
-    env = minimal_env(s.command_env_allowlist)
+    env = minimal_env(s.command_env_allowlist, extra_env)
     if repo_config.setup:
         outcome.show(d, run, progress="running the repository's setup commands")
         with run.stage("setup"):

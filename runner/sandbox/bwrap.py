@@ -100,6 +100,9 @@ class Sandbox:
     extra_ro: tuple[Path, ...] = ()
     #: The bubblewrap program (a name on PATH or a path).
     bwrap: str = "bwrap"
+    #: Shown read-only in every command of this sandbox, and run first (the egress proxy's relay).
+    binds: tuple[tuple[Path, str], ...] = ()
+    wrap: tuple[str, ...] = ()
 
     @classmethod
     def from_settings(cls, settings: object) -> Sandbox:
@@ -151,14 +154,16 @@ class Sandbox:
 
         With ``merge_stderr`` False, stderr comes back apart in ``ProcResult.stderr``.
         ``binds`` shows host paths read-only at the given paths inside (a Unix socket
-        of the model gateway); ``wrap`` is argv that runs inside first and starts the
-        command itself (the gateway's relay). With ``SANDBOX=off`` both are ignored.
+        of the model gateway), besides the sandbox's own; ``wrap`` is argv that runs inside
+        first and starts the command itself (the gateway's relay), instead of the sandbox's
+        own. With ``SANDBOX=off`` both are ignored.
 
         ``git_dir`` is the worktree's real git directory, from the workspace (never read
         from the worktree's ``.git``, which the command controls). Raise SandboxUnavailable
         when no backend can run it, FileNotFoundError when the program is not visible inside.
         """
         args = split_command(argv)
+        binds, wrap = (*self.binds, *binds), tuple(wrap) or self.wrap
         allowed = set(secrets_allowed)
         child_env = {k: v for k, v in env.items() if k in allowed or not is_secret_name(k)}
         worktree = Path(worktree).resolve()

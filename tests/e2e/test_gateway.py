@@ -452,3 +452,35 @@ def test_no_fallback_generator_runs_once_the_budget_is_spent(
     assert [o.status for o in outcomes] == ["failed"]  # not the `trace` fallback's empty success
     comment = [c["body"] for c in world.comments(number) if "agent-runner:result" in c["body"]][-1]
     assert "MAX_TOKENS_PER_TASK" in comment and world.pulls() == []
+
+
+FETCHER = '''import os, sys, urllib.request
+try:
+    urllib.request.urlopen("https://" + sys.argv[1] + "/simple/", timeout=10)
+    print("fetched")
+except Exception as exc:
+    print(f"fetch failed: {exc}")
+sys.exit(int(sys.argv[2]) if len(sys.argv) > 2 else 0)
+'''
+
+
+def test_setup_and_validation_reach_only_allowed_hosts_and_blocked_ones_are_reported(world: World) -> None:
+    from tests.conftest import README_PATCH
+
+    world.emu.create_repo("octocat/fetcher", files={
+        "README.md": "# target\n\nA repository the runner changes in tests.\n",
+        "fetch.py": FETCHER,
+        ".agent-runner.yml": "setup:\n  - python3 fetch.py setup-host.example\n"
+                             "validate:\n  - python3 fetch.py validate-host.example 1\n",
+    })
+    number = world.file_issue(dispatch_body(target="octocat/fetcher", instruction=f"Patch it.\n\n{README_PATCH}"))
+
+    outcomes = world.run_once(generators="patch", repo_commands="allow", sandbox_egress_allow="pypi.org",
+                              validation_rounds=0, on_validation_failure="fail")
+
+    assert [o.status for o in outcomes] == ["failed"]
+    comment = [c["body"] for c in world.comments(number) if "agent-runner:result" in c["body"]][-1]
+    assert "Tunnel connection failed: 403" in comment, comment  # what the validation command printed
+    assert "The sandbox's egress proxy blocked 2 connection(s)" in comment
+    assert "`setup-host.example:443` by `python3 fetch.py setup-host.example`" in comment
+    assert "`validate-host.example:443` by `python3 fetch.py validate-host.example 1`" in comment

@@ -92,3 +92,14 @@ def test_host_patterns_and_targets() -> None:
     assert split_target("GET", "http://pypi.org/simple") == ("pypi.org", 80)
     assert split_target("GET", "/simple") is None
     assert split_target("CONNECT", "pypi.org:notaport") is None
+
+
+def test_the_allowlist_setting_takes_host_names_only() -> None:
+    from runner.config import load_settings
+    from runner.errors import ConfigError
+
+    assert load_settings(env_file=None, sandbox_egress_allow="PyPI.org,*.pythonhosted.org").sandbox_egress_allow == (
+        "pypi.org", "*.pythonhosted.org")
+    for bad in ("https://pypi.org", "pypi.org:443", "pypi.org/simple"):
+        with pytest.raises(ConfigError, match="SANDBOX_EGRESS_ALLOW"):
+            load_settings(env_file=None, sandbox_egress_allow=bad)
