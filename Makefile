@@ -37,6 +37,7 @@ bench: $(STAMP)
 	$(PY) bench/throughput.py
 	$(PY) bench/chaos.py
 	$(PY) bench/sandbox.py
+	$(PY) bench/gateway.py
 
 # A real model server (llama-cpp-python + Gemma 3 270M) end to end; not part of `make test`.
 check-real-llm: $(STAMP)
