@@ -192,13 +192,20 @@ def _main(argv: Sequence[str] | None) -> int:
         return 1
     except KeyboardInterrupt:
         return 130
+    finally:
+        from runner import tempdirs
+
+        tempdirs.release()  # nothing of the runner's stays under TMPDIR
 
 
 def _dispatch(args: argparse.Namespace, stop: _Stop) -> int:
     command = args.command
     if command == "demo":
+        from runner import tempdirs
         from runner.app import build_app
         from runner.ops.demo import run_demo
+
+        tempdirs.claim()
 
         return run_demo(build_app=build_app, state_dir=args.state_dir, verbose=args.verbose, out=print)
     if command == "emulator":
@@ -229,6 +236,9 @@ def _dispatch(args: argparse.Namespace, stop: _Stop) -> int:
         ok, detail = probe(args.url or f"http://127.0.0.1:{settings.health_port}/healthz")
         print(detail)
         return 0 if ok else 1
+    from runner import tempdirs
+
+    tempdirs.claim(fallback=settings.data_dir)  # every temporary file of this process, removed at exit
     if command == "check-config":
         return _check_config(settings, as_json=args.json)
     if command == "smoke-test":
@@ -257,6 +267,9 @@ def _dispatch(args: argparse.Namespace, stop: _Stop) -> int:
                 # A job or the poll still hangs on GitHub past the grace period (leases released).
                 # Do not let interpreter shutdown wait on their threads and sockets.
                 app.close()
+                from runner import tempdirs
+
+                tempdirs.release()
                 sys.stdout.flush()
                 sys.stderr.flush()
                 os._exit(code)

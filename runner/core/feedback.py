@@ -27,6 +27,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
 
+from runner.core.render import is_result_comment
 from runner.forge.base import FeedbackItem
 
 RoundOutcome = Literal["pushed", "unchanged", "failed", "refused"]
@@ -128,6 +129,19 @@ def mentions(body: str, login: str) -> bool:
     name = re.escape(login.removesuffix("[bot]"))
     pattern = re.compile(rf"(?<![\w@/-])@{name}(?:\[bot\])?(?![\w-])", re.IGNORECASE)
     return any(pattern.search(line) for line in _outside_fences(visible_text(body)))
+
+
+def is_own(item: FeedbackItem, posted: frozenset[str] = frozenset()) -> bool:
+    """Whether the runner wrote this item: its hidden result marker, or a key it recorded when posting.
+
+    Never the author: with a personal access token the token's owner is a person,
+    and their own ``/agent`` is feedback like anyone else's."""
+    return item.key in posted or is_result_comment(item.body)
+
+
+def own_comment_key(repo: str, comment_id: int) -> str:
+    """The feedback key of a comment the runner posted on an issue (see :attr:`FeedbackItem.key`)."""
+    return f"{repo.lower()}:issue_comment:{comment_id}"
 
 
 def trigger_text(item: FeedbackItem, *, command: str, bot_login: str | None) -> str | None:

@@ -62,10 +62,10 @@ class FeedbackPoll:
         """The task a trigger item belongs to, or None when it is no trigger or nobody's."""
         # Who the runner is costs a request the first time: ask only when the answer matters.
         mention = self.forge.authenticated_login(self.repo) if item.kind == "review_comment" else None
+        if feedback.is_own(item):  # by what the runner writes, not by author; the ledger knows its ids too
+            return None
         if feedback.trigger_text(item, command=self.settings.feedback_command, bot_login=mention) is None:
             return None
-        if item.author.lower() == self.forge.authenticated_login(self.repo).lower():
-            return None  # the runner's own comments
         key = self._task_of(item, pulls)
         if key is None:
             return None

@@ -33,7 +33,7 @@ from datetime import datetime, timedelta
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any, Protocol
 
-from runner.core import policy
+from runner.core import feedback, policy
 from runner.core.feedback import FeedbackItem
 from runner.errors import ConfigError, RunnerError, WebhookRejected
 from runner.forge.base import Issue
@@ -145,7 +145,11 @@ def route(delivery: Delivery, *, dispatch_repo: str, bot_login: str | None, labe
     """Decide, purely, what a verified delivery asks of the runner."""
     if delivery.event == "ping":
         return Intent("ignored", "ping")
-    if bot_login and (delivery.sender or "").lower() == bot_login.lower():
+    # By sender only for a GitHub App, whose login no person has. With a personal access token the
+    # token's owner is a person whose comments and labels count: the runner's own comments carry its
+    # marker, and its own label changes leave the issue ineligible (processed or failed).
+    sender = (delivery.sender or "").lower()
+    if bot_login and bot_login.lower().endswith("[bot]") and sender == bot_login.lower():
         return Intent("ignored", "the runner's own action")
     if delivery.event in FEEDBACK_EVENTS:
         return _feedback(delivery, dispatch_repo)
@@ -195,6 +199,8 @@ def _feedback(delivery: Delivery, dispatch_repo: str) -> Intent:
         line=line if isinstance(line, int) else None,
         diff_hunk=item.get("diff_hunk") if isinstance(item.get("diff_hunk"), str) else None,
     )
+    if feedback.is_own(found):
+        return Intent("ignored", "the runner's own comment")
     return Intent("feedback", delivery.event, issue_number=number, feedback=found.to_json())
 
 

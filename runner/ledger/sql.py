@@ -183,6 +183,7 @@ class Statements:
     record_delivery: str
     deliveries: str
     add_feedback: str
+    add_own_comment: str
     wake_for_feedback: str
     pending_feedback: str
     handled_feedback: str
@@ -250,6 +251,13 @@ def statements(dialect: Dialect) -> Statements:
         add_feedback=f"""INSERT INTO {FEEDBACK}
             (dispatch_repo, issue_number, item_key, status, item, received_at)
             SELECT :repo, :issue, :item_key, 'pending', :item, :now
+            WHERE EXISTS (SELECT 1 FROM {TABLE} WHERE {_KEY})
+            ON CONFLICT (dispatch_repo, issue_number, item_key) DO NOTHING
+            RETURNING item_key""",
+        # A comment the runner posted: known and handled from the start, so no poll or delivery queues it.
+        add_own_comment=f"""INSERT INTO {FEEDBACK}
+            (dispatch_repo, issue_number, item_key, status, item, outcome, received_at, handled_at)
+            SELECT :repo, :issue, :item_key, 'done', :item, :outcome, :now, :now
             WHERE EXISTS (SELECT 1 FROM {TABLE} WHERE {_KEY})
             ON CONFLICT (dispatch_repo, issue_number, item_key) DO NOTHING
             RETURNING item_key""",

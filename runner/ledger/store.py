@@ -251,6 +251,12 @@ class SqlLedger(ABC):
             self.wake_for_feedback(now=now, key=key)
         return added
 
+    def add_own_comment(self, key: TaskKey, item_key: str, *, now: datetime) -> bool:
+        """Record a comment the runner posted on the task's issue: known, so it never becomes feedback."""
+        return bool(self._write(self._sql.add_own_comment, {
+            **self._key(key), "item_key": item_key, "item": self._json_in({"own": True}),
+            "outcome": self._json_in({"own": True}), "now": self._now(now)}))
+
     def wake_for_feedback(self, *, now: datetime, key: TaskKey | None = None) -> Sequence[TaskKey]:
         """Queue finished tasks that have pending feedback (all of them, or ``key``)."""
         params = self._key(key) if key else {"repo": None, "issue": None}

@@ -23,14 +23,14 @@ from functools import partial
 from typing import Any, TypeVar
 
 from runner.config import Settings
-from runner.core import policy
+from runner.core import feedback, policy
 from runner.core.render import ResultView
 from runner.errors import CrashLoop, InternalError, LeaseLost, RunnerError, ShuttingDown
 from runner.forge.base import Forge
 from runner.generators.base import Generator
 from runner.hooks.commands import HookCommands
 from runner.hooks.plugins import CombinedHooks
-from runner.ledger.base import FeedbackInbox, Job, JobLedger, WorkloadSource
+from runner.ledger.base import FeedbackInbox, Job, JobLedger, TaskKey, WorkloadSource
 from runner.ledger.lease import LeaseKeeper
 from runner.log import Redactor
 from runner.metrics import Metrics
@@ -153,12 +153,18 @@ class Pipeline:
     ) -> None:
         sandbox = sandbox or Sandbox.from_settings(settings)
         labels = policy.Labels(settings.trigger_label, settings.processed_label, settings.failed_label)
+
+        def posted(repo: str, number: int, comment_id: int) -> None:
+            if inbox is not None:  # the runner's comment is known from the start: never a feedback item
+                inbox.add_own_comment(TaskKey(repo, number), feedback.own_comment_key(repo, comment_id),
+                                      now=clock())
+
         self.deps = Deps(
             settings=settings, forge=forge, workspace=workspace, chain=list(chain), ledger=ledger, hooks=hooks,
             redact=redactor, log=log, clock=clock, sandbox=sandbox,
             hook_commands=hook_commands or HookCommands.from_settings(settings, sandbox=sandbox, redact=redactor,
                                                                       log=log),
-            labels=labels, retry=retry_policy, reporter=Reporter(forge, labels, redactor, log, retry_policy),
+            labels=labels, retry=retry_policy, reporter=Reporter(forge, labels, redactor, log, retry_policy, posted),
             inbox=inbox, workload=ledger if isinstance(ledger, WorkloadSource) else None, metrics=metrics)
 
     @property

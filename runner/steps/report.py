@@ -49,8 +49,10 @@ class Reporter:
     """Upserts the result comment and sets the final label."""
 
     def __init__(self, forge: Forge, labels: Labels, redact: Callable[[str], str], log: Any,
-                 policy: retry.RetryPolicy = retry.RetryPolicy()) -> None:  # noqa: B008 (a frozen value)
+                 policy: retry.RetryPolicy = retry.RetryPolicy(),  # noqa: B008 (a frozen value)
+                 posted: Callable[[str, int, int], None] | None = None) -> None:
         self._forge = forge
+        self._posted = posted  # (repo, issue, comment id) of each comment created: the ledger records it
         self._labels = labels
         self._redact = redact
         self._log = log
@@ -91,6 +93,8 @@ class Reporter:
                 comment = self._retry(lambda: self._forge.create_comment(repo, number, body),
                                       "post the result comment", recheck=lambda: self.find(repo, number))
                 known = (comment.id, comment.body)
+                if self._posted is not None:
+                    self._posted(repo, number, comment.id)
             if known[1] != body:
                 comment_id = known[0]
                 self._retry(lambda: self._forge.edit_comment(repo, comment_id, body), "edit the result comment")

@@ -25,6 +25,7 @@ untrusted command rewrote is never followed.
 
 from __future__ import annotations
 
+import atexit
 import base64
 import functools
 import os
@@ -42,6 +43,7 @@ from urllib.parse import urlsplit
 
 from filelock import FileLock
 
+from runner import tempdirs
 from runner.errors import HumanCommitsOnBranch, NotFound, WorkspaceError
 
 GIT_TIMEOUT_S = 600
@@ -424,6 +426,7 @@ def _empty_dir(purpose: str) -> Path:
     """A directory only the runner can see, empty and read-only: the hooks path and git's HOME."""
     path = Path(tempfile.mkdtemp(prefix=f"agent-runner-{purpose}-"))
     path.chmod(0o555)
+    atexit.register(tempdirs.remove_tree, path)  # read-only: a plain rmtree would fail on it
     return path
 
 

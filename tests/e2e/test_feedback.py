@@ -105,6 +105,35 @@ def test_agent_comment_with_a_diff_pushes_a_second_commit_to_the_same_pr(users: 
     assert len(commits(world, branch)) == 2
 
 
+def test_the_token_owners_own_agent_comment_is_honoured_with_a_personal_access_token(users: World) -> None:
+    """With a PAT the token's owner is a person: their `/agent` on their own issue runs a round.
+
+    The world's token is octocat's (an admin, not a bot); the runner's own result comment,
+    posted with the same login, is told apart by its marker and by its id in the ledger."""
+    world = users
+    number, branch = first_run(world)
+    [result] = result_comments(world, number)
+    assert result["user"]["login"] == "octocat"
+    app = world.app()
+    own = [k for k, _, _, done in app.ledger.handled_feedback(TaskKey(DISPATCH, number)) if done.get("own")]
+    assert own == [f"{DISPATCH}:issue_comment:{result['id']}"]
+    comment_id = world.emu.add_comment(DISPATCH, number, f"/agent please also log a line\n\n{APP_PATCH}",
+                                       as_user="octocat")
+
+    world.run_once()
+
+    subjects = commits(world, branch)
+    assert len(subjects) == 2 and "feedback round 1" in subjects[0]
+    assert world.emu.file_at(TARGET, branch, "src/app.py") == "print('hello')\nprint('round one')\n"
+    assert [r["content"] for r in world.emu.reactions(DISPATCH, comment_id)] == ["eyes"]
+    [after] = result_comments(world, number)
+    assert after["id"] == result["id"] and "Round 1" in after["body"] and "@octocat" in after["body"]
+
+    # The runner's edited result comment, by the same login, starts nothing.
+    world.run_once()
+    assert len(commits(world, branch)) == 2
+
+
 def test_two_feedback_items_give_two_sequential_rounds(users: World) -> None:
     two_items_together(users)
 
@@ -300,7 +329,9 @@ def test_kill_9_after_the_rounds_push_gives_exactly_one_new_commit(users: World,
     app = users.app()
     key = TaskKey(DISPATCH, number)
     assert app.ledger.pending_feedback(key) == []
-    assert [(status, round_no) for _, status, round_no, _ in app.ledger.handled_feedback(key)] == [("done", 1)]
+    rounds = [(status, round_no) for _, status, round_no, done in app.ledger.handled_feedback(key)
+              if not done.get("own")]
+    assert rounds == [("done", 1)]
 
 
 def test_the_token_budget_covers_every_round_and_is_reported(users: World) -> None:

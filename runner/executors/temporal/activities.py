@@ -156,6 +156,9 @@ class ActivityLedger:
     def add_feedback(self, key: TaskKey, item_key: str, item: Mapping[str, Any], *, now: datetime) -> bool:
         raise AssertionError("under Temporal, feedback items are signals to the workflow (TemporalExecutor)")
 
+    def add_own_comment(self, key: TaskKey, item_key: str, *, now: datetime) -> bool:
+        return False  # under Temporal the hidden marker alone tells the runner's comments apart
+
     def wake_for_feedback(self, *, now: datetime, key: TaskKey | None = None) -> Sequence[TaskKey]:
         return []
 

@@ -10,7 +10,9 @@ from runner.core.feedback import (
     RoundRecord,
     Spent,
     command_text,
+    is_own,
     mentions,
+    own_comment_key,
     pull_ref,
     recorded,
     refusal,
@@ -110,3 +112,15 @@ def test_the_round_context_carries_instruction_feedback_location_hunk_and_diff()
                  "diff --git a/x b/x"):
         assert part in ctx.text
     assert ctx.text.count("```diff") == 2  # a fence in the diff cannot close ours
+
+
+def test_the_runners_own_items_are_known_by_marker_or_recorded_key_never_by_author() -> None:
+    def comment(body: str, author: str = "octocat", id_: int = 5) -> FeedbackItem:
+        return FeedbackItem(kind="issue_comment", id=id_, repo="O/Dispatch", number=1, author=author, body=body)
+
+    assert is_own(comment("<!-- agent-runner:result -->\n⏳ working"))
+    assert is_own(comment("  <!-- agent-runner:result -->\n/agent", author="someone"))
+    assert not is_own(comment("/agent also the README"))  # the token owner's own comment
+    assert is_own(comment("/agent", id_=5), frozenset({own_comment_key("o/dispatch", 5)}))
+    assert not is_own(comment("/agent", id_=6), frozenset({own_comment_key("o/dispatch", 5)}))
+    assert not is_own(comment("quoting `<!-- agent-runner:result -->` is fine"))

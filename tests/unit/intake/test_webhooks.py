@@ -80,4 +80,21 @@ def test_routing() -> None:
                          "review": {"id": 1, "body": "fix it", "user": {"login": "octocat"}}}).encode()
     assert _route(review, "pull_request_review") == "feedback"
     assert _route(b'{"zen": "hi"}', "ping") == "ignored"
+
+
+def _comment(body: str, author: str) -> bytes:
+    return json.dumps({"action": "created", "repository": {"full_name": "o/dispatch"}, "sender": {"login": author},
+                       "issue": {"number": 7}, "comment": {"id": 9, "body": body, "user": {"login": author}}}).encode()
+
+
+def test_a_personal_access_tokens_owner_is_a_person_the_runners_comments_carry_its_marker() -> None:
+    # With a PAT the runner's login is the token owner's: their comments and labels count.
+    assert _route(issue_payload(sender="octocat"), bot="octocat") == "queued"
+    assert _route(_comment("/agent also the README", "octocat"), "issue_comment", bot="octocat") == "feedback"
+    # The runner's own comment is told apart by its marker, whoever the author is.
+    own = "<!-- agent-runner:result -->\n/agent looks like a command"
+    assert _route(_comment(own, "octocat"), "issue_comment", bot="octocat") == "ignored"
+    assert _route(_comment(own, "wendy"), "issue_comment", bot="runner-bot[bot]") == "ignored"
+    # A GitHub App's own events are still skipped by sender: no person has a [bot] login.
+    assert _route(_comment("/agent x", "runner-bot[bot]"), "issue_comment", bot="runner-bot[bot]") == "ignored"
     assert metric_event("issues") == "issues" and metric_event("x" * 200) == "other"

@@ -413,6 +413,17 @@ def test_feedback_is_recorded_once_and_only_for_known_tasks(ledger: Ledger) -> N
     assert ledger.pending_feedback(key(1)) == [("r:issue_comment:7", item)]
 
 
+def test_a_comment_the_runner_posted_is_known_from_the_start_and_never_queues_its_task(ledger: Ledger) -> None:
+    enqueue(ledger, 1)
+    job = claim(ledger)
+    ledger.complete(job, now=at(1), pr_url=None, stage_seconds={})
+    assert ledger.add_own_comment(key(1), "r:issue_comment:7", now=at(2))
+    assert not ledger.add_own_comment(key(1), "r:issue_comment:7", now=at(3))
+    assert not ledger.add_feedback(key(1), "r:issue_comment:7", {"id": 7, "body": "/agent"}, now=at(4))
+    assert record(ledger, 1).status == "succeeded" and ledger.pending_feedback(key(1)) == []
+    assert not ledger.add_own_comment(key(2), "r:issue_comment:8", now=at(2))
+
+
 def test_feedback_arriving_during_a_run_keeps_the_task_queued_for_its_round(ledger: Ledger) -> None:
     enqueue(ledger, 1)
     job = claim(ledger)
