@@ -168,7 +168,7 @@ def update_comment(app: Context, req: Request) -> Response:
 
 def _labels_reply(app: Context, repo_name: str, issue: Issue) -> Response:
     repo = app.backend.store.repo(repo_name)
-    return Response(200, app.backend.renderer().issue(repo, issue)["labels"])
+    return Response(200, app.backend.renderer().issue_labels(repo, issue))
 
 
 @router.route("GET", "/repos/{owner}/{repo}/issues/{number:int}/labels")

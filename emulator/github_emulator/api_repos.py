@@ -75,12 +75,18 @@ def get_permission(app: Context, req: Request) -> Response:
     return Response(200, app.backend.renderer().permission(repo, login, role))
 
 
+LEGACY_ROLES: dict[str, Permission] = {"pull": "read", "push": "write"}
+
+
 @router.route("PUT", "/repos/{owner}/{repo}/collaborators/{user}")
 def add_collaborator(app: Context, req: Request) -> Response:
     repo = app.repo(req, "admin")
     data = req.json_object()
-    role: Permission = data.get("permission") or "write"
-    if role not in PERMISSION_ORDER:
+    asked = data.get("permission") or "push"
+    # GitHub's docs name pull, triage, push, maintain and admin (what older clients send);
+    # read and write are the newer names of pull and push, and GitHub takes both.
+    role: Permission = LEGACY_ROLES.get(asked, asked)
+    if role not in PERMISSION_ORDER or role == "none":
         raise UnprocessableEntity([{"resource": "Repository", "code": "invalid", "field": "permission"}])
     # GitHub sends an invitation; the emulator grants the role at once.
     app.backend.store.set_permission(repo.full_name, req.params["user"], role)

@@ -212,4 +212,19 @@ class Hookshot:
             payload["changes"] = notice.extra["changes"]
         payload["repository"] = renderer.repo(repo)
         payload["sender"] = renderer.user(notice.actor)
-        return payload
+        return _without_archive_fields(payload)
+
+
+def _without_archive_fields(payload: dict[str, Any]) -> dict[str, Any]:
+    """Webhook labels as @octokit/openapi-webhooks (the vendored webhooks description) has them.
+
+    GitHub's newer REST description adds ``archived_at``/``archived_by`` to labels; the
+    webhooks slice is not refreshed from github/rest-api-description yet (emulator/README.md)."""
+    labels = [payload.get("label")]
+    for holder in ("issue", "pull_request"):
+        labels += (payload.get(holder) or {}).get("labels") or []
+    for label in labels:
+        if isinstance(label, dict):
+            label.pop("archived_at", None)
+            label.pop("archived_by", None)
+    return payload

@@ -169,17 +169,30 @@ class Renderer:
         })
         return body
 
-    def label(self, repo: Repo, label: Label) -> JSON:
-        return {
+    def label(self, repo: Repo, label: Label, *, embedded: bool = False) -> JSON:
+        """A Label; ``embedded`` is the copy inside an issue or pull request.
+
+        GitHub's own description (newer than npm's, github-rest-newer.json) requires
+        ``archived_at`` and ``archived_by`` on a Label and ``archived_by`` on an embedded
+        one; githubkit 0.16 rejects a Label without them. The emulator never archives."""
+        body: JSON = {
             "id": label.id, "node_id": node_id("Label", label.id),
             "url": self._api(repo, "labels", quote(label.name, safe="")),
             "name": label.name, "color": label.color,
             "description": label.description, "default": label.default,
         }
+        if not embedded:
+            body["archived_at"] = None
+        body["archived_by"] = None
+        return body
 
-    def _issue_labels(self, repo: Repo, issue: Issue) -> list[JSON]:
+    def _issue_labels(self, repo: Repo, issue: Issue, *, embedded: bool = True) -> list[JSON]:
         known = [repo.labels.get(name.lower()) for name in issue.labels]
-        return [self.label(repo, label) for label in known if label is not None]
+        return [self.label(repo, label, embedded=embedded) for label in known if label is not None]
+
+    def issue_labels(self, repo: Repo, issue: Issue) -> list[JSON]:
+        """An issue's labels as the label routes answer them: whole Labels."""
+        return self._issue_labels(repo, issue, embedded=False)
 
     @staticmethod
     def _association(repo: Repo, login: str) -> str:

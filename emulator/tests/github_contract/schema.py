@@ -334,9 +334,22 @@ def _undeclared(desc: Description, pointer: str, instance: Any, path: str) -> It
                     yield from _undeclared(desc, f"{branch}/items", item, f"{path}[{index}]")
 
 
+def _newer(doc: dict[str, Any]) -> dict[str, Any]:
+    """Merge ``github-rest-newer.json`` (GitHub's own, newer description) over npm's: the newer wins.
+
+    A schema's ``properties`` are updated key by key and its ``required`` list extended."""
+    newer = json.loads((HERE / "github-rest-newer.json").read_text())
+    for patch in newer["schemas"]:
+        schema = _at(doc, patch["pointer"])
+        schema.setdefault("properties", {}).update(patch.get("properties", {}))
+        schema["required"] = [*schema.get("required", []),
+                              *(r for r in patch.get("required", []) if r not in schema.get("required", []))]
+    return doc
+
+
 @cache
 def rest() -> Description:
-    doc = _corrected(json.loads((HERE / "github-rest.json").read_text()))
+    doc = _newer(_corrected(json.loads((HERE / "github-rest.json").read_text())))
     return Description(doc, REST_URI, _Rest, DRAFT4)
 
 
