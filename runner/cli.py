@@ -97,6 +97,9 @@ def build_parser() -> argparse.ArgumentParser:
     emulator.add_argument("--port", type=int, default=0, help="port; 0 picks a free one (default)")
     emulator.add_argument("--state-dir", type=Path, required=True,
                           help="where repositories, issues and PRs are kept across restarts")
+    emulator.add_argument("--repo", action="append", default=[], metavar="OWNER/NAME",
+                          help="create this repository (owned by octocat, with a README) unless it "
+                               "exists; repeat for more, e.g. --repo octocat/dispatch --repo octocat/target")
 
     status = sub.add_parser("status", help="show the ledger: each task's status, attempt, owner, PR",
                             description="Read the ledger at LEDGER_URL and print one row per task.")
@@ -212,7 +215,7 @@ def _dispatch(args: argparse.Namespace, stop: _Stop) -> int:
         from runner.ops.demo import load_emulator
 
         load_emulator("emulator").serve_forever(host=args.host, port=args.port, state_dir=args.state_dir,
-                                                print_fn=print)
+                                                print_fn=print, repos=args.repo)
         return 0
     if command == "generators":
         return _list_generators()

@@ -129,6 +129,9 @@ class GitHubEmulator:
         self._backend.create_repo(full_name, private=private, default_branch=default_branch,
                                   description=description, files=files or {"README.md": f"# {name}\n"})
 
+    def has_repo(self, full_name: str) -> bool:
+        return self._backend.store.has_repo(full_name)
+
     def set_permission(self, full_name: str, login: str, permission: Permission) -> None:
         if permission not in get_args(Permission):
             raise ValueError(f"unknown permission {permission!r}; use one of {get_args(Permission)}")
@@ -305,8 +308,10 @@ class GitHubEmulator:
 
 
 def serve_forever(host: str, port: int, state_dir: Path | str,
-                  print_fn: Callable[[str], None] = print) -> None:
-    """Run an emulator until SIGTERM or SIGINT; print one line with the base URL when ready."""
+                  print_fn: Callable[[str], None] = print, repos: Iterable[str] = ()) -> None:
+    """Run an emulator until SIGTERM or SIGINT; print one line with the base URL when ready.
+
+    ``repos`` (``owner/name``) are created, owned by octocat with a README, unless they exist."""
     stop = threading.Event()
 
     def on_signal(signum: int, frame: FrameType | None) -> None:
@@ -315,6 +320,10 @@ def serve_forever(host: str, port: int, state_dir: Path | str,
     previous = {sig: signal.signal(sig, on_signal) for sig in (signal.SIGTERM, signal.SIGINT)}
     try:
         with GitHubEmulator(state_dir, host, port) as emu:
+            for full_name in repos:
+                if not emu.has_repo(full_name):
+                    emu.create_repo(full_name, files={"README.md": f"# {full_name.split('/')[-1]}\n"})
+                    print_fn(f"Created repository {full_name}")
             print_fn(f"GitHub emulator listening on {emu.base_url} (admin token: {ADMIN_TOKEN})")
             sys.stdout.flush()  # the caller may read this line through a pipe
             stop.wait()
