@@ -386,8 +386,10 @@ def _serve(app: Any, stop: threading.Event, *, poll: bool = True) -> int:
 def _list_generators() -> int:
     from runner.generators import registry
 
-    for name, (_factory, origin) in sorted(registry().items()):
-        print(f"{name:12} {origin}")
+    found = sorted(registry().items())
+    width = max((len(name) for name, _ in found), default=0) + 1
+    for name, (_factory, origin) in found:
+        print(f"{name:{width}}{origin}")
     return 0
 
 
