@@ -8,6 +8,7 @@ gateway reachable inside the sandbox, and, once closed, a :class:`GatewayReport`
 
 from __future__ import annotations
 
+import os
 import secrets
 import shutil
 import tempfile
@@ -124,7 +125,7 @@ class GatewaySession:
                                recorder=Recorder(transcript_dir, secrets=[*keys, self.token]),
                                models=frozenset(getattr(settings, "gateway_models", ()) or ()),
                                read_timeout_s=getattr(settings, "gateway_timeout_seconds", 300.0))
-        self._scratch = Path(tempfile.mkdtemp(prefix="agent-runner-gw-"))
+        self._scratch = Path(tempfile.mkdtemp(prefix="agent-runner-gw-", dir=socket_dir()))
         self.egress: EgressProxy | None = None
         self.proxy_env: dict[str, str] = {}
         try:
@@ -178,7 +179,7 @@ class EgressSession:
     """
 
     def __init__(self, allow: tuple[str, ...], sandbox: Any, log: Any = None) -> None:
-        self._scratch = Path(tempfile.mkdtemp(prefix="agent-runner-egress-"))
+        self._scratch = Path(tempfile.mkdtemp(prefix="agent-runner-egress-", dir=socket_dir()))
         self.proxy = EgressProxy(allow, log=log)
         try:
             socket_path = self.proxy.serve_unix(self._scratch / "egress.sock")
@@ -212,6 +213,12 @@ def egress_note(blocked: tuple[Attempt, ...]) -> str | None:
     more = f"; and {len(blocked) - 5} more" if len(blocked) > 5 else ""
     return (f"The sandbox's egress proxy blocked {len(blocked)} connection(s): {shown}{more}. "
             "Add a host to `SANDBOX_EGRESS_ALLOW` if the task needs it.")
+
+
+def socket_dir() -> str:
+    """Where the sockets go: the temporary directory, unless its path is too long for a socket's."""
+    tmp = tempfile.gettempdir()
+    return tmp if len(os.fsencode(tmp)) <= 60 else "/tmp"
 
 
 def proxy_env(url: str) -> dict[str, str]:

@@ -57,6 +57,10 @@ def open_gateway(settings: Any, spec: GatewaySpec, sandbox: Any, ctx: Generation
                                  log=ctx.log, relay=relay)
     except ValueError as exc:
         raise ConfigError(f"The model gateway cannot start: {exc}.") from exc
+    except OSError as exc:  # its socket or temporary directory
+        raise GeneratorError(f"The model gateway could not start here ({exc.strerror or exc}); nothing was run.",
+                             hint="Check that the runner can write its temporary directory (TMPDIR), then "
+                                  "remove the `agent-failed` label.") from exc
     ctx.log.info("gateway_started", dialects=list(spec.dialects), relay=relay, port=session.endpoint.port)
     return session
 
