@@ -32,7 +32,8 @@ class Recorder:
     """Append the gateway's exchanges to one task's transcript; safe to call from many threads.
 
     Redacting and writing a 100 KB request takes milliseconds, so a writer thread does it,
-    in order, off the calls' path; :meth:`close` waits for it.
+    in order, off the calls' path; :meth:`close` waits for it. A body is redacted whole
+    before it is clipped, so no cut can leave part of a secret behind.
     """
 
     def __init__(self, directory: Path | None, *, secrets: Sequence[str]) -> None:
@@ -40,7 +41,7 @@ class Recorder:
         self._redact = Redactor(secrets)
         self.events: list[dict[str, Any]] = []
         self.path: Path | None = None
-        self._queue: queue.SimpleQueue[dict[str, Any] | None] = queue.SimpleQueue()
+        self._queue: queue.SimpleQueue[tuple[dict[str, Any], bytes | None] | None] = queue.SimpleQueue()
         self._writer: threading.Thread | None = None
         if directory is not None:
             directory.mkdir(parents=True, exist_ok=True)
@@ -52,16 +53,15 @@ class Recorder:
     def request(self, call: int, *, method: str, path: str, dialect: str, headers: Iterable[tuple[str, str]],
                 body: bytes) -> None:
         kept = {n.lower(): v for n, v in headers if n.lower() in _KEPT_HEADERS and n.lower() not in AUTH_HEADERS}
-        self._add("request", call=call, method=method, path=path, dialect=dialect, headers=kept,
-                  text=_text(body))
+        self._add("request", body, call=call, method=method, path=path, dialect=dialect, headers=kept)
 
     def response(self, call: int, *, status: int, body: bytes, usage: Mapping[str, Any] | None,
                  duration_ms: float, streamed: bool) -> None:
-        self._add("response", call=call, status=status, streamed=streamed, usage=dict(usage or {}),
-                  duration_ms=round(duration_ms, 1), text=_text(body))
+        self._add("response", body, call=call, status=status, streamed=streamed, usage=dict(usage or {}),
+                  duration_ms=round(duration_ms, 1))
 
     def refused(self, call: int, *, method: str, path: str, status: int, reason: str) -> None:
-        self._add("refused", call=call, method=method, path=path, status=status, text=reason)
+        self._add("refused", None, call=call, method=method, path=path, status=status, text=reason)
 
     def close(self) -> Path | None:
         """Write what is queued, then ``gateway.md``, one section per event, for people; return its path."""
@@ -81,22 +81,27 @@ class Recorder:
         markdown.write_text("\n".join(out), encoding="utf-8")
         return markdown
 
-    def _add(self, kind: str, **fields: Any) -> None:
+    def _add(self, kind: str, body: bytes | None, **fields: Any) -> None:
         if self.path is not None:
-            self._queue.put({"kind": kind, "at": round(time.time(), 3), **fields})
+            self._queue.put(({"kind": kind, "at": round(time.time(), 3), **fields}, body))
 
     def _write_all(self) -> None:
         assert self.path is not None
-        while (event := self._queue.get()) is not None:
-            line = self._redact(json.dumps(event, ensure_ascii=False, default=str))
+        while (item := self._queue.get()) is not None:
+            event, body = item
+            clean = json.loads(self._redact(json.dumps(event, ensure_ascii=False, default=str)))
+            if body is not None:
+                clean["text"] = clip_text(self._redact(body.decode("utf-8", "replace")))
             with self._lock:
-                self.events.append(json.loads(line))
+                self.events.append(clean)
             with self.path.open("a", encoding="utf-8") as handle:
-                handle.write(line + "\n")
+                handle.write(json.dumps(clean, ensure_ascii=False) + "\n")
 
 
-def _text(body: bytes) -> str:
-    text = body[: _BODY_CHARS * 2].decode("utf-8", "replace")
-    if len(text) > _BODY_CHARS:
-        return f"{text[:_BODY_CHARS]}… [{len(body) - _BODY_CHARS} more bytes]"
-    return text
+def clip_text(text: str, limit: int = _BODY_CHARS) -> str:
+    """The text with its middle cut when long: a request's head (system prompt, tools) and its
+    tail (the newest turns, which each call resends the history before) say the most."""
+    if len(text) <= limit:
+        return text
+    head, tail = limit // 3, limit - limit // 3
+    return f"{text[:head]} … [{len(text) - head - tail} characters omitted] … {text[-tail:]}"

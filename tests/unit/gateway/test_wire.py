@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import pytest
 
@@ -141,3 +142,25 @@ def test_request_facts_take_the_largest_output_limit() -> None:
     facts = wire.request_facts({"model": "gpt-4o", "max_tokens": 100, "max_completion_tokens": 300, "stream": True})
     assert (facts.model, facts.max_output, facts.stream) == ("gpt-4o", 300, True)
     assert wire.request_facts({"max_output_tokens": True}).max_output is None
+
+
+def test_a_long_body_keeps_its_head_and_its_newest_turns() -> None:
+    from runner.gateway.record import clip_text
+
+    body = '{"system": "SYSTEM", "messages": [' + '"old", ' * 20_000 + '"NEWEST"]}'
+    text = clip_text(body, 3000)
+    assert text.startswith('{"system": "SYSTEM"') and text.endswith('"NEWEST"]}')
+    assert f"[{len(body) - 3000} characters omitted]" in text
+    assert clip_text("short") == "short"
+
+
+def test_a_secret_across_the_cut_is_still_redacted(tmp_path: Path) -> None:
+    from runner.gateway.record import Recorder
+
+    secret = "sk-ant-api03-" + "S" * 40
+    body = ("a" * 19_990 + secret + "b" * 50_000).encode()  # the cut (at 20,000) falls inside the secret
+    recorder = Recorder(tmp_path, secrets=[secret])
+    recorder.request(1, method="POST", path="/v1/messages", dialect="anthropic", headers=[], body=body)
+    recorder.close()
+    text = (tmp_path / "gateway.jsonl").read_text()
+    assert "sk-ant-api" not in text and "SSSSSSSSSS" not in text
