@@ -243,3 +243,31 @@ def test_a_failing_model_ends_the_run_honestly_after_few_calls(world: World, nam
 
 def preset_label(name: str) -> str:
     return {"claude-code": "Claude Code", "codex": "Codex", "mini-swe-agent": "mini-swe-agent"}[name]
+
+
+def test_the_deadline_stops_the_cli_and_everything_it_started(world: World) -> None:
+    preset = PRESETS["claude-code"]
+    program = cli_path(preset)
+    install = installation(Path(program))
+    with preset.server(api_key=REAL_KEY) as model:
+        # It starts a detached sleeper, then its model never answers again.
+        model.script([Reply.claude_bash("(setsid sleep 600 &) ; echo started"), Reply.slow(120, Reply.text("late"))])
+        number = world.file_issue(dispatch_body(instruction=INSTRUCTION, model=MODEL))
+        with EnvWatcher(str(install.paths[-1])) as cli, EnvWatcher("sleep\0" + "600") as sleeper:
+            outcomes = world.run_once(generators=preset.name, claude_code_bin=program,
+                                      anthropic_base_url=model.base_url, anthropic_api_key=REAL_KEY,
+                                      generator_timeout_seconds=6)
+
+        assert [o.status for o in outcomes] == ["failed"], outcomes
+        assert cli.seen and sleeper.seen, "the watchers never saw the CLI and its sleeper run"
+        alive = [pid for pid in (*cli.seen, *sleeper.seen) if _state(pid) not in ("Z", "X")]
+        assert not alive, "a process of the CLI outlived the deadline"
+        comment = world.comments(number)[-1]["body"]
+        assert "Claude Code" in comment and "time" in comment.lower()
+
+
+def _state(pid: int) -> str:
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except (OSError, IndexError):
+        return "X"
