@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, cast
 
+from runner.breakers import Breakers
 from runner.config import Settings
 from runner.errors import AppNotInstalled, ConfigError, SandboxUnavailable
 from runner.executors.base import Executor
@@ -24,6 +25,7 @@ from runner.forge.base import Forge
 from runner.forge.connect import forge_from_settings, token_source, utc_now
 from runner.forge.github import GitHubForge
 from runner.generators import build_chain
+from runner.generators.llm.sdk import UPSTREAMS
 from runner.hooks.plugins import CombinedHooks, load_hooks
 from runner.ledger import open_ledger
 from runner.ledger.base import FeedbackInbox, JobLedger, Ledger
@@ -35,6 +37,11 @@ from runner.sandbox import Sandbox
 from runner.steps.workspace import Identity, Workspace
 
 __all__ = ["EXECUTORS", "App", "ExecutorKind", "build_app", "utc_now", "worker_id"]
+
+
+#: Under Temporal, how long one stage holds for a dependency that is down before it becomes a retried
+#: activity: well inside ACTIVITY_SLACK_S, the start-to-close timeout of the GitHub-only stages.
+TEMPORAL_HOLD_S = 300.0
 
 
 def worker_id() -> str:
@@ -166,15 +173,21 @@ def build_app(settings: Settings, *, clock: Callable[[], datetime] = utc_now, lo
     REDACTOR.add(settings.secrets())
     tokens = token_source(settings, clock=clock)
     log = log or get_logger(agent=settings.agent_name)
+    # One breaker per dependency, shared by every worker. Under Temporal a stage holds at most
+    # half its start-to-close timeout; then it waits as a retried activity (issue #29).
+    hold_s = None if settings.executor == "ledger" else TEMPORAL_HOLD_S
+    breakers = Breakers.from_settings(settings, hold_s=hold_s, log=log)
     chain = build_chain(settings.generators, settings)
     hooks = CombinedHooks(load_hooks(settings.hooks), log)
     prepare(settings)  # directories made and writable, command programs on PATH
     ledger = kind.ledger(settings)
     slots = kind.slots(settings)
-    forge = forge_from_settings(settings, tokens, ledger=slots or ledger, log=log)
+    forge = forge_from_settings(settings, tokens, ledger=slots or ledger, log=log, breakers=breakers)
     workspace = Workspace(settings.workspace_dir, token=tokens.token_for,
-                          identity=bot_identity(settings, tokens, forge))
+                          identity=bot_identity(settings, tokens, forge), breakers=breakers)
     metrics = Metrics(stale_after_s=max(300.0, settings.effective_poll_interval * 3))
+    metrics.dependencies = lambda: [(s.name, s.up, s.open_seconds)
+                                    for s in (*breakers.snapshot(), *UPSTREAMS.snapshot())]
     sandbox = Sandbox.from_settings(settings)
     metrics.sandbox = describe_sandbox(sandbox, log)
     pipeline = Pipeline(settings=settings, forge=forge, workspace=workspace, chain=chain, ledger=ledger,

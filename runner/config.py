@@ -129,13 +129,19 @@ class Settings(BaseSettings):
     workers: int = Field(default=1, ge=1, le=64)
     """Jobs run in parallel, each in its own worktree."""
     max_attempts: int = Field(default=5, ge=1, le=100)
-    """Transient failures (network, 5xx, rate limits, git transport) are retried with backoff up to this many attempts."""
+    """Attempts a task gets for failures that say something about it (a patch that does not apply, no change, validation, a crashed agent, the cost cap); an outage of GitHub, a model API, the ledger or the disk spends none (see TRANSIENT_RETRY_HOURS)."""
     lease_seconds: float = Field(default=120.0, ge=1)
     """How long a claimed task stays reserved without a heartbeat."""
     retry_base_seconds: float = Field(default=10.0, gt=0)
     """First delay before retrying a transient failure; it doubles with each attempt."""
     retry_max_seconds: float = Field(default=900.0, gt=0)
     """Longest delay between retries."""
+    transient_retry_hours: float = Field(default=24.0, gt=0)
+    """How long a task waits for a dependency that is down (GitHub, git transport, a model API, the ledger, disk space) before it fails with a sentence naming it; waiting spends none of MAX_ATTEMPTS."""
+    breaker_threshold: int = Field(default=3, ge=1, le=100)
+    """Transient failures in a row that open a dependency's circuit breaker: then only one probe at a time goes out."""
+    breaker_probe_max_seconds: float = Field(default=60.0, gt=0)
+    """The longest interval between two probes of a dependency that is down (they start at 1 s and double)."""
     shutdown_grace_seconds: float = Field(default=30.0, ge=0)
     """On SIGTERM, how long running jobs may finish before their leases are released."""
     progress_after_seconds: float = Field(default=5.0, ge=0)  # no progress comment before this

@@ -3,7 +3,10 @@
 Every error the runner raises on purpose is a :class:`RunnerError`. Its message
 is written to be posted on the dispatch issue as it is, so it never contains a
 secret and always says what to do next. Whether an error is worth retrying is a
-property of its class (``transient``), never a match on its text.
+property of its class (``transient``), never a match on its text; so is whether
+it is an *outage* (``service``): a dependency that is down (GitHub, git transport,
+a model API, the ledger, disk space) says nothing about the task, so the task
+waits for it instead of spending one of ``MAX_ATTEMPTS`` (:mod:`runner.core.policy`).
 
 The tree::
 
@@ -24,6 +27,7 @@ The tree::
     │   ├── Rejected                 GitHub refused the request (422)   (permanent)
     │   └── NotFound                 repository, issue or ref missing   (permanent)
     ├── WorkspaceError               git failed locally or over the wire (transient)
+    │   ├── GitTransportFailed       the git server did not answer      (outage: git transport)
     │   └── HumanCommitsOnBranch     a person pushed to the task branch (permanent)
     ├── GeneratorError               a generator could not make the change
     │   ├── GeneratorUnavailable     a backend is overloaded or failing (transient)
@@ -41,7 +45,10 @@ The tree::
     ├── LeaseLost                    another worker owns the task now   (transient)
     ├── ShuttingDown                 SIGTERM cut a wait on GitHub short (transient)
     ├── HookFailed                   a gating plugin hook refused the task
-    ├── LedgerUnavailable            the ledger database is unreachable (transient)
+    ├── LedgerUnavailable            the ledger database is unreachable (outage: the ledger)
+    ├── DiskFull                     WORKSPACE_DIR or DATA_DIR is full  (outage: disk space)
+    ├── DependencyDown               a breaker is open; nothing was sent (outage: its dependency)
+    ├── OutageTooLong                an outage outlasted TRANSIENT_RETRY_HOURS (permanent)
     ├── CrashLoop                    workers keep dying on this task
     └── InternalError                a bug in the runner or a plugin    (transient)
 
@@ -61,14 +68,24 @@ class RunnerError(Exception):
 
     #: A retry later may succeed (network, 5xx, rate limits, lost leases).
     transient: bool = False
+    #: The dependency whose outage this error reports (a transient error with a service is an
+    #: outage: the task waits for it, spending no attempt); None when it says something about the task.
+    service: str | None = None
     #: A short hint appended to the issue comment: how a person can retry.
     hint: str = "Fix the problem, then remove the `agent-failed` label to run the task again."
 
-    def __init__(self, message: str, *, hint: str | None = None) -> None:
+    def __init__(self, message: str, *, hint: str | None = None, service: str | None = None) -> None:
         super().__init__(message)
         self.message = message
         if hint is not None:
             self.hint = hint
+        if service is not None:
+            self.service = service
+
+    @property
+    def outage(self) -> bool:
+        """A dependency is down: the task waits (up to TRANSIENT_RETRY_HOURS) without spending an attempt."""
+        return self.transient and self.service is not None
 
     def __str__(self) -> str:
         return self.message
@@ -152,17 +169,18 @@ class HookVetoed(PolicyRefused):
 
 
 class ForgeError(RunnerError):
-    """The GitHub API failed in a way that may pass."""
+    """The GitHub API failed in a way that may pass (5xx, timeouts, connection errors): an outage of GitHub."""
 
     transient = True
+    service = "GitHub"
     hint = "The runner retries this by itself; nothing to do unless it keeps failing."
 
 
 class RateLimited(ForgeError):
     """GitHub asked us to slow down; ``retry_after`` says for how long."""
 
-    def __init__(self, message: str, *, retry_after: float = 60.0) -> None:
-        super().__init__(message)
+    def __init__(self, message: str, *, retry_after: float = 60.0, service: str | None = None) -> None:
+        super().__init__(message, service=service)
         self.retry_after = retry_after
 
 
@@ -206,6 +224,12 @@ class WorkspaceError(RunnerError):
     hint = "The runner retries this by itself; nothing to do unless it keeps failing."
 
 
+class GitTransportFailed(WorkspaceError):
+    """A fetch, ls-remote or push could not reach the git server (5xx, refused, timed out): an outage."""
+
+    service = "git transport"
+
+
 class HumanCommitsOnBranch(WorkspaceError):
     """Someone other than the bot pushed to the task branch; we will not overwrite it."""
 
@@ -223,9 +247,10 @@ class GeneratorError(RunnerError):
 
 
 class GeneratorUnavailable(GeneratorError):
-    """The generator's backend is overloaded or failing; a later try may pass."""
+    """The generator's backend is overloaded or failing (408/409/429/5xx/529, overloaded): an outage of the model API."""
 
     transient = True
+    service = "the model API"
     hint = (
         "The runner retries this by itself. If it keeps failing, check the model server's "
         "health and logs, then remove the `agent-failed` label."
@@ -335,7 +360,30 @@ class LedgerUnavailable(RunnerError):
     """The ledger database could not be reached or stayed locked; the loop retries."""
 
     transient = True
+    service = "the ledger database"
     hint = "The runner retries this by itself; check the ledger database if it keeps failing."
+
+
+class DiskFull(RunnerError):
+    """WORKSPACE_DIR or DATA_DIR has no space left; the task waits for space, its partial worktree removed."""
+
+    transient = True
+    service = "disk space"
+    hint = "Free space in WORKSPACE_DIR / DATA_DIR (or give them a bigger volume); the task goes on by itself."
+
+
+class DependencyDown(RunnerError):
+    """A dependency's circuit breaker is open, so the request was not sent (:mod:`runner.breakers`)."""
+
+    transient = True
+    hint = "The runner waits for the service by itself; nothing to do unless the outage lasts."
+
+
+class OutageTooLong(RunnerError):
+    """A dependency stayed down longer than TRANSIENT_RETRY_HOURS; the task stops waiting."""
+
+    hint = ("When the service is back (see its status page), remove the `agent-failed` label to run the task "
+            "again; raise `TRANSIENT_RETRY_HOURS` to wait longer next time.")
 
 
 class CrashLoop(RunnerError):

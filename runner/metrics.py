@@ -7,9 +7,11 @@ It sits low (beside the logger) so that intake and executors record into it;
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+from prometheus_client.core import GaugeMetricFamily
+from prometheus_client.registry import Collector
 
 #: Polls in a row that GitHub refuses (401/403) before /healthz fails.
 AUTH_FAILURES_UNHEALTHY = 3
@@ -39,6 +41,9 @@ class Metrics:
             "agent_runner_progress_decisions_total",
             "Progress edits of result comments, posted or skipped, by reason (runner/core/progress.py)",
             ["decision", "reason"], registry=self.registry)
+        #: Each dependency's breaker as (name, up, seconds open), read at scrape time (runner.breakers).
+        self.dependencies: Callable[[], list[tuple[str, bool, float]]] = list
+        self.registry.register(_Dependencies(self))
         self.stale_after_s = stale_after_s
         #: Which sandbox backend runs untrusted commands, as /readyz reports it.
         self.sandbox = "unknown"
@@ -102,9 +107,34 @@ class Metrics:
     def ready(self) -> bool:
         return self._last_good_poll is not None and time.monotonic() - self._last_good_poll < self.stale_after_s
 
+    def degraded(self) -> str | None:
+        """Which dependencies are down (their breakers open), for /readyz; /healthz stays healthy,
+        since a restart cures nothing."""
+        down = [f"{name} down for {seconds:.0f} s" for name, up, seconds in self.dependencies() if not up]
+        return "degraded: " + ", ".join(down) if down else None
+
     def ready_problem(self) -> str | None:
         """Why /readyz fails, or None: no recent good poll, or the health_check hook said no."""
         if not self.ready():
             return "no successful poll yet"
         problem = self.readiness_check() if self.readiness_check is not None else None
         return f"the health_check hook {problem}" if problem else None
+
+
+class _Dependencies(Collector):
+    """``agent_runner_dependency_up`` and ``agent_runner_dependency_open_seconds``, one sample per breaker."""
+
+    def __init__(self, metrics: Metrics) -> None:
+        self._metrics = metrics
+
+    def collect(self) -> Iterator[GaugeMetricFamily]:
+        up = GaugeMetricFamily("agent_runner_dependency_up", "1 while the dependency answers (its breaker is closed)",
+                               labels=["dependency"])
+        opened = GaugeMetricFamily("agent_runner_dependency_open_seconds",
+                                   "How long the dependency's breaker has been open (0 while it answers)",
+                                   labels=["dependency"])
+        for name, is_up, seconds in self._metrics.dependencies():
+            up.add_metric([name], 1.0 if is_up else 0.0)
+            opened.add_metric([name], seconds)
+        yield up
+        yield opened

@@ -181,17 +181,29 @@ def pull_action(existing: PullRequest | None) -> PullAction:
     return "update"
 
 
-RetryDecision = Literal["retry", "dead"]
+RetryDecision = Literal["retry", "wait", "dead"]
 
 
 # -- THE retry decision: one policy for every executor and every stage -------------------------
+#
+# Two kinds of failure. A *task failure* says something about the task (a patch that does not
+# apply, no change, validation, a crashed agent, the cost cap, a bug): it spends one of
+# MAX_ATTEMPTS. An *outage* (``error.outage``: a transient error that names the service that is
+# down) says nothing about the task: the task waits for the service, with capped backoff, for up
+# to TRANSIENT_RETRY_HOURS, and never spends an attempt or labels `agent-failed` meanwhile.
 
 
-def retry_decision(error: RunnerError, failures: int, max_attempts: int) -> RetryDecision:
-    """Transient errors retry until the attempt budget is spent; permanent ones stop now.
+def retry_decision(error: RunnerError, failures: int, max_attempts: int, *,
+                   waited_s: float = 0.0, wait_limit_s: float = float("inf")) -> RetryDecision:
+    """``wait`` for an outage (until ``wait_limit_s``), ``retry`` a transient task failure
+    until the attempt budget is spent, ``dead`` otherwise.
 
-    ``failures`` counts this one (``job.failures + 1``). Whether an error is
-    transient is a property of its class (:mod:`runner.errors`), never a string match."""
+    ``failures`` counts this one (``job.failures + 1``) when the error is a task failure;
+    ``waited_s`` is how long the task has been waiting for the service so far. Whether an
+    error is transient, and which service it names, are properties of its class
+    (:mod:`runner.errors`), never a string match."""
+    if error.outage:
+        return "wait" if waited_s < wait_limit_s else "dead"
     if error.transient and failures < max_attempts:
         return "retry"
     return "dead"
@@ -211,10 +223,46 @@ def backoff_delay(attempt: int, *, base: float, cap: float, rng: random.Random |
     return (rng or random).uniform(ceiling / 2, ceiling)
 
 
+#: The longest a waiting task sleeps between two looks: a task is back within about this
+#: (plus one poll) of the service's return, the way a breaker's probes are capped at 60 s.
+WAIT_CAP_S = 60.0
+
+
 def retry_delay(error: RunnerError, failures: int, *, base: float, cap: float,
                 rng: random.Random | None = None) -> float:
-    """How long a task waits before its next attempt: the backoff, or longer when GitHub says so."""
+    """How long a task waits before its next attempt: the backoff, or longer when GitHub says so.
+
+    For an outage ``failures`` is the number of waits so far, and the backoff is
+    capped at :data:`WAIT_CAP_S` (or ``cap``, if smaller)."""
+    if error.outage:
+        cap = min(cap, WAIT_CAP_S)
     delay = backoff_delay(failures, base=base, cap=cap, rng=rng)
     if isinstance(error, RateLimited):
         delay = max(delay, error.retry_after)
     return delay
+
+
+def describe_wait(seconds: float) -> str:
+    """A duration a person reads at a glance: 45 s, 12 min, 3 h 5 min."""
+    seconds = max(0, int(seconds))
+    if seconds < 120:
+        return f"{seconds} s"
+    minutes = seconds // 60
+    if minutes < 120:
+        return f"{minutes} min"
+    return f"{minutes // 60} h {minutes % 60} min"
+
+
+def outage_sentence(error: RunnerError, waited_s: float, limit_hours: float) -> str:
+    """The true reason a task stopped waiting: which service, for how long, and what to do."""
+    service = error.service or "A service"
+    return (f"{service[0].upper()}{service[1:]} has been unavailable for {describe_wait(waited_s)}, longer than "
+            f"the runner waits (TRANSIENT_RETRY_HOURS={limit_hours:g}). The last error: {error.message}")
+
+
+def repeated_failure_sentence(failures: int, last_error: str | None) -> str:
+    """Why a task that keeps failing stops: its last real error, or its worker dying each time."""
+    if last_error:
+        return (f"The task failed {failures} times (MAX_ATTEMPTS); the last failure: {last_error}")
+    return (f"The task was attempted {failures} times and its worker stopped each time without "
+            "finishing (killed, out of memory, or timed out).")

@@ -10,6 +10,7 @@ from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
 
+from runner.breakers import Breakers
 from runner.config import Settings
 from runner.forge.auth import AppInstallations, PersonalToken, TokenSource, read_private_key
 from runner.forge.github import GitHubForge
@@ -39,7 +40,7 @@ def token_source(settings: Settings, *, clock: Callable[[], datetime] = utc_now)
 
 
 def forge_from_settings(settings: Settings, tokens: TokenSource | None = None, *, ledger: Any = None,
-                        log: Any = None) -> GitHubForge:
+                        log: Any = None, breakers: Breakers | None = None) -> GitHubForge:
     """The forge with one write pacer per token; its write slots live in the ledger when replicas
     share a PostgreSQL one, so that they all draw on one budget."""
     limits = WriteLimits(settings.github_write_interval_seconds, settings.github_writes_per_minute,
@@ -50,7 +51,8 @@ def forge_from_settings(settings: Settings, tokens: TokenSource | None = None, *
     return GitHubForge(tokens or token_source(settings), base_url=settings.github_api_url,
                        timeout=settings.github_timeout_seconds, max_retries=settings.github_max_retries,
                        throttle=settings.github_throttle, limits=limits, slots=slots,
-                       cache_ttl=settings.github_cache_seconds, log=log)
+                       cache_ttl=settings.github_cache_seconds, log=log,
+                       breakers=breakers or Breakers.from_settings(settings, log=log))
 
 
 def _basic(token: str) -> str:

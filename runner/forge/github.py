@@ -16,10 +16,12 @@ from collections.abc import Callable, Iterator, Sequence
 from typing import Any, TypeVar
 from urllib.parse import quote
 
+import requests
 from github import Github, GithubException, GithubRetry
 from github.GithubObject import NotSet
 
-from runner.errors import NotFound, Rejected
+from runner.breakers import Breaker, Breakers, retrying
+from runner.errors import ForgeError, NotFound, RateLimited, Rejected
 from runner.forge import wire
 from runner.forge.auth import PersonalToken, SourcedAuth, TokenSource
 from runner.forge.base import (
@@ -86,9 +88,14 @@ class GitHubForge:
         cache_ttl: float = 60.0,
         clock: Callable[[], float] = time.monotonic,
         log: Any = None,
+        breakers: Breakers | None = None,
     ) -> None:
         self._source: TokenSource = PersonalToken(token) if isinstance(token, str) else token
         self._base_url = base_url
+        self._timeout = timeout
+        # One breaker per host and credential (a PAT, or one per app installation): while it is
+        # open no request goes out but one probe at a time (runner.breakers).
+        self.breakers = breakers or Breakers(log=log)
         self._max_retries = max_retries
         # Our pacer replaces PyGithub's throttle, which has no lock and so does not
         # hold across threads.
@@ -141,26 +148,53 @@ class GitHubForge:
                 found = self._clients[key] = (client, pacer)
             return found
 
+    def breaker(self, repo: str) -> Breaker:
+        """The breaker of the GitHub API for ``repo``'s credential on this host."""
+        key = self._source.key_for(repo)
+        bucket = wire.pacer_bucket(key, self._base_url)[:8]
+        return self.breakers.get(f"github-api:{wire.host_of(self._base_url)}:{bucket}", service="GitHub",
+                                 probe=self._probe)
+
+    def _probe(self) -> None:
+        """Ask GitHub whether it answers at all: ``GET /rate_limit``, once, unauthenticated, never counted.
+
+        Any answer below 500 (a 401 included) means the API is back."""
+        url = f"{self._base_url.rstrip('/')}/rate_limit"
+        try:
+            status = requests.get(url, timeout=min(self._timeout, 10.0)).status_code
+        except requests.exceptions.RequestException as exc:
+            raise ForgeError(f"GitHub did not answer the probe at {url} ({type(exc).__name__}).") from None
+        if status >= 500:
+            raise ForgeError(f"GitHub answered the probe at {url} with {status}.")
+
     @contextlib.contextmanager
     def _request(self, action: str, repo: str, *, write: bool = False, notify: bool = False,
                  cost: int = 1) -> Iterator[Github]:
         """Pace one request for ``repo``'s token, translate its errors, learn the rate limit from its answer.
 
         ``notify``: the write notifies people (its own lane); ``cost``: content-creating
-        requests it counts as (a GraphQL request: one per mutation)."""
+        requests it counts as (a GraphQL request: one per mutation). While GitHub is down
+        (the breaker is open) the request waits here, sending nothing."""
         client, pacer = self._client(repo)
-        pacer.before(write=write, notify=notify, cost=cost)
-        try:
-            with wire.translate(action, observe=pacer.observe):
-                yield client
-        finally:
-            remaining, limit = client.requester.rate_limiting
-            if limit > 0:
-                pacer.observe_quota(remaining, limit, float(client.requester.rate_limiting_resettime))
+        with self.breaker(repo).guard():
+            pacer.before(write=write, notify=notify, cost=cost)
+            try:
+                with wire.translate(action, observe=pacer.observe):
+                    yield client
+            finally:
+                remaining, limit = client.requester.rate_limiting
+                if limit > 0:
+                    pacer.observe_quota(remaining, limit, float(client.requester.rate_limiting_resettime))
+
+    def _read(self, repo: str, action: Callable[[], T]) -> T:
+        """An idempotent read, retried in place while GitHub fails (writes retry one level up, with a recheck)."""
+        return retrying(action, breaker=self.breaker(repo),
+                        wait_for=lambda exc: exc.retry_after if isinstance(exc, RateLimited) else 0.0)
 
     def interrupt(self) -> None:
         """Shutdown: cut every wait on GitHub short and refuse every later request (ShuttingDown)."""
         self._stop.set()
+        self.breakers.interrupt()
 
     def write_wait(self, repo: str | None = None) -> float:
         if repo is not None:
@@ -185,16 +219,20 @@ class GitHubForge:
         if self._login is None:
             login = self._source.bot_login
             if login is None:
-                with self._request("read the token's user (GET /user)", repo) as gh:
-                    login = gh.get_user().login
+                def read() -> str:
+                    with self._request("read the token's user (GET /user)", repo) as gh:
+                        return str(gh.get_user().login)
+                login = self._read(repo, read)
             self._login = login
         return self._login
 
     def user_id(self, login: str, repo: str) -> int:
         """The numeric id of a user or bot (``GET /users/{login}``), asked with ``repo``'s token."""
-        with self._request(f"read the user {login}", repo) as gh:
-            _, data = gh.requester.requestJsonAndCheck("GET", f"/users/{quote(login)}")
-            return int(data["id"])
+        def read() -> int:
+            with self._request(f"read the user {login}", repo) as gh:
+                _, data = gh.requester.requestJsonAndCheck("GET", f"/users/{quote(login)}")
+                return int(data["id"])
+        return self._read(repo, read)
 
     # -- issues -----------------------------------------------------------------
 
@@ -251,9 +289,11 @@ class GitHubForge:
     def review_thread(self, review: FeedbackItem) -> Sequence[FeedbackItem]:
         # https://docs.github.com/rest/pulls/reviews#list-comments-for-a-pull-request-review
         url = f"/repos/{review.repo}/pulls/{review.number}/reviews/{review.id}/comments"
-        with self._request(f"list the comments of review {review.id} in {review.repo}", review.repo) as gh:
-            _, rows = gh.requester.requestJsonAndCheck("GET", url, parameters={"per_page": 100})
-            rows = list(rows or [])
+        def read() -> list[Any]:
+            with self._request(f"list the comments of review {review.id} in {review.repo}", review.repo) as gh:
+                _, rows = gh.requester.requestJsonAndCheck("GET", url, parameters={"per_page": 100})
+                return list(rows or [])
+        rows = self._read(review.repo, read)
         return [wire.feedback_item(review.repo, "review_comment", row) for row in rows]
 
     def add_reaction(self, item: FeedbackItem, content: str) -> None:
@@ -270,14 +310,17 @@ class GitHubForge:
                                        convert=lambda rows: rows, keep=False)
 
     def get_issue(self, repo: str, number: int) -> Issue:
-        with self._request(f"read issue {repo}#{number}", repo) as gh:
-            issue = gh.get_repo(repo).get_issue(number)
-            return wire.issue_value(repo, issue)
+        def read() -> Issue:
+            with self._request(f"read issue {repo}#{number}", repo) as gh:
+                return wire.issue_value(repo, gh.get_repo(repo).get_issue(number))
+        return self._read(repo, read)
 
     def list_comments(self, repo: str, number: int) -> Sequence[Comment]:
-        with self._request(f"list comments on {repo}#{number}", repo) as gh:
-            issue = gh.get_repo(repo).get_issue(number)
-            return [wire.comment_value(c) for c in issue.get_comments()]
+        def read() -> list[Comment]:
+            with self._request(f"list comments on {repo}#{number}", repo) as gh:
+                issue = gh.get_repo(repo).get_issue(number)
+                return [wire.comment_value(c) for c in issue.get_comments()]
+        return self._read(repo, read)
 
     def create_comment(self, repo: str, number: int, body: str) -> Comment:
         with self._request(f"comment on {repo}#{number}", repo, write=True, notify=True) as gh:
@@ -303,25 +346,29 @@ class GitHubForge:
             return  # Already gone: the outcome we wanted.
 
     def label_actor(self, repo: str, number: int, label: str) -> str | None:
-        with self._request(f"read events of {repo}#{number}", repo) as gh:
-            actor: str | None = None
-            for event in gh.get_repo(repo).get_issue(number).get_events():
-                if event.event == "labeled" and event.label is not None and event.label.name == label:
-                    actor = event.actor.login if event.actor else None
-            return actor
+        def read() -> str | None:
+            with self._request(f"read events of {repo}#{number}", repo) as gh:
+                actor: str | None = None
+                for event in gh.get_repo(repo).get_issue(number).get_events():
+                    if event.event == "labeled" and event.label is not None and event.label.name == label:
+                        actor = event.actor.login if event.actor else None
+                return actor
+        return self._read(repo, read)
 
     def permission(self, repo: str, user: str) -> str:
         """Cached for GITHUB_CACHE_SECONDS: a revoked permission counts again within that time."""
         return self._permissions.get_or_load((repo.lower(), user.lower()), lambda: self._permission(repo, user))
 
     def _permission(self, repo: str, user: str) -> str:
-        with self._request(f"read {user}'s permission on {repo}", repo) as gh:
-            try:
-                return gh.get_repo(repo).get_collaborator_permission(user)
-            except GithubException as exc:
-                if exc.status == 404:
-                    return "none"
-                raise
+        def read() -> str:
+            with self._request(f"read {user}'s permission on {repo}", repo) as gh:
+                try:
+                    return str(gh.get_repo(repo).get_collaborator_permission(user))
+                except GithubException as exc:
+                    if exc.status == 404:
+                        return "none"
+                    raise
+        return self._read(repo, read)
 
     def issue_trail(self, repo: str, number: int) -> IssueTrail:
         """Label events and body edits in one GraphQL request.
@@ -332,8 +379,10 @@ class GitHubForge:
         https://docs.github.com/en/graphql/reference/objects#issue
         """
         owner, name = repo.split("/", 1)
-        data = self.graphql(f"read the history of {repo}#{number}", repo, wire.TRAIL_QUERY,
-                            {"owner": owner, "name": name, "number": number})
+        # A GraphQL query is a POST, but this one only reads: safe to send again.
+        data = self._read(repo, lambda: self.graphql(f"read the history of {repo}#{number}", repo,
+                                                     wire.TRAIL_QUERY, {"owner": owner, "name": name,
+                                                                        "number": number}))
         trail = wire.trail_from_json(data)
         if trail is None:
             raise NotFound(f"GitHub found no issue {repo}#{number} when reading its history.")
@@ -344,14 +393,12 @@ class GitHubForge:
         return self._repos.get_or_load(repo.lower(), lambda: self._repo_info(repo))
 
     def _repo_info(self, repo: str) -> RepoInfo:
-        with self._request(f"read repository {repo}", repo) as gh:
-            r = gh.get_repo(repo)
-            return RepoInfo(
-                full_name=r.full_name,
-                default_branch=r.default_branch,
-                clone_url=r.clone_url,
-                private=bool(r.private),
-            )
+        def read() -> RepoInfo:
+            with self._request(f"read repository {repo}", repo) as gh:
+                r = gh.get_repo(repo)
+                return RepoInfo(full_name=r.full_name, default_branch=r.default_branch, clone_url=r.clone_url,
+                                private=bool(r.private))
+        return self._read(repo, read)
 
     # -- what `agent-runner doctor` asks --------------------------------------------
 
@@ -400,17 +447,23 @@ class GitHubForge:
 
     def branch_head(self, repo: str, branch: str) -> str | None:
         """The branch's commit sha, or None when there is no such branch."""
-        try:
-            with self._request(f"read branch {branch} of {repo}", repo) as gh:
-                return str(gh.get_repo(repo).get_git_ref(f"heads/{branch}").object.sha)
-        except NotFound:
-            return None
+        def read() -> str | None:
+            try:
+                with self._request(f"read branch {branch} of {repo}", repo) as gh:
+                    return str(gh.get_repo(repo).get_git_ref(f"heads/{branch}").object.sha)
+            except NotFound:
+                return None
+        return self._read(repo, read)
 
     def file_text(self, repo: str, ref: str, path: str) -> str | None:
-        try:
-            with self._request(f"read {path} at {ref} in {repo}", repo) as gh:
-                found = gh.get_repo(repo).get_contents(path, ref=ref)
-        except NotFound:
+        def read() -> Any:
+            try:
+                with self._request(f"read {path} at {ref} in {repo}", repo) as gh:
+                    return gh.get_repo(repo).get_contents(path, ref=ref)
+            except NotFound:
+                return None
+        found = self._read(repo, read)
+        if found is None:
             return None
         if isinstance(found, list):
             return None
@@ -426,9 +479,12 @@ class GitHubForge:
 
     def find_pull(self, repo: str, head_branch: str) -> PullRequest | None:
         owner = repo.split("/")[0]
-        with self._request(f"find the pull request for {head_branch} in {repo}", repo) as gh:
-            pulls = gh.get_repo(repo).get_pulls(state="all", head=f"{owner}:{head_branch}")
-            found = [wire.pull_value(p) for p in pulls]
+
+        def read() -> list[PullRequest]:
+            with self._request(f"find the pull request for {head_branch} in {repo}", repo) as gh:
+                pulls = gh.get_repo(repo).get_pulls(state="all", head=f"{owner}:{head_branch}")
+                return [wire.pull_value(p) for p in pulls]
+        found = self._read(repo, read)
         # GitHub lists newest first; an open PR wins over older closed ones.
         found.sort(key=lambda p: (p.state != "open", -p.number))
         return found[0] if found else None

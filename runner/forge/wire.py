@@ -95,6 +95,9 @@ def graphql_mutations(document: str) -> int:
         elif depth == 1 and in_mutation:
             count += 1
     return count
+def host_of(url: str) -> str:
+    """The host (and port) of a URL: what a breaker is per."""
+    return urlsplit(url).netloc or url
 
 
 def pacer_bucket(credential: str, base_url: str) -> str:
@@ -145,7 +148,10 @@ def error_for_status(
         return NotFound(f"GitHub found nothing when trying to {action} (404).")
     if status == 422:
         return Rejected(f"GitHub refused to {action} (422: {detail or message}).", detail=detail or message)
-    return ForgeError(f"GitHub failed to {action} ({status}: {message or 'no message'}).")
+    error = ForgeError(f"GitHub failed to {action} ({status}: {message or 'no message'}).")
+    if status < 500:
+        error.service = None  # GitHub answered: a retry may help, but GitHub is not down
+    return error
 
 
 def error_detail(data: Any) -> str:

@@ -25,7 +25,9 @@ Every claim does ``attempt += 1``.
 - ``queued``: due, waiting for a worker. Tasks are claimed in the order they
   became due: ``next_attempt_at`` (set by a requeue), else ``created_at``.
 - ``running``: a worker holds the lease until ``lease_expires_at``.
-- ``failed``: the last attempt failed with ``last_error``; it runs again at
+- ``failed``: the last attempt failed with ``last_error``, or waited for a
+  service that is down (``wait``: ``waiting_on`` names it, ``waits`` counts it,
+  ``failures`` does not); it runs again at
   ``next_attempt_at``. Not terminal: it is the "backing off" state, so that
   `agent-runner status` shows which tasks are waiting for a retry.
 - ``succeeded`` and ``dead`` are terminal. Only :meth:`Ledger.requeue` (a
@@ -75,6 +77,15 @@ class Job:
     lease_expires_at: datetime
     task_id: str | None = None
     failures: int = 0
+    #: Outages waited out so far, apart from failures (they spend no attempt).
+    waits: int = 0
+    #: The service the task has been waiting for since ``waiting_since`` (None: not waiting).
+    waiting_on: str | None = None
+    waiting_since: datetime | None = None
+    #: The last real error of a failed attempt (not a wait, not a lease taken over).
+    task_error: str | None = None
+    #: The branch the task owns for good (``owner/repo:branch``), once recorded.
+    branch: str | None = None
 
 
 @dataclass(frozen=True)
@@ -100,6 +111,11 @@ class TaskRecord:
     stage_seconds: Mapping[str, float] = field(default_factory=dict)
     transcript: str | None = None
     failures: int = 0
+    waits: int = 0
+    waiting_on: str | None = None
+    waiting_since: datetime | None = None
+    task_error: str | None = None
+    branch: str | None = None
 
 
 @dataclass(frozen=True)
@@ -134,6 +150,11 @@ class JobLedger(Protocol):
 
     def fail(self, job: Job, *, now: datetime, error: str, retry_at: datetime | None,
              stage_seconds: Mapping[str, float] | None = None, transcript: str | None = None) -> None: ...
+
+    def wait(self, job: Job, *, now: datetime, error: str, service: str, retry_at: datetime,
+             stage_seconds: Mapping[str, float] | None = None) -> None: ...
+
+    def own_branch(self, job: Job, branch: str, *, now: datetime) -> bool: ...
 
     def release(self, job: Job, *, now: datetime) -> None: ...
 
@@ -271,6 +292,18 @@ class Ledger(FeedbackInbox, Protocol):
     ) -> None:
         """Record a failed attempt: ``failed`` until ``retry_at``, or ``dead`` when
         it is None. ``error`` must already be redacted. Counts one failure."""
+        ...
+
+    def wait(self, job: Job, *, now: datetime, error: str, service: str, retry_at: datetime,
+             stage_seconds: Mapping[str, float] | None = None) -> None:
+        """Record an attempt stopped by an outage of ``service``: ``failed`` until ``retry_at``,
+        counting one wait and no failure; ``waiting_since`` keeps when the waiting began."""
+        ...
+
+    def own_branch(self, job: Job, branch: str, *, now: datetime) -> bool:
+        """Record ``branch`` (``owner/repo:name``) as the task's for good, before its first push.
+
+        False, changing nothing, when the task already owns one or another task owns this one."""
         ...
 
     def release(self, job: Job, *, now: datetime) -> None:

@@ -120,6 +120,19 @@ MIGRATIONS: tuple[Migration, ...] = (
             f"ALTER TABLE {TABLE} ADD COLUMN run_usage {{json}}",
         ),
     ),
+    Migration(
+        version=4,
+        description="outages apart from failures (waits, waiting_on, waiting_since), the last real error "
+                    "of a failed attempt (task_error), and the branch a task owns for good",
+        statements=(
+            f"ALTER TABLE {TABLE} ADD COLUMN waits INTEGER NOT NULL DEFAULT 0",
+            f"ALTER TABLE {TABLE} ADD COLUMN waiting_on TEXT",
+            f"ALTER TABLE {TABLE} ADD COLUMN waiting_since {{timestamp}}",
+            f"ALTER TABLE {TABLE} ADD COLUMN task_error TEXT",
+            f"ALTER TABLE {TABLE} ADD COLUMN branch TEXT",
+            f"CREATE UNIQUE INDEX {TABLE}_by_branch ON {TABLE} (branch)",
+        ),
+    ),
 )
 
 CREATE_VERSION_TABLE = """CREATE TABLE IF NOT EXISTS schema_version (
@@ -134,11 +147,12 @@ RECORD_VERSION = (
 
 # -- columns, in the order the row mappers in store.py read them -------------
 
-JOB_COLUMNS = "dispatch_repo, issue_number, attempt, lease_owner, lease_expires_at, task_id, failures"
+JOB_COLUMNS = ("dispatch_repo, issue_number, attempt, lease_owner, lease_expires_at, task_id, failures, "
+               "waits, waiting_on, waiting_since, task_error, branch")
 RECORD_COLUMNS = (
     "dispatch_repo, issue_number, task_id, body_hash, status, attempt, lease_owner, "
     "lease_expires_at, next_attempt_at, pr_url, last_error, created_at, updated_at, "
-    "stage_seconds, transcript, failures"
+    "stage_seconds, transcript, failures, waits, waiting_on, waiting_since, task_error, branch"
 )
 
 DELIVERY_COLUMNS = "delivery_id, event, action, repo, issue_number, outcome, payload, received_at"
@@ -177,6 +191,8 @@ class Statements:
     heartbeat: str
     complete: str
     fail: str
+    wait: str
+    own_branch: str
     release: str
     get: str
     list: str
@@ -203,6 +219,7 @@ def statements(dialect: Dialect) -> Statements:
             ON CONFLICT (dispatch_repo, issue_number) DO NOTHING
             RETURNING issue_number""",
         requeue=f"""UPDATE {TABLE} SET status = 'queued', failures = 0, last_error = NULL,
+                waits = 0, waiting_on = NULL, waiting_since = NULL, task_error = NULL,
                 next_attempt_at = :now, lease_expires_at = NULL,
                 task_id = COALESCE(:task_id, task_id), body_hash = COALESCE(:body_hash, body_hash),
                 updated_at = :now
@@ -226,14 +243,27 @@ def statements(dialect: Dialect) -> Statements:
         complete=f"""UPDATE {TABLE} SET status = CASE WHEN {_HAS_PENDING} THEN 'queued' ELSE 'succeeded' END,
                 lease_expires_at = NULL,
                 next_attempt_at = NULL, last_error = NULL, pr_url = COALESCE(:pr_url, pr_url),
+                waiting_on = NULL, waiting_since = NULL,
                 stage_seconds = :stages, transcript = COALESCE(:transcript, transcript),
                 updated_at = :now
             WHERE {_FENCE} RETURNING attempt""",
         fail=f"""UPDATE {TABLE} SET status = :status, failures = failures + 1,
-                last_error = :error, next_attempt_at = :retry_at, lease_expires_at = NULL,
+                last_error = :error, task_error = :error, next_attempt_at = :retry_at, lease_expires_at = NULL,
+                waiting_on = NULL, waiting_since = NULL,
                 stage_seconds = COALESCE(:stages, stage_seconds),
                 transcript = COALESCE(:transcript, transcript), updated_at = :now
             WHERE {_FENCE} RETURNING attempt""",
+        # An outage: the task waits for the service, counting a wait, never a failure.
+        wait=f"""UPDATE {TABLE} SET status = 'failed', waits = waits + 1,
+                last_error = :error, waiting_on = :service, waiting_since = COALESCE(waiting_since, :since),
+                next_attempt_at = :retry_at, lease_expires_at = NULL,
+                stage_seconds = COALESCE(:stages, stage_seconds), updated_at = :now
+            WHERE {_FENCE} RETURNING attempt""",
+        # The branch is the task's for good: set once, never to one another task holds (unique index too).
+        own_branch=f"""UPDATE {TABLE} SET branch = :branch, updated_at = :now
+            WHERE {_FENCE} AND branch IS NULL
+                AND NOT EXISTS (SELECT 1 FROM {TABLE} o WHERE o.branch = :branch)
+            RETURNING branch""",
         release=f"""UPDATE {TABLE} SET status = 'queued', lease_expires_at = NULL,
                 next_attempt_at = NULL, updated_at = :now
             WHERE {_FENCE} RETURNING attempt""",

@@ -209,6 +209,24 @@ class SqlLedger(ABC):
             transcript=transcript,
         )
 
+    def wait(self, job: Job, *, now: datetime, error: str, service: str, retry_at: datetime,
+             stage_seconds: Mapping[str, float] | None = None) -> None:
+        since = job.waiting_since or now
+        self._fenced(
+            self._sql.wait, job, now, error=error, service=service, since=self._now(since),
+            retry_at=self._time_in(require_utc(retry_at, "retry_at")),
+            stages=None if stage_seconds is None else self._json_in(stage_seconds),
+        )
+
+    def own_branch(self, job: Job, branch: str, *, now: datetime) -> bool:
+        fence = {**self._key(job.key), "attempt": job.attempt, "owner": job.owner}
+        try:
+            return bool(self._write(self._sql.own_branch, {**fence, "branch": branch, "now": self._now(now)}))
+        except Exception as exc:  # the unique index: another task took the name in the same instant
+            if not any(cls.__name__ == "IntegrityError" for cls in type(exc).__mro__):
+                raise
+            return False
+
     def release(self, job: Job, *, now: datetime) -> None:
         self._fenced(self._sql.release, job, now)
 
@@ -334,7 +352,8 @@ class SqlLedger(ABC):
         )
         if not rows:
             return None
-        repo, issue, attempt, lease_owner, lease_expires_at, task_id, failures = rows[0]
+        (repo, issue, attempt, lease_owner, lease_expires_at, task_id, failures, waits, waiting_on,
+         waiting_since, task_error, branch) = rows[0]
         return Job(
             key=TaskKey(repo, int(issue)),
             attempt=int(attempt),
@@ -342,6 +361,11 @@ class SqlLedger(ABC):
             lease_expires_at=self._time_out(lease_expires_at),
             task_id=task_id,
             failures=int(failures),
+            waits=int(waits or 0),
+            waiting_on=waiting_on,
+            waiting_since=self._maybe_time(waiting_since),
+            task_error=task_error,
+            branch=branch,
         )
 
     def _fenced(self, statement: str, job: Job, now: datetime, **params: Any) -> None:
@@ -367,7 +391,8 @@ class SqlLedger(ABC):
 
     def _record(self, row: Row) -> TaskRecord:
         (repo, issue, task_id, body_hash, status, attempt, owner, lease_expires_at, next_attempt_at,
-         pr_url, last_error, created_at, updated_at, stages, transcript, failures) = row
+         pr_url, last_error, created_at, updated_at, stages, transcript, failures, waits, waiting_on,
+         waiting_since, task_error, branch) = row
         return TaskRecord(
             key=TaskKey(repo, int(issue)),
             task_id=task_id,
@@ -384,6 +409,11 @@ class SqlLedger(ABC):
             stage_seconds=self._json_out(stages),
             transcript=transcript,
             failures=int(failures),
+            waits=int(waits or 0),
+            waiting_on=waiting_on,
+            waiting_since=self._maybe_time(waiting_since),
+            task_error=task_error,
+            branch=branch,
         )
 
     def _maybe_time(self, value: Any) -> datetime | None:

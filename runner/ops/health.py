@@ -35,6 +35,8 @@ class HealthServer:
                 elif self.path == "/readyz":
                     problem = metrics_ref.ready_problem()
                     text = f"not ready: {problem}\n" if problem else "ready\n"
+                    degraded = metrics_ref.degraded()  # a dependency down: ready all the same, and says so
+                    text += f"dependencies: {degraded or 'all up'}\n"
                     self._reply(503 if problem else 200, f"{text}sandbox: {metrics_ref.sandbox}\n".encode())
                 elif self.path == "/metrics":
                     self._reply(200, generate_latest(metrics_ref.registry), CONTENT_TYPE_LATEST)

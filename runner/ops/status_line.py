@@ -30,7 +30,7 @@ WORDS = {
     "validate": "validating", "secret_scan": "scanning for secrets", "push": "pushing",
     "pull_request": "opening the pull request", "post_task": "post_task hook",
 }
-_MARKS = {"succeeded": "✓", "skipped": "·", "released": "·", "retrying": "↻"}
+_MARKS = {"succeeded": "✓", "skipped": "·", "released": "·", "retrying": "↻", "waiting": "⏸"}
 
 
 def stage_words(stage: str) -> str:

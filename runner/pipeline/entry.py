@@ -16,6 +16,7 @@ reported on the issue, recorded in the ledger, and never stop the loop.
 
 from __future__ import annotations
 
+import errno
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
@@ -25,7 +26,7 @@ from typing import Any, TypeVar
 from runner.config import Settings
 from runner.core import feedback, policy
 from runner.core.render import ResultView
-from runner.errors import CrashLoop, InternalError, LeaseLost, RunnerError, ShuttingDown
+from runner.errors import CrashLoop, DiskFull, InternalError, LeaseLost, RunnerError, ShuttingDown
 from runner.forge.base import Forge
 from runner.generators.base import Generator
 from runner.hooks.commands import HookCommands
@@ -211,10 +212,9 @@ class Pipeline:
         try:
             if run.job.failures >= d.settings.max_attempts:
                 # Its workers keep dying (each takeover counts a failure): stop feeding it to them.
-                raise CrashLoop(
-                    f"The task was attempted {run.job.failures} times and its worker stopped "
-                    "each time without finishing (killed, out of memory, or timed out)."
-                )
+                # The true reason: the last real error of an attempt when there was one (a failure
+                # that could not be reported), else its workers dying each time.
+                raise CrashLoop(policy.repeated_failure_sentence(run.job.failures, run.job.task_error))
             return body(run)
         except LeaseLost as exc:
             run.log.warning("stopping: lease lost", error=str(exc))
@@ -223,6 +223,12 @@ class Pipeline:
             return outcome.release(d, run, exc)
         except RunnerError as exc:
             return outcome.fail(d, run, exc)
+        except OSError as exc:  # the loop boundary: a full disk is an outage, not the task's fault
+            if exc.errno not in (errno.ENOSPC, errno.EDQUOT):
+                run.log.exception("internal error")
+                return outcome.fail(d, run, InternalError(f"Internal error ({type(exc).__name__}: {exc})."))
+            return outcome.fail(d, run, DiskFull(f"The disk is full ({exc.strerror}: {exc.filename or 'a write'}); "
+                                                 "the task waits for space."))
         except Exception as exc:  # the loop boundary: a bug must not kill the runner
             run.log.exception("internal error")
             return outcome.fail(d, run, InternalError(f"Internal error ({type(exc).__name__}: {exc})."))

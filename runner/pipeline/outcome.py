@@ -16,7 +16,14 @@ from typing import Any
 from runner.core import policy
 from runner.core.progress import WriteBudget, progress_decision
 from runner.core.task import parse_task, task_id_of, task_names
-from runner.errors import LeaseLost, PolicyRefused, RunnerError, ShuttingDown, TaskSpecError
+from runner.errors import (
+    LeaseLost,
+    OutageTooLong,
+    PolicyRefused,
+    RunnerError,
+    ShuttingDown,
+    TaskSpecError,
+)
 from runner.forge.base import Issue, PullRequest
 from runner.generators.base import Changes
 from runner.pipeline.job import Deps, JobRun
@@ -89,7 +96,8 @@ def succeed(d: Deps, run: JobRun, pull: PullRequest, changes: Changes, notes: tu
     show(d, run, final=True, status="succeeded", pr_url=pull.html_url, pr_number=pull.number,
          summary=changes.summary, files=changes.files, stages_done=(), progress=None,
          summary_by=changes.summary_by, no_change=changes.no_change, generator=changes.generator,
-         fell_back=changes.fell_back, notes=warnings(d) + notes + tuple(d.hooks.failures) + hook_notes)
+         fell_back=changes.fell_back,
+         notes=warnings(d) + notes + waited_note(d, run) + tuple(d.hooks.failures) + hook_notes)
     d.reporter.mark_processed(run.task.dispatch_repo, run.task.issue_number,
                               carried=run.issue.labels if run.issue is not None else None)
     d.hooks.call("on_finished", task=run.task, pull=pull)
@@ -102,13 +110,24 @@ def succeed(d: Deps, run: JobRun, pull: PullRequest, changes: Changes, notes: tu
 
 
 def fail(d: Deps, run: JobRun, error: RunnerError) -> Outcome:
-    """Report, label and record a failure; transient ones are retried with backoff."""
+    """Report, label and record a failure with the one retry policy.
+
+    An outage (``error.outage``) makes the task wait for the service: nothing is
+    labelled, no attempt is spent, until TRANSIENT_RETRY_HOURS have passed; a
+    transient task failure is retried with backoff; the rest fail now."""
     key, job, s = run.job.key, run.job, d.settings
-    message = d.redact(str(error))
+    waited = waited_s(d, run) if error.outage else 0.0
+    limit_s = s.transient_retry_hours * 3600
     failures = job.failures + 1
-    decision = policy.retry_decision(error, failures, s.max_attempts)
-    run.log.warning("task failed", error=message, error_type=type(error).__name__, decision=decision,
-                    failures=failures)
+    decision = policy.retry_decision(error, failures, s.max_attempts, waited_s=waited, wait_limit_s=limit_s)
+    if decision == "dead" and error.outage:  # waited long enough: the true reason, naming the service
+        error = OutageTooLong(policy.outage_sentence(error, waited, s.transient_retry_hours), service=error.service)
+    message = d.redact(str(error))
+    run.log.warning("task failed" if decision != "wait" else "task waits for a dependency", error=message,
+                    error_type=type(error).__name__, decision=decision, failures=failures,
+                    service=error.service if decision == "wait" else None, waited_s=round(waited, 1))
+    if decision == "wait":
+        return wait(d, run, error, message)
     retry_at: datetime | None = None
     try:
         if run.lease.lost:
@@ -127,9 +146,12 @@ def fail(d: Deps, run: JobRun, error: RunnerError) -> Outcome:
     except LeaseLost:
         return Outcome("lost", error=message)
     except RunnerError as report_error:
-        # Could not even report: keep the task alive so the report happens later, even past
-        # the attempt budget (`dead` without `agent-failed` would be a lie about GitHub).
+        # Could not even report: the task failed, but GitHub does not say so yet. When GitHub is
+        # down, wait for it (no attempt spent; the report happens after); otherwise keep the task
+        # alive so the report happens later (`dead` without `agent-failed` would be a lie about GitHub).
         run.log.warning("could not report failure", error=d.redact(str(report_error)))
+        if report_error.outage:
+            return wait(d, run, report_error, d.redact(str(report_error)))
         if failures < s.max_attempts or policy.retry_in_place(report_error):
             decision = "retry"
             retry_at = _retry_at(d, report_error, failures)
@@ -139,6 +161,42 @@ def fail(d: Deps, run: JobRun, error: RunnerError) -> Outcome:
     except LeaseLost:
         return Outcome("lost", error=message)
     return Outcome("retrying" if decision == "retry" else "failed", error=message, stage_seconds=dict(run.stages))
+
+
+def wait(d: Deps, run: JobRun, error: RunnerError, message: str) -> Outcome:
+    """A dependency is down: hold the task for a later attempt, spending no attempt and labelling nothing.
+
+    The result comment says what it waits for, when GitHub itself is up."""
+    assert error.service is not None
+    s = d.settings
+    retry_at = d.clock() + timedelta(seconds=policy.retry_delay(
+        error, run.job.waits + 1, base=s.retry_base_seconds, cap=s.retry_max_seconds))
+    if error.service != "GitHub" and not run.lease.lost:
+        try:
+            show(d, run, force=True, status="retrying", error=f"Waiting for {error.service}: {message}")
+        except RunnerError as exc:  # best effort: the wait is what matters
+            run.log.info("could not show the wait", error=d.redact(str(exc)))
+    try:
+        with run.lease.finishing() as current:
+            d.ledger.wait(current, now=d.clock(), error=message, service=error.service, retry_at=retry_at,
+                          stage_seconds=run.stages)
+    except LeaseLost:
+        return Outcome("lost", error=message)
+    return Outcome("waiting", error=message, stage_seconds=dict(run.stages))
+
+
+def waited_note(d: Deps, run: JobRun) -> tuple[str, ...]:
+    """What the result comment says about an outage the task waited out: for what, and how long."""
+    if run.job.waiting_on is None:
+        return ()
+    return (f"The task waited {policy.describe_wait(waited_s(d, run))} for {run.job.waiting_on}, which was "
+            f"unavailable ({run.job.waits} wait{'s' if run.job.waits != 1 else ''}; no attempt was spent).",)
+
+
+def waited_s(d: Deps, run: JobRun) -> float:
+    """How long the task has been waiting for a dependency (0 when this is its first wait)."""
+    since = run.job.waiting_since
+    return 0.0 if since is None else max(0.0, (d.clock() - since).total_seconds())
 
 
 def release(d: Deps, run: JobRun, stop: ShuttingDown) -> Outcome:

@@ -98,8 +98,8 @@ def make_change(d: Deps, run: JobRun, round_: Round) -> RoundPushed:
     except (LeaseLost, CrashLoop, ShuttingDown):
         raise
     except RunnerError as exc:
-        if policy.retry_decision(exc, run.job.failures + 1, d.settings.max_attempts) == "retry":
-            raise  # retried with backoff; the item stays pending
+        if policy.retry_decision(exc, run.job.failures + 1, d.settings.max_attempts) in ("retry", "wait"):
+            raise  # retried with backoff, or waits for the service; the item stays pending
         message = d.redact(str(exc))
         run.log.warning("feedback round failed", feedback=round_.item.key, error=message,
                         error_type=type(exc).__name__)

@@ -20,7 +20,7 @@ from runner.core.task import TaskNames
 from runner.forge.base import Issue, PullRequest
 from runner.generators.base import Changes
 
-OutcomeStatus = Literal["succeeded", "failed", "retrying", "skipped", "lost", "released"]
+OutcomeStatus = Literal["succeeded", "failed", "retrying", "waiting", "skipped", "lost", "released"]
 #: The stages of the line, in order; an executor may run each as its own step.
 Stage = Literal["intake", "change", "publish", "round_intake", "round_change", "round_publish"]
 STAGES: tuple[Stage, ...] = ("intake", "change", "publish")

@@ -44,7 +44,14 @@ from urllib.parse import urlsplit
 from filelock import FileLock
 
 from runner import tempdirs
-from runner.errors import HumanCommitsOnBranch, NotFound, WorkspaceError
+from runner.breakers import Breaker, Breakers
+from runner.errors import (
+    DiskFull,
+    GitTransportFailed,
+    HumanCommitsOnBranch,
+    NotFound,
+    WorkspaceError,
+)
 
 GIT_TIMEOUT_S = 600
 
@@ -117,9 +124,11 @@ class Workspace:
     """Mirrors under ``root/mirrors``, job worktrees under ``root/worktrees``."""
 
     def __init__(self, root: Path, *, token: str | None | Callable[[str], str | None],
-                 identity: Identity) -> None:
+                 identity: Identity, breakers: Breakers | None = None) -> None:
         self.root = root
         self.identity = identity
+        # One breaker per git host: while it is open no fetch or push goes out but one probe at a time.
+        self.breakers = breakers or Breakers()
         # One token for everything, or a function of the repository (a GitHub App's
         # installation token, minted or refreshed when asked).
         self._token_for: Callable[[str], str | None] = token if callable(token) else (lambda _repo: token)
@@ -142,8 +151,9 @@ class Workspace:
             if self._origins.get(path) != clone_url:
                 self._git(path, "config", "remote.origin.url", clone_url)
                 self._origins[path] = clone_url
-            self._git(path, "fetch", "--prune", "--no-tags", "origin", remote=clone_url,
-                      what=f"fetch {repo}", repo=repo)
+            self._transport(clone_url).call(  # a fetch is safe to send again: retried in place
+                lambda: self._git(path, "fetch", "--prune", "--no-tags", "origin", remote=clone_url,
+                                  what=f"fetch {repo}", repo=repo))
             refs = self._git(path, "for-each-ref", "--format=%(objectname) %(refname)", "refs/remotes/origin/")
         prefix = "refs/remotes/origin/"
         branches = {name.removeprefix(prefix): sha for sha, _, name in
@@ -167,12 +177,17 @@ class Workspace:
         path = self.root / "worktrees" / mirror.repo / f"{branch}--{job}"
         with self._lock(mirror.repo):
             self._remove_worktree(mirror.path, path)
-            path.parent.mkdir(parents=True, exist_ok=True)
-            self._git(mirror.path, "worktree", "add", "--detach", "--force", str(path),
-                      remote_sha or base_sha, what=f"check out {branch}")
-            # Read now, before any untrusted command could rewrite the worktree's `.git` file
-            # ("gitdir: <mirror>/worktrees/<name>", as `worktree add` just wrote it).
-            git_dir = _worktree_git_dir(path) or Path(self._git(path, "rev-parse", "--absolute-git-dir").strip())
+            try:
+                path.parent.mkdir(parents=True, exist_ok=True)
+                self._git(mirror.path, "worktree", "add", "--detach", "--force", str(path),
+                          remote_sha or base_sha, what=f"check out {branch}")
+                # Read now, before any untrusted command could rewrite the worktree's `.git` file
+                # ("gitdir: <mirror>/worktrees/<name>", as `worktree add` just wrote it).
+                git_dir = (_worktree_git_dir(path)
+                           or Path(self._git(path, "rev-parse", "--absolute-git-dir").strip()))
+            except (WorkspaceError, DiskFull, OSError):  # a full disk, say: leave no partial worktree behind
+                self._remove_worktree(mirror.path, path)
+                raise
         try:
             yield Worktree(path=path, branch=branch, base_branch=base_branch,
                            base_sha=base_sha, remote_sha=remote_sha, repo=mirror.repo,
@@ -250,15 +265,17 @@ class Workspace:
         if head == tree.remote_sha:
             return head
         lease = f"--force-with-lease=refs/heads/{tree.branch}:{tree.remote_sha or ''}"
-        self._tree_git(tree, "push", "--quiet", "--no-verify", lease, "origin",
-                       f"{head}:refs/heads/{tree.branch}", remote=clone_url,
-                       what=f"push {tree.branch}", repo=tree.repo)
+        with self._transport(clone_url).guard():  # retried one level up, after a look at the remote
+            self._tree_git(tree, "push", "--quiet", "--no-verify", lease, "origin",
+                           f"{head}:refs/heads/{tree.branch}", remote=clone_url,
+                           what=f"push {tree.branch}", repo=tree.repo)
         return head
 
     def remote_sha(self, tree: Worktree, clone_url: str) -> str | None:
         """Where the task branch points on the remote now (None: no such branch), asked over the wire."""
-        out = self._git(tree.path, "ls-remote", "origin", f"refs/heads/{tree.branch}", remote=clone_url,
-                        what=f"read {tree.branch} on the remote")
+        out = self._transport(clone_url).call(
+            lambda: self._git(tree.path, "ls-remote", "origin", f"refs/heads/{tree.branch}", remote=clone_url,
+                              what=f"read {tree.branch} on the remote"))
         return out.split()[0] if out.strip() else None
 
     def cleanup(self) -> None:
@@ -271,6 +288,12 @@ class Workspace:
         shutil.rmtree(self.root / "worktrees", ignore_errors=True)
 
     # -- helpers -----------------------------------------------------------------
+
+    def _transport(self, clone_url: str) -> Breaker:
+        """The breaker of git transport to ``clone_url``'s host; only transport failures count."""
+        host = urlsplit(clone_url).netloc.rsplit("@", 1)[-1] or clone_url
+        return self.breakers.get(f"git:{host}", service="git transport",
+                                 is_outage=lambda exc: isinstance(exc, GitTransportFailed))
 
     def _refuse_human_commits(self, mirror: Mirror, branch: str, base_branch: str) -> None:
         log = self._git(mirror.path, "log", "--format=%ae%x09%an%x09%h",
@@ -290,7 +313,7 @@ class Workspace:
             return
         try:
             self._git(mirror_path, "worktree", "remove", "--force", str(path))
-        except WorkspaceError:
+        except (WorkspaceError, DiskFull):
             shutil.rmtree(path, ignore_errors=True)
             self._git(mirror_path, "worktree", "prune")
 
@@ -401,8 +424,26 @@ def run_git(
     if done.returncode != 0:
         stderr = done.stderr.decode("utf-8", "replace").strip().replace("\n", " ")[-400:]
         action = what or f"run git {args[0]}"
-        raise WorkspaceError(f"Could not {action}: {stderr or f'git exited {done.returncode}'}")
+        raise _git_error(args[0], f"Could not {action}: {stderr or f'git exited {done.returncode}'}", stderr)
     return done.stdout.decode("utf-8", "replace").removesuffix("\n")
+
+
+#: What git prints when the server or the network failed, not the request (a refused push is not here).
+_TRANSPORT = re.compile(
+    r"returned error: 5\d\d|unable to access|could not resolve host|connection (?:refused|reset|timed out)|"
+    r"failed to connect|operation timed out|early eof|rpc failed|remote end hung up|"
+    r"the requested url returned error: 429|gnutls|ssl_|recv failure|couldn't connect", re.IGNORECASE)
+_DISK_FULL = re.compile(r"no space left on device|disk quota exceeded|file too large", re.IGNORECASE)
+_REMOTE_COMMANDS = frozenset({"fetch", "push", "ls-remote", "clone"})
+
+
+def _git_error(command: str, message: str, stderr: str) -> WorkspaceError | DiskFull:
+    """The error for a failed git command: a full disk or a transport outage are told apart at this boundary."""
+    if _DISK_FULL.search(stderr):
+        return DiskFull(f"{message} (WORKSPACE_DIR has no space left).")
+    if command in _REMOTE_COMMANDS and _TRANSPORT.search(stderr):
+        return GitTransportFailed(message)
+    return WorkspaceError(message)
 
 
 def git_env(extra: Mapping[str, str] | None = None) -> dict[str, str]:

@@ -32,6 +32,7 @@ from runner.generators.llm.sdk import (
     limit_retry_after,
     resolve_api_key,
     sdk_errors,
+    upstream_of,
 )
 from runner.generators.llm.tools import ToolSpec
 
@@ -46,7 +47,9 @@ class AnthropicGenerator:
         self._settings = settings
         self._key = key
         self._max_retries = max_retries
-        self._options = LoopOptions.from_settings(settings, self.name, max_retries=max_retries)
+        self._options = LoopOptions.from_settings(
+            settings, self.name, max_retries=max_retries, service="the Anthropic API",
+            upstream=upstream_of("anthropic", settings.anthropic_base_url, "https://api.anthropic.com"))
         check_cost_limit(settings, settings.anthropic_model)
 
     def check(self) -> str:

@@ -94,9 +94,14 @@ class LoopOptions:
     prices: Mapping[str, Sequence[float]] = field(default_factory=dict)
     secrets: tuple[str, ...] = ()
     max_retries: int = 2
+    #: The model upstream (``provider:host``): its breaker holds a turn while it is down (issue #29).
+    upstream: str = ""
+    #: Who the upstream is, for people: "the Anthropic API".
+    service: str = "the model API"
 
     @classmethod
-    def from_settings(cls, settings: Any, generator: str, *, max_retries: int = 2) -> LoopOptions:
+    def from_settings(cls, settings: Any, generator: str, *, max_retries: int = 2, upstream: str = "",
+                      service: str = "the model API") -> LoopOptions:
         return cls(
             generator=generator,
             max_file_bytes=settings.max_file_bytes,
@@ -104,4 +109,6 @@ class LoopOptions:
             prices=dict(settings.model_prices),
             secrets=tuple(settings.secrets()),
             max_retries=max_retries,
+            upstream=upstream,
+            service=service,
         )

@@ -20,6 +20,7 @@ from runner.errors import (
     BudgetExceeded,
     GeneratorError,
     GeneratorTimeout,
+    GeneratorUnavailable,
     ModelRequestRefused,
     NoChangeMade,
     ToolCallingUnsupported,
@@ -39,7 +40,7 @@ from runner.generators.llm.conversation import (
     ToolResults,
     UserText,
 )
-from runner.generators.llm.sdk import call_limits
+from runner.generators.llm.sdk import UPSTREAMS, call_limits
 from runner.generators.llm.tools import (
     NO_EDIT_REFUSAL,
     TOOL_SPECS,
@@ -183,7 +184,7 @@ class _Session:
         request = ModelRequest(system, tuple(messages), tools, budget.max_output_tokens, timeout, retries, bound,
                                tool_choice)
         try:
-            reply = self.backend.complete(request)
+            reply = self._complete(request)
         except GeneratorTimeout as exc:
             raise GeneratorTimeout(f"{exc.message} It used {self.spent()} before that.") from exc
         self.input_tokens += reply.input_tokens
@@ -194,6 +195,25 @@ class _Session:
                             cost=format_cost(self.cost()))
         self._check_budget()
         return reply
+
+    def _complete(self, request: ModelRequest) -> ModelReply:
+        """One turn, retried in place while the upstream is down (issue #29).
+
+        The conversation so far and the tokens it spent are kept; only this turn is
+        sent again, and only when the upstream's breaker lets it (one probe at a time
+        while it is open). Past the generator's deadline the outage is raised, and the
+        task waits for the upstream without spending an attempt."""
+        if not self.options.upstream:
+            return self.backend.complete(request)
+        breaker = UPSTREAMS.get(f"model:{self.options.upstream}", service=self.options.service)
+
+        def turn() -> ModelReply:
+            try:
+                return self.backend.complete(request)
+            except GeneratorUnavailable as exc:
+                self.ctx.log.warning("model turn failed; it is retried in place", turn=self.turn, error=str(exc))
+                raise
+        return breaker.call(turn, retry=True, hold_s=max(0.0, self.ctx.seconds_left() - 1.0))
 
     def _check_budget(self) -> None:
         budget, total, cost = self.ctx.budget, self.input_tokens + self.output_tokens, self.cost()

@@ -51,6 +51,7 @@ from runner.generators.llm.sdk import (
     limit_retry_after,
     resolve_api_key,
     sdk_errors,
+    upstream_of,
 )
 from runner.generators.llm.tools import ToolSpec
 
@@ -67,7 +68,9 @@ class OpenAIGenerator:
         self._settings = settings
         self._key = key
         self._max_retries = max_retries
-        self._options = LoopOptions.from_settings(settings, self.name, max_retries=max_retries)
+        self._options = LoopOptions.from_settings(
+            settings, self.name, max_retries=max_retries, service="the OpenAI API",
+            upstream=upstream_of("openai", settings.openai_base_url, "https://api.openai.com/v1"))
         self._profile = profile_for(settings.openai_compat, settings.openai_base_url)
         self._detect_lock = threading.Lock()
         check_cost_limit(settings, settings.openai_model)

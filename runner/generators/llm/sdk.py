@@ -11,9 +11,11 @@ import re
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from typing import Any
+from urllib.parse import urlsplit
 
 from pydantic import SecretStr
 
+from runner.breakers import Breakers
 from runner.core.pricing import display_model, price_for
 from runner.errors import (
     ConfigError,
@@ -190,3 +192,12 @@ def resolve_api_key(key: SecretStr | None, base_url: str | None, *, generator: s
         f"The {generator} generator needs {prefix}_API_KEY. Set it in `.env`, or set "
         f"{prefix}_BASE_URL to a compatible server that needs no key."
     )
+
+
+#: One breaker per model upstream, for the whole process: every task's turns go through it (issue #29).
+UPSTREAMS = Breakers()
+
+
+def upstream_of(provider: str, base_url: str | None, default: str) -> str:
+    """The name of a model upstream's breaker: the provider and the host it is reached at."""
+    return f"{provider}:{urlsplit(base_url or default).netloc or default}"

@@ -2,17 +2,46 @@
 
 from __future__ import annotations
 
+import random
+
 import pytest
 
 from runner.core.policy import (
     Labels,
     check_labeler,
     check_target,
+    outage_sentence,
     pull_action,
+    repeated_failure_sentence,
     retry_decision,
+    retry_delay,
     should_process,
 )
-from runner.errors import ForgeError, LabelerNotTrusted, TargetNotAllowed, TaskSpecError
+from runner.errors import (
+    BadCredentials,
+    BudgetExceeded,
+    DependencyDown,
+    DiskFull,
+    ForgeError,
+    GeneratorError,
+    GeneratorUnavailable,
+    GeneratorUnreachable,
+    GitTransportFailed,
+    HumanCommitsOnBranch,
+    InternalError,
+    LabelerNotTrusted,
+    LedgerUnavailable,
+    NoChangeMade,
+    NotFound,
+    PermissionDenied,
+    RateLimited,
+    Rejected,
+    RunnerError,
+    TargetNotAllowed,
+    TaskSpecError,
+    ValidationFailed,
+    WorkspaceError,
+)
 from runner.forge.base import Issue, PullRequest
 
 
@@ -52,9 +81,46 @@ def test_pull_action() -> None:
 
 
 def test_retry_is_a_property_of_the_error_class() -> None:
-    assert retry_decision(ForgeError("x"), 1, 3) == "retry"
-    assert retry_decision(ForgeError("x"), 3, 3) == "dead"
+    assert retry_decision(InternalError("x"), 1, 3) == "retry"
+    assert retry_decision(InternalError("x"), 3, 3) == "dead"
     assert retry_decision(TaskSpecError("x"), 1, 3) == "dead"
+
+
+@pytest.mark.parametrize("error", [
+    ForgeError("GitHub failed (503)."), RateLimited("slow down"), GitTransportFailed("fetch failed"),
+    GeneratorUnavailable("529 overloaded"), GeneratorUnreachable("refused"), LedgerUnavailable("gone"),
+    DiskFull("no space"), DependencyDown("open", service="GitHub"),
+])
+def test_an_outage_waits_and_never_spends_an_attempt(error: RunnerError) -> None:
+    """Issue #29: a service that is down says nothing about the task; MAX_ATTEMPTS counts only task failures."""
+    assert error.outage and error.service
+    assert retry_decision(error, 99, 3, waited_s=3600, wait_limit_s=24 * 3600) == "wait"
+    assert retry_decision(error, 1, 3, waited_s=25 * 3600, wait_limit_s=24 * 3600) == "dead"
+    sentence = outage_sentence(error, 25 * 3600, 24)
+    assert error.service[1:] in sentence and "25 h 0 min" in sentence and "TRANSIENT_RETRY_HOURS=24" in sentence
+
+
+@pytest.mark.parametrize("error", [
+    NoChangeMade("none"), ValidationFailed("tests"), GeneratorError("crashed"), BudgetExceeded("cap"),
+    PermissionDenied("403"), BadCredentials("401"), NotFound("404"), Rejected("422"), HumanCommitsOnBranch("x"),
+    WorkspaceError("local git failed"),
+])
+def test_a_task_failure_is_not_an_outage(error: RunnerError) -> None:
+    assert not error.outage
+    assert retry_decision(error, 3, 3) == "dead"
+
+
+def test_the_wait_between_looks_is_capped_at_a_minute() -> None:
+    rng = random.Random(1)
+    waits = [retry_delay(ForgeError("503"), n, base=10, cap=900, rng=rng) for n in range(1, 12)]
+    assert max(waits) <= 60 and waits[-1] >= 30
+    assert retry_delay(InternalError("bug"), 8, base=10, cap=900, rng=rng) > 60  # a task failure backs off longer
+
+
+def test_the_reason_of_repeated_failures_is_the_last_real_error() -> None:
+    assert "worker stopped" in repeated_failure_sentence(5, None)
+    said = repeated_failure_sentence(5, "The patch does not apply.")
+    assert "worker" not in said and "The patch does not apply." in said
 
 
 # -- who approved the text (issue #8) ---------------------------------------------------------
