@@ -172,7 +172,7 @@ class ForgeError(RunnerError):
     """The GitHub API failed in a way that may pass (5xx, timeouts, connection errors): an outage of GitHub."""
 
     transient = True
-    service = "GitHub"
+    service: str | None = "GitHub"
     hint = "The runner retries this by itself; nothing to do unless it keeps failing."
 
 

@@ -303,7 +303,8 @@ class Ledger(FeedbackInbox, Protocol):
     def own_branch(self, job: Job, branch: str, *, now: datetime) -> bool:
         """Record ``branch`` (``owner/repo:name``) as the task's for good, before its first push.
 
-        False, changing nothing, when the task already owns one or another task owns this one."""
+        True when it is the task's now (or already was); False, changing nothing, when the
+        task owns another branch or another task owns this one."""
         ...
 
     def release(self, job: Job, *, now: datetime) -> None:

@@ -261,8 +261,9 @@ def statements(dialect: Dialect) -> Statements:
             WHERE {_FENCE} RETURNING attempt""",
         # The branch is the task's for good: set once, never to one another task holds (unique index too).
         own_branch=f"""UPDATE {TABLE} SET branch = :branch, updated_at = :now
-            WHERE {_FENCE} AND branch IS NULL
-                AND NOT EXISTS (SELECT 1 FROM {TABLE} o WHERE o.branch = :branch)
+            WHERE {_FENCE} AND (branch IS NULL OR branch = :branch)
+                AND NOT EXISTS (SELECT 1 FROM {TABLE} o WHERE o.branch = :branch
+                                AND NOT (o.dispatch_repo = :repo AND o.issue_number = :issue))
             RETURNING branch""",
         release=f"""UPDATE {TABLE} SET status = 'queued', lease_expires_at = NULL,
                 next_attempt_at = NULL, updated_at = :now

@@ -28,7 +28,7 @@ def make_change(d: Deps, run: JobRun, plan: Plan) -> Pushed | Outcome:
     with run.stage("clone"):
         mirror = retry.call(lambda: d.workspace.sync(task.target_repo, plan.clone_url),
                             what=f"fetch {task.target_repo}", log=run.log, policy=d.retry)
-    names, existing = names_for(d, task, mirror)
+    names, existing = names_for(d, run, task, mirror)
     run.log = run.log.bind(branch=names.branch)
     if policy.pull_action(existing) == "merged" and existing is not None:
         return outcome.succeed(d, run, existing, Changes(summary="The pull request was already merged."))

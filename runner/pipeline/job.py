@@ -129,15 +129,34 @@ def check_trust(d: Deps, task: DispatchTask, issue: Issue, *, while_running: boo
     policy.check_approval(facts, permissions, d.labels, issue.repo, while_running=while_running)
 
 
-def names_for(d: Deps, task: DispatchTask, mirror: Mirror) -> tuple[TaskNames, PullRequest | None]:
-    """Pick the branch, moving aside when another task id already owns the primary one."""
-    primary = task_names(task)
+def names_for(d: Deps, run: JobRun, task: DispatchTask, mirror: Mirror) -> tuple[TaskNames, PullRequest | None]:
+    """The task's branch, decided once and for good (issue #29).
+
+    The first time, pick it (moving aside when another task id already owns the
+    primary name on GitHub) and record it in the ledger before anything is pushed;
+    the ledger refuses a name another task recorded, so two tasks whose ids share
+    their first 8 characters never share a branch, whatever the timing. Every later
+    attempt, round and replica reuses what the ledger recorded."""
+    primary, aside = task_names(task), task_names(task, disambiguate=True)
+    owned = run.job.branch
+    if owned is not None and owned in (branch_key(task, primary), branch_key(task, aside)):
+        names = aside if owned == branch_key(task, aside) else primary
+        return names, d.forge.find_pull(task.target_repo, names.branch)
     pull = d.forge.find_pull(task.target_repo, primary.branch)
     text = pull.body if pull is not None else mirror.read_file(primary.branch, primary.trace_path)
     names = choose_names(task, task_id_of(text))
-    if not names.disambiguated:
-        return names, pull
-    return names, d.forge.find_pull(task.target_repo, names.branch)
+    if not names.disambiguated and not d.ledger.own_branch(run.lease.job, branch_key(task, names), now=d.clock()):
+        names, pull = aside, None  # another task recorded the primary name first
+    if names.disambiguated:
+        d.ledger.own_branch(run.lease.job, branch_key(task, names), now=d.clock())
+        pull = d.forge.find_pull(task.target_repo, names.branch)
+    run.log.info("branch owned", branch=names.branch)
+    return names, pull
+
+
+def branch_key(task: DispatchTask, names: TaskNames) -> str:
+    """How the ledger records a task's branch: unique across tasks, per target repository."""
+    return f"{task.target_repo.lower()}:{names.branch}"
 
 
 def plan_of(d: Deps, task: DispatchTask, issue: Issue) -> Plan:

@@ -45,7 +45,7 @@ def plan(d: Deps, run: JobRun, issue: Issue, pending: Sequence[tuple[str, dict[s
     check_trust(d, task, issue)
     where = plan_of(d, task, issue)
     mirror = d.workspace.sync(task.target_repo, where.clone_url)
-    names, pull = names_for(d, task, mirror)
+    names, pull = names_for(d, run, task, mirror)
     run.log = run.log.bind(branch=names.branch)
     history = [RoundRecord.from_json(handled) for _, _, _, handled in d.inbox.handled_feedback(key)
                if handled.get("number")]

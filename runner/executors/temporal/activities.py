@@ -51,6 +51,32 @@ from runner.pipeline import (
 
 #: The error type of an attempt that failed transiently; Temporal retries it.
 RETRYING = "TaskRetrying"
+#: The error type of an attempt stopped by an outage: Temporal retries it, and it spends no attempt.
+WAITING = "TaskWaiting"
+
+
+def tally_of(attempt: int, details: Sequence[Any]) -> dict[str, Any]:
+    """What the attempts before this one left: task failures and waits, counted apart (issue #29).
+
+    An attempt that did not settle (its worker died, its heartbeat timed out) counts one
+    failure, as a ledger takeover does."""
+    last = dict(details[0]) if details and isinstance(details[0], dict) else {}
+    tally: dict[str, Any] = {"failures": int(last.get("failures", 0)), "waits": int(last.get("waits", 0)),
+                             "waiting_on": last.get("waiting_on"), "waiting_since": last.get("waiting_since"),
+                             "task_error": last.get("task_error")}
+    if attempt > 1 and not last.get("settled", False):
+        tally["failures"] += 1 if last else attempt - 1
+    return tally
+
+
+def settled_tally(job: Job, slot: _Slot, now: datetime) -> dict[str, Any]:
+    """The tally after this attempt ended in a wait (no failure) or a retried failure (one more)."""
+    if slot.status == "waiting":
+        since = job.waiting_since or now
+        return {"failures": job.failures, "waits": job.waits + 1, "waiting_on": slot.service,
+                "waiting_since": since.isoformat(), "task_error": job.task_error, "settled": True}
+    return {"failures": job.failures + 1, "waits": job.waits, "waiting_on": None, "waiting_since": None,
+            "task_error": slot.error, "settled": True}
 #: How many webhook delivery ids one process remembers.
 DELIVERY_MEMORY = 10_000
 
@@ -65,7 +91,10 @@ class _Slot:
     pr_url: str | None = None
     error: str | None = None
     retry_at: datetime | None = None
+    service: str | None = None
     stage_seconds: dict[str, float] = field(default_factory=dict)
+    #: What the next attempt needs to know (see :func:`tally_of`), sent with every heartbeat.
+    tally: dict[str, Any] = field(default_factory=dict)
     #: Feedback rounds: the item the workflow's signal brought, and what earlier runs used.
     pending: list[tuple[str, dict[str, Any]]] = field(default_factory=list)
     first_usage: dict[str, Any] = field(default_factory=dict)
@@ -86,8 +115,10 @@ class ActivityLedger:
         # The lease keeper heartbeats from its own thread; the activity context lives in a
         # context variable, so it runs the heartbeat inside a copy of this thread's context.
         ctx = contextvars.copy_context()
-        slot = _Slot(heartbeat=lambda: ctx.run(activity.heartbeat),
-                     cancelled=lambda: ctx.run(activity.is_cancelled))
+        slot = _Slot(heartbeat=lambda: None, cancelled=lambda: ctx.run(activity.is_cancelled))
+        # Every heartbeat carries the attempt's tally (failures, waits), which Temporal hands to the
+        # next attempt: so waits and task failures are counted apart, as the ledger does.
+        slot.heartbeat = lambda: ctx.run(activity.heartbeat, dict(slot.tally))
         with self._lock:
             self._slots[(job.key, job.attempt)] = slot
         try:
@@ -121,6 +152,16 @@ class ActivityLedger:
                  transcript: str | None = None) -> None:
         slot = self._slot(job)
         slot.status, slot.pr_url, slot.stage_seconds = "succeeded", pr_url, dict(stage_seconds)
+
+    def own_branch(self, job: Job, branch: str, *, now: datetime) -> bool:
+        """Temporal keeps no table of branches: the name is chosen from what GitHub shows."""
+        return True
+
+    def wait(self, job: Job, *, now: datetime, error: str, service: str, retry_at: datetime,
+             stage_seconds: Mapping[str, float] | None = None) -> None:
+        slot = self._slot(job)
+        slot.status, slot.error, slot.retry_at, slot.service = "waiting", error, retry_at, service
+        slot.stage_seconds = dict(stage_seconds or {})
 
     def fail(self, job: Job, *, now: datetime, error: str, retry_at: datetime | None,
              stage_seconds: Mapping[str, float] | None = None, transcript: str | None = None) -> None:
@@ -236,17 +277,27 @@ class TaskActivities:
                pending: list[tuple[str, dict[str, Any]]] | None = None,
                usage: dict[str, Any] | None = None) -> StageResult:
         """Run one stage once; raise to let Temporal retry. ``pending``: a round's item, for its intake."""
-        attempt = activity.info().attempt
+        info = activity.info()
+        attempt = info.attempt
+        tally = tally_of(attempt, info.heartbeat_details)
         job = Job(key=TaskKey(request.dispatch_repo, request.issue_number), attempt=attempt, owner=self.owner,
                   lease_expires_at=lease_expiry(self.clock(), request.heartbeat_timeout_s),
-                  task_id=request.task_id, failures=attempt - 1)
+                  task_id=request.task_id, failures=int(tally["failures"]), waits=int(tally["waits"]),
+                  waiting_on=tally.get("waiting_on"),
+                  waiting_since=datetime.fromisoformat(tally["waiting_since"]) if tally.get("waiting_since")
+                  else None, task_error=tally.get("task_error"))
         self.metrics.job_started()
         with self._running_lock:
             self.running += 1
         try:
             with self.ledger.bind(job) as slot:
                 slot.pending, slot.first_usage = list(pending or []), dict(usage or {})
+                slot.tally = {**tally, "settled": False}  # a worker that dies now counts one failure
+                slot.heartbeat()
                 value, stages = self.pipeline.run_stage(job, stage, *values)
+                if slot.status in ("waiting", "failed"):
+                    slot.tally = settled_tally(job, slot, self.clock())
+                    slot.heartbeat()
         finally:
             with self._running_lock:
                 self.running -= 1
@@ -260,9 +311,10 @@ class TaskActivities:
         if value.status == "lost" or slot.status == "queued":
             raise ApplicationError(f"Attempt {attempt} stopped before finishing: {value.error or 'released'}.",
                                    type="LeaseLost")
-        if slot.status == "failed":
+        if slot.status in ("failed", "waiting"):
             delay = max(0.0, ((slot.retry_at or self.clock()) - self.clock()).total_seconds())
-            raise ApplicationError(slot.error or "The attempt failed; it will be retried.", type=RETRYING,
+            raise ApplicationError(slot.error or "The attempt failed; it will be retried.",
+                                   type=WAITING if slot.status == "waiting" else RETRYING,
                                    next_retry_delay=timedelta(seconds=delay))
         return StageResult(result=TaskResult(status=slot.status or "succeeded", pr_url=slot.pr_url or value.pr_url,
                                              error=slot.error, attempt=attempt, owner=self.owner,

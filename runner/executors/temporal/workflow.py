@@ -105,9 +105,10 @@ class DispatchTaskWorkflow:
             initial_interval=timedelta(seconds=request.retry_base_s),
             backoff_coefficient=2.0,
             maximum_interval=timedelta(seconds=request.retry_max_s),
-            # The pipeline stops a stage at MAX_ATTEMPTS itself (and reports it); the one
-            # extra attempt lets it report a task whose workers died every time.
-            maximum_attempts=request.max_attempts + 1,
+            # No cap on attempts (issue #29): the pipeline counts task failures itself (in the
+            # heartbeat's tally, waits apart) and stops at MAX_ATTEMPTS, or after
+            # TRANSIENT_RETRY_HOURS of an outage, reporting why; so only task failures end it.
+            maximum_attempts=0,
             non_retryable_error_types=list(request.non_retryable),
         )
         try:

@@ -1,0 +1,146 @@
+"""Outages lose no task (issue #29): a dependency that is down makes tasks wait, never fail.
+
+Every runner here is a real `agent-runner run` process against the emulators. Time is
+compressed through the settings, and each test says how: the old backoff
+(RETRY_BASE_SECONDS=0.2, RETRY_MAX_SECONDS=1, MAX_ATTEMPTS=5, no HTTP-level retries)
+spends all five attempts within seconds, so an outage of 25 s is longer than the whole
+old backoff; the breakers probe at most every BREAKER_PROBE_MAX_SECONDS=2 s instead of 60 s.
+What is checked is what a user sees on GitHub and what the emulator's request log shows.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from runner.ledger import TaskKey, open_ledger
+from tests import chaos
+from tests.conftest import DISPATCH, World
+
+#: Compressed time (see the module docstring).
+FAST = {"RETRY_BASE_SECONDS": "0.2", "RETRY_MAX_SECONDS": "1", "GITHUB_MAX_RETRIES": "0",
+        "BREAKER_PROBE_MAX_SECONDS": "2", "LEASE_SECONDS": "6", "POLL_INTERVAL_SECONDS": "0.5",
+        "WORKERS": "3", "SANDBOX": "off", "HEALTH_HOST": "127.0.0.1"}
+
+
+@pytest.fixture()
+def replicas() -> Iterator[list[chaos.Replica]]:
+    made: list[chaos.Replica] = []
+    yield made
+    for replica in made:
+        if replica.alive:
+            replica.kill()
+
+
+def when(event: dict[str, Any]) -> float:
+    return datetime.fromisoformat(event["timestamp"].replace("Z", "+00:00")).timestamp()
+
+
+def events_like(replica: chaos.Replica, text: str) -> list[dict[str, Any]]:
+    return [e for e in replica.log_events() if text in str(e.get("event", ""))]
+
+
+def test_github_down_longer_than_the_old_backoff_loses_no_task(
+        world: World, tmp_path: Path, replicas: list[chaos.Replica]) -> None:
+    """GitHub answers 503 to every REST and git request for 25 s while three tasks are in flight.
+
+    No `agent-failed`; every task finishes after the recovery with one PR, one result comment
+    and `processed`; while the API's breaker was open the emulator saw only its probes."""
+    ids = chaos.task_ids(3, "gh")  # distinct first 8 characters (shared ones: below)
+    issues = chaos.file_issues(world.emu, ids, dispatch=DISPATCH)
+    runs = tmp_path / "agent-runs"
+    template = chaos.slow_agent_template(tmp_path / "agent", seconds=2, record_dir=runs)
+    ledger_url = f"sqlite:///{tmp_path / 'ledger.db'}"
+    env = world.env(**FAST, GENERATORS="command", COMMAND_TEMPLATE=template, LEDGER_URL=ledger_url,
+                    HEALTH_PORT=str(chaos.free_port()))
+    runner = chaos.Replica("runner", env, tmp_path / "runner.log", cwd=world.root)
+    replicas.append(runner)
+    runner.start()
+    assert chaos.wait_until(lambda: len(chaos.agent_runs(runs)) >= 3, time.monotonic() + 60, 0.05), \
+        runner.log_tail(40)
+
+    down_at = time.time()
+    world.emu.inject(503, count=None, include_git=True)  # everything: REST, GraphQL and git
+    time.sleep(25)
+    world.emu.clear_faults()
+    up_at = time.time()
+
+    def done() -> bool:
+        return all("processed" in world.labels(n) for n in issues)
+    assert chaos.wait_until(done, time.monotonic() + 90, 0.25), runner.log_tail(60)
+    finished_at = time.time()
+
+    for number, task_id in issues.items():
+        assert world.labels(number) == {"copilot-agent", "processed"}, runner.log_tail(60)
+        comments = [c["body"] for c in world.comments(number)]
+        assert len(comments) == 1 and chaos.RESULT_MARKER in comments[0], comments
+        heads = [p["head"]["ref"] for p in world.pulls()]
+        assert heads.count(chaos.branch_for(task_id)) == 1, heads
+    ledger = open_ledger(ledger_url)
+    try:
+        records = [ledger.get(TaskKey(DISPATCH, n)) for n in issues]
+    finally:
+        ledger.close()
+    assert all(r is not None and r.status == "succeeded" and r.failures == 0 for r in records), records
+
+    # While the API's breaker was open, only its probes (GET /rate_limit) reached GitHub's API.
+    opened = events_like(runner, "GitHub unavailable since")
+    back = events_like(runner, "GitHub back after")
+    assert opened and back, runner.log_tail(60)
+    open_from, open_to = when(opened[0]) + 0.2, when(back[-1])
+    during = [r for r in world.emu.request_log if open_from <= r.at < open_to and not r.git]
+    assert during and all((r.method, r.path) == ("GET", "/rate_limit") for r in during), \
+        [(r.method, r.path) for r in during if r.path != "/rate_limit"]
+    git_open = events_like(runner, "git transport unavailable since")
+    git_back = events_like(runner, "git transport back after")
+    git_during = [r for r in world.emu.request_log if r.git and git_open and git_back
+                  and when(git_open[0]) + 0.2 <= r.at < when(git_back[-1])]
+    assert len(git_during) <= sum(int(e.get("probes", 0)) for e in git_back) * 2  # a probe is 1-2 HTTP requests
+    in_outage = [r for r in world.emu.request_log if down_at <= r.at < up_at]
+    print(f"\nGitHub down {up_at - down_at:.1f} s: {len(in_outage)} requests in the outage "
+          f"({len(during)} API probes while open, {len(git_during)} git requests while git's breaker was open); "
+          f"last task done {finished_at - up_at:.1f} s after recovery")
+    assert not any("agent-failed" in world.labels(n) for n in issues)
+
+
+def test_six_tasks_sharing_their_first_8_characters_get_six_branches_through_an_outage(
+        world: World, tmp_path: Path, replicas: list[chaos.Replica]) -> None:
+    """Each branch is decided once and recorded in the ledger before the first push, so an outage
+    in the middle (GitHub 503 for 8 s) cannot make two tasks pick the same name."""
+    ids = [f"outage-t-{i}" for i in range(1, 7)]  # all share `outage-t`
+    issues = chaos.file_issues(world.emu, ids, dispatch=DISPATCH)
+    runs = tmp_path / "agent-runs"
+    template = chaos.slow_agent_template(tmp_path / "agent", seconds=1.5, record_dir=runs)
+    ledger_url = f"sqlite:///{tmp_path / 'ledger.db'}"
+    env = world.env(**{**FAST, "WORKERS": "6"}, GENERATORS="command", COMMAND_TEMPLATE=template,
+                    LEDGER_URL=ledger_url, HEALTH_PORT=str(chaos.free_port()))
+    runner = chaos.Replica("runner", env, tmp_path / "runner.log", cwd=world.root)
+    replicas.append(runner)
+    runner.start()
+    assert chaos.wait_until(lambda: len(chaos.agent_runs(runs)) >= 3, time.monotonic() + 60, 0.05), \
+        runner.log_tail(40)
+    world.emu.inject(503, count=None, include_git=True)
+    time.sleep(8)
+    world.emu.clear_faults()
+
+    def done() -> bool:
+        return all("processed" in world.labels(n) for n in issues)
+    assert chaos.wait_until(done, time.monotonic() + 90, 0.25), runner.log_tail(60)
+
+    pulls = world.pulls()
+    heads = sorted(p["head"]["ref"] for p in pulls)
+    assert len(pulls) == 6 and len(set(heads)) == 6, heads
+    ledger = open_ledger(ledger_url)
+    try:
+        records = [ledger.get(TaskKey(DISPATCH, n)) for n in issues]
+    finally:
+        ledger.close()
+    branches = {r.branch for r in records if r is not None}
+    assert len(branches) == 6 and all(b and b.split(":", 1)[1] in heads for b in branches), (branches, heads)
+    assert all(r is not None and r.status == "succeeded" and r.failures == 0 for r in records), records
+    assert not any("agent-failed" in world.labels(n) for n in issues)
