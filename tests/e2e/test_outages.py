@@ -144,3 +144,46 @@ def test_six_tasks_sharing_their_first_8_characters_get_six_branches_through_an_
     assert len(branches) == 6 and all(b and b.split(":", 1)[1] in heads for b in branches), (branches, heads)
     assert all(r is not None and r.status == "succeeded" and r.failures == 0 for r in records), records
     assert not any("agent-failed" in world.labels(n) for n in issues)
+
+
+# -- a model upstream down in the middle of a conversation --------------------------------
+
+
+@pytest.mark.parametrize("name,status", [("anthropic", 529), ("openai", 503)])
+def test_model_down_mid_conversation_retries_the_turn_and_keeps_the_conversation(
+        world: World, name: str, status: int) -> None:
+    """Two turns answer, then the upstream fails 12 requests in a row (529 "overloaded" on the
+    Anthropic wire, 503 on the OpenAI wire): more than the old backoff's five attempts could
+    absorb (time compressed: the SDK retries twice per turn, the breaker opens after 3 failed
+    turns and probes with the turn itself). The task finishes on its first attempt; the two turns
+    before the outage were sent once; the cost is counted once."""
+    from github_emulator.llm import AnthropicEmulator, OpenAIEmulator, Reply
+
+    from tests.e2e.test_llm_flow import call, llm_settings
+
+    server_type = AnthropicEmulator if name == "anthropic" else OpenAIEmulator
+    with server_type() as emu:
+        emu.script([
+            call("list_files", {}),
+            call("read_file", {"path": "src/app.py"}),
+            *[Reply.error(status, "Overloaded" if status == 529 else "Service Unavailable")] * 12,
+            call("edit_file", {"path": "src/app.py", "search": "print('hello')", "replace": "print('hi')"}),
+            call("finish", {"summary": "Said hi."}),
+        ])
+        number = world.file_issue(chaos.issue_body("model-down-1"))
+        started = time.monotonic()
+        outcomes = world.run_once(**llm_settings(name, emu), max_attempts=5, retry_base_seconds=0.2,
+                                  retry_max_seconds=1)
+        took = time.monotonic() - started
+        completions = emu.completions
+
+    assert [o.status for o in outcomes] == ["succeeded"], outcomes
+    assert "processed" in world.labels(number) and "agent-failed" not in world.labels(number)
+    sizes = [len((r.body or {}).get("messages") or []) for r in completions]
+    # Turn 1 (the task alone) and turn 2 (after list_files) went out once each; only turn 3 was repeated.
+    assert sizes.count(sizes[0]) == 1 and sizes.count(sizes[1]) == 1, sizes
+    assert len(completions) == 2 + 12 + 2, sizes
+    pull = world.pulls()[0]
+    assert "4800 in / 320 out tokens" in pull["body"], pull["body"]  # four answered turns of 1200 / 80
+    print(f"\n{name} down for 12 requests ({status}): task done in {took:.1f} s, "
+          f"{len(completions)} model requests, the turn retried in place")
