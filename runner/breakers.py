@@ -130,7 +130,7 @@ class Breaker:
 
     def _is_outage(self, exc: BaseException, *, retry: bool = False) -> bool:
         """An outage of this dependency (opens the breaker); with ``retry``, also what a retry in place waits out."""
-        if retry and getattr(exc, "outage", False) and not isinstance(exc, DependencyDown):
+        if retry and isinstance(exc, RateLimited):
             return True
         return self._outage(exc)
 

@@ -187,3 +187,71 @@ def test_model_down_mid_conversation_retries_the_turn_and_keeps_the_conversation
     assert "4800 in / 320 out tokens" in pull["body"], pull["body"]  # four answered turns of 1200 / 80
     print(f"\n{name} down for 12 requests ({status}): task done in {took:.1f} s, "
           f"{len(completions)} model requests, the turn retried in place")
+
+
+# -- a full disk ----------------------------------------------------------------------------
+
+
+@pytest.fixture()
+def small_workspace(tmp_path: Path) -> Iterator[Path]:
+    """A 2 MB tmpfs as WORKSPACE_DIR (CI runs as root), unmounted in teardown."""
+    import subprocess
+
+    where = tmp_path / "small-workspace"
+    where.mkdir()
+    done = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=2m", "tmpfs", str(where)], capture_output=True,
+                          text=True, check=False)
+    if done.returncode != 0:
+        pytest.fail(f"could not mount a tmpfs (the test needs root or a user namespace): {done.stderr}")
+    try:
+        yield where
+    finally:
+        subprocess.run(["umount", "-l", str(where)], check=False)
+
+
+def test_a_full_workspace_makes_the_task_wait_and_it_finishes_when_space_returns(
+        world: World, tmp_path: Path, small_workspace: Path, replicas: list[chaos.Replica]) -> None:
+    """WORKSPACE_DIR is full when the task clones: the task waits (no attempt spent, no
+    `agent-failed`), the runner keeps running and leaves no partial worktree, and the task
+    finishes once the filler is deleted. The ledger (in DATA_DIR) stays readable throughout."""
+    filler = small_workspace / "filler"
+    with filler.open("wb") as out:  # fill it to the last block
+        try:
+            while True:
+                out.write(b"\0" * 65536)
+                out.flush()
+        except OSError:
+            pass
+    number = world.file_issue(chaos.issue_body("disk-full-1"))
+    ledger_url = f"sqlite:///{tmp_path / 'ledger.db'}"
+    env = world.env(**FAST, LEDGER_URL=ledger_url, WORKSPACE_DIR=str(small_workspace),
+                    HEALTH_PORT=str(chaos.free_port()))
+    runner = chaos.Replica("runner", env, tmp_path / "runner.log", cwd=world.root)
+    replicas.append(runner)
+    runner.start()
+
+    def waiting() -> bool:
+        ledger = open_ledger(ledger_url)
+        try:
+            record = ledger.get(TaskKey(DISPATCH, number))
+        finally:
+            ledger.close()
+        return record is not None and record.waiting_on == "disk space"
+    assert chaos.wait_until(waiting, time.monotonic() + 60, 0.25), runner.log_tail(40)
+    time.sleep(2)  # a few more looks while it is full
+    assert runner.alive and "agent-failed" not in world.labels(number)
+    assert not list((small_workspace / "worktrees").glob("*/*/*")) if (small_workspace / "worktrees").exists() \
+        else True
+
+    filler.unlink()
+    assert chaos.wait_until(lambda: "processed" in world.labels(number), time.monotonic() + 60, 0.25), \
+        runner.log_tail(40)
+    ledger = open_ledger(ledger_url)
+    try:
+        record = ledger.get(TaskKey(DISPATCH, number))
+    finally:
+        ledger.close()
+    assert record is not None and (record.status, record.failures) == ("succeeded", 0) and record.waits >= 1
+    [comment] = [c["body"] for c in world.comments(number)]
+    assert "waited" in comment and "disk space" in comment, comment
+    assert runner.alive
