@@ -255,3 +255,27 @@ def test_a_full_workspace_makes_the_task_wait_and_it_finishes_when_space_returns
     [comment] = [c["body"] for c in world.comments(number)]
     assert "waited" in comment and "disk space" in comment, comment
     assert runner.alive
+
+
+# -- permanent failures still fail fast ---------------------------------------------------
+
+
+def test_permanent_failures_still_fail_fast(world: World) -> None:
+    """A patch that does not apply fails on its first attempt; a 401 stops the task at once with
+    the sentence about the token; neither waits like an outage."""
+    bad = world.file_issue(chaos.issue_body(
+        "bad-patch-1", instruction="```diff\n--- a/nope.txt\n+++ b/nope.txt\n@@ -1 +1 @@\n-x\n+y\n```"))
+    [outcome] = world.run_once(max_attempts=5)
+    assert outcome.status == "failed" and "does not apply" in (outcome.error or "")
+    assert world.labels(bad) == {"copilot-agent", "agent-failed"}
+    assert world.app().ledger.get(TaskKey(DISPATCH, bad)).failures == 1  # type: ignore[attr-defined, union-attr]
+
+    token = world.file_issue(chaos.issue_body("bad-token-1"))
+    world.emu.inject(401, count=None, path_regex=rf"^/repos/{DISPATCH}/issues/{token}$", method="GET",
+                     message="Bad credentials")
+    started = time.monotonic()
+    [outcome] = world.run_once(max_attempts=5)
+    assert time.monotonic() - started < 20
+    assert outcome.status == "failed" and "GITHUB_TOKEN" in (outcome.error or ""), outcome
+    world.emu.clear_faults()
+    assert world.labels(token) == {"copilot-agent", "agent-failed"}
