@@ -17,8 +17,9 @@ from types import ModuleType
 from typing import Any
 
 from runner.config import Settings, load_settings
-from runner.errors import ConfigError
+from runner.errors import ConfigError, SandboxUnavailable
 from runner.log import configure_logging
+from runner.sandbox import Sandbox
 from runner.steps.workspace import run_git
 
 DISPATCH = "octocat/dispatch"
@@ -74,8 +75,26 @@ def run_demo(*, build_app: Callable[[Settings], Any], state_dir: Path | None, ve
     return _demo(build_app, state_dir, verbose, out)
 
 
+def missing_sandbox() -> str | None:
+    """One plain line when the sandbox cannot run here: what is missing, what it affects, how to install it."""
+    try:
+        Sandbox().backend()
+    except SandboxUnavailable as exc:
+        return (f"● Note: the sandbox is not available here ({exc.message.split(': ', 1)[-1].split('. ')[0]}). "
+                "The demo does not need it (its generator runs nothing untrusted), but `agent-runner run` refuses "
+                "agent CLIs, setup and validation commands without it. Install bubblewrap "
+                "(`sudo apt-get install bubblewrap`; see docs/security.md).")
+    return None
+
+
 def _demo(build_app: Callable[[Settings], Any], root: Path, verbose: bool, out: Callable[[str], None]) -> int:
-    configure_logging("INFO" if verbose else "WARNING", "console" if verbose else "auto", [TOKEN])
+    missing = missing_sandbox()
+    # The demo explains a missing sandbox in words, once; the runner's own log line about it
+    # (a JSON warning among the friendly output) stays out unless --verbose asks for the log.
+    configure_logging("INFO" if verbose else ("CRITICAL" if missing else "WARNING"),
+                      "console" if verbose else "auto", [TOKEN])
+    if missing:
+        out(missing)
     with load_emulator("demo").GitHubEmulator(root / "github") as emu:
         out(f"● GitHub emulator at {emu.base_url} (user octocat)")
         emu.create_repo(DISPATCH)

@@ -169,3 +169,21 @@ def test_healthz_fails_while_github_keeps_refusing_the_token_and_readyz_keeps_it
         _, err = proc.communicate(timeout=30)
     assert proc.returncode == 0, err[-2000:]
     assert "emulator-token" not in err
+
+
+def test_demo_without_bubblewrap_says_so_in_one_plain_line(tmp_path) -> None:
+    """Issue #29: a missing local tool is explained once, in words: what is missing, what it affects,
+    how to install it; no raw JSON log line among the demo's output."""
+    import shutil
+
+    bin_dir = tmp_path / "bin"  # git, but no bwrap
+    bin_dir.mkdir()
+    (bin_dir / "git").symlink_to(shutil.which("git") or "/usr/bin/git")
+    env = {k: v for k, v in os.environ.items() if not k.startswith("GITHUB_")}
+    env["PATH"] = str(bin_dir)
+    result = subprocess.run([sys.executable, "-m", "runner", "demo", "--state-dir", str(tmp_path / "demo")],
+                            capture_output=True, text=True, env=env, timeout=120, cwd=tmp_path)
+    assert result.returncode == 0, result.stdout + result.stderr[-2000:]
+    said = [line for line in (result.stdout + result.stderr).splitlines() if "bubblewrap" in line or "bwrap" in line]
+    assert len(said) == 1 and "apt-get install bubblewrap" in said[0] and "agent-runner run" in said[0], said
+    assert not [line for line in (result.stdout + result.stderr).splitlines() if line.lstrip().startswith("{")]
