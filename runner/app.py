@@ -186,8 +186,9 @@ def build_app(settings: Settings, *, clock: Callable[[], datetime] = utc_now, lo
     workspace = Workspace(settings.workspace_dir, token=tokens.token_for,
                           identity=bot_identity(settings, tokens, forge), breakers=breakers)
     metrics = Metrics(stale_after_s=max(300.0, settings.effective_poll_interval * 3))
-    metrics.dependencies = lambda: [(s.name, s.up, s.open_seconds)
-                                    for s in (*breakers.snapshot(), *UPSTREAMS.snapshot())]
+    ledger_breaker = getattr(ledger, "breaker", None)  # the SQL ledgers watch their database
+    metrics.dependencies = lambda: [(s.name, s.up, s.open_seconds) for s in (
+        *breakers.snapshot(), *UPSTREAMS.snapshot(), *([ledger_breaker.state()] if ledger_breaker else []))]
     sandbox = Sandbox.from_settings(settings)
     metrics.sandbox = describe_sandbox(sandbox, log)
     pipeline = Pipeline(settings=settings, forge=forge, workspace=workspace, chain=chain, ledger=ledger,

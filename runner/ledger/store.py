@@ -22,6 +22,7 @@ from dataclasses import replace
 from datetime import UTC, datetime
 from typing import Any, Generic, TypeVar, cast
 
+from runner.breakers import Breaker
 from runner.errors import ConfigError, LeaseLost
 from runner.ledger import sql
 from runner.ledger.base import (
@@ -112,6 +113,18 @@ class SqlLedger(ABC):
 
     def __init__(self) -> None:
         self._sql = sql.statements(self.dialect)
+        #: Watches the database (up or down, logged once each way, on /metrics); it holds no
+        #: call: the lease arithmetic and the loop's own retries already ride out an outage.
+        self.breaker = Breaker(f"ledger:{self.dialect.name}", service="the ledger database")
+
+    def _watched(self, run: Callable[[str, Params], list[Row]], statement: str, params: Params) -> list[Row]:
+        try:
+            rows = run(statement, params)
+        except Exception as exc:
+            self.breaker.settle(exc)
+            raise
+        self.breaker.settle(None)
+        return rows
 
     # -- what a backend supplies ------------------------------------------------
 
@@ -145,7 +158,7 @@ class SqlLedger(ABC):
     # -- the protocol -------------------------------------------------------------
 
     def enqueue(self, key: TaskKey, *, task_id: str | None, body_hash: str | None, now: datetime) -> bool:
-        rows = self._write(
+        rows = self._watched(self._write,
             self._sql.enqueue,
             {**self._key(key), "task_id": task_id, "body_hash": body_hash, "now": self._now(now)},
         )
@@ -162,7 +175,7 @@ class SqlLedger(ABC):
     ) -> bool:
         params = {**self._key(key), "task_id": task_id, "body_hash": body_hash, "now": self._now(now),
                   "attempt": attempt}
-        return bool(self._write(self._sql.requeue, params))
+        return bool(self._watched(self._write, self._sql.requeue, params))
 
     def claim(self, owner: str, *, now: datetime, lease_seconds: float) -> Job | None:
         return self._take(self._sql.claim, {}, owner, now, lease_seconds)
@@ -221,7 +234,7 @@ class SqlLedger(ABC):
     def own_branch(self, job: Job, branch: str, *, now: datetime) -> bool:
         fence = {**self._key(job.key), "attempt": job.attempt, "owner": job.owner}
         try:
-            return bool(self._write(self._sql.own_branch, {**fence, "branch": branch, "now": self._now(now)}))
+            return bool(self._watched(self._write, self._sql.own_branch, {**fence, "branch": branch, "now": self._now(now)}))
         except Exception as exc:  # the unique index: another task took the name in the same instant
             if not any(cls.__name__ == "IntegrityError" for cls in type(exc).__mro__):
                 raise
@@ -231,14 +244,14 @@ class SqlLedger(ABC):
         self._fenced(self._sql.release, job, now)
 
     def get(self, key: TaskKey) -> TaskRecord | None:
-        rows = self._read(self._sql.get, self._key(key))
+        rows = self._watched(self._read, self._sql.get, self._key(key))
         return self._record(rows[0]) if rows else None
 
     def list(self, *, limit: int = 100) -> Sequence[TaskRecord]:
-        return [self._record(row) for row in self._read(self._sql.list, {"limit": limit})]
+        return [self._record(row) for row in self._watched(self._read, self._sql.list, {"limit": limit})]
 
     def record_delivery(self, delivery: DeliveryRecord) -> bool:
-        rows = self._write(self._sql.record_delivery, {
+        rows = self._watched(self._write, self._sql.record_delivery, {
             "delivery_id": delivery.delivery_id, "event": delivery.event, "action": delivery.action,
             "repo": delivery.repo, "issue": delivery.issue_number, "outcome": delivery.outcome,
             "payload": None if delivery.payload is None else self._json_in(delivery.payload),  # type: ignore[arg-type]
@@ -247,7 +260,7 @@ class SqlLedger(ABC):
         return bool(rows)
 
     def deliveries(self, *, outcome: str | None = None, limit: int = 100) -> Sequence[DeliveryRecord]:
-        rows = self._read(self._sql.deliveries, {"outcome": outcome, "limit": limit})
+        rows = self._watched(self._read, self._sql.deliveries, {"outcome": outcome, "limit": limit})
         return [
             DeliveryRecord(delivery_id=d, event=e, action=a, repo=r,
                            issue_number=None if n is None else int(n), outcome=o,
@@ -263,7 +276,7 @@ class SqlLedger(ABC):
 
         False, changing nothing, when the item is already known (a redelivery, the next
         poll, an edit of a handled comment) or the ledger has no such task."""
-        added = bool(self._write(self._sql.add_feedback, {
+        added = bool(self._watched(self._write, self._sql.add_feedback, {
             **self._key(key), "item_key": item_key, "item": self._json_in(item), "now": self._now(now)}))
         if added:
             self.wake_for_feedback(now=now, key=key)
@@ -278,16 +291,16 @@ class SqlLedger(ABC):
     def wake_for_feedback(self, *, now: datetime, key: TaskKey | None = None) -> Sequence[TaskKey]:
         """Queue finished tasks that have pending feedback (all of them, or ``key``)."""
         params = self._key(key) if key else {"repo": None, "issue": None}
-        rows = self._write(self._sql.wake_for_feedback, {**params, "now": self._now(now)})
+        rows = self._watched(self._write, self._sql.wake_for_feedback, {**params, "now": self._now(now)})
         return [TaskKey(r, int(n)) for r, n in rows]
 
     def pending_feedback(self, key: TaskKey) -> Sequence[tuple[str, dict[str, Any]]]:
         """(item key, item) of the task's unhandled feedback, oldest first."""
-        return [(k, self._json_out(v)) for k, v in self._read(self._sql.pending_feedback, self._key(key))]
+        return [(k, self._json_out(v)) for k, v in self._watched(self._read, self._sql.pending_feedback, self._key(key))]
 
     def handled_feedback(self, key: TaskKey) -> Sequence[tuple[str, str, int | None, dict[str, Any]]]:
         """(item key, status, round, outcome) of every handled item, in round order."""
-        rows = self._read(self._sql.handled_feedback, self._key(key))
+        rows = self._watched(self._read, self._sql.handled_feedback, self._key(key))
         return [(k, st, None if r is None else int(r), self._json_out(o)) for k, st, r, o in rows]
 
     def finish_feedback(self, job: Job, item_key: str, *, status: str, round_no: int | None,
@@ -301,16 +314,16 @@ class SqlLedger(ABC):
         self._fenced(self._sql.record_usage, job, now, usage=self._json_in(usage))
 
     def usage_of(self, key: TaskKey) -> dict[str, Any]:
-        rows = self._read(self._sql.usage_of, self._key(key))
+        rows = self._watched(self._read, self._sql.usage_of, self._key(key))
         return self._json_out(rows[0][0]) if rows and rows[0][0] is not None else {}
 
     def pull_tasks(self) -> Sequence[tuple[TaskKey, str]]:
         """(task, PR URL) of every task that has opened a pull request."""
-        return [(TaskKey(r, int(n)), url) for r, n, url in self._read(self._sql.pull_tasks, {})]
+        return [(TaskKey(r, int(n)), url) for r, n, url in self._watched(self._read, self._sql.pull_tasks, {})]
 
     def workload(self) -> Workload:
         """Tasks queued (or due a retry), running, and feedback rounds pending, in the whole deployment."""
-        rows = self._read(self._sql.workload, {})
+        rows = self._watched(self._read, self._sql.workload, {})
         queued, running, pending = rows[0] if rows else (0, 0, 0)
         return Workload(int(queued), int(running), int(pending))
 
@@ -347,7 +360,7 @@ class SqlLedger(ABC):
 
     def _take(self, statement: str, params: Params, owner: str, now: datetime, lease_seconds: float) -> Job | None:
         expires = lease_expiry(require_utc(now), lease_seconds)
-        rows = self._write(
+        rows = self._watched(self._write,
             statement, {**params, "owner": owner, "now": self._now(now), "expires": self._time_in(expires)}
         )
         if not rows:
@@ -370,7 +383,7 @@ class SqlLedger(ABC):
 
     def _fenced(self, statement: str, job: Job, now: datetime, **params: Any) -> None:
         fence = {**self._key(job.key), "attempt": job.attempt, "owner": job.owner}
-        if self._write(statement, {**fence, **params, "now": self._now(now)}):
+        if self._watched(self._write, statement, {**fence, **params, "now": self._now(now)}):
             return
         current = self.get(job.key)
         if current is None:

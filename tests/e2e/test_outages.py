@@ -10,7 +10,9 @@ What is checked is what a user sees on GitHub and what the emulator's request lo
 
 from __future__ import annotations
 
+import re
 import time
+import urllib.request
 from collections.abc import Iterator
 from datetime import datetime
 from pathlib import Path
@@ -66,7 +68,16 @@ def test_github_down_longer_than_the_old_backoff_loses_no_task(
 
     down_at = time.time()
     world.emu.inject(503, count=None, include_git=True)  # everything: REST, GraphQL and git
-    time.sleep(25)
+    time.sleep(12)
+    port = env["HEALTH_PORT"]
+    health, metrics, ready = (urllib.request.urlopen(f"http://127.0.0.1:{port}/{path}", timeout=5)
+                              for path in ("healthz", "metrics", "readyz"))
+    assert health.status == 200  # a restart cures nothing
+    exported = metrics.read().decode()
+    assert re.search(r'agent_runner_dependency_up\{dependency="github-api:[^"]+"\} 0\.0', exported), exported
+    assert re.search(r'agent_runner_dependency_open_seconds\{dependency="github-api:[^"]+"\} [1-9]', exported)
+    assert "degraded: github-api:" in ready.read().decode()
+    time.sleep(13)
     world.emu.clear_faults()
     up_at = time.time()
 
