@@ -290,3 +290,78 @@ def test_permanent_failures_still_fail_fast(world: World) -> None:
     assert outcome.status == "failed" and "GITHUB_TOKEN" in (outcome.error or ""), outcome
     world.emu.clear_faults()
     assert world.labels(token) == {"copilot-agent", "agent-failed"}
+
+
+# -- the ledger (PostgreSQL) stopped and started again --------------------------------------
+
+
+PG_BIN = Path("/usr/lib/postgresql/15/bin")
+
+
+@pytest.fixture()
+def private_postgres(tmp_path: Path) -> Iterator[tuple[str, Any]]:
+    """A PostgreSQL of this test's own (initdb in tmp_path, a free port), so stopping it harms no
+    one else's tests; yields its DSN and a function that runs pg_ctl (start/stop)."""
+    import shutil
+    import subprocess
+
+    if not (PG_BIN / "initdb").exists():
+        pytest.fail(f"PostgreSQL's server binaries are not at {PG_BIN} (CI installs postgresql-15)")
+    import tempfile
+
+    home = Path(tempfile.mkdtemp(prefix="agent-runner-pg-"))  # pytest's tmp_path is root-only (0700)
+    home.chmod(0o755)
+    data = home / "pg"
+    data.mkdir()
+    shutil.chown(data, "postgres", "postgres")
+    port = chaos.free_port()
+
+    def as_postgres(*argv: str) -> None:
+        subprocess.run(["runuser", "-u", "postgres", "--", *argv], check=True, capture_output=True, timeout=60)
+
+    as_postgres(str(PG_BIN / "initdb"), "-D", str(data), "-A", "trust", "-U", "runner")
+
+    def pg_ctl(action: str) -> None:
+        extra = ["-o", f"-p {port} -k {data} -c listen_addresses=127.0.0.1"] if action == "start" else ["-m", "fast"]
+        as_postgres(str(PG_BIN / "pg_ctl"), "-D", str(data), "-w", "-l", str(data / "log"), *extra, action)
+
+    pg_ctl("start")
+    try:
+        yield f"postgresql://runner@127.0.0.1:{port}/postgres", pg_ctl
+    finally:
+        subprocess.run(["runuser", "-u", "postgres", "--", str(PG_BIN / "pg_ctl"), "-D", str(data), "-m",
+                        "immediate", "stop"], capture_output=True, check=False, timeout=60)
+        shutil.rmtree(home, ignore_errors=True)
+
+
+def test_the_ledger_stopped_and_started_again_loses_no_task(
+        world: World, tmp_path: Path, private_postgres: tuple[str, Any], replicas: list[chaos.Replica]) -> None:
+    """PostgreSQL (the ledger) is stopped for 10 s while three tasks are in flight, then started:
+    every task finishes with one of everything and none is labelled `agent-failed`."""
+    dsn, pg_ctl = private_postgres
+    issues = chaos.file_issues(world.emu, chaos.task_ids(3, "pg"), dispatch=DISPATCH)
+    runs = tmp_path / "agent-runs"
+    template = chaos.slow_agent_template(tmp_path / "agent", seconds=2, record_dir=runs)
+    env = world.env(**{**FAST, "LEASE_SECONDS": "30"}, GENERATORS="command", COMMAND_TEMPLATE=template,
+                    LEDGER_URL=dsn, HEALTH_PORT=str(chaos.free_port()))
+    runner = chaos.Replica("runner", env, tmp_path / "runner.log", cwd=world.root)
+    replicas.append(runner)
+    runner.start()
+    assert chaos.wait_until(lambda: len(chaos.agent_runs(runs)) >= 3, time.monotonic() + 60, 0.05), \
+        runner.log_tail(40)
+    stopped_at = time.monotonic()
+    pg_ctl("stop")
+    time.sleep(10)
+    pg_ctl("start")
+    started_at = time.monotonic()
+
+    def done() -> bool:
+        return all("processed" in world.labels(n) for n in issues)
+    assert chaos.wait_until(done, time.monotonic() + 90, 0.25), runner.log_tail(60)
+    for number, task_id in issues.items():
+        assert world.labels(number) == {"copilot-agent", "processed"}
+        assert len(world.comments(number)) == 1
+        assert [p["head"]["ref"] for p in world.pulls()].count(chaos.branch_for(task_id)) == 1
+    assert runner.alive
+    print(f"\nledger down {started_at - stopped_at:.1f} s; last task done "
+          f"{time.monotonic() - started_at:.1f} s after it came back")
