@@ -138,6 +138,8 @@ class Settings(BaseSettings):
     """Longest delay between retries."""
     transient_retry_hours: float = Field(default=24.0, gt=0)
     """How long a task waits for a dependency that is down (GitHub, git transport, a model API, the ledger, disk space) before it fails with a sentence naming it; waiting spends none of MAX_ATTEMPTS."""
+    model_turn_retry_seconds: float = Field(default=300.0, ge=0)
+    """How long the API generators retry one model turn in place while its upstream is down (the conversation is kept); then the next generator in GENERATORS takes over, or the task waits for the upstream."""
     breaker_threshold: int = Field(default=3, ge=1, le=100)
     """Transient failures in a row that open a dependency's circuit breaker: then only one probe at a time goes out."""
     breaker_probe_max_seconds: float = Field(default=60.0, gt=0)

@@ -140,7 +140,8 @@ def test_fallback_chain_uses_the_next_generator_and_says_so(world: World) -> Non
         emu.script([Reply.error(500, "upstream exploded")] * 6)
         number = world.file_issue(dispatch_body(instruction=f"Patch it.\n\n{README_PATCH}"))
 
-        world.run_once(**llm_settings("openai", emu, generators="openai,patch"))
+        # Time compressed: the failing turn is retried in place for 1 s, not MODEL_TURN_RETRY_SECONDS' 300.
+        world.run_once(**llm_settings("openai", emu, generators="openai,patch", model_turn_retry_seconds=1))
 
         pull = world.pulls()[0]
         assert "`openai` failed and was skipped" in pull["body"]

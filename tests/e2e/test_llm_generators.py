@@ -238,16 +238,19 @@ def test_tool_calling_rejected_falls_back_to_json(provider: Provider, worktree: 
 
 
 def test_server_errors_are_transient(provider: Provider, emu: LLMEmulator, worktree: Path) -> None:
+    # MODEL_TURN_RETRY_SECONDS=0: the turn is not retried in place (tests/e2e/test_outages.py shows that).
     emu.script([Reply.error(500, "upstream exploded", retry_after=0.01)] * 3)
     with pytest.raises(GeneratorUnavailable, match="HTTP 500: upstream exploded") as info:
-        provider.generator(provider.settings(emu)).generate(context(worktree, seconds=120))
+        provider.generator(provider.settings(emu, model_turn_retry_seconds=0)).generate(
+            context(worktree, seconds=120))
     assert info.value.transient
     assert len(emu.completions) == 3  # the SDK's own two retries, then we give up
 
     emu.script([Reply.error(429, "slow down", retry_after=3600), Reply.text("never asked for")])
     started = time.monotonic()
     with pytest.raises(GeneratorUnavailable, match="HTTP 429"):
-        provider.generator(provider.settings(emu)).generate(context(worktree, seconds=600))
+        provider.generator(provider.settings(emu, model_turn_retry_seconds=0)).generate(
+            context(worktree, seconds=600))
     assert time.monotonic() - started < 5 and len(emu.completions) == 4  # no hour-long sleep, no retry
 
 

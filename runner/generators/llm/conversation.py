@@ -98,6 +98,8 @@ class LoopOptions:
     upstream: str = ""
     #: Who the upstream is, for people: "the Anthropic API".
     service: str = "the model API"
+    #: How long one turn is retried in place while the upstream is down (MODEL_TURN_RETRY_SECONDS).
+    turn_retry_s: float = 300.0
 
     @classmethod
     def from_settings(cls, settings: Any, generator: str, *, max_retries: int = 2, upstream: str = "",
@@ -111,4 +113,5 @@ class LoopOptions:
             max_retries=max_retries,
             upstream=upstream,
             service=service,
+            turn_retry_s=float(getattr(settings, "model_turn_retry_seconds", 300.0)),
         )

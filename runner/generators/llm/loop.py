@@ -18,6 +18,7 @@ from typing import Literal
 from runner.core.pricing import cost_usd, display_model, format_cost, price_for
 from runner.errors import (
     BudgetExceeded,
+    DependencyDown,
     GeneratorError,
     GeneratorTimeout,
     GeneratorUnavailable,
@@ -197,7 +198,7 @@ class _Session:
         return reply
 
     def _complete(self, request: ModelRequest) -> ModelReply:
-        """One turn, retried in place while the upstream is down (issue #29).
+        """One turn, retried in place for up to MODEL_TURN_RETRY_SECONDS while the upstream is down (#29).
 
         The conversation so far and the tokens it spent are kept; only this turn is
         sent again, and only when the upstream's breaker lets it (one probe at a time
@@ -213,7 +214,12 @@ class _Session:
             except GeneratorUnavailable as exc:
                 self.ctx.log.warning("model turn failed; it is retried in place", turn=self.turn, error=str(exc))
                 raise
-        return breaker.call(turn, retry=True, hold_s=max(0.0, self.ctx.seconds_left() - 1.0))
+        hold_s = max(0.0, min(self.options.turn_retry_s, self.ctx.seconds_left() - 1.0))
+        try:
+            return breaker.call(turn, retry=True, hold_s=hold_s)
+        except DependencyDown as exc:  # held past the budget: a generator error, so the chain may fall back
+            raise GeneratorUnavailable(f"{exc.message} It used {self.spent()} before that.",
+                                       service=self.options.service) from exc
 
     def _check_budget(self) -> None:
         budget, total, cost = self.ctx.budget, self.input_tokens + self.output_tokens, self.cost()
