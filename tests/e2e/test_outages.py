@@ -53,13 +53,28 @@ def test_github_down_longer_than_the_old_backoff_loses_no_task(
 
     No `agent-failed`; every task finishes after the recovery with one PR, one result comment
     and `processed`; while the API's breaker was open the emulator saw only its probes."""
+    ledger_url = f"sqlite:///{tmp_path / 'ledger.db'}"
+    github_down(world, tmp_path, replicas, ledger_url=ledger_url, LEDGER_URL=ledger_url)
+
+
+def test_github_down_under_temporal_loses_no_task(
+        world: World, tmp_path: Path, replicas: list[chaos.Replica]) -> None:
+    """The same outage under EXECUTOR=temporal: the stages hold in their activities (heartbeating),
+    and Temporal's retry policy never ends a task for an outage."""
+    from tests.temporal_server import temporal_dev_server
+
+    with temporal_dev_server() as address:
+        github_down(world, tmp_path, replicas, ledger_url=None, EXECUTOR="temporal", TEMPORAL_ADDRESS=address)
+
+
+def github_down(world: World, tmp_path: Path, replicas: list[chaos.Replica], *, ledger_url: str | None,
+                **extra: str) -> None:
     ids = chaos.task_ids(3, "gh")  # distinct first 8 characters (shared ones: below)
     issues = chaos.file_issues(world.emu, ids, dispatch=DISPATCH)
     runs = tmp_path / "agent-runs"
     template = chaos.slow_agent_template(tmp_path / "agent", seconds=2, record_dir=runs)
-    ledger_url = f"sqlite:///{tmp_path / 'ledger.db'}"
-    env = world.env(**FAST, GENERATORS="command", COMMAND_TEMPLATE=template, LEDGER_URL=ledger_url,
-                    HEALTH_PORT=str(chaos.free_port()))
+    env = world.env(**FAST, GENERATORS="command", COMMAND_TEMPLATE=template,
+                    HEALTH_PORT=str(chaos.free_port()), **extra)
     runner = chaos.Replica("runner", env, tmp_path / "runner.log", cwd=world.root)
     replicas.append(runner)
     runner.start()
@@ -92,12 +107,13 @@ def test_github_down_longer_than_the_old_backoff_loses_no_task(
         assert len(comments) == 1 and chaos.RESULT_MARKER in comments[0], comments
         heads = [p["head"]["ref"] for p in world.pulls()]
         assert heads.count(chaos.branch_for(task_id)) == 1, heads
-    ledger = open_ledger(ledger_url)
-    try:
-        records = [ledger.get(TaskKey(DISPATCH, n)) for n in issues]
-    finally:
-        ledger.close()
-    assert all(r is not None and r.status == "succeeded" and r.failures == 0 for r in records), records
+    if ledger_url is not None:
+        ledger = open_ledger(ledger_url)
+        try:
+            records = [ledger.get(TaskKey(DISPATCH, n)) for n in issues]
+        finally:
+            ledger.close()
+        assert all(r is not None and r.status == "succeeded" and r.failures == 0 for r in records), records
 
     # While the API's breaker was open, only its probes (GET /rate_limit) reached GitHub's API.
     opened = events_like(runner, "GitHub unavailable since")
@@ -113,7 +129,7 @@ def test_github_down_longer_than_the_old_backoff_loses_no_task(
                   and when(git_open[0]) + 0.2 <= r.at < when(git_back[-1])]
     assert len(git_during) <= sum(int(e.get("probes", 0)) for e in git_back) * 2  # a probe is 1-2 HTTP requests
     in_outage = [r for r in world.emu.request_log if down_at <= r.at < up_at]
-    print(f"\nGitHub down {up_at - down_at:.1f} s: {len(in_outage)} requests in the outage "
+    print(f"\n[{extra.get('EXECUTOR', 'ledger')}] GitHub down {up_at - down_at:.1f} s: {len(in_outage)} requests in the outage "
           f"({len(during)} API probes while open, {len(git_during)} git requests while git's breaker was open); "
           f"last task done {finished_at - up_at:.1f} s after recovery")
     assert not any("agent-failed" in world.labels(n) for n in issues)
