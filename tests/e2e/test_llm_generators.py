@@ -263,8 +263,8 @@ def test_bad_key_is_permanent_and_names_the_setting(provider: Provider, worktree
 
 
 def test_unreachable_server_is_transient(provider: Provider, worktree: Path) -> None:
-    with provider.emulator() as emu:
-        settings = provider.settings(emu)
+    with provider.emulator() as emu:  # not retried in place: the freed port may serve another test soon
+        settings = provider.settings(emu, model_turn_retry_seconds=0)
         host = emu.base_url.split("//", 1)[1].split("/", 1)[0]
     with pytest.raises(GeneratorUnavailable, match="Could not reach") as info:
         provider.generator(settings).generate(context(worktree, seconds=10))

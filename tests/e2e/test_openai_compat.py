@@ -140,7 +140,8 @@ def test_a_5xx_that_says_the_request_is_invalid_is_permanent_and_falls_back(worl
 
 
 @pytest.mark.parametrize(("extra", "expected", "not_expected"), [
-    ({"openai_base_url": "http://127.0.0.1:9/v1"}, "Check that the model server is running", "Refine"),
+    # An unreachable server is an outage (#29): the task waits for it, and the comment says what to check.
+    ({"openai_base_url": "http://127.0.0.1:9/v1", "model_turn_retry_seconds": 0}, "Check OPENAI_BASE_URL", "Refine"),
     ({"max_turns": 2}, "Raise `MAX_TURNS`", "MAX_TOKENS_PER_TASK"),
 ])
 def test_each_error_class_gets_its_own_hint(world: World, extra: dict[str, Any], expected: str,
