@@ -35,6 +35,7 @@ from runner.config import load_settings
 from runner.core.task import parse_task, task_names
 from runner.errors import ConfigError
 from runner.generators import build_chain
+from runner.generators.agents.base import AgentPreset
 from runner.generators.base import Budget, GenerationContext
 
 KEY = "sk-bench-upstream-key-0123456789"
@@ -150,6 +151,7 @@ def one_run(name: str, root: Path) -> tuple[float, float, int]:
                                  default_model=MODEL, workspace_dir=str(root / "ws"), data_dir=str(root / "data"),
                                  **endpoint)
         preset = build_chain([name], settings)[0]
+        assert isinstance(preset, AgentPreset)
         task = parse_task(BODY, dispatch_repo="o/d", issue_number=1)
         ctx = GenerationContext(task=task, worktree=repo, instruction=task.instruction,
                                 trace_path=task_names(task).trace_path, log=structlog.get_logger(),
