@@ -272,3 +272,20 @@ def _state(pid: int) -> str:
         return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
     except (OSError, IndexError):
         return "X"
+
+
+def test_with_the_sandbox_off_the_home_is_a_host_directory_and_the_run_still_works(world: World) -> None:
+    """SANDBOX=off: no binds, so the config files are written into a throw-away host directory set as HOME."""
+    preset = PRESETS["codex"]
+    program = cli_path(preset)
+    with preset.server(api_key=REAL_KEY) as model:
+        model.script(preset.script("codex"))
+        number = world.file_issue(dispatch_body(instruction=INSTRUCTION, model=MODEL))
+        outcomes = world.run_once(generators="codex", codex_bin=program, openai_base_url=f"{model.base_url}/v1",
+                                  openai_api_key=REAL_KEY, sandbox="off", generator_timeout_seconds=60)
+
+        assert [o.status for o in outcomes] == ["succeeded"], (outcomes, world.comments(number))
+        pull = world.pulls()[0]
+        assert world.emu.file_at(TARGET, pull["head"]["ref"], "hello.txt") == "hello from codex\n"
+        assert "SANDBOX=off" in world.comments(number)[-1]["body"]
+        assert all(PLACEHOLDER_PREFIX not in r.raw for r in model.requests)
