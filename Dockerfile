@@ -52,6 +52,7 @@ ENV PATH=/opt/venv/bin:$PATH \
     PYTHONUNBUFFERED=1 \
     WORKSPACE_DIR=/workspace \
     DATA_DIR=/data \
+    HEALTH_HOST=0.0.0.0 \
     HEALTH_PORT=8080
 USER runner
 WORKDIR /home/runner

@@ -27,16 +27,19 @@ from runner.forge.github import GitHubForge
 from runner.generators import build_chain
 from runner.generators.llm.sdk import UPSTREAMS
 from runner.hooks.plugins import CombinedHooks, load_hooks
-from runner.ledger import open_ledger
+from runner.ledger import ledger_scheme, open_ledger
 from runner.ledger.base import FeedbackInbox, JobLedger, Ledger
 from runner.log import REDACTOR, get_logger
 from runner.metrics import Metrics
+from runner.ops.live_tasks import LiveTasks
 from runner.ops.preflight import prepare, shared_ledger
+from runner.ops.status_model import StatusSources, web_url
+from runner.ops.status_page import StatusPage
 from runner.pipeline import Pipeline
 from runner.sandbox import Sandbox
 from runner.steps.workspace import Identity, Workspace
 
-__all__ = ["EXECUTORS", "App", "ExecutorKind", "build_app", "utc_now", "worker_id"]
+__all__ = ["EXECUTORS", "App", "ExecutorKind", "build_app", "status_page", "utc_now", "worker_id"]
 
 
 #: Under Temporal, how long one stage holds for a dependency that is down before it becomes a retried
@@ -61,6 +64,8 @@ class App:
     tokens: TokenSource | None = None
     #: Under Temporal, the PostgreSQL ledger that holds only the shared write slots.
     slots: Ledger | None = None
+    #: What this process's tasks are doing now (a hook), for the status page.
+    live: LiveTasks | None = None
 
     def close(self) -> None:
         self.ledger.close()
@@ -178,7 +183,9 @@ def build_app(settings: Settings, *, clock: Callable[[], datetime] = utc_now, lo
     hold_s = None if settings.executor == "ledger" else TEMPORAL_HOLD_S
     breakers = Breakers.from_settings(settings, hold_s=hold_s, log=log)
     chain = build_chain(settings.generators, settings)
-    hooks = CombinedHooks(load_hooks(settings.hooks), log)
+    # The status page's registry hears every event first, before any plugin hook can hold it up.
+    live = LiveTasks(default_generator=",".join(settings.generators), default_model=settings.default_model)
+    hooks = CombinedHooks([live, *load_hooks(settings.hooks)], log)
     prepare(settings)  # directories made and writable, command programs on PATH
     ledger = kind.ledger(settings)
     slots = kind.slots(settings)
@@ -197,4 +204,42 @@ def build_app(settings: Settings, *, clock: Callable[[], datetime] = utc_now, lo
     metrics.readiness_check = pipeline.hook_commands.health_problem  # the health_check hook feeds /readyz
     executor = kind.make(Built(settings=settings, forge=forge, ledger=ledger, pipeline=pipeline, clock=clock,
                                owner=worker_id(), log=log.bind(dispatch=dispatch_repo), metrics=metrics))
-    return App(settings, forge, ledger, workspace, pipeline, executor, metrics, tokens, slots=slots)
+    return App(settings, forge, ledger, workspace, pipeline, executor, metrics, tokens, slots=slots, live=live)
+
+
+def status_sources(settings: Settings, *, records: Callable[[int], Any], ledger: Any = None, live: LiveTasks | None = None,
+                   forge: GitHubForge | None = None, owner: str | None = None) -> StatusSources:
+    """What the status document is built from; the same for the page and for `agent-runner status --json`."""
+    temporal = settings.executor == "temporal"
+    workflow = None
+    if temporal:
+        from runner.executors.temporal.types import workflow_id
+
+        repo = settings.require_dispatch_repo()
+
+        def workflow(number: int) -> str:
+            return workflow_id(repo, number)
+
+    def rounds_of(key: Any) -> list[dict[str, Any]]:
+        return [dict(outcome) for _, _, round_no, outcome in ledger.handled_feedback(key) if round_no is not None]
+
+    return StatusSources(
+        dispatch_repo=settings.require_dispatch_repo(), web_url=web_url(settings.github_api_url),
+        executor=settings.executor, store="temporal" if temporal else (ledger_scheme(settings.ledger_location) or "?"),
+        workers=settings.workers, records=records, recent_limit=settings.status_recent, owner=owner,
+        usage_of=ledger.usage_of if ledger is not None and not temporal else None,
+        rounds_of=rounds_of if ledger is not None and not temporal else None,
+        live=live, budgets=forge.write_budgets if forge is not None else None, pacing=settings.github_throttle,
+        workflow_id=workflow, redact=REDACTOR)
+
+
+def status_page(app: App) -> StatusPage:
+    """The page the health server serves at `/`: this process's memory, and its ledger (or Temporal)."""
+    settings = app.settings
+    executor: Any = app.executor
+    records = executor.records if settings.executor == "temporal" else (
+        lambda limit: cast(Ledger, app.ledger).list(limit=limit))
+    sources = status_sources(settings, records=records, ledger=app.ledger, live=app.live,
+                             forge=cast(GitHubForge, app.forge), owner=executor.owner)
+    token = settings.status_token.get_secret_value() if settings.status_token is not None else None
+    return StatusPage(sources, clock=utc_now, token=token, refresh_s=settings.status_refresh_seconds)

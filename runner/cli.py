@@ -103,8 +103,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     status = sub.add_parser("status", help="show the ledger: each task's status, attempt, owner, PR",
                             description="Read the ledger at LEDGER_URL and print one row per task.")
-    status.add_argument("--json", action="store_true", help="print JSON instead of a table")
-    status.add_argument("--limit", type=int, default=100, help="rows to show (default 100)")
+    status.add_argument("--json", action="store_true",
+                        help="print the status document (what /api/status serves; docs/operations.md) as JSON")
+    status.add_argument("--limit", type=int, default=100, help="rows to show; with --json, recent tasks (default 100)")
 
     retry = sub.add_parser("retry", help="re-queue a task (also done by removing `agent-failed`)")
     retry.add_argument("issue", type=int, help="the dispatch issue number")
@@ -358,7 +359,9 @@ def _serve(app: Any, stop: threading.Event, *, poll: bool = True) -> int:
         raise
     except RunnerError as exc:
         log.warning("first poll failed; will try again", error=str(exc))
-    health = HealthServer(app.metrics, settings.health_host, settings.health_port).start()
+    from runner.app import status_page
+
+    health = HealthServer(app.metrics, settings.health_host, settings.health_port, status=status_page(app)).start()
     webhooks = None
     if settings.webhooks_enabled:
         from runner.intake.webhooks import serve_webhooks
@@ -477,9 +480,11 @@ def _smoke_test(settings: Settings, args: argparse.Namespace) -> int:
 
 
 def _ledger_command(settings: Settings, args: argparse.Namespace) -> int:
+    from dataclasses import replace
+
     from runner.forge.connect import utc_now
     from runner.ledger import open_existing_ledger, open_ledger
-    from runner.ledger.status import format_status_table, records_to_json
+    from runner.ledger.status import format_status_table
 
     if settings.executor == "temporal":
         return _temporal_command(settings, args)
@@ -491,14 +496,21 @@ def _ledger_command(settings: Settings, args: argparse.Namespace) -> int:
             ledger.close()
     existing = open_existing_ledger(settings.ledger_location)  # status creates nothing
     try:
+        if args.json:
+            from runner.app import status_sources
+            from runner.ops.status_model import ROWS_READ, build_status
+
+            def records(_limit: int) -> list[Any]:
+                return list(existing.list(limit=max(args.limit, ROWS_READ))) if existing is not None else []
+
+            sources = status_sources(settings, records=records, ledger=existing)
+            print(json.dumps(build_status(replace(sources, recent_limit=args.limit), utc_now()), indent=2))
+            return 0
         records = existing.list(limit=args.limit) if existing is not None else []
     finally:
         if existing is not None:
             existing.close()
-    if args.json:
-        print(json.dumps(records_to_json(records), indent=2))
-    else:
-        print(format_status_table(records, utc_now()))
+    print(format_status_table(records, utc_now()))
     return 0
 
 
@@ -506,7 +518,7 @@ def _temporal_command(settings: Settings, args: argparse.Namespace) -> int:
     """`status` through Temporal's visibility API, `retry` as a new workflow run."""
     from runner.executors.temporal.executor import TemporalExecutor
     from runner.forge.connect import forge_from_settings, utc_now
-    from runner.ledger.status import format_status_table, records_to_json
+    from runner.ledger.status import format_status_table
     from runner.log import get_logger
     from runner.metrics import Metrics
 
@@ -516,11 +528,16 @@ def _temporal_command(settings: Settings, args: argparse.Namespace) -> int:
     if args.command == "retry":
         print(f"agent-runner: {runner.retry(args.issue)}")
         return 0
-    records = runner.records(limit=args.limit)
     if args.json:
-        print(json.dumps(records_to_json(records), indent=2))
-    else:
-        print(format_status_table(records, utc_now()))
+        from dataclasses import replace
+
+        from runner.app import status_sources
+        from runner.ops.status_model import build_status
+
+        sources = status_sources(settings, records=lambda _limit: runner.records(limit=args.limit))
+        print(json.dumps(build_status(replace(sources, recent_limit=args.limit), utc_now()), indent=2))
+        return 0
+    print(format_status_table(runner.records(limit=args.limit), utc_now()))
     return 0
 
 

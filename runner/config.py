@@ -150,10 +150,16 @@ class Settings(BaseSettings):
     """The result comment shows progress only once a task has run this long."""
     progress_every_seconds: float = Field(default=15.0, ge=0)  # then at most one edit per this
     """Then it is edited at most this often."""
-    health_host: str = "0.0.0.0"
-    """Address the health server binds."""
+    health_host: str = "127.0.0.1"
+    """Address the health server and the status page bind. The image sets `0.0.0.0`, so that the container's published port and its HEALTHCHECK reach it."""
     health_port: int = Field(default=8080, ge=0, le=65535)
-    """Port of `/healthz`, `/readyz` and `/metrics` (Prometheus)."""
+    """Port of `/healthz`, `/readyz`, `/metrics` (Prometheus) and the status page (`/`, `/api/status`; docs/operations.md)."""
+    status_token: SecretStr | None = None
+    """When set, the status page and `/api/status` need it, as `Authorization: Bearer <token>` or through the page's login form (a cookie). `/healthz`, `/readyz` and `/metrics` stay open. Empty: anyone who reaches HEALTH_HOST sees the page."""
+    status_recent: int = Field(default=50, ge=1, le=1000)
+    """Finished tasks the status page lists."""
+    status_refresh_seconds: float = Field(default=2.0, gt=0, le=300)
+    """The status page's live stream sends a fresh view on every change, and at least this often."""
     log_level: LogLevel = "INFO"
     """DEBUG, INFO, WARNING or ERROR (any case)."""
     log_format: Literal["auto", "json", "console"] = "auto"
@@ -446,7 +452,7 @@ class Settings(BaseSettings):
         """Every configured secret value (and the git auth header made from the token)."""
         values = [self.github_token, self.openai_api_key, self.anthropic_api_key,
                   self.github_app_private_key, self.webhook_secret,
-                  self.temporal_api_key]
+                  self.temporal_api_key, self.status_token]
         found = [v.get_secret_value() for v in values if v is not None and v.get_secret_value()]
         if self.github_token is not None and self.github_token.get_secret_value():
             token = self.github_token.get_secret_value()

@@ -117,6 +117,7 @@ class ThreadExecutor:
         that a person removed its result label (see :meth:`_rerun_requested`)."""
         if not policy.should_process(issue, self.labels)[0]:
             return 0
+        self.pipeline.deps.hooks.call("on_issue", issue=issue)  # the status page shows queued tasks' titles
         queued = self._enqueue(issue)
         if queued:
             self._wake.set()

@@ -35,7 +35,7 @@ from runner.forge.base import (
     TokenInfo,
 )
 from runner.forge.cache import TtlCache
-from runner.forge.pacer import GITHUB_LIMITS, Pacer, SlotStore, WriteLimits
+from runner.forge.pacer import GITHUB_LIMITS, BudgetView, Pacer, SlotStore, WriteLimits
 
 T = TypeVar("T")
 
@@ -213,6 +213,12 @@ class GitHubForge:
         with self._request(action, repo, write=cost > 0, cost=cost) as gh:
             _, data = gh.requester.graphql_query(query, variables)
         return data
+
+    def write_budgets(self) -> list[tuple[str, BudgetView]]:
+        """Each credential's write budget from its pacer's memory (``token`` or ``installation:N``); no request."""
+        with self._clients_lock:
+            pacers = [(key, pacer) for key, (_, pacer) in self._clients.items()]
+        return [(key, pacer.view()) for key, pacer in sorted(pacers, key=lambda kv: kv[0])]
 
     def authenticated_login(self, repo: str) -> str:
         """Who the runner is on GitHub: the token's user (``GET /user``), or the app's ``<slug>[bot]``."""

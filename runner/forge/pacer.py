@@ -41,6 +41,22 @@ LOW_WATER = 0.1
 
 
 @dataclass(frozen=True)
+class BudgetView:
+    """What one token's pacer knows now, for the status page: read from memory, never asked of GitHub."""
+
+    writes_last_minute: int
+    writes_last_hour: int
+    reserved: int  # writes waiting for a slot they reserved
+    next_write_in_s: float  # how long a write asked for now would wait
+    limits: WriteLimits | None  # None: pacing is off (GITHUB_THROTTLE=false)
+    rate_remaining: int | None  # the primary rate limit, as GitHub's last answer said
+    rate_limit: int | None
+    rate_reset_epoch: float | None
+    hold_s: float  # Retry-After still in force
+    shared_writes_last_hour: int | None = None  # every replica's, from the shared ledger; None: not shared
+
+
+@dataclass(frozen=True)
 class WriteLimits:
     """GitHub's secondary limits for content-creating requests, per token.
 
@@ -128,6 +144,22 @@ class LocalSlots:
         with self._lock:
             history = self._pruned(bucket, self._clock())
             return len(history) - bisect.bisect_right(history, self._clock() - window_s)
+
+    def counts(self, bucket: str, minute_s: float = MINUTE, hour_s: float = HOUR) -> tuple[int, int, int]:
+        """Writes sent in the last minute and hour, and slots reserved ahead (still waiting)."""
+        with self._lock:
+            now = self._clock()
+            history = self._pruned(bucket, now)
+            sent = bisect.bisect_right(history, now)
+            minute = sent - bisect.bisect_left(history, now - minute_s)
+            hour = sent - bisect.bisect_left(history, now - hour_s)
+            return minute, hour, len(history) - sent
+
+    def note(self, bucket: str) -> None:
+        """Count a write sent now without pacing it (pacing off), so the status page still shows it."""
+        with self._lock:
+            now = self._clock()
+            bisect.insort(self._pruned(bucket, now), now)
 
     def record(self, bucket: str, delay: float) -> None:
         """Note a slot reserved elsewhere (the shared store), ``delay`` seconds from now."""
@@ -234,6 +266,9 @@ class Pacer:
             for _ in range(max(1, cost)):
                 self._wait(self._reserve(self.limits, self.bucket))
                 self._space_from_last_send(self.limits)
+        elif write:
+            for _ in range(max(1, cost)):
+                self._local.note(self.bucket)
         if write:
             with self._lock:
                 self.writes += max(1, cost)
@@ -278,6 +313,20 @@ class Pacer:
             return self._store.used(self.bucket, hour)
         except LedgerUnavailable:
             return self._local.used(self.bucket, hour)
+
+    def view(self) -> BudgetView:
+        """This token's write budget as this process sees it (the shared store's other replicas aside)."""
+        windows = self.limits or GITHUB_LIMITS
+        minute, hour, reserved = self._local.counts(self.bucket, windows.minute_s, windows.hour_s)
+        shared = None if self._store is self._local else self.writes_used()
+        with self._lock:
+            hold = max(0.0, self._hold_until - self._clock())
+            quota = self._quota
+        return BudgetView(writes_last_minute=minute, writes_last_hour=hour, reserved=reserved,
+                          next_write_in_s=self.write_wait(), limits=self.limits,
+                          rate_remaining=quota[0] if quota else None, rate_limit=quota[1] if quota else None,
+                          rate_reset_epoch=quota[2] if quota else None, hold_s=hold,
+                          shared_writes_last_hour=shared)
 
     # -- shutdown ----------------------------------------------------------------------
 

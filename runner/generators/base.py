@@ -83,6 +83,10 @@ def _no_progress(message: str) -> None:
     return None
 
 
+def _no_usage(usage: Usage) -> None:
+    return None
+
+
 @dataclass(frozen=True)
 class GenerationContext:
     """Everything a generator may read; it is frozen so a plugin cannot change the task."""
@@ -103,6 +107,8 @@ class GenerationContext:
     #: file, line and hunk, the branch's current diff and the round number; None on the first run.
     round: RoundContext | None = None
     report_progress: Callable[[str], None] = _no_progress
+    #: What the generation has used so far (a :class:`Usage`), for the live status page; optional.
+    report_usage: Callable[[Usage], None] = _no_usage
     #: The worktree's real git directory (from the workspace, never from its `.git` file).
     git_dir: Path | None = None
 

@@ -38,6 +38,12 @@ class Hook:
     def on_outcome(self, *, issue: int, task: Any, outcome: Any) -> None:
         """The job ended, however it ended (an ``Outcome``: status, PR URL, error)."""
 
+    def on_issue(self, *, issue: Any) -> None:
+        """The runner read a dispatch issue (a forge ``Issue``: number, title, html_url, labels)."""
+
+    def on_progress(self, *, issue: int, task: Any, message: str | None = None, usage: Any = None) -> None:
+        """The generator said how it goes: a one-line ``message`` (``turn 3/30: …``) and/or its ``usage`` so far."""
+
 
 class CombinedHooks:
     """Call every hook in order; contain their failures unless they gate."""
@@ -53,8 +59,11 @@ class CombinedHooks:
 
     def call(self, name: str, **kwargs: Any) -> None:
         for hook in self._hooks:
+            method = getattr(hook, name, None)
+            if method is None:
+                continue  # a duck-typed hook from before this event existed
             try:
-                getattr(hook, name)(**kwargs)
+                method(**kwargs)
             except RunnerError:
                 raise
             except Exception as exc:  # third-party code: contain anything it raises

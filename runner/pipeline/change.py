@@ -206,4 +206,5 @@ def _context(d: Deps, run: JobRun, task: DispatchTask, worktree: Path, names: Ta
         round=round_ctx,
         transcript_dir=s.data_dir / "transcripts" / task.dispatch_repo / str(task.issue_number),
         report_progress=lambda message: outcome.progress(d, run, message),
+        report_usage=lambda usage: run.on_progress(None, usage),
     )

@@ -60,6 +60,7 @@ def intake(d: Deps, run: JobRun, *, note_comments: bool = True) -> Plan | Rounds
     key = run.job.key
     issue = d.forge.get_issue(key.dispatch_repo, key.issue_number)
     run.issue = issue
+    d.hooks.call("on_issue", issue=issue)  # observers (the status page) learn its title; no gate here
     if note_comments:
         d.reporter.note_issue(issue, attempt=run.job.attempt)
     pending = d.inbox.pending_feedback(key) if d.inbox is not None else []
@@ -201,6 +202,8 @@ class Pipeline:
         with LeaseKeeper(d.ledger, job, lease_seconds=d.settings.lease_seconds, clock=d.clock, log=log) as lease:
             run = JobRun(job=job, lease=lease, log=log, view=view)
             run.on_stage = lambda name: self._observe(run, "on_stage", stage=name)
+            run.on_progress = lambda message, usage: self._observe(run, "on_progress", message=message,
+                                                                   usage=usage)
             result = self._settle(run, body)
         if isinstance(result, Outcome):
             self._observe(run, "on_outcome", outcome=result)

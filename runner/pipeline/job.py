@@ -79,6 +79,8 @@ class JobRun:
     started: float = field(default_factory=time.monotonic)
     last_shown: float | None = None  # when progress was last posted, or decided against (monotonic)
     on_stage: Callable[[str], None] = lambda _name: None  # noqa: E731 (the hooks' on_stage, set by the pipeline)
+    #: The hooks' on_progress (a message and/or the usage so far), set by the pipeline.
+    on_progress: Callable[[str | None, Any], None] = lambda _message, _usage: None  # noqa: E731
 
     @contextmanager
     def stage(self, name: str) -> Iterator[None]:

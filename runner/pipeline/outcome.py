@@ -80,6 +80,7 @@ def spare_write(d: Deps, run: JobRun) -> bool:
 
 def progress(d: Deps, run: JobRun, message: str) -> None:
     run.log.info("progress", message=message)
+    run.on_progress(message, None)
     show(d, run, progress=message)
 
 

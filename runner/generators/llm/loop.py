@@ -248,6 +248,7 @@ class _Session:
         line = f"turn {self.turn}/{self.ctx.budget.max_turns}: {what}"
         self.ctx.log.info("generator turn", turn=self.turn, tools=[c.name for c in reply.calls],
                           tokens=self.input_tokens + self.output_tokens)
+        self.ctx.report_usage(self.usage())
         self.ctx.report_progress(line)
 
     def _repo_context(self, task: str) -> str:
