@@ -457,7 +457,7 @@ def status_json(env: Mapping[str, str], limit: int, cwd: Path | None = None) -> 
                           capture_output=True, text=True, timeout=60, cwd=cwd)
     if done.returncode != 0:
         raise AssertionError(f"`agent-runner status --json` exited {done.returncode}: {done.stderr[-2000:]}")
-    rows: list[dict[str, Any]] = json.loads(done.stdout)
+    rows: list[dict[str, Any]] = json.loads(done.stdout)["tasks"]  # the status document's ledger rows
     return rows
 
 

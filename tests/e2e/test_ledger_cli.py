@@ -65,7 +65,7 @@ def one_good_one_bad(world: World, env: dict[str, str]) -> tuple[int, int]:
 
 def test_status_on_an_empty_ledger_says_so(world: World, env: dict[str, str]) -> None:
     assert run(world, env, "status").strip() == "No tasks in the ledger yet."
-    assert json.loads(run(world, env, "status", "--json")) == []
+    assert json.loads(run(world, env, "status", "--json"))["tasks"] == []
 
 
 def test_status_creates_nothing_and_reports_a_missing_ledger_as_empty(
@@ -76,7 +76,7 @@ def test_status_creates_nothing_and_reports_a_missing_ledger_as_empty(
     url = f"sqlite:///{data_dir / 'ledger.db'}" if ledger_url.startswith("sqlite") else ledger_url
     env = world.env(LEDGER_URL=url, DATA_DIR=str(data_dir))
     assert run(world, env, "status").strip() == "No tasks in the ledger yet."
-    assert json.loads(run(world, env, "status", "--json")) == []
+    assert json.loads(run(world, env, "status", "--json"))["tasks"] == []
     assert not data_dir.exists()
     if url.startswith("postgresql"):
         import psycopg
@@ -109,7 +109,7 @@ def test_status_json_has_every_field_for_machines(
         world: World, env: dict[str, str], one_good_one_bad: tuple[int, int]) -> None:
     good, bad = one_good_one_bad
 
-    rows = {row["issue_number"]: row for row in json.loads(run(world, env, "status", "--json"))}
+    rows = {row["issue_number"]: row for row in json.loads(run(world, env, "status", "--json"))["tasks"]}
 
     assert set(rows) == {good, bad}
     ok, dead = rows[good], rows[bad]

@@ -100,7 +100,7 @@ def test_status_and_retry_go_through_temporal(world: World, temporal: str) -> No
 
     shown = world.cli("status", "--json", env=env)
     assert shown.returncode == 0, shown.stderr
-    rows = json.loads(shown.stdout)
+    rows = json.loads(shown.stdout)["tasks"]
     assert [(r["issue"], r["status"]) for r in rows] == [(f"{DISPATCH}#{number}", "succeeded")], rows
     assert rows[0]["pr_url"] == world.pulls()[0]["html_url"]
 
@@ -156,7 +156,7 @@ def test_chaos_with_killed_workers_still_gives_one_of_everything(world: World, t
     assert all(code == 0 for code in codes), (codes, fleet.log_tails())
     for number, task_id in issues.items():
         assert_one_of_everything(world, number, task_id)
-    rows = json.loads(world.cli("status", "--json", "--limit", "50", env=env).stdout)
+    rows = json.loads(world.cli("status", "--json", "--limit", "50", env=env).stdout)["tasks"]
     pulls = {p["html_url"] for p in world.pulls()}
     assert sorted(r["issue"] for r in rows) == sorted(f"{DISPATCH}#{n}" for n in issues)
     assert [(r["issue"], r["status"]) for r in rows if r["status"] != "succeeded" or r["pr_url"] not in pulls] == []

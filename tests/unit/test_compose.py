@@ -55,3 +55,16 @@ def test_docs_name_the_right_compose_commands() -> None:
     assert "--profile scale" not in docs
     for command in re.findall(r"docker compose -f (\S+)", docs):
         assert (REPO_ROOT / command).exists(), command
+
+
+def test_every_runner_listens_on_all_interfaces_inside_its_container() -> None:
+    """HEALTH_HOST defaults to 127.0.0.1; in the container the published port and the HEALTHCHECK need 0.0.0.0.
+
+    `environment:` wins over `env_file: .env`, so a .env copied from .env.example cannot undo it.
+    """
+    for path in (SINGLE, SCALE):
+        for name, service in yaml.safe_load(path.read_text())["services"].items():
+            if "agent-runner" in str(service.get("image", "")):
+                assert (service.get("environment") or {}).get("HEALTH_HOST") == "0.0.0.0", (path.name, name)
+    dockerfile = (REPO_ROOT / "Dockerfile").read_text()
+    assert "HEALTH_HOST=0.0.0.0" in dockerfile and "EXPOSE 8080" in dockerfile
