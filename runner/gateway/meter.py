@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import math
 import threading
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 
 from runner.core.pricing import cost_usd, format_cost, price_for
@@ -88,6 +88,8 @@ class Meter:
         self._reserved_tokens = 0
         self._reserved_cost = 0.0
         self._bytes_per_token = DEFAULT_BYTES_PER_TOKEN
+        #: Told the spend so far after every settled call (the status page's live tokens and cost).
+        self.on_spend: Callable[[Spend], None] | None = None
 
     @property
     def spend(self) -> Spend:
@@ -134,7 +136,10 @@ class Meter:
                                 output_tokens=s.output_tokens + usage.output_tokens, cost_usd=total,
                                 model=ticket.model or s.model,
                                 estimated_calls=s.estimated_calls + (1 if estimated else 0))
-            return self._spend
+            spend = self._spend
+        if self.on_spend is not None:
+            self.on_spend(spend)  # outside the lock: an observer never holds up the next call
+        return spend
 
     def release(self, ticket: Ticket) -> None:
         """Drop a reservation whose call never reached the model (the upstream was unreachable)."""

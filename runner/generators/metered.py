@@ -46,7 +46,7 @@ from typing import Any
 from runner.errors import BudgetExceeded, ConfigError, GeneratorError
 from runner.gateway import GatewayReport, GatewaySession, GatewaySpec, egress_note
 from runner.gateway.upstream import missing_keys, upstreams_from
-from runner.generators.base import GenerationContext
+from runner.generators.base import GenerationContext, Usage
 
 
 def open_gateway(settings: Any, spec: GatewaySpec, sandbox: Any, ctx: GenerationContext) -> GatewaySession:
@@ -62,6 +62,9 @@ def open_gateway(settings: Any, spec: GatewaySpec, sandbox: Any, ctx: Generation
                              hint="Check that the runner can write its temporary directory (TMPDIR), then "
                                   "remove the `agent-failed` label.") from exc
     ctx.log.info("gateway_started", dialects=list(spec.dialects), relay=relay, port=session.endpoint.port)
+    session.gateway.meter.on_spend = lambda spend: ctx.report_usage(Usage(
+        input_tokens=spend.input_tokens, output_tokens=spend.output_tokens,
+        cost_usd=spend.cost_usd if spend.calls else None, model=spend.model))
     return session
 
 

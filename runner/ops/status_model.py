@@ -105,7 +105,8 @@ def _running_row(src: StatusSources, issue: int, task: LiveTask | None, record: 
         "generator": task.generator if task else None,
         "model": _text(src, task.model) if task else None,
         "stage": task.stage if task else None,
-        "step": task.step if task else "running on another replica",
+        "step": task.step if task else ("starting" if record and record.lease_owner == src.owner
+                                        else "running on another replica"),
         "message": _text(src, task.message) if task else None,
         "turn": task.turn if task else None,
         "tokens": task.tokens if task else None,

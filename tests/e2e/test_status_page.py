@@ -388,3 +388,32 @@ def test_status_json_prints_the_same_document(world: World, served: Served) -> N
     assert {r["issue"] for r in doc["recent"]} == {r["issue"] for r in live["recent"]} == {n["ok"], n["bad"]}
     assert {r["issue"] for r in doc["queued"]} >= {n["later"]}
     assert doc["write_budget"]["source"] == "unavailable"  # only the running process knows it
+
+
+def test_with_postgresql_every_replicas_tasks_and_leases_show(world: World, tmp_path: Path) -> None:
+    """Two replicas share one PostgreSQL ledger: each page shows both, and who holds each lease."""
+    from runner.ledger import open_ledger
+    from tests.unit.ledger.fixtures import fresh_url
+
+    with fresh_url("postgres", tmp_path, prefix="status_test") as url:
+        app = world.app(ledger_url=url)
+        other = open_ledger(url)
+        server = HealthServer(app.metrics, "127.0.0.1", 0, status=status_page(app)).start()
+        try:
+            now = datetime.now(UTC)
+            for number, owner in ((71, "replica-b:9:bbbbbb"), (72, app.executor.owner)):
+                key = TaskKey(DISPATCH, number)
+                other.enqueue(key, task_id=f"pg-{number}", body_hash=None, now=now)
+                assert other.claim_key(key, owner, now=now, lease_seconds=600) is not None
+            status, body, _ = get(f"http://127.0.0.1:{server.port}/api/status")
+            assert status == 200
+            doc = json.loads(body)
+            assert doc["runner"]["store"] == "postgresql" and doc["fleet"]["shared"] is True
+            leases = {rep["owner"]: [lease["issue"] for lease in rep["leases"]] for rep in doc["fleet"]["replicas"]}
+            assert leases == {"replica-b:9:bbbbbb": [71], app.executor.owner: [72]}
+            assert {r["issue"]: r["owner"] for r in doc["running"]} == {71: "replica-b:9:bbbbbb",
+                                                                         72: app.executor.owner}
+            assert url.split("@")[0] not in body  # no ledger credentials
+        finally:
+            server.stop()
+            other.close()

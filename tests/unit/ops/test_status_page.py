@@ -143,3 +143,14 @@ def test_the_token_is_a_bearer_or_the_login_cookie_and_never_the_cookie_itself()
                                           ("http://127.0.0.1:8000", "http://127.0.0.1:8000")])
 def test_web_url(api: str, web: str) -> None:
     assert web_url(api) == web
+
+
+def test_under_temporal_the_fleet_lists_workflow_ids_and_running_tasks_show_theirs() -> None:
+    live = LiveTasks()
+    live.on_stage(issue=1, task=None, stage="push")  # Temporal keeps no lease rows: memory knows it runs
+    doc = build_status(sources([record(2, "succeeded", lease_owner=None)], live=live, executor="temporal",
+                               store="temporal", workflow_id=lambda n: f"agent-runner/{REPO}#{n}"), NOW)
+    assert [(r["issue"], r["step"], r["workflow_id"]) for r in doc["running"]] == [
+        (1, "pushing", f"agent-runner/{REPO}#1")]
+    assert doc["fleet"]["workflows"] == [{"issue": 2, "workflow_id": f"agent-runner/{REPO}#2", "status": "succeeded"}]
+    assert "agent-runner/octo/dispatch#1" in render_page(doc)
