@@ -39,6 +39,8 @@ SAFE_HEADERS = {
     "Cache-Control": "no-store",
 }
 COOKIE = "agent_runner_status"
+#: The live stream sends at most one frame per this many seconds.
+COALESCE_S = 0.25
 _SESSION_SALT = b"agent-runner status page session v1"
 
 
@@ -102,6 +104,7 @@ class StatusPage:
             slim = {k: v for k, v in doc.items() if k != "tasks"}
             data = json.dumps({"doc": slim, "html": render_main(doc)}, separators=(",", ":"))
             yield f"event: status\ndata: {data}\n\n".encode()
+            self.stopping.wait(COALESCE_S)  # a burst of events (a busy model) makes one frame, not many
             if live is not None:
                 seen = live.wait_change(live.version if seen == -1 else seen, self.refresh_s)
             else:
