@@ -97,7 +97,7 @@ class StatusPage:
     def events(self) -> Iterator[bytes]:
         """Server-sent events: a ``status`` event at once, then on every change or every ``refresh_s``."""
         live = self.sources.live
-        seen = -1
+        seen = live.version if live is not None else 0  # read before each view: no change slips between
         yield b"retry: 2000\n\n"
         while not self.stopping.is_set():
             doc = self.document()
@@ -106,7 +106,7 @@ class StatusPage:
             yield f"event: status\ndata: {data}\n\n".encode()
             self.stopping.wait(COALESCE_S)  # a burst of events (a busy model) makes one frame, not many
             if live is not None:
-                seen = live.wait_change(live.version if seen == -1 else seen, self.refresh_s)
+                seen = live.wait_change(seen, self.refresh_s)
             else:
                 self.stopping.wait(self.refresh_s)
 
