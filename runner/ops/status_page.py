@@ -19,6 +19,7 @@ import hashlib
 import hmac
 import json
 import threading
+import time
 from collections.abc import Callable, Iterator, Mapping
 from datetime import datetime
 from html import escape
@@ -41,6 +42,9 @@ SAFE_HEADERS = {
 COOKIE = "agent_runner_status"
 #: The live stream sends at most one frame per this many seconds.
 COALESCE_S = 0.25
+#: A document this young, with nothing changed in memory, serves every viewer (Temporal's
+#: visibility API and the ledger are asked once, not once per open page).
+REUSE_S = 1.0
 _SESSION_SALT = b"agent-runner status page session v1"
 
 
@@ -55,6 +59,8 @@ class StatusPage:
         self._token = token or None
         self._session = _session_value(token) if token else None
         self.stopping = threading.Event()
+        self._lock = threading.Lock()
+        self._cached: tuple[float, int, dict[str, Any]] | None = None  # (monotonic, live version, document)
 
     # -- access ------------------------------------------------------------------
 
@@ -89,7 +95,15 @@ class StatusPage:
     # -- content -----------------------------------------------------------------
 
     def document(self) -> dict[str, Any]:
-        return build_status(self.sources, self.clock())
+        """The document, built at most once per :data:`REUSE_S` however many pages and streams ask."""
+        version = self.sources.live.version if self.sources.live is not None else 0
+        with self._lock:
+            now = time.monotonic()
+            if self._cached is not None and self._cached[1] == version and now - self._cached[0] < REUSE_S:
+                return self._cached[2]
+            doc = build_status(self.sources, self.clock())
+            self._cached = (now, version, doc)
+            return doc
 
     def page(self) -> str:
         return render_page(self.document(), refresh_s=self.refresh_s)
