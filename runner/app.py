@@ -207,8 +207,8 @@ def build_app(settings: Settings, *, clock: Callable[[], datetime] = utc_now, lo
     return App(settings, forge, ledger, workspace, pipeline, executor, metrics, tokens, slots=slots, live=live)
 
 
-def status_sources(settings: Settings, *, records: Callable[[int], Any], ledger: Any = None, live: LiveTasks | None = None,
-                   forge: GitHubForge | None = None, owner: str | None = None) -> StatusSources:
+def status_sources(settings: Settings, *, records: Callable[[int], Any], ledger: Any = None,
+                   live: LiveTasks | None = None, forge: Forge | None = None, owner: str | None = None) -> StatusSources:
     """What the status document is built from; the same for the page and for `agent-runner status --json`."""
     temporal = settings.executor == "temporal"
     workflow = None
@@ -229,7 +229,7 @@ def status_sources(settings: Settings, *, records: Callable[[int], Any], ledger:
         workers=settings.workers, records=records, recent_limit=settings.status_recent, owner=owner,
         usage_of=ledger.usage_of if ledger is not None and not temporal else None,
         rounds_of=rounds_of if ledger is not None and not temporal else None,
-        live=live, budgets=forge.write_budgets if forge is not None else None, pacing=settings.github_throttle,
+        live=live, budgets=getattr(forge, "write_budgets", None), pacing=settings.github_throttle,
         workflow_id=workflow, redact=REDACTOR)
 
 
@@ -239,7 +239,7 @@ def status_page(app: App) -> StatusPage:
     executor: Any = app.executor
     records = executor.records if settings.executor == "temporal" else (
         lambda limit: cast(Ledger, app.ledger).list(limit=limit))
-    sources = status_sources(settings, records=records, ledger=app.ledger, live=app.live,
-                             forge=cast(GitHubForge, app.forge), owner=executor.owner)
+    sources = status_sources(settings, records=records, ledger=app.ledger, live=app.live, forge=app.forge,
+                             owner=executor.owner)
     token = settings.status_token.get_secret_value() if settings.status_token is not None else None
     return StatusPage(sources, clock=utc_now, token=token, refresh_s=settings.status_refresh_seconds)

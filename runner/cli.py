@@ -500,10 +500,10 @@ def _ledger_command(settings: Settings, args: argparse.Namespace) -> int:
             from runner.app import status_sources
             from runner.ops.status_model import ROWS_READ, build_status
 
-            def records(_limit: int) -> list[Any]:
+            def read(_limit: int) -> list[Any]:
                 return list(existing.list(limit=max(args.limit, ROWS_READ))) if existing is not None else []
 
-            sources = status_sources(settings, records=records, ledger=existing)
+            sources = status_sources(settings, records=read, ledger=existing)
             print(json.dumps(build_status(replace(sources, recent_limit=args.limit), utc_now()), indent=2))
             return 0
         records = existing.list(limit=args.limit) if existing is not None else []
