@@ -31,6 +31,7 @@ from runner.ledger import ledger_scheme, open_ledger
 from runner.ledger.base import FeedbackInbox, JobLedger, Ledger
 from runner.log import REDACTOR, get_logger
 from runner.metrics import Metrics
+from runner.ops.dashboard import Dashboard
 from runner.ops.live_tasks import LiveTasks
 from runner.ops.preflight import prepare, shared_ledger
 from runner.ops.status_model import StatusSources, web_url
@@ -39,7 +40,7 @@ from runner.pipeline import Pipeline
 from runner.sandbox import Sandbox
 from runner.steps.workspace import Identity, Workspace
 
-__all__ = ["EXECUTORS", "App", "ExecutorKind", "build_app", "status_page", "utc_now", "worker_id"]
+__all__ = ["EXECUTORS", "App", "ExecutorKind", "build_app", "dashboard", "status_page", "utc_now", "worker_id"]
 
 
 #: Under Temporal, how long one stage holds for a dependency that is down before it becomes a retried
@@ -231,6 +232,13 @@ def status_sources(settings: Settings, *, records: Callable[[int], Any], ledger:
         rounds_of=rounds_of if ledger is not None and not temporal else None,
         live=live, budgets=getattr(forge, "write_budgets", None), pacing=settings.github_throttle,
         workflow_id=workflow, redact=REDACTOR)
+
+
+def dashboard(app: App, page: StatusPage) -> Dashboard:
+    """The dashboard issue (DASHBOARD_ISSUE=true), drawn from the same document as the page."""
+    ledger = cast(Ledger, app.ledger) if app.settings.executor == "ledger" else None
+    return Dashboard(settings=app.settings, forge=app.forge, ledger=ledger,
+                     document=lambda: page.document(fresh=True), now=utc_now, log=get_logger())
 
 
 def status_page(app: App) -> StatusPage:

@@ -359,9 +359,13 @@ def _serve(app: Any, stop: threading.Event, *, poll: bool = True) -> int:
         raise
     except RunnerError as exc:
         log.warning("first poll failed; will try again", error=str(exc))
-    from runner.app import status_page
+    from runner.app import dashboard, status_page
 
-    health = HealthServer(app.metrics, settings.health_host, settings.health_port, status=status_page(app)).start()
+    page = status_page(app)
+    health = HealthServer(app.metrics, settings.health_host, settings.health_port, status=page).start()
+    if settings.dashboard_issue:
+        threading.Thread(target=dashboard(app, page).run, args=(stop, min(60.0, settings.effective_poll_interval)),
+                         name="dashboard", daemon=True).start()
     webhooks = None
     if settings.webhooks_enabled:
         from runner.intake.webhooks import serve_webhooks

@@ -160,6 +160,10 @@ class Settings(BaseSettings):
     """Finished tasks the status page lists."""
     status_refresh_seconds: float = Field(default=2.0, gt=0, le=300)
     """The status page's live stream sends a fresh view on every change, and at least this often."""
+    dashboard_issue: bool = False
+    """Keep one dashboard issue in DISPATCH_REPO (running, failed and recent tasks; a writer ticks a failed task's box to retry it), edited only from spare write budget (docs/operations.md)."""
+    dashboard_every_seconds: float = Field(default=300.0, ge=60)
+    """The dashboard issue is edited at most this often (never more than once a minute), and only when it changed."""
     log_level: LogLevel = "INFO"
     """DEBUG, INFO, WARNING or ERROR (any case)."""
     log_format: Literal["auto", "json", "console"] = "auto"

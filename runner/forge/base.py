@@ -174,6 +174,12 @@ class Forge(Protocol):
 
     def get_issue(self, repo: str, number: int) -> Issue: ...
 
+    def create_issue(self, repo: str, title: str, body: str, labels: Sequence[str]) -> int:
+        """Open an issue and return its number (the smoke test's, the dashboard); not retried."""
+
+    def edit_issue_body(self, repo: str, number: int, body: str) -> Issue:
+        """Replace an issue's body (the dashboard's, which the runner wrote)."""
+
     def authenticated_login(self, repo: str) -> str:
         """Who the runner is: the token's user (``GET /user``), or a GitHub App's ``<slug>[bot]``."""
         ...

@@ -321,6 +321,12 @@ class GitHubForge:
                 return wire.issue_value(repo, gh.get_repo(repo).get_issue(number))
         return self._read(repo, read)
 
+    def edit_issue_body(self, repo: str, number: int, body: str) -> Issue:
+        with self._request(f"edit issue {repo}#{number}", repo, write=True) as gh:
+            _, data = gh.requester.requestJsonAndCheck("PATCH", f"/repos/{repo}/issues/{number}",
+                                                       input={"body": body})
+            return wire.issue_from_json(repo, data)
+
     def list_comments(self, repo: str, number: int) -> Sequence[Comment]:
         def read() -> list[Comment]:
             with self._request(f"list comments on {repo}#{number}", repo) as gh:

@@ -349,7 +349,7 @@ def trail_from_json(data: Mapping[str, Any]) -> IssueTrail | None:
              for n in edit_nodes]
     complete = int(edits_page.get("totalCount") or 0) <= len(edit_nodes)
     if issue.get("includesCreatedEdit") and edits and complete:
-        edits.remove(_original_text(edits, author))
+        del edits[_original_text(edits, author)]
     return IssueTrail(
         author=author,
         body=issue.get("body") or "",
@@ -361,11 +361,15 @@ def trail_from_json(data: Mapping[str, Any]) -> IssueTrail | None:
     )
 
 
-def _original_text(edits: list[ContentEdit], author: str | None) -> ContentEdit:
-    """The entry GitHub adds for the text as first written: the oldest, by the author on a tie."""
+def _original_text(edits: list[ContentEdit], author: str | None) -> int:
+    """Where the entry GitHub adds for the text as first written is: the oldest, by the author on a tie.
+
+    GitHub lists the edits newest first, so among entries of the same second (and the same
+    editor, which compare equal) the original is the last one; the others keep their order.
+    """
     oldest = min(e.at for e in edits)
-    tied = [e for e in edits if e.at == oldest]
-    return next((e for e in tied if e.editor == author), tied[0])
+    tied = [i for i, e in enumerate(edits) if e.at == oldest]
+    return next((i for i in reversed(tied) if edits[i].editor == author), tied[-1])
 
 
 def actor_login(actor: Any) -> str | None:

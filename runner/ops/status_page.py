@@ -94,12 +94,13 @@ class StatusPage:
 
     # -- content -----------------------------------------------------------------
 
-    def document(self) -> dict[str, Any]:
+    def document(self, *, fresh: bool = False) -> dict[str, Any]:
         """The document, built at most once per :data:`REUSE_S` however many pages and streams ask."""
         version = self.sources.live.version if self.sources.live is not None else 0
         with self._lock:
             now = time.monotonic()
-            if self._cached is not None and self._cached[1] == version and now - self._cached[0] < REUSE_S:
+            if (not fresh and self._cached is not None and self._cached[1] == version
+                    and now - self._cached[0] < REUSE_S):
                 return self._cached[2]
             doc = build_status(self.sources, self.clock())
             self._cached = (now, version, doc)
