@@ -72,6 +72,8 @@ class Settings(BaseSettings):
     """The label set when a task is done. Remove it to run the task again."""
     failed_label: str = "agent-failed"
     """The label set when a task failed for good, with the reason in the result comment. Remove it to retry."""
+    ci_failed_label: str = "agent-ci-failed"
+    """The label set when CI rounds stopped with checks still failing on the task's PR (docs/feedback.md)."""
     allowed_target_repos: CsvList = ()
     """Repositories the runner may change, comma-separated globs such as `org/*,other/repo`. Empty: only those owned by DISPATCH_REPO's owner."""
     require_labeler_permission: bool = True
@@ -267,6 +269,14 @@ class Settings(BaseSettings):
     max_feedback_rounds: int = Field(default=5, ge=0, le=100)
     """Feedback rounds per task; at the limit the runner says so instead of running. `MAX_TOKENS_PER_TASK` and
     `MAX_COST_USD_PER_TASK` cover the first run and every round together."""
+    fix_failed_checks: bool = True
+    """When every check on a task PR's head commit has completed and one failed, run a CI round with the failing
+    checks' summaries, annotations and logs (docs/feedback.md, "CI rounds"). `fix_failed_checks: false` in a target
+    repository's `.agent-runner.yml` turns it off there."""
+    max_ci_rounds: int = Field(default=2, ge=0, le=20)
+    """CI rounds per PR; at the limit the runner stops, says what is still red and labels the issue `agent-ci-failed`."""
+    ci_log_max_bytes: int = Field(default=8000, ge=500, le=200_000)
+    """How much of each failing check's log (its `##[error]` neighbourhood, or its tail) the model is shown."""
 
     # Validation
     validate_commands: CsvList = ()

@@ -44,7 +44,7 @@ FEEDBACK_FILE = ".agent-feedback.md"
 _COMMENT_RE = re.compile(r"<!--.*?(?:-->|\Z)", re.DOTALL)
 _FENCE_RE = re.compile(r"^\s{0,3}(`{3,}|~{3,})")
 _KIND_LABEL = {"issue_comment": "comment on the issue", "pr_comment": "comment on the PR",
-               "review": "review", "review_comment": "review comment"}
+               "review": "review", "review_comment": "review comment", "ci": "failing checks"}
 
 
 @dataclass(frozen=True)
@@ -62,6 +62,8 @@ class RoundRecord:
     input_tokens: int = 0
     output_tokens: int = 0
     cost_usd: float | None = None
+    ci: str = ""  # kind "ci": "round" (ran), "stopped" (gave up), "base-red" (said once, no round)
+    fingerprint: str = ""  # kind "ci": the failure's fingerprint ("base-red": the check names)
 
     def to_json(self) -> dict[str, Any]:
         return dict(self.__dict__)
@@ -81,6 +83,8 @@ class RoundContext:
     text: str  # everything below, ready for a prompt or a file
     diff: str  # the branch's current diff against the base (maybe cut)
     feedback: str  # only what the people wrote (the patch generator applies its diff blocks)
+    #: A CI round's full check logs, (file name, text): written outside the repository for agent CLIs.
+    logs: tuple[tuple[str, str], ...] = ()
 
 
 @dataclass(frozen=True)
@@ -89,7 +93,8 @@ class Spent:
 
     tokens: int = 0
     cost_usd: float = 0.0
-    rounds: int = 0
+    rounds: int = 0  # every round that ran (numbering)
+    ci_rounds: int = 0  # of them CI rounds (MAX_FEEDBACK_ROUNDS counts the others)
 
 
 @dataclass(frozen=True)
@@ -162,8 +167,8 @@ def trigger_text(item: FeedbackItem, *, command: str, bot_login: str | None) -> 
 
 def refusal(item: FeedbackItem, text: str, spent: Spent, limits: Limits) -> str | None:
     """Why this round must not run (said on the issue instead), or None."""
-    if spent.rounds >= limits.max_rounds:
-        return (f"This task has had {spent.rounds} feedback round(s), the limit (`MAX_FEEDBACK_ROUNDS`"
+    if spent.rounds - spent.ci_rounds >= limits.max_rounds:
+        return (f"This task has had {spent.rounds - spent.ci_rounds} feedback round(s), the limit (`MAX_FEEDBACK_ROUNDS`"
                 f"={limits.max_rounds}). Open a new dispatch issue for further changes.")
     if limits.max_tokens is not None and spent.tokens >= limits.max_tokens:
         return (f"This task has used {spent.tokens} tokens over all its rounds, the budget "
@@ -181,14 +186,15 @@ def refusal(item: FeedbackItem, text: str, spent: Spent, limits: Limits) -> str 
 
 
 def round_context(number: int, items: Sequence[FeedbackItem], texts: Sequence[str], instruction: str,
-                  diff: str) -> RoundContext:
+                  diff: str, logs: Sequence[tuple[str, str]] = ()) -> RoundContext:
     """Build the generator's view of a round: the text is the same for a prompt and for a file."""
     cut = diff if len(diff) <= MAX_DIFF_CHARS else diff[:MAX_DIFF_CHARS] + "\n… (diff cut)\n"
     parts = [f"# Feedback round {number}", "", "## Original instruction", "", instruction.strip(), "",
              "## Feedback", ""]
     for item, text in zip(items, texts, strict=True):
         where = _KIND_LABEL[item.kind]
-        parts.append(f"### {where} by @{item.author}" + (f" ({item.html_url})" if item.html_url else ""))
+        by = f" by @{item.author}" if item.author else ""
+        parts.append(f"### {where}{by}" + (f" ({item.html_url})" if item.html_url else ""))
         if item.state:
             parts.append(f"Review state: {item.state}")
         if item.path:
@@ -199,7 +205,7 @@ def round_context(number: int, items: Sequence[FeedbackItem], texts: Sequence[st
     parts += ["## Current change (diff against the base branch)", "", "```diff", cut.replace("```", "ʼʼʼ"),
               "```", ""]
     return RoundContext(number=number, items=tuple(items), text="\n".join(parts), diff=cut,
-                        feedback="\n\n".join(texts))
+                        feedback="\n\n".join(texts), logs=tuple(logs))
 
 
 def trailer(item_key: str) -> str:
@@ -209,6 +215,9 @@ def trailer(item_key: str) -> str:
 
 def commit_message(base_message: str, number: int, item: FeedbackItem) -> str:
     subject, _, rest = base_message.partition("\n")
+    if item.kind == "ci":
+        return (f"{subject[:60]} (CI round {number})\n\nFixes the failing checks of {(item.sha or '')[:12]}: "
+                f"{item.html_url or item.key}\n{rest.strip()}\n{trailer(item.key)}\n")
     return (f"{subject[:60]} (feedback round {number})\n\nFeedback from @{item.author}: "
             f"{item.html_url or item.key}\n{rest.strip()}\n{trailer(item.key)}\n")
 
@@ -217,7 +226,7 @@ def round_line(record: RoundRecord) -> str:
     """One line per round, the same in the PR body and in the result comment."""
     what = _KIND_LABEL.get(record.kind, record.kind)
     source = f"[{what}]({record.html_url})" if record.html_url.startswith("http") else what
-    head = f"Round {record.number}: {source} by @{record.author}: "
+    head = f"Round {record.number}: {source}" + (f" by @{record.author}: " if record.author else ": ")
     outcome = {"pushed": f"pushed `{(record.sha or '')[:7]}`", "unchanged": "no new change",
                "failed": "failed", "refused": "not run"}[record.outcome]
     usage = ""
@@ -279,7 +288,7 @@ def spent_from(first_run_usage: Mapping[str, Any], records: Sequence[RoundRecord
     for r in records:
         tokens += r.input_tokens + r.output_tokens
         cost += r.cost_usd or 0.0
-    return Spent(tokens=tokens, cost_usd=cost, rounds=len(ran))
+    return Spent(tokens=tokens, cost_usd=cost, rounds=len(ran), ci_rounds=sum(r.kind == "ci" for r in ran))
 
 
 def pull_ref(pr_url: str) -> tuple[str, int] | None:

@@ -12,13 +12,16 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Literal, Protocol
 
-FeedbackKind = Literal["issue_comment", "pr_comment", "review", "review_comment"]
-KINDS: tuple[str, ...] = ("issue_comment", "pr_comment", "review", "review_comment")
+FeedbackKind = Literal["issue_comment", "pr_comment", "review", "review_comment", "ci"]
+KINDS: tuple[str, ...] = ("issue_comment", "pr_comment", "review", "review_comment", "ci")
 
 
 @dataclass(frozen=True)
 class FeedbackItem:
-    """One comment or review, as posted; ``repo`` and ``number`` say where."""
+    """One comment or review, as posted; ``repo`` and ``number`` say where.
+
+    Kind ``ci`` is the failing checks of a task PR's head commit ``sha`` (one item per
+    commit, its ``id`` drawn from the sha): the CI round's trigger."""
 
     kind: FeedbackKind
     id: int
@@ -32,6 +35,7 @@ class FeedbackItem:
     path: str | None = None  # review comments: the file, line and hunk they point at
     line: int | None = None
     diff_hunk: str | None = None
+    sha: str | None = None  # kind "ci": the head commit whose checks failed
 
     @property
     def key(self) -> str:
@@ -41,7 +45,7 @@ class FeedbackItem:
     @property
     def reactable(self) -> bool:
         """GitHub has reactions for comments and review comments, not for reviews."""
-        return self.kind != "review"
+        return self.kind not in ("review", "ci")
 
     def to_json(self) -> dict[str, Any]:
         return {k: v for k, v in self.__dict__.items() if v is not None}
@@ -59,6 +63,7 @@ class FeedbackItem:
             html_url=str(data.get("html_url") or ""), updated_at=str(data.get("updated_at") or ""),
             state=_opt_str(data.get("state")), path=_opt_str(data.get("path")),
             line=int(line) if isinstance(line, int) else None, diff_hunk=_opt_str(data.get("diff_hunk")),
+            sha=_opt_str(data.get("sha")),
         )
 
 
@@ -100,6 +105,59 @@ class PullRequest:
     title: str
     body: str
     draft: bool = False
+    head_sha: str = ""  # the head commit (its checks are the CI round's trigger)
+
+
+@dataclass(frozen=True)
+class Annotation:
+    """A check run's annotation: a line of a file and what the check said about it."""
+
+    path: str
+    start_line: int
+    level: str  # "notice", "warning", "failure"
+    message: str
+    title: str = ""
+
+
+@dataclass(frozen=True)
+class Check:
+    """One check on a commit: a check run (an Actions job or another app's run) or a commit status.
+
+    Statuses map onto check runs: ``pending`` is ``in_progress``; ``success``,
+    ``failure`` and ``error`` are completed with that conclusion."""
+
+    name: str
+    source: Literal["check_run", "status"]
+    status: str  # "queued", "in_progress", "completed" (and GitHub's "waiting", "requested", "pending")
+    conclusion: str | None = None  # "success", "failure", "neutral", "cancelled", "timed_out", ... ; statuses: "error"
+    id: int = 0
+    app: str = ""  # the app's slug: "github-actions" runs are Actions jobs (job id == check run id)
+    title: str = ""
+    summary: str = ""
+    text: str = ""
+    details_url: str = ""  # a check run's details, or a status's target URL
+    description: str = ""  # a status's description
+
+    @property
+    def completed(self) -> bool:
+        return self.status == "completed"
+
+    @property
+    def failed(self) -> bool:
+        return self.completed and self.conclusion in ("failure", "timed_out", "cancelled", "action_required",
+                                                      "error", "startup_failure")
+
+    @property
+    def actions_job(self) -> int | None:
+        return self.id if self.source == "check_run" and self.app == "github-actions" and self.id else None
+
+
+@dataclass(frozen=True)
+class CommitChecks:
+    """Every check on one commit (check runs and statuses, the latest of each name)."""
+
+    sha: str
+    checks: tuple[Check, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -246,4 +304,20 @@ class Forge(Protocol):
 
     def review_thread(self, review: FeedbackItem) -> Sequence[FeedbackItem]:
         """The inline comments of a review (path, line, diff hunk), as ``review_comment`` items."""
+        ...
+
+    def get_pull(self, repo: str, number: int) -> PullRequest:
+        """One PR with its head commit; a conditional read (a 304 re-uses the last answer)."""
+        ...
+
+    def commit_checks(self, repo: str, ref: str) -> CommitChecks:
+        """The check runs and statuses of a commit or branch head; conditional reads, no writes."""
+        ...
+
+    def check_annotations(self, repo: str, check_run_id: int) -> Sequence[Annotation]:
+        """A check run's annotations (path, line, message)."""
+        ...
+
+    def job_log(self, repo: str, job_id: int, max_bytes: int) -> str:
+        """An Actions job's log (GitHub answers 302 to a short-lived URL), at most its last ``max_bytes``."""
         ...
