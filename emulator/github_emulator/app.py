@@ -18,8 +18,19 @@ from datetime import timedelta
 
 import structlog
 
-from . import api_apps, api_control, api_graphql, api_issues, api_pulls, api_repos, api_reviews
+from . import (
+    api_actions,
+    api_apps,
+    api_checks,
+    api_control,
+    api_graphql,
+    api_issues,
+    api_pulls,
+    api_repos,
+    api_reviews,
+)
 from .backend import Backend
+from .ci import LOG_PREFIX
 from .errors import EmulatorError, Forbidden, Unauthorized
 from .faults import FaultRule, Faults
 from .records import Permission, Repo
@@ -42,8 +53,9 @@ class Reply:
 
 def build_router() -> Router:
     """Combine every module's routes, in matching order, in this one place."""
-    return Router(api_repos.router, api_issues.router, api_pulls.router, api_reviews.router, api_apps.router,
-                  api_graphql.router, api_control.router)
+    # Checks first: their `commits/{ref}/check-runs` would otherwise match `commits/{ref:path}`.
+    return Router(api_checks.router, api_actions.router, api_repos.router, api_issues.router, api_pulls.router,
+                  api_reviews.router, api_apps.router, api_graphql.router, api_control.router)
 
 
 @dataclass
@@ -131,6 +143,8 @@ class App:
                 if handler not in api_apps.JWT_HANDLERS:
                     raise Forbidden("A JSON web token cannot be used here; use an installation access token.")
                 return handler(self, request)
+            if request.path.startswith(LOG_PREFIX):  # a job log's URL carries its own secret, like GitHub's
+                return api_actions.serve_log(self, request)
             if request.user is None:
                 missing = "authorization" not in request.headers
                 raise Unauthorized("Requires authentication" if missing else "Bad credentials")
@@ -147,9 +161,10 @@ class App:
             return Response(500, EmulatorError(f"Emulator error: {exc!r}").body())
 
     def _finish(self, request: Request, response: Response) -> Reply:
-        body = b"" if response.body is None else json.dumps(response.body).encode()
+        raw = isinstance(response.body, bytes)  # a log or other file, not JSON
+        body = b"" if response.body is None else response.body if raw else json.dumps(response.body).encode()
         headers = {**self._common_headers(), **response.headers}
-        if body:
+        if body and not raw:
             headers["Content-Type"] = "application/json; charset=utf-8"
         status = response.status
         if request.method == "GET" and status == 200:

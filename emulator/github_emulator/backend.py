@@ -12,6 +12,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+from .ci import CiEngine
 from .errors import Forbidden, ResourceNotFound, UnprocessableEntity
 from .gitrepo import BareRepo, DiffStats, Identity
 from .hookshot import Hookshot
@@ -47,6 +48,7 @@ class Backend:
         self.base_url = ""  # known once the server has bound its port
         self.hookshot = Hookshot(self)
         self.store.listeners.append(self.hookshot.on_notice)
+        self.ci = CiEngine(self)  # checks, statuses and Actions (api_checks, api_actions)
 
     def renderer(self) -> Renderer:
         return Renderer(self.base_url, self.store.users())

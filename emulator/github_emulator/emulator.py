@@ -19,6 +19,7 @@ from typing import Any, get_args
 
 from .app import App, RequestRecord
 from .backend import Backend, split_full_name
+from .ci import CiRule
 from .faults import FaultRule, Faults
 from .hookshot import Delivery
 from .records import Permission
@@ -28,7 +29,8 @@ from .store import Clock
 ADMIN_LOGIN = "octocat"
 ADMIN_TOKEN = "emulator-token"
 #: The events the runner's app subscribes to (docs/github-app.md).
-APP_EVENTS = ("issues", "issue_comment", "pull_request_review", "pull_request_review_comment")
+APP_EVENTS = ("issues", "issue_comment", "pull_request_review", "pull_request_review_comment",
+              "check_suite", "check_run", "status", "workflow_run")
 
 
 @dataclass(frozen=True)
@@ -246,6 +248,32 @@ class GitHubEmulator:
     def reviews(self, full_name: str, number: int) -> list[dict[str, Any]]:
         repo, renderer = self._backend.store.repo(full_name), self._backend.renderer()
         return [renderer.review(repo, r) for r in self._backend.store.reviews(full_name, number)]
+
+    # -- CI: checks, statuses and Actions (ci.py) ----------------------------
+
+    def set_ci(self, full_name: str, rules: Iterable[CiRule | Mapping[str, Any]]) -> None:
+        """The checks that run on every push to ``full_name`` (see :class:`CiRule`), e.g. one
+        that fails while a file lacks a line: ``{"name": "tests", "path": "app.py", "line": "ok()"}``."""
+        self._backend.ci.set_rules(full_name, [r if isinstance(r, CiRule) else dict(r) for r in rules])
+
+    def run_ci(self, full_name: str, ref: str) -> str:
+        """Run the rules now on ``ref``'s head (a push does this by itself); the commit's sha."""
+        return self._backend.ci.run(full_name, ref)
+
+    def release_ci(self, full_name: str, *, fail: bool | None = None) -> int:
+        """Complete the checks held in progress (``hold``), by their rules or as ``fail`` says."""
+        return self._backend.ci.release(full_name, fail=fail)
+
+    def check_runs(self, full_name: str, ref: str) -> list[dict[str, Any]]:
+        """The check runs of ``ref``'s head, newest first, in GitHub's JSON."""
+        from .shapes_ci import CiShapes
+
+        repo = self._backend.store.repo(full_name)
+        git = self._backend.git(repo)
+        sha = git.branch_sha(ref) or git.rev_parse(ref)
+        shapes = CiShapes(self._backend, repo)
+        return [shapes.check_run(r) for r in sorted(shapes.state.runs.values(), key=lambda r: -r.id)
+                if r.head_sha == sha]
 
     # -- inspection (GitHub JSON shapes) -----------------------------------
 

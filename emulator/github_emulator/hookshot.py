@@ -103,6 +103,16 @@ class Hookshot:
                 continue
             self.send(app, installation, notice.event, self._render(notice, installation))
 
+    def broadcast(self, repo: str, event: str, payload: dict[str, Any]) -> None:
+        """Deliver a ready payload to every app installed on ``repo`` that subscribes to ``event``."""
+        store = self._backend.store
+        for app in store.apps():
+            if not app.webhook_url or event not in app.events:
+                continue
+            installation = next((i for i in store.installations(app.id) if i.covers(repo)), None)
+            if installation is not None:
+                self.send(app, installation, event, json.loads(json.dumps(payload)))
+
     def send(self, app: GitHubAppRecord, installation: Installation | None, event: str,
              payload: dict[str, Any]) -> Delivery:
         """Queue one delivery of ``payload`` to the app's webhook URL."""

@@ -8,16 +8,19 @@ from __future__ import annotations
 
 import sys
 import tempfile
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import IO
 
+import structlog
+
 from .app import App
 from .errors import EmulatorError
-from .git_http import GIT_PREFIX, authorize_git, parse_target, run_backend
+from .git_http import GIT_PREFIX, CgiReply, authorize_git, parse_target, run_backend
 from .routing import Request
 
 _CHUNK = 64 * 1024
+_log = structlog.get_logger(__name__)
 
 
 class EmulatorServer(ThreadingHTTPServer):
@@ -107,6 +110,16 @@ class _Handler(BaseHTTPRequestHandler):
         if length is None:
             self.wfile.write(b"0\r\n\r\n")
 
+    def _then_ci(self, cgi: CgiReply, full_name: str, before: dict[str, str] | None, user: str) -> Iterator[bytes]:
+        """Stream git's answer; after a push (refs updated), run the repository's CI before the answer ends,
+        so a client sees the new commit's checks as soon as its push returns."""
+        yield from cgi.body()
+        if before is not None:
+            try:
+                self.server.app.backend.ci.after_push(full_name, before, user)
+            except Exception:  # noqa: BLE001 - CI must never break a push
+                _log.exception("emulated CI failed after a push", repo=full_name)
+
     def _git(self) -> None:
         app = self.server.app
         path, _, query = self.path.partition("?")
@@ -127,6 +140,8 @@ class _Handler(BaseHTTPRequestHandler):
                     raise EmulatorError("Not Found", status=404)
                 full_name, user = authorize_git(app.backend, target, login,
                                                 principal.installation_id if principal else None)
+                pushed = self.command == "POST" and target.rest.endswith("/git-receive-pack")
+                before = app.backend.git(app.backend.store.repo(full_name)).branches() if pushed else None
                 cgi = run_backend(
                     app.backend.git_root, full_name=full_name, target=target, method=self.command,
                     query=query, headers=headers, body=body, content_length=length, remote_user=user,
@@ -140,7 +155,7 @@ class _Handler(BaseHTTPRequestHandler):
                 app.record(self.command, path, query, exc.status, login, headers, fault=rule is not None, git=True)
                 return
             try:
-                self._send(cgi.status, cgi.headers, cgi.body())
+                self._send(cgi.status, cgi.headers, self._then_ci(cgi, full_name, before, user))
             finally:
                 cgi.close()
         app.record(self.command, path, query, cgi.status, login, headers, fault=rule is not None, git=True)

@@ -23,6 +23,7 @@ from github_emulator import ADMIN_TOKEN, GitHubEmulator
 from github_emulator.app import CONTROL_PREFIX, build_router
 from github_emulator.emulator import EmulatedApp
 
+from github_contract.cases_ci import ci_cases
 from github_contract.schema import operation, operations, validate_exchange
 from github_contract.vendor import path_shape
 
@@ -395,6 +396,7 @@ CASES: tuple[Case, ...] = (
     Case("reactions/create-for-pull-request-review-comment", 201, lambda w: w.call(
         "POST", f"/repos/{{repo}}/pulls/comments/{_review_comment(w)}/reactions", json={"content": "eyes"})),
 )
+CASES += ci_cases(Case)  # checks, statuses and Actions (cases_ci.py)
 
 
 def _create_pull(w: World, branch: str, *, push: bool = True) -> httpx.Response:

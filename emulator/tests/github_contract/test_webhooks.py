@@ -62,3 +62,34 @@ def test_every_delivery_matches_githubs_webhook_description(tmp_path: Path) -> N
             "issues-reopened", "issue-comment-created", "issue-comment-edited",
             "pull-request-opened", "pull-request-labeled", "pull-request-closed",
             "pull-request-review-submitted", "pull-request-review-comment-created"} <= seen, seen
+
+
+def test_every_ci_delivery_matches_githubs_webhook_description(tmp_path: Path) -> None:
+    """A push runs the emulated CI: workflow_run, check_run, check_suite and status deliveries."""
+    with GitHubEmulator(tmp_path / "state") as emu:
+        emu.create_repo(REPO, files={"app.py": "print('hi')\n"})
+        app = emu.create_app("contract-ci", webhook_url=f"http://127.0.0.1:{_closed_port()}/hook",
+                             webhook_secret="s3cret", events=("check_run", "check_suite", "status", "workflow_run"))
+        emu.install_app(app.id, "octocat")
+        emu.set_ci(REPO, [{"name": "tests", "path": "app.py", "line": "print('ok')"},
+                          {"name": "lint", "kind": "app", "hold": True},
+                          {"name": "deploy", "kind": "status"}])
+        clone = tmp_path / "clone"
+        _git("clone", "-q", emu.git_url(REPO), str(clone))
+        _git("checkout", "-q", "-b", "feature", cwd=clone)
+        (clone / "app.py").write_text("print('ok')\n")
+        _git("commit", "-qam", "Say ok", cwd=clone)
+        _git("push", "-q", "origin", "feature", cwd=clone)
+        assert emu.release_ci(REPO) == 1
+        deliveries = emu.wait_for_deliveries()
+
+    seen, problems = set(), []
+    for delivery in deliveries:
+        try:
+            seen.add(validate_webhook(delivery.event, delivery.action, delivery.payload()))
+        except SchemaMismatch as exc:
+            problems.append(str(exc))
+    assert not problems, "\n".join(problems)
+    assert {(d.event, d.action) for d in deliveries} >= {
+        ("workflow_run", "requested"), ("workflow_run", "completed"), ("check_run", "created"),
+        ("check_run", "completed"), ("check_suite", "completed"), ("status", None)}

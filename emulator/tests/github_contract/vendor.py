@@ -69,6 +69,12 @@ EXTRA_OPERATIONS: tuple[str, ...] = (
     "repos/list-for-authenticated-user",
     "git/delete-ref",
     "repos/delete",
+    # checks, statuses and Actions (CI rounds, issue #24)
+    "checks/create", "checks/update", "checks/get", "checks/list-for-ref", "checks/list-annotations",
+    "checks/create-suite", "checks/get-suite", "checks/list-suites-for-ref", "checks/list-for-suite",
+    "repos/create-commit-status", "repos/get-combined-status-for-ref", "repos/list-commit-statuses-for-ref",
+    "actions/list-workflow-runs-for-repo", "actions/get-workflow-run", "actions/list-jobs-for-workflow-run",
+    "actions/get-job-for-workflow-run", "actions/download-job-logs-for-workflow-run",
 )
 
 # (event, action) pairs whose payloads the emulator sends or will send; action None = no action.
@@ -86,6 +92,8 @@ WEBHOOKS: tuple[tuple[str, str | None], ...] = (
     ("pull_request_review_comment", "deleted"),
     ("installation", "created"), ("installation", "deleted"),
     ("installation_repositories", "added"), ("installation_repositories", "removed"),
+    ("check_suite", "completed"), ("check_run", "created"), ("check_run", "completed"), ("status", None),
+    ("workflow_run", "requested"), ("workflow_run", "completed"),
 )
 
 _METHODS = ("get", "put", "post", "delete", "patch", "head")
