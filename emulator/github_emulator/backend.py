@@ -18,6 +18,7 @@ from .gitrepo import BareRepo, DiffStats, Identity
 from .hookshot import Hookshot
 from .records import Issue, Permission, Repo, Review, ReviewComment, permits
 from .shapes import Renderer
+from .shapes_ci import webhook_payload
 from .store import Clock, Store
 
 _NAME = re.compile(r"^[A-Za-z0-9_.-]{1,100}$")
@@ -48,7 +49,8 @@ class Backend:
         self.base_url = ""  # known once the server has bound its port
         self.hookshot = Hookshot(self)
         self.store.listeners.append(self.hookshot.on_notice)
-        self.ci = CiEngine(self)  # checks, statuses and Actions (api_checks, api_actions)
+        # checks, statuses and Actions (api_checks, api_actions)
+        self.ci = CiEngine(self, lambda *args: webhook_payload(self, *args))
 
     def renderer(self) -> Renderer:
         return Renderer(self.base_url, self.store.users())

@@ -21,11 +21,14 @@ import tempfile
 import threading
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
-from typing import TYPE_CHECKING, Any
+from pathlib import Path
+from typing import Any, Protocol
 
 from pydantic import BaseModel, Field
 
 from .errors import ResourceNotFound
+from .gitrepo import BareRepo
+from .records import Repo
 from .records_ci import (
     CheckRunRecord,
     CheckSuiteRecord,
@@ -34,15 +37,27 @@ from .records_ci import (
     StatusRecord,
     WorkflowRunRecord,
 )
-
-if TYPE_CHECKING:
-    from .backend import Backend
+from .store import Store
 
 ACTIONS_SLUG = "github-actions"
 ACTIONS_APP_ID = 15368  # GitHub Actions' app id on github.com
 CI_APP_SLUG, CI_APP_ID = "emulated-ci", 15369
 FIRST_ID = 50_000_000  # CI ids never collide with the store's issues, comments and reviews
 LOG_PREFIX = "/_emulator/job-logs/"
+
+
+class CiHost(Protocol):
+    """What the engine uses of the emulator (:class:`~.backend.Backend` is the one implementation)."""
+
+    state_dir: Path
+    store: Store
+    hookshot: Any  # broadcast(repo, event, payload)
+
+    def git(self, repo: Repo) -> BareRepo: ...
+
+
+#: Renders a webhook payload for (repo, event, what, actor), or None (:func:`~.shapes_ci.webhook_payload`).
+Render = Any
 
 
 class _CiWorld(BaseModel):
@@ -53,8 +68,9 @@ class _CiWorld(BaseModel):
 class CiEngine:
     """The CI of every repository: rules, the records they make, and their webhooks."""
 
-    def __init__(self, backend: Backend) -> None:
+    def __init__(self, backend: CiHost, render: Render) -> None:
         self._backend = backend
+        self._render = render
         self._path = backend.state_dir / "ci.json"
         self._lock = threading.RLock()
         self._world = _CiWorld.model_validate_json(self._path.read_bytes()) if self._path.exists() else _CiWorld()
@@ -294,10 +310,8 @@ class CiEngine:
         return events
 
     def _announce(self, full_name: str, events: list[tuple[str, dict[str, Any]]], actor: str) -> None:
-        from .shapes_ci import webhook_payload  # rendering needs the whole state, after the change
-
-        for event, what in events:
-            payload = webhook_payload(self._backend, full_name, event, what, actor)
+        for event, what in events:  # rendered after the change: a payload shows the state it led to
+            payload = self._render(full_name, event, what, actor)
             if payload is not None:
                 self._backend.hookshot.broadcast(full_name, event, payload)
 

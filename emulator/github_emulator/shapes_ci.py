@@ -2,15 +2,26 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
-from .ci import ACTIONS_APP_ID, ACTIONS_SLUG, CI_APP_ID, CI_APP_SLUG, log_path
+from .ci import ACTIONS_APP_ID, ACTIONS_SLUG, CI_APP_ID, CI_APP_SLUG, CiEngine, log_path
+from .gitrepo import BareRepo
 from .records import Repo
 from .records_ci import CheckRunRecord, CheckSuiteRecord, StatusRecord, WorkflowRunRecord
-from .shapes import node_id
+from .shapes import Renderer, node_id
+from .store import Store
 
-if TYPE_CHECKING:
-    from .backend import Backend
+
+class Backend(Protocol):
+    """What rendering reads (:class:`~.backend.Backend` is the one implementation)."""
+
+    store: Store
+    ci: CiEngine
+    base_url: str
+
+    def renderer(self) -> Renderer: ...
+
+    def git(self, repo: Repo) -> BareRepo: ...
 
 JSON = dict[str, Any]
 _MINIMAL_REPO = frozenset((

@@ -35,6 +35,7 @@ from runner.forge.base import (
     TokenInfo,
 )
 from runner.forge.cache import TtlCache
+from runner.forge.github_checks import ChecksReads
 from runner.forge.pacer import GITHUB_LIMITS, BudgetView, Pacer, SlotStore, WriteLimits
 
 T = TypeVar("T")
@@ -72,7 +73,7 @@ class PacedRetry(GithubRetry):  # type: ignore[misc]
         pacer.before(write=method.upper() in wire.WRITE_METHODS, notify=wire.notifies(method, url))
 
 
-class GitHubForge:
+class GitHubForge(ChecksReads):
     """The Forge protocol over PyGithub, with a write pacer per token, short caches and conditional polling."""
 
     def __init__(

@@ -33,7 +33,10 @@ from runner.errors import (
     Rejected,
 )
 from runner.forge.base import (
+    Annotation,
+    Check,
     Comment,
+    CommitChecks,
     ContentEdit,
     FeedbackItem,
     Issue,
@@ -297,7 +300,61 @@ def pull_value(pull: Any) -> PullRequest:
         title=pull.title or "",
         body=pull.body or "",
         draft=bool(pull.draft),
+        head_sha=pull.head.sha or "",
     )
+
+
+def pull_from_json(data: Mapping[str, Any]) -> PullRequest:
+    """A ``pull-request`` as GitHub's JSON has it (a conditional read skips PyGithub's objects)."""
+    head, base = data.get("head") or {}, data.get("base") or {}
+    return PullRequest(
+        number=int(data["number"]), html_url=str(data.get("html_url") or ""), state=str(data.get("state") or ""),
+        merged=bool(data.get("merged") or data.get("merged_at")), head=str(head.get("ref") or ""),
+        base=str(base.get("ref") or ""), title=str(data.get("title") or ""), body=str(data.get("body") or ""),
+        draft=bool(data.get("draft")), head_sha=str(head.get("sha") or ""),
+    )
+
+
+# -- checks (runner.core.ci) ----------------------------------------------------------
+
+_STATUS_STATE = {"pending": ("in_progress", None), "success": ("completed", "success"),
+                 "failure": ("completed", "failure"), "error": ("completed", "error")}
+
+
+def commit_checks(runs: Mapping[str, Any], combined: Mapping[str, Any]) -> CommitChecks:
+    """A commit's check runs (``check_runs`` of the listing) and statuses (the combined status) as one value."""
+    checks: list[Check] = []
+    sha = str(combined.get("sha") or "")
+    for row in runs.get("check_runs") or []:
+        if not isinstance(row, dict):
+            continue
+        output, app = row.get("output") or {}, row.get("app") or {}
+        sha = sha or str(row.get("head_sha") or "")
+        checks.append(Check(
+            name=str(row.get("name") or ""), source="check_run", status=str(row.get("status") or ""),
+            conclusion=_opt_text(row.get("conclusion")), id=int(row.get("id") or 0),
+            app=str(app.get("slug") or ""), title=str(output.get("title") or ""),
+            summary=str(output.get("summary") or ""), text=str(output.get("text") or ""),
+            details_url=str(row.get("details_url") or row.get("html_url") or "")))
+    for row in combined.get("statuses") or []:
+        if not isinstance(row, dict):
+            continue
+        status, conclusion = _STATUS_STATE.get(str(row.get("state")), ("completed", "error"))
+        checks.append(Check(
+            name=str(row.get("context") or "default"), source="status", status=status, conclusion=conclusion,
+            id=int(row.get("id") or 0), description=str(row.get("description") or ""),
+            details_url=str(row.get("target_url") or "")))
+    return CommitChecks(sha=sha, checks=tuple(checks))
+
+
+def annotation_from_json(row: Mapping[str, Any]) -> Annotation:
+    return Annotation(path=str(row.get("path") or ""), start_line=int(row.get("start_line") or 0),
+                      level=str(row.get("annotation_level") or "notice"), message=str(row.get("message") or ""),
+                      title=str(row.get("title") or ""))
+
+
+def _opt_text(value: Any) -> str | None:
+    return str(value) if isinstance(value, str) and value else None
 
 
 # -- GraphQL: an issue's trail ----------------------------------------------------------

@@ -39,7 +39,7 @@ from __future__ import annotations
 import errno
 import string
 import tempfile
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -121,6 +121,7 @@ class CommandGenerator:
             feedback_file = Path(scratch) / "feedback.md"
             if ctx.round is not None:  # a feedback round: the same text on its own, for agents that want it
                 feedback_file.write_text(ctx.round.text, encoding="utf-8")
+                _write_logs(Path(scratch) / "ci-logs", ctx.round.logs)
             values = {
                 "instruction": prompt,
                 "instruction_file": str(instruction_file),
@@ -258,6 +259,8 @@ class CommandGenerator:
         if ctx.round is not None:
             extra["AGENT_RUNNER_FEEDBACK_FILE"] = str(Path(values["instruction_file"]).with_name("feedback.md"))
             extra["AGENT_RUNNER_FEEDBACK_ROUND"] = str(ctx.round.number)
+            if ctx.round.logs:  # a CI round: the failing jobs' whole logs, outside the repository
+                extra["AGENT_RUNNER_CI_LOGS_DIR"] = str(Path(values["instruction_file"]).with_name("ci-logs"))
         if ctx.model:
             extra["AGENT_RUNNER_MODEL"] = ctx.model
         for env_name, attr in {**_PASSABLE_SECRETS, **_PASSABLE_URLS}.items():
@@ -416,3 +419,12 @@ def _plain(value: Any) -> str | None:
         return None
     getter = getattr(value, "get_secret_value", None)
     return str(getter() if getter else value) or None
+
+
+def _write_logs(folder: Path, logs: Sequence[tuple[str, str]]) -> None:
+    """A CI round's full check logs, one file each (names made safe by runner.core.ci.log_file_name)."""
+    if not logs:
+        return
+    folder.mkdir()
+    for name, text in logs:
+        (folder / Path(name).name).write_text(text, encoding="utf-8")

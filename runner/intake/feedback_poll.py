@@ -12,6 +12,7 @@ from runner.core import feedback
 from runner.core.feedback import FeedbackItem
 from runner.errors import RunnerError
 from runner.forge.base import Forge
+from runner.intake.ci_poll import CiWatch
 from runner.ledger.base import TaskKey
 
 #: How far back the first feedback poll after a start looks (the ledger makes repeats harmless).
@@ -35,6 +36,7 @@ class FeedbackPoll:
         self.clock = clock
         self.log = log
         self._since: dict[tuple[str, str], str] = {}  # watermarks: (repo, listing) -> time
+        self.ci = CiWatch(settings=settings, forge=forge, log=log)  # failing checks on the task PRs
 
     def poll(self, pulls: Sequence[tuple[TaskKey, str]]) -> Iterator[tuple[TaskKey, FeedbackItem]]:
         """The trigger items posted since the last poll, each with its task (``pulls``: task PR URLs)."""
@@ -56,10 +58,13 @@ class FeedbackPoll:
                     yield routed
             newest = max((i.updated_at for i in items if i.updated_at), default=since)
             self._since[(repo, kind)] = max(newest, since)
+        yield from self.ci.poll(pulls)
 
     def route(self, item: FeedbackItem,
               pulls: Callable[[], Sequence[tuple[TaskKey, str]]]) -> tuple[TaskKey, FeedbackItem] | None:
         """The task a trigger item belongs to, or None when it is no trigger or nobody's."""
+        if item.kind == "ci":  # a webhook's news of a commit's checks: red and a task PR's head?
+            return self.ci.route(item, pulls)
         # Who the runner is costs a request the first time: ask only when the answer matters.
         mention = self.forge.authenticated_login(self.repo) if item.kind == "review_comment" else None
         if feedback.is_own(item):  # by what the runner writes, not by author; the ledger knows its ids too

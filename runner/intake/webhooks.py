@@ -33,7 +33,7 @@ from datetime import datetime, timedelta
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any, Protocol
 
-from runner.core import feedback, policy
+from runner.core import ci, feedback, policy
 from runner.core.feedback import FeedbackItem
 from runner.errors import ConfigError, RunnerError, WebhookRejected
 from runner.forge.base import Issue
@@ -45,7 +45,9 @@ WEBHOOK_PATH = "/webhook"
 MAX_BODY_BYTES = 25 * 1024 * 1024  # GitHub caps payloads at 25 MB
 ISSUE_ACTIONS = frozenset({"labeled", "unlabeled", "edited"})
 FEEDBACK_EVENTS = frozenset({"issue_comment", "pull_request_review", "pull_request_review_comment"})
-KNOWN_EVENTS = frozenset({"ping", "issues", *FEEDBACK_EVENTS})
+#: A commit's checks changed: maybe a task PR's head is red now (a CI round, docs/feedback.md).
+CI_EVENTS = frozenset({"check_suite", "check_run", "status", "workflow_run"})
+KNOWN_EVENTS = frozenset({"ping", "issues", *FEEDBACK_EVENTS, *CI_EVENTS})
 _CLOCK_SKEW = timedelta(minutes=5)
 
 
@@ -153,6 +155,8 @@ def route(delivery: Delivery, *, dispatch_repo: str, bot_login: str | None, labe
         return Intent("ignored", "the runner's own action")
     if delivery.event in FEEDBACK_EVENTS:
         return _feedback(delivery, dispatch_repo)
+    if delivery.event in CI_EVENTS:
+        return _ci(delivery)
     if (delivery.repo or "").lower() != dispatch_repo.lower():
         return Intent("ignored", "not the dispatch repository")
     if delivery.event != "issues" or delivery.action not in ISSUE_ACTIONS:
@@ -202,6 +206,29 @@ def _feedback(delivery: Delivery, dispatch_repo: str) -> Intent:
     if feedback.is_own(found):
         return Intent("ignored", "the runner's own comment")
     return Intent("feedback", delivery.event, issue_number=number, feedback=found.to_json())
+
+
+def _ci(delivery: Delivery) -> Intent:
+    """A commit's checks finished: a ``ci`` item for its commit (and PR, when the payload names one).
+
+    Whether every check has completed and one failed is read when it is routed."""
+    p = delivery.payload
+    if delivery.event == "status":
+        if p.get("state") == "pending":
+            return Intent("ignored", "status.pending is not a finished check")
+        sha, pulls = p.get("sha"), []
+    else:
+        inner = p.get(delivery.event) or {}
+        if delivery.action != "completed":
+            return Intent("ignored", f"{delivery.event}.{delivery.action} is not a finished check")
+        sha, pulls = inner.get("head_sha"), inner.get("pull_requests") or []
+    if not isinstance(sha, str) or len(sha) < 15 or not all(c in "0123456789abcdef" for c in sha.lower()):
+        return Intent("ignored", "the payload names no commit")
+    numbers = [pr.get("number") for pr in pulls if isinstance(pr, dict) and isinstance(pr.get("number"), int)]
+    number = numbers[0] if len(numbers) == 1 else 0
+    item = FeedbackItem(kind="ci", id=ci.item_id(sha), repo=delivery.repo or "", number=number, author="",
+                        body="", sha=sha.lower())
+    return Intent("feedback", delivery.event, issue_number=number or None, feedback=item.to_json())
 
 
 def metric_event(event: str | None) -> str:

@@ -21,7 +21,7 @@ from runner.core.feedback import FeedbackItem, RoundRecord
 from runner.core.render import commit_message
 from runner.errors import CrashLoop, LeaseLost, RunnerError, ShuttingDown
 from runner.forge.base import Issue, PullRequest
-from runner.pipeline import change, outcome
+from runner.pipeline import change, ci_round, outcome
 from runner.pipeline.job import Deps, JobRun, check_trust, names_for, parse, plan_of, resume
 from runner.pipeline.values import Outcome, Round, RoundPushed, Rounds
 from runner.steps.publish import push_change
@@ -65,6 +65,13 @@ def intake(d: Deps, run: JobRun, rounds: Rounds, item_key: str, raw: dict[str, A
         finish_item(d, run, item_key, "done", None, {})
         return rounds
     item = FeedbackItem.from_json(raw)
+    if item.kind == "ci":  # failing checks: their own gates (runner.pipeline.ci_round)
+        gate = ci_round.intake(d, run, rounds, item)
+        if isinstance(gate, str):
+            run.log.info("no CI round", feedback=item_key, reason=gate)
+            finish_item(d, run, item_key, "refused", None, {})
+            return replace(rounds, ran=True)
+        return publish(d, run, *gate) if isinstance(gate, tuple) else gate
     log = run.log.bind(feedback=item.key, author=item.author)
     text = feedback.trigger_text(item, command=s.feedback_command,
                                  bot_login=d.forge.authenticated_login(task.dispatch_repo))
@@ -149,7 +156,7 @@ def _commit(d: Deps, run: JobRun, task: Any, round_: Round) -> RoundRecord:
         thread = list(d.forge.review_thread(item)) if item.kind == "review" else []
         round_ctx = feedback.round_context(number, [item, *thread],
                                            [round_.text, *(feedback.visible_text(c.body).strip() for c in thread)],
-                                           task.instruction, workspace.diff(tree))
+                                           task.instruction, workspace.diff(tree), logs=ci_round.full_logs(d, item))
         made = change.make(d, run, task, tree, names, round_ctx=round_ctx, spent=round_.spent)
         run.lease.check()
         changes = made.changes
@@ -169,7 +176,8 @@ def _commit(d: Deps, run: JobRun, task: Any, round_: Round) -> RoundRecord:
 def _record(round_: Round, result: feedback.RoundOutcome, summary: str = "") -> RoundRecord:
     item = round_.item
     return RoundRecord(number=round_.number, item_key=item.key, kind=item.kind, author=item.author,
-                       outcome=result, html_url=item.html_url, summary=summary)
+                       outcome=result, html_url=item.html_url, summary=summary,
+                       ci="round" if item.kind == "ci" else "", fingerprint=round_.fingerprint)
 
 
 def _report(d: Deps, run: JobRun, pull: PullRequest | None, records: list[RoundRecord],

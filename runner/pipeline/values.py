@@ -104,6 +104,7 @@ class Round:
     text: str
     number: int
     spent: Spent
+    fingerprint: str = ""  # a CI round: the failure it is to fix (runner.core.ci.fingerprint)
 
 
 @dataclass(frozen=True)

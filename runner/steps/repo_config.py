@@ -11,6 +11,7 @@ and with ``.agent-runner.yml``::
     validate:
       - ruff check .
       - pytest -q
+    fix_failed_checks: false   # no CI rounds on this repository's task PRs
 
 ``setup`` and ``validate`` may also be a single string. Commands run without
 a shell (see :mod:`runner.steps.validation`). The files belong to whoever can push
@@ -35,7 +36,7 @@ from runner.steps.validation import ValidationReport, run_validation
 
 CONFIG_FILE = ".agent-runner.yml"
 INSTRUCTION_FILES = ("AGENTS.md", "CLAUDE.md", ".github/copilot-instructions.md")
-KNOWN_KEYS = ("instructions", "setup", "validate")
+KNOWN_KEYS = ("instructions", "setup", "validate", "fix_failed_checks")
 #: Each instruction source is cut to this many characters.
 MAX_INSTRUCTION_CHARS = 16_000
 MAX_CONFIG_BYTES = 64_000
@@ -55,6 +56,7 @@ class RepoConfig:
     validate: tuple[str, ...] = ()
     warnings: tuple[str, ...] = ()
     sources: tuple[str, ...] = ()
+    fix_failed_checks: bool = True  # `fix_failed_checks: false` turns CI rounds off for this repository
 
 
 class FileSource(Protocol):
@@ -104,7 +106,11 @@ def load_repo_config(source: Path | FileSource) -> RepoConfig:
             )
         if extra.strip():
             sections.append(_section(CONFIG_FILE, _cap(extra, MAX_INSTRUCTION_CHARS, CONFIG_FILE)))
+    fix = data.get("fix_failed_checks", True)
+    if not isinstance(fix, bool):
+        raise _config_error("`fix_failed_checks` must be `true` or `false`")
     return RepoConfig(
+        fix_failed_checks=fix,
         instructions="\n\n".join(sections),
         setup=_commands(data, "setup"),
         validate=_commands(data, "validate"),

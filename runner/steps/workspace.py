@@ -289,6 +289,10 @@ class Workspace:
 
     # -- helpers -----------------------------------------------------------------
 
+    def refuse_human_commits(self, mirror: Mirror, branch: str, base_branch: str) -> None:
+        """Raise HumanCommitsOnBranch when anyone but the runner has a commit on the fetched branch."""
+        self._refuse_human_commits(mirror, branch, base_branch)
+
     def _transport(self, clone_url: str) -> Breaker:
         """The breaker of git transport to ``clone_url``'s host; only transport failures count."""
         host = urlsplit(clone_url).netloc.rsplit("@", 1)[-1] or clone_url
