@@ -90,11 +90,10 @@ def clean_line(line: str) -> str:
 def excerpt(log: str, max_bytes: int) -> str:
     """The failing part of a log: each ``##[error]`` line with its neighbourhood, else the tail.
 
-    Timestamps, colours, group markers and blank runs are dropped; the result is
+    Timestamps, colours, blank runs and what a ``##[group]`` folds away (a step's
+    script, its set-up output such as downloads) are dropped; the result is
     at most ``max_bytes`` of UTF-8 (its end is cut, the first error is kept)."""
-    lines = [clean_line(raw) for raw in markdown.normalize_newlines(log).split("\n")]
-    lines = [line for line in lines if not _NOISE_RE.match(line)]
-    lines = _squeeze_blank(lines)
+    lines = _squeeze_blank(_without_noise([clean_line(raw) for raw in markdown.normalize_newlines(log).split("\n")]))
     errors = [i for i, line in enumerate(lines) if _ERROR_RE.search(line)]
     if errors:
         keep: list[int] = []
@@ -200,6 +199,23 @@ def _inline(text: str) -> str:
     """Untrusted text on one line: hidden parts removed, no way to open a fence or a comment."""
     flat = " ".join(markdown.visible_text(text).split())
     return flat.replace("`", "ʼ").replace("<!--", "&lt;!--")[:300]
+
+
+def _without_noise(lines: list[str]) -> list[str]:
+    """Drop group markers and what they fold (GitHub shows a step's set-up collapsed); errors stay."""
+    kept, folded = [], False
+    for line in lines:
+        marker = line.lower()
+        if marker.startswith(("##[group]", "::group::")):
+            folded = True
+            continue
+        if marker.startswith(("##[endgroup]", "::endgroup::")):
+            folded = False
+            continue
+        if _NOISE_RE.match(line) or (folded and not _ERROR_RE.search(line)):
+            continue
+        kept.append(line)
+    return kept
 
 
 def _squeeze_blank(lines: list[str]) -> list[str]:
