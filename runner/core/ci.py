@@ -99,7 +99,8 @@ def excerpt(log: str, max_bytes: int) -> str:
         keep: list[int] = []
         for i in errors:
             keep.extend(range(max(0, i - BEFORE), min(len(lines), i + AFTER + 1)))
-        picked, last = [], -2
+        picked: list[str] = []
+        last = -2
         for i in sorted(set(keep)):
             if i != last + 1 and picked:
                 picked.append("…")

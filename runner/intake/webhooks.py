@@ -213,10 +213,11 @@ def _ci(delivery: Delivery) -> Intent:
 
     Whether every check has completed and one failed is read when it is routed."""
     p = delivery.payload
+    pulls: list[Any] = []
     if delivery.event == "status":
         if p.get("state") == "pending":
             return Intent("ignored", "status.pending is not a finished check")
-        sha, pulls = p.get("sha"), []
+        sha = p.get("sha")
     else:
         inner = p.get(delivery.event) or {}
         if delivery.action != "completed":
@@ -225,7 +226,7 @@ def _ci(delivery: Delivery) -> Intent:
     if not isinstance(sha, str) or len(sha) < 15 or not all(c in "0123456789abcdef" for c in sha.lower()):
         return Intent("ignored", "the payload names no commit")
     numbers = [pr.get("number") for pr in pulls if isinstance(pr, dict) and isinstance(pr.get("number"), int)]
-    number = numbers[0] if len(numbers) == 1 else 0
+    number = int(numbers[0] or 0) if len(numbers) == 1 else 0
     item = FeedbackItem(kind="ci", id=ci.item_id(sha), repo=delivery.repo or "", number=number, author="",
                         body="", sha=sha.lower())
     return Intent("feedback", delivery.event, issue_number=number or None, feedback=item.to_json())
