@@ -5,6 +5,7 @@ Counts come from the emulator's request log, which is what GitHub would see.
 
 from __future__ import annotations
 
+import re
 import time
 from collections import Counter
 from pathlib import Path
@@ -35,8 +36,12 @@ POLL_PATHS = (f"/repos/{DISPATCH}/issues", f"/repos/{DISPATCH}/issues/comments",
               f"/repos/{TARGET}/issues/comments", f"/repos/{TARGET}/pulls/comments")
 
 
+#: And for each open task PR (CI rounds, docs/feedback.md): the PR, its head's check runs and combined status.
+CI_POLL = re.compile(rf"^/repos/{TARGET}/(pulls/\d+|commits/[0-9a-f]{{40}}/(check-runs|status))$")
+
+
 def is_poll(record: RequestRecord) -> bool:
-    return record.method == "GET" and record.path in POLL_PATHS
+    return record.method == "GET" and (record.path in POLL_PATHS or bool(CI_POLL.match(record.path)))
 
 
 def test_a_fast_task_makes_three_writes_and_few_requests(world: World) -> None:
@@ -80,8 +85,12 @@ def test_an_idle_poll_is_conditional_requests_answered_304(world: World) -> None
         assert app.executor.poll() == 0
 
     log = rest(world)
-    # One request per listing, none per open PR or issue.
-    assert [(r.method, r.path, r.status) for r in log] == [("GET", path, 304) for path in POLL_PATHS] * 5
+    # One request per listing, and per open task PR its head's checks (the PR, check runs, status).
+    [pull] = world.pulls()
+    head = pull["head"]["sha"]
+    per_pr = (f"/repos/{TARGET}/pulls/{pull['number']}", f"/repos/{TARGET}/commits/{head}/check-runs",
+              f"/repos/{TARGET}/commits/{head}/status")
+    assert [(r.method, r.path, r.status) for r in log] == [("GET", path, 304) for path in POLL_PATHS + per_pr] * 5
     assert all("if-none-match" in r.headers for r in log)
 
 

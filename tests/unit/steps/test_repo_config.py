@@ -109,7 +109,7 @@ def test_unknown_keys_are_warnings(tmp_path: Path) -> None:
     config = load_repo_config(tmp_path)
     assert config.validate == ("pytest",)
     assert config.warnings == (
-        "`.agent-runner.yml` has an unknown key `lint` (known: instructions, setup, validate); it was ignored.",
+        "`.agent-runner.yml` has an unknown key `lint` (known: instructions, setup, validate, fix_failed_checks); it was ignored.",
     )
 
 
