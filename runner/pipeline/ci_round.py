@@ -50,9 +50,17 @@ def intake(d: Deps, run: JobRun, rounds: Rounds, item: FeedbackItem) -> Gate:
     if ci.stopped(rounds.history) is not None:
         return quiet("CI rounds stopped on this PR earlier")
     fresh = d.forge.get_pull(item.repo, pull.number)
+    mirror = d.workspace.sync(item.repo, rounds.plan.clone_url)
+    spent = feedback.spent_from(rounds.first_usage, rounds.history)
+    number = spent.rounds + 1
+    if fresh.state == "open" and fresh.head_sha != item.sha and d.workspace.commit_with_line(
+            mirror, rounds.names.branch, rounds.plan.base, feedback.trailer(item.key)) is not None:
+        # This round pushed, then its worker died before reporting: the change finds the commit.
+        failed = ci.failing(d.forge.commit_checks(item.repo, item.sha))
+        print_ = ci.fingerprint(read_failures(d, item.repo, failed, s.ci_log_max_bytes * 8))
+        return Round(rounds=rounds, item=item, text="", number=number, spent=spent, fingerprint=print_)
     if fresh.state != "open" or fresh.head_sha != item.sha:
         return quiet("the PR has a newer head commit (or is closed)")
-    mirror = d.workspace.sync(item.repo, rounds.plan.clone_url)
     base_sha = mirror.branch_sha(rounds.plan.base)
     if base_sha is not None and not _enabled_by_repo(mirror.path, base_sha):
         return quiet("the repository's .agent-runner.yml says fix_failed_checks: false")
@@ -60,8 +68,6 @@ def intake(d: Deps, run: JobRun, rounds: Rounds, item: FeedbackItem) -> Gate:
     if ci.verdict(checks) != "red":
         return quiet("not every check has completed, or none failed")
     failed = ci.failing(checks)
-    spent = feedback.spent_from(rounds.first_usage, rounds.history)
-    number = spent.rounds + 1
     try:
         d.workspace.refuse_human_commits(mirror, rounds.names.branch, rounds.plan.base)
     except HumanCommitsOnBranch as exc:

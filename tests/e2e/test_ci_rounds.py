@@ -245,3 +245,57 @@ def test_ci_rounds_off_for_all_or_for_one_repository(world: World, llm: Any) -> 
     number, branch = first_run(world)
     world.run_once(fix_failed_checks=False, **model(llm))
     assert len(commits(world, branch)) == 1 and llm.completions == []
+
+
+# -- a crash mid-round ---------------------------------------------------------------------
+
+
+def kill_after_the_ci_rounds_push(world: World, llm: Any, tmp_path: Any, settings: dict[str, Any] | None = None,
+                                  **env: str) -> tuple[int, str]:
+    """A replica runs a CI round, pushes its commit, hangs on the PR body update and is killed -9 there."""
+    import time
+
+    from tests import chaos
+
+    world.emu.set_ci(TARGET, [rule()])
+    number, branch = first_run(world, **(settings or {}))
+    edit_app(llm)
+    world.emu.inject(status=None, delay=60, method="PATCH", path_regex=r"^/repos/octocat/target/pulls/\d+$")
+    replica = chaos.Replica("victim", world.env(
+        POLL_INTERVAL_SECONDS="0.5", LEASE_SECONDS="2", HEALTH_HOST="127.0.0.1", HEALTH_PORT=str(chaos.free_port()),
+        GENERATORS="openai", OPENAI_API_KEY="sk-emulated-key-0000", OPENAI_BASE_URL=f"{llm.base_url}/v1", **env),
+        tmp_path / "victim.log", cwd=world.root)
+    replica.start()
+    try:
+        assert chaos.wait_until(lambda: len(commits(world, branch)) == 2, time.monotonic() + 60, 0.1), \
+            replica.log_tail(40)
+    finally:
+        replica.kill()
+    world.emu.clear_faults()
+    return number, branch
+
+
+def assert_one_ci_round_after_the_crash(world: World, number: int, branch: str) -> None:
+    """Exactly one new commit, and the result comment edited once to show the round."""
+    assert len(commits(world, branch)) == 2
+    [pull] = world.pulls()
+    assert pull["body"].count("Round 1") == 1
+    [comment] = result_comments(world, number)
+    assert "Round 1" in comment["body"] and "Round 2" not in comment["body"]
+    edits = [r for r in world.emu.request_log
+             if r.method == "PATCH" and r.path == f"/repos/{DISPATCH}/issues/comments/{comment['id']}"]
+    assert len(edits) == 1, edits
+
+
+def test_a_crash_in_the_middle_of_a_ci_round_converges_to_one_commit(world: World, llm: Any, tmp_path: Any) -> None:
+    import time
+
+    number, branch = kill_after_the_ci_rounds_push(world, llm, tmp_path)
+    time.sleep(2.5)  # the dead worker's lease runs out
+    world.emu.clear_request_log()
+
+    world.run_once(**model(llm))
+
+    assert_one_ci_round_after_the_crash(world, number, branch)
+    [(_, status, round_no, _)] = _handled(world.app(), number)
+    assert (status, round_no) == ("done", 1)

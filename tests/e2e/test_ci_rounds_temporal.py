@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import threading
+import time
 from collections.abc import Iterator
 from typing import Any
 
 import pytest
+
+from tests import chaos
 
 from tests.conftest import World
 from tests.e2e import test_ci_rounds as scenarios
@@ -51,3 +55,26 @@ def test_a_persons_push_stops_ci_rounds(world: World, tmp_path: Any, temporal: d
 
 def test_a_hostile_log_changes_nothing_but_the_fenced_text(world: World, llm: Any, temporal: dict[str, Any]) -> None:
     scenarios.a_hostile_log_is_only_data(world, llm, **temporal)
+
+
+def test_a_worker_killed_mid_ci_round_gives_exactly_one_new_commit(world: World, llm: Any, tmp_path: Any,
+                                                                   temporal: dict[str, Any]) -> None:
+    number, branch = scenarios.kill_after_the_ci_rounds_push(
+        world, llm, tmp_path, temporal, EXECUTOR="temporal", TEMPORAL_ADDRESS=temporal["temporal_address"],
+        WORKSPACE_DIR=str(tmp_path / "victim-ws"))
+    world.emu.clear_request_log()
+
+    # A serving worker takes the round's publish over when the dead one's heartbeat times out (no poll: the
+    # head is green now, so nothing new is found; the workflow is still running on the server).
+    app = world.app(**scenarios.model(llm), **temporal)
+    stop = threading.Event()
+    worker = threading.Thread(target=app.executor.serve, args=(stop,), kwargs={"poll": False}, daemon=True)
+    worker.start()
+    try:
+        assert chaos.wait_until(lambda: "Round 1" in world.pulls()[0]["body"], time.monotonic() + 60, 0.2)
+        time.sleep(1.0)  # the publish's comment edit follows the PR body
+    finally:
+        stop.set()
+        worker.join(30)
+
+    scenarios.assert_one_ci_round_after_the_crash(world, number, branch)
