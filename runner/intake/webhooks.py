@@ -147,6 +147,8 @@ def route(delivery: Delivery, *, dispatch_repo: str, bot_login: str | None, labe
     """Decide, purely, what a verified delivery asks of the runner."""
     if delivery.event == "ping":
         return Intent("ignored", "ping")
+    if delivery.event in CI_EVENTS:  # the runner's own push is what starts CI: its sender is often the runner
+        return _ci(delivery)
     # By sender only for a GitHub App, whose login no person has. With a personal access token the
     # token's owner is a person whose comments and labels count: the runner's own comments carry its
     # marker, and its own label changes leave the issue ineligible (processed or failed).
@@ -155,8 +157,6 @@ def route(delivery: Delivery, *, dispatch_repo: str, bot_login: str | None, labe
         return Intent("ignored", "the runner's own action")
     if delivery.event in FEEDBACK_EVENTS:
         return _feedback(delivery, dispatch_repo)
-    if delivery.event in CI_EVENTS:
-        return _ci(delivery)
     if (delivery.repo or "").lower() != dispatch_repo.lower():
         return Intent("ignored", "not the dispatch repository")
     if delivery.event != "issues" or delivery.action not in ISSUE_ACTIONS:

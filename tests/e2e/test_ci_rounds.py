@@ -299,3 +299,43 @@ def test_a_crash_in_the_middle_of_a_ci_round_converges_to_one_commit(world: Worl
     assert_one_ci_round_after_the_crash(world, number, branch)
     [(_, status, round_no, _)] = _handled(world.app(), number)
     assert (status, round_no) == ("done", 1)
+
+
+# -- by webhook (the runner as a GitHub App) ------------------------------------------------
+
+
+def test_a_failing_check_is_found_by_webhook(tmp_path: Any, llm: Any) -> None:
+    """The emulator's workflow_run, check_suite and check_run deliveries start the round (no poll runs)."""
+    from github_emulator import GitHubEmulator
+    from github_emulator.llm import Reply
+
+    from tests.app_world import make_app_world
+    from tests.conftest import README_PATCH, dispatch_body
+    from tests.e2e.test_webhooks import Hooked, wait_until
+
+    with GitHubEmulator(tmp_path / "github") as emu:
+        aw = make_app_world(emu, tmp_path)
+        world = aw.world
+        emu.set_ci(TARGET, [rule(hold=True)])  # CI takes a while: it ends after the PR is open
+        llm.script([
+            Reply.tool_call("edit_file", {"path": "README.md", "search": "# target", "replace": "# target!"}),
+            Reply.tool_call("finish", {"summary": "Patched the README."}),
+        ])
+        edit_app(llm)
+        hooked = Hooked(aw, **model(llm))
+        hooked.serve()
+        try:
+            number = world.file_issue(dispatch_body(instruction=f"Patch the README.\n\n{README_PATCH}"))
+            wait_until(lambda: "processed" in world.labels(number))
+            branch = world.pulls()[0]["head"]["ref"]
+            assert emu.release_ci(TARGET) == 1  # the check fails: check_run, check_suite, workflow_run deliveries
+            wait_until(lambda: len(commits(world, branch)) == 2)
+            wait_until(lambda: "Round 1" in result_comments(world, number)[0]["body"])
+            assert emu.release_ci(TARGET) == 1
+            assert head_conclusions(world, branch) == ["success"]
+        finally:
+            hooked.close()
+            for built in world.apps:
+                built.close()
+        assert "CI round 1" in commits(world, branch)[0]
+        assert any(d.event == "check_suite" and d.ok for d in emu.deliveries)
