@@ -75,9 +75,13 @@ def one_round_fixes_the_check(world: World, llm: Any, **settings: Any) -> tuple[
     number, branch = first_run(world, **settings)
     assert head_conclusions(world, branch) == ["failure"]
     edit_app(llm)
+    world.emu.clear_request_log()
 
     world.run_once(**model(llm), **settings)
 
+    writes = [f"{r.method} {r.path}" for r in world.emu.request_log
+              if not r.git and r.method != "GET" and r.path != "/graphql"]
+    assert len(writes) <= 2, writes  # the push is git; the PR body's rounds record and the result comment
     subjects = commits(world, branch)
     assert len(subjects) == 2 and "CI round 1" in subjects[0]
     assert world.emu.file_at(TARGET, branch, "src/app.py") == f"print('hello')\n{FIX}\n"
