@@ -10,7 +10,6 @@ from typing import Any
 import pytest
 
 from tests import chaos
-
 from tests.conftest import World
 from tests.e2e import test_ci_rounds as scenarios
 from tests.e2e.test_feedback_temporal import ROUND, runs
