@@ -7,8 +7,8 @@ spread over the targets). Then, with the shipped defaults (the write pacer on):
 
 - **idle polls**: ``--polls`` polls with nothing new. Figures: REST requests per
   poll, how many were conditional (sent ``If-None-Match``) and answered 304, and
-  the requests that read per-PR data (there must be none: the cost does not
-  grow with the number of open PRs).
+  the requests that read per-PR data (none but CI rounds' three conditional
+  reads per open task PR, answered 304 while nothing changed).
 - **one round**: a writer posts ``/agent`` with a diff block; one pass of the
   runner runs the round. Figures: the round's REST writes by route (the push is
   git traffic, not counted), which the issue bounds at one reaction, one PR body
@@ -92,13 +92,16 @@ def main() -> None:
             for _ in range(args.polls):
                 app.executor.poll()
             log = [r for r in emu.request_log if not r.path.startswith("/git/")]
-            per_pr = [r for r in log if re.search(r"/pulls/\d+|/issues/\d+", r.path)]
+            ci_reads = [r for r in log if re.search(r"/pulls/\d+$|/commits/[0-9a-f]{40}/(check-runs|status)$", r.path)]
+            per_pr = [r for r in log if re.search(r"/pulls/\d+|/issues/\d+", r.path) and r not in ci_reads]
             conditional = [r for r in log if "if-none-match" in r.headers]
             rows = [
                 ["REST requests per idle poll", f"{len(log) / args.polls:.1f}"],
                 ["  of them conditional (If-None-Match)", f"{len(conditional) / args.polls:.1f}"],
                 ["  answered 304 (free on the rate limit)", f"{sum(r.status == 304 for r in log) / args.polls:.1f}"],
-                ["  per-PR or per-issue reads", str(len(per_pr))],
+                ["  per-PR or per-issue reads (besides CI's)", str(len(per_pr))],
+                ["  CI reads per open task PR (PR, check runs, status)", f"{len(ci_reads) / args.polls / max(1, open_pulls):.1f}"],
+                ["  of them answered 304", f"{sum(r.status == 304 for r in ci_reads) / args.polls / max(1, open_pulls):.1f}"],
                 ["listings: dispatch + 2 per target with a PR", str(1 + 1 + 2 * args.targets)],
             ]
             h.say(h.table(["idle polls", "value"], rows))
