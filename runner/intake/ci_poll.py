@@ -30,6 +30,9 @@ class CiWatch:
         self.forge = forge
         self.log = log
         self._closed: set[str] = set()  # PR URLs seen merged or closed: never read again
+        # Items this process has handed on: a head that stays red is offered once, not every poll (under
+        # Temporal a quietly dropped item, e.g. a repository that turned CI rounds off, leaves no record).
+        self._offered: set[str] = set()
 
     def poll(self, pulls: Sequence[tuple[TaskKey, str]]) -> Iterator[tuple[TaskKey, FeedbackItem]]:
         """The CI items of every open task PR (``pulls``: task PR URLs), conditional reads only."""
@@ -44,8 +47,11 @@ class CiWatch:
             except RunnerError as exc:  # one unreadable PR must not stop the poll
                 self.log.warning("could not read a task PR's checks", pull=url, error=str(exc))
                 continue
-            if item is not None:
+            if item is not None and item.key not in self._offered:
                 yield key, item
+                if len(self._offered) > 10_000:
+                    self._offered.clear()
+                self._offered.add(item.key)  # only once the consumer has taken it
 
     def route(self, item: FeedbackItem,
               pulls: Callable[[], Sequence[tuple[TaskKey, str]]]) -> tuple[TaskKey, FeedbackItem] | None:
