@@ -28,7 +28,8 @@ from runner.ops.preflight import Check
 #: Label colours the runner creates with `doctor --fix` (GitHub wants six hex digits, no `#`).
 LABEL_COLOURS = {"trigger": ("1d76db", "Ask agent-runner to work on this issue"),
                  "processed": ("0e8a16", "agent-runner finished this task"),
-                 "failed": ("d73a4a", "agent-runner could not finish this task; see its comment")}
+                 "failed": ("d73a4a", "agent-runner could not finish this task; see its comment"),
+                 "ci_failed": ("e99695", "agent-runner's CI rounds stopped with checks still failing")}
 MAX_CLOCK_SKEW_SECONDS = 60.0
 _WRITE = {"push", "maintain", "admin"}
 _LABEL = _WRITE | {"triage"}
@@ -109,7 +110,7 @@ def check_labels(doctor: Doctor) -> Check:
     settings = doctor.settings
     repo = settings.require_dispatch_repo()
     wanted = {"trigger": settings.trigger_label, "processed": settings.processed_label,
-              "failed": settings.failed_label}
+              "failed": settings.failed_label, "ci_failed": settings.ci_failed_label}
     present = {name.lower() for name in doctor.forge.list_labels(repo)}
     missing = {role: name for role, name in wanted.items() if name.lower() not in present}
     if not missing:

@@ -36,7 +36,7 @@ def test_a_healthy_setup_passes_after_fix_creates_the_labels(world: World) -> No
                           headers={"Authorization": f"token {TOKEN}"}, timeout=10).json()
     colours = {label["name"]: label["color"] for label in listed}
     assert colours["processed"] == "0e8a16" and colours["agent-failed"] == "d73a4a"
-    assert colours["copilot-agent"] == "1d76db"
+    assert colours["copilot-agent"] == "1d76db" and colours["agent-ci-failed"] == "e99695"
     again = world.cli("doctor")
     assert again.returncode == 0 and "✓ labels:" in again.stdout  # --fix is not needed twice
 
