@@ -209,7 +209,8 @@ def build_app(settings: Settings, *, clock: Callable[[], datetime] = utc_now, lo
 
 
 def status_sources(settings: Settings, *, records: Callable[[int], Any], ledger: Any = None,
-                   live: LiveTasks | None = None, forge: Forge | None = None, owner: str | None = None) -> StatusSources:
+                   live: LiveTasks | None = None, forge: Forge | None = None, owner: str | None = None,
+                   dependencies: Callable[[], Any] | None = None) -> StatusSources:
     """What the status document is built from; the same for the page and for `agent-runner status --json`."""
     temporal = settings.executor == "temporal"
     workflow = None
@@ -231,7 +232,7 @@ def status_sources(settings: Settings, *, records: Callable[[int], Any], ledger:
         usage_of=ledger.usage_of if ledger is not None and not temporal else None,
         rounds_of=rounds_of if ledger is not None and not temporal else None,
         live=live, budgets=getattr(forge, "write_budgets", None), pacing=settings.github_throttle,
-        workflow_id=workflow, redact=REDACTOR)
+        workflow_id=workflow, redact=REDACTOR, dependencies=dependencies)
 
 
 def dashboard(app: App, page: StatusPage) -> Dashboard:
@@ -248,6 +249,6 @@ def status_page(app: App) -> StatusPage:
     records = executor.records if settings.executor == "temporal" else (
         lambda limit: cast(Ledger, app.ledger).list(limit=limit))
     sources = status_sources(settings, records=records, ledger=app.ledger, live=app.live, forge=app.forge,
-                             owner=executor.owner)
+                             owner=executor.owner, dependencies=app.metrics.dependencies)
     token = settings.status_token.get_secret_value() if settings.status_token is not None else None
     return StatusPage(sources, clock=utc_now, token=token, refresh_s=settings.status_refresh_seconds)

@@ -45,6 +45,8 @@ class StatusSources:
     pacing: bool = True
     workflow_id: Callable[[int], str] | None = None
     redact: Callable[[str], str] = field(default=lambda text: text)
+    #: Each dependency's breaker as (name, up, seconds open), from memory (runner.breakers via Metrics).
+    dependencies: Callable[[], Sequence[tuple[str, bool, float]]] | None = None
 
 
 def web_url(api_url: str) -> str:
@@ -72,6 +74,8 @@ def build_status(src: StatusSources, now: datetime) -> dict[str, Any]:
         "queued": _queued(src, records, {r["issue"] for r in running}, len(live), write_wait, now),
         "recent": _recent(src, records, done),
         "write_budget": budgets,
+        "dependencies": [{"name": name, "up": up, "open_seconds": round(seconds, 1)}
+                         for name, up, seconds in (src.dependencies() if src.dependencies else [])],
         "fleet": _fleet(src, records, now),
         "tasks": [{**row, "last_error": src.redact(row["last_error"]) if row["last_error"] else None}
                   for row in records_to_json(records)],
@@ -145,7 +149,14 @@ def _queued(src: StatusSources, records: Sequence[TaskRecord], running: set[int]
 
 def _why_waiting(src: StatusSources, r: TaskRecord, busy: int, write_wait: float,
                  now: datetime) -> tuple[str, str]:
-    """What the task waits for (``retry time``, ``lease``, ``write budget``, ``worker``, ``claim``) and a sentence."""
+    """What the task waits for (``service``, ``retry time``, ``lease``, ``write budget``, ``worker``, ``claim``)."""
+    if r.waiting_on and r.status != "running":
+        since = f" since {r.waiting_since:%H:%M:%S} UTC" if r.waiting_since else ""
+        when = ""
+        if r.next_attempt_at is not None and r.next_attempt_at > now:
+            when = f"; it looks again in {format_duration((r.next_attempt_at - now).total_seconds())}"
+        return "service", (f"{_one_line(src, r.waiting_on)} is unavailable{since}{when}. Waiting spends no "
+                           "attempt and posts nothing.")
     if r.status == "running" and r.lease_expires_at is not None:
         ago = format_duration((now - r.lease_expires_at).total_seconds())
         return "lease", (f"The lease of {r.lease_owner or 'a worker'} expired {ago} ago; "

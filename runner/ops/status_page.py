@@ -167,6 +167,8 @@ def render_main(doc: Mapping[str, Any]) -> str:
         _section("running", f"Running ({len(doc['running'])})", _running(doc["running"]), "Nothing is running."),
         _section("queued", f"Queued ({len(doc['queued'])})", _queued(doc["queued"]), "Nothing is waiting."),
         _section("recent", f"Recent ({len(doc['recent'])})", _recent(doc["recent"]), "No task has finished yet."),
+        _section("dependencies", "Dependencies", _dependencies(doc.get("dependencies") or []),
+                 "No dependency called yet."),
         _section("budget", "Write budget", _budget(doc["write_budget"]), _e(doc["write_budget"].get("note")
                                                                             or "No write to GitHub yet.")),
         _section("fleet", "Fleet", _fleet(doc["fleet"]), "No replica has held a lease yet."),
@@ -251,6 +253,13 @@ def _budget(budget: Mapping[str, Any]) -> str:
     if table and not budget.get("pacing", True):
         table += "<p class=\"note\">Write pacing is off (GITHUB_THROTTLE=false).</p>"
     return table
+
+
+def _dependencies(rows: list[dict[str, Any]]) -> str:
+    out = [f"<tr><td><code>{_e(d['name'])}</code></td><td><span class=\"badge {'ok' if d['up'] else 'bad'}\">"
+           f"{'up' if d['up'] else 'down'}</span></td>"
+           f"<td>{_e('-' if d['up'] else _dur(d['open_seconds']))}</td></tr>" for d in rows]
+    return _table(("Dependency", "State", "Down for"), out, "dependencies")
 
 
 def _fleet(fleet: Mapping[str, Any]) -> str:
@@ -372,7 +381,7 @@ td .title { display: block; } td .task-id { display: block; color: var(--muted);
 .reason { color: var(--bad); }
 .badge { display: inline-block; border-radius: 10px; padding: 0 8px; background: var(--chip); font-size: 12px; }
 .badge.ok { color: var(--ok); } .badge.bad { color: var(--bad); }
-.badge.wait-retry-time, .badge.wait-write-budget, .badge.wait-lease { color: var(--warn); }
+.badge.wait-retry-time, .badge.wait-write-budget, .badge.wait-lease, .badge.wait-service { color: var(--warn); }
 #live.on { color: var(--ok); } #live.off { color: var(--warn); }
 code { font-size: 12px; }
 a { color: #0969da; }

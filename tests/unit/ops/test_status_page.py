@@ -154,3 +154,17 @@ def test_under_temporal_the_fleet_lists_workflow_ids_and_running_tasks_show_thei
         (1, "pushing", f"agent-runner/{REPO}#1")]
     assert doc["fleet"]["workflows"] == [{"issue": 2, "workflow_id": f"agent-runner/{REPO}#2", "status": "succeeded"}]
     assert "agent-runner/octo/dispatch#1" in render_page(doc)
+
+
+def test_a_task_waiting_for_a_service_says_so_and_the_dependencies_show() -> None:
+    waiting = record(8, "failed", waiting_on="GitHub API (api.github.com)", waiting_since=NOW - timedelta(minutes=7),
+                     next_attempt_at=NOW + timedelta(seconds=40), last_error="GitHub answered 502.")
+    doc = build_status(sources([waiting], dependencies=lambda: [("github-api:api.github.com", False, 420.0),
+                                                                ("model:openai:api.openai.com", True, 0.0)]), NOW)
+    [row] = doc["queued"]
+    assert row["waiting_for"] == "service"
+    assert "GitHub API (api.github.com) is unavailable since 22:53:00 UTC; it looks again in 40s" in row["why"]
+    assert doc["dependencies"] == [{"name": "github-api:api.github.com", "up": False, "open_seconds": 420.0},
+                                   {"name": "model:openai:api.openai.com", "up": True, "open_seconds": 0.0}]
+    html = render_page(doc)
+    assert "github-api:api.github.com" in html and ">down<" in html and "7m 00s" in html
