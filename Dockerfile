@@ -4,18 +4,40 @@
 # Build stage: install the runner and its dependencies into a venv, then slim the venv.
 FROM python:3.11-slim AS build
 ENV PIP_NO_CACHE_DIR=1 PIP_DISABLE_PIP_VERSION_CHECK=1
-# binutils (strip) only here; the runtime image never sees it.
+# binutils (strip) and Debian's whole git package (with perl) only here: the runtime gets the
+# git the runner calls (builtins and git-remote-http), not the perl scripts it never runs.
 RUN apt-get update \
-    && apt-get install -y --no-install-recommends binutils \
-    && rm -rf /var/lib/apt/lists/*
+    && apt-get install -y --no-install-recommends binutils git \
+    && rm -rf /var/lib/apt/lists/* \
+    && mkdir -p /git-root/usr/bin /git-root/usr/lib /git-root/usr/share \
+    && cp -a /usr/lib/git-core /git-root/usr/lib/ \
+    && cp -a /usr/share/git-core /git-root/usr/share/ \
+    && rm -rf /git-root/usr/share/git-core/contrib \
+    && cd /git-root/usr/lib/git-core \
+    # Daemons, servers, mail and GUI helpers, scalar, dumb-HTTP push: nothing the runner or a
+    # sandboxed agent calls. Perl scripts too (no perl in the runtime).
+    && rm -rf git-daemon git-http-backend git-http-fetch git-http-push git-imap-send git-shell scalar \
+              git-instaweb git-web--browse mergetools git-mergetool git-mergetool--lib git-difftool--helper \
+    && for f in *; do if head -c 64 "$f" | grep -q '^#!.*perl'; then rm -f "$f"; fi; done \
+    # The dashed builtins are hard links to git: make them symbolic links (stored once for sure).
+    && for f in git-*; do \
+         if [ "$f" -ef git ]; then ln -sf git "$f"; \
+         elif [ "$f" != git-remote-http ] && [ "$f" -ef git-remote-http ]; then ln -sf git-remote-http "$f"; fi; \
+       done \
+    && ln -s ../lib/git-core/git /git-root/usr/bin/git \
+    && ! grep -rlI '^#!.*perl' /git-root/usr/lib
 WORKDIR /src
 RUN python -m venv /opt/venv
 COPY pyproject.toml README.md ./
 COPY runner ./runner
-# The .pyc files stay (about 8 MB): without them every start compiles openai, anthropic and
-# temporalio again, in memory, since uid 1000 cannot write /opt/venv.
+COPY docker/slim_venv.py /tmp/slim_venv.py
+# Compiled code only (docker/slim_venv.py): the pure-Python packages as .pyc in one zip, the
+# others as sourceless .pyc; start-up compiles nothing (uid 1000 cannot write /opt/venv).
 RUN /opt/venv/bin/pip install --upgrade pip \
     && /opt/venv/bin/pip install . \
+    # psycopg's own implementation on Debian's libpq5 (in the runtime) instead of the binary
+    # wheel's bundled copy of libpq, OpenSSL and Kerberos (about 10 MB).
+    && /opt/venv/bin/pip uninstall --yes psycopg-binary \
     # No installer in the runtime: pip, setuptools and wheel leave the venv, with their scripts.
     && /opt/venv/bin/python -m pip uninstall --yes pip setuptools wheel \
     && rm -f /opt/venv/bin/pip* /opt/venv/bin/wheel /opt/venv/bin/easy_install* \
@@ -25,13 +47,16 @@ RUN /opt/venv/bin/pip install --upgrade pip \
     && rm -rf "$site/temporalio/bridge/sdk-core" "$site/temporalio/bridge/src" "$site"/temporalio/bridge/Cargo.* \
     # Debug symbols of the compiled extensions (the dynamic symbols Python loads stay).
     && find "$site" -name '*.so' -type f -exec strip --strip-unneeded {} + \
+    && /opt/venv/bin/python /tmp/slim_venv.py "$site" \
     && ! /opt/venv/bin/python -m pip --version
 
-# Runtime stage: git, bubblewrap (the sandbox for untrusted commands, docs/security.md), tini,
-# the venv, a non-root user, volumes and a health check. One layer for the system changes.
+# Runtime stage: git (from the build stage; its libraries from apt), bubblewrap (the sandbox for
+# untrusted commands, docs/security.md), tini, libpq, the venv, a non-root user, volumes and a
+# health check. One layer for the system changes.
 FROM python:3.11-slim
 RUN apt-get update \
-    && apt-get install -y --no-install-recommends git ca-certificates tini bubblewrap \
+    && apt-get install -y --no-install-recommends ca-certificates tini bubblewrap \
+         libcurl3-gnutls libexpat1 libpcre2-8-0 zlib1g libpq5 \
     && rm -rf /var/lib/apt/lists/* /var/cache/apt/* /var/log/apt /var/log/dpkg.log \
     # No installer in the base's Python either: pip, setuptools and wheel (and the wheels
     # ensurepip would reinstall them from) leave every site-packages directory.
@@ -47,6 +72,7 @@ RUN apt-get update \
     && useradd --uid 1000 --gid 1000 --create-home --shell /usr/sbin/nologin runner \
     && mkdir -p /workspace /data \
     && chown runner:runner /workspace /data
+COPY --from=build /git-root/ /
 COPY --from=build /opt/venv /opt/venv
 ENV PATH=/opt/venv/bin:$PATH \
     PYTHONUNBUFFERED=1 \

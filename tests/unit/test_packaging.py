@@ -34,7 +34,7 @@ def test_the_runtime_image_and_wheel_carry_no_emulator() -> None:
     dockerfile = (REPO_ROOT / "Dockerfile").read_text("utf-8")
     copied = [line.split()[1:-1] for line in dockerfile.splitlines() if line.startswith("COPY ")]
     sources = {src for args in copied for src in args if not src.startswith("--")}
-    assert sources == {"pyproject.toml", "README.md", "runner", "/opt/venv"}
+    assert sources == {"pyproject.toml", "README.md", "runner", "docker/slim_venv.py", "/git-root/", "/opt/venv"}
     ignored = (REPO_ROOT / ".dockerignore").read_text("utf-8").splitlines()
     assert "emulator" in ignored and "tests" in ignored
     runtime = project("pyproject.toml")["project"]
