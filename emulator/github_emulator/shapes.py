@@ -172,7 +172,8 @@ class Renderer:
     def label(self, repo: Repo, label: Label, *, embedded: bool = False) -> JSON:
         """A Label; ``embedded`` is the copy inside an issue or pull request.
 
-        GitHub's own description (newer than npm's, github-rest-newer.json) requires
+        GitHub's own description (API version 2026-03-10, newer than npm's; the contract
+        tests' github-rest-newer.json) requires
         ``archived_at`` and ``archived_by`` on a Label and ``archived_by`` on an embedded
         one; githubkit 0.16 rejects a Label without them. The emulator never archives."""
         body: JSON = {
