@@ -222,6 +222,7 @@ def _budgets(src: StatusSources, now: datetime) -> dict[str, Any]:
             "credential": credential,
             "writes_last_minute": view.writes_last_minute,
             "writes_last_hour": view.writes_last_hour,
+            "all_replicas_writes_last_hour": view.shared_writes_last_hour,
             "reserved": view.reserved,
             "per_minute": limits.per_minute if limits else None,
             "per_hour": limits.per_hour if limits else None,

@@ -242,6 +242,8 @@ def _budget(budget: Mapping[str, Any]) -> str:
         left = f"{rate['remaining']} of {rate['limit']} (resets {_clock(rate['reset_at'])})" if rate else "not seen yet"
         minute = f"{b['writes_last_minute']}" + (f" / {b['per_minute']}" if b.get("per_minute") else "")
         hour = f"{b['writes_last_hour']}" + (f" / {b['per_hour']}" if b.get("per_hour") else "")
+        if b.get("all_replicas_writes_last_hour") is not None:
+            hour += f" (all replicas: {b['all_replicas_writes_last_hour']})"
         wait = b["next_write_in_s"]
         slot = "now" if wait <= 0 else f"in {wait:.1f}s"
         if b.get("retry_after_s"):

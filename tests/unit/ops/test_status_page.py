@@ -79,11 +79,13 @@ def test_a_busy_replica_and_a_paced_write_say_so() -> None:
     live.on_stage(issue=1, task=None, stage="clone")
     view = BudgetView(writes_last_minute=3, writes_last_hour=40, reserved=1, next_write_in_s=2.5,
                       limits=WriteLimits(), rate_remaining=4000, rate_limit=5000, rate_reset_epoch=NOW.timestamp(),
-                      hold_s=0.0)
+                      hold_s=0.0, shared_writes_last_hour=120)
     doc = build_status(sources([record(4, "queued")], live=live, budgets=lambda: [("installation:7", view)]), NOW)
+    assert "40 / 500 (all replicas: 120)" in render_page(doc)
     assert doc["queued"][0]["waiting_for"] == "write budget"
     [bucket] = doc["write_budget"]["buckets"]
     assert bucket["credential"] == "installation:7" and bucket["per_hour"] == 500
+    assert bucket["all_replicas_writes_last_hour"] == 120
     assert bucket["rate_limit"]["remaining"] == 4000
     assert bucket["next_free_slot_at"] == (NOW + timedelta(seconds=2.5)).isoformat()
     doc = build_status(sources([record(4, "queued")], live=live), NOW)
