@@ -157,9 +157,13 @@ class Pipeline:
         labels = policy.Labels(settings.trigger_label, settings.processed_label, settings.failed_label)
 
         def posted(repo: str, number: int, comment_id: int) -> None:
-            if inbox is not None:  # the runner's comment is known from the start: never a feedback item
+            if inbox is None:  # the runner's comment is known from the start: never a feedback item
+                return
+            try:
                 inbox.add_own_comment(TaskKey(repo, number), feedback.own_comment_key(repo, comment_id),
                                       now=clock())
+            except RunnerError as exc:  # best effort: the comment's hidden marker still tells it apart
+                log.warning("could not record the result comment's id", error=str(exc), comment=comment_id)
 
         self.deps = Deps(
             settings=settings, forge=forge, workspace=workspace, chain=list(chain), ledger=ledger, hooks=hooks,
