@@ -40,8 +40,9 @@ bench: $(STAMP)
 	$(PY) bench/gateway.py
 
 # A real model server (llama-cpp-python + Gemma 3 270M) end to end; not part of `make test`.
+# GENERATOR=mini-swe-agent (or aider) runs that preset's real CLI through the model gateway instead of openai.
 check-real-llm: $(STAMP)
-	$(PY) bench/real_llm.py
+	$(PY) bench/real_llm.py $(if $(GENERATOR),--generator $(GENERATOR))
 
 clean:
 	rm -rf $(VENV) .venv-real-llm .pytest_cache build *.egg-info

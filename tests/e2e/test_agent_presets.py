@@ -5,7 +5,8 @@ gateway's relay is its only way out) and talks to the project's model
 emulator, which accepts only the real key, in its own wire format and tool
 protocol. While it runs, a watcher on the host reads the environment of every
 process of the CLI (``/proc/PID/environ``), so the test sees what the CLI had,
-not what it reports. A missing CLI skips, except with CI=true, where it fails.
+not what it reports, and strace inside the sandbox records every connection
+and DNS attempt it makes (:mod:`tests.e2e.netrecord`, test-only). A missing CLI skips, except with CI=true, where it fails.
 """
 
 from __future__ import annotations
@@ -24,9 +25,11 @@ from github_emulator.llm import AnthropicEmulator, LLMEmulator, OpenAIEmulator, 
 
 from runner.app import utc_now
 from runner.forge.github import GitHubForge
+from runner.gateway.session import RELAY_MOUNT
 from runner.generators.agents.install import installation
 from runner.ops.doctor import Doctor, run_checks
 from tests.conftest import DISPATCH, TARGET, TOKEN, World, dispatch_body
+from tests.e2e.netrecord import NetworkRecorder, assert_only_the_gateway
 
 REAL_KEY = "sk-real-upstream-key-0123456789abcdefABCDEF"
 PLACEHOLDER_PREFIX = "agent-runner-gateway-"
@@ -81,6 +84,7 @@ class EnvWatcher:
     def __init__(self, marker: str) -> None:
         self.marker = marker.encode()
         self.seen: dict[int, dict[str, str]] = {}
+        self.cmdlines: dict[int, list[str]] = {}
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._watch, daemon=True)
 
@@ -99,7 +103,8 @@ class EnvWatcher:
                 if pid in self.seen or not _descends(pid, os.getpid(), parents):
                     continue
                 try:
-                    if self.marker not in Path(f"/proc/{pid}/cmdline").read_bytes():
+                    cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
+                    if self.marker not in cmdline:
                         continue
                     raw = Path(f"/proc/{pid}/environ").read_bytes()
                 except OSError:
@@ -107,6 +112,15 @@ class EnvWatcher:
                 if raw:  # empty while the process execs or exits: look again later
                     pairs = (item.split(b"=", 1) for item in raw.split(b"\0") if b"=" in item)
                     self.seen[pid] = {k.decode(): v.decode("utf-8", "replace") for k, v in pairs}
+                    self.cmdlines[pid] = cmdline.decode("utf-8", "replace").split("\0")
+
+
+def gateway_port(relay: EnvWatcher) -> int:
+    """The gateway's port inside the sandbox: where the relay in the sandbox listened (``--listen 127.0.0.1:PORT=``)."""
+    ports = {int(m.group(1)) for argv in relay.cmdlines.values() for arg in argv
+             for m in [re.match(r"127\.0\.0\.1:(\d+)=", arg)] if m}
+    assert len(ports) == 1, (ports, relay.cmdlines)
+    return ports.pop()
 
 
 def _parents() -> dict[int, int]:
@@ -137,7 +151,7 @@ def preset(request: pytest.FixtureRequest) -> Iterator[Preset]:
     yield PRESETS[request.param]
 
 
-def test_preset_makes_the_change_through_the_gateway(world: World, preset: Preset) -> None:
+def test_preset_makes_the_change_through_the_gateway(world: World, preset: Preset, tmp_path: Path) -> None:
     program = cli_path(preset)
     install = installation(Path(program))
     with preset.server(api_key=REAL_KEY) as model:
@@ -148,9 +162,10 @@ def test_preset_makes_the_change_through_the_gateway(world: World, preset: Prese
         number = world.file_issue(dispatch_body(instruction=INSTRUCTION, model=MODEL))
         endpoint = {"anthropic_base_url": model.base_url} if preset.server is AnthropicEmulator \
             else {"openai_base_url": f"{model.base_url}/v1"}
-        with EnvWatcher(str(install.paths[-1])) as watcher:
+        recorder = NetworkRecorder(program, tmp_path / "netrecord")
+        with recorder, EnvWatcher(str(install.paths[-1])) as watcher, EnvWatcher(RELAY_MOUNT) as relay:
             outcomes = world.run_once(
-                generators=preset.name, **{preset.variable.lower(): program}, **endpoint,
+                generators=preset.name, **recorder.overrides(preset.variable.lower()), **endpoint,
                 anthropic_api_key=REAL_KEY, openai_api_key=REAL_KEY, generator_timeout_seconds=120,
                 model_prices=json.dumps({MODEL: [3.0, 15.0]}))
 
@@ -182,6 +197,9 @@ def test_preset_makes_the_change_through_the_gateway(world: World, preset: Prese
                          rf"\({tokens_in} input, {tokens_out} output\), \$0\.0\d+", comment), comment
         assert "processed" in world.labels(number)
         assert "refused" not in comment  # nothing but model calls reached the gateway (the network is empty)
+        # Every network attempt of the CLI and its children, recorded by strace inside the sandbox, went
+        # to the gateway's relay on 127.0.0.1: no DNS lookup, no other address, whether or not it connected.
+        assert_only_the_gateway(recorder, gateway_port(relay))
         # The transcript holds the exchange, redacted, and the CLI's own account.
         folder = world.root / "data" / "transcripts" / DISPATCH / str(number)
         exchange = (folder / "gateway.jsonl").read_text()
