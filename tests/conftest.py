@@ -125,6 +125,24 @@ class World:
         return self.emu.pulls(repo)
 
 
+@pytest.fixture(autouse=True)
+def _no_rate_limit_hits(request: pytest.FixtureRequest) -> Iterator[None]:
+    """A request GitHub would refuse for a rate limit fails the test, unless the test is about limits.
+
+    The emulators enforce GitHub's secondary limits (80 content-creating requests a
+    minute, 500 an hour, 900 REST points a minute, 100 at once) and the primary one;
+    mark a test ``@pytest.mark.rate_limits`` when hitting them is what it checks.
+    """
+    before = {id(emu): len(emu.limit_hits) for emu in GitHubEmulator.made}
+    yield
+    if request.node.get_closest_marker("rate_limits") is not None:
+        return
+    hits = [hit for emu in list(GitHubEmulator.made) for hit in emu.limit_hits[before.get(id(emu), 0):]]
+    if hits:
+        pytest.fail(f"GitHub's rate limits refused {len(hits)} request(s) in this test: "
+                    + "; ".join(f"{h.limit} on {h.method} {h.path} ({h.bucket})" for h in hits[:5]), pytrace=False)
+
+
 @pytest.fixture(scope="session", autouse=True)
 def _logging() -> None:
     configure_logging("INFO", "json", [TOKEN])

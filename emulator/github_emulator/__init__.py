@@ -16,6 +16,8 @@ from ._github import (
     FaultRule,
     Faults,
     GitHubEmulator,
+    LimitConfig,
+    LimitHit,
     Permission,
     RequestRecord,
     serve_forever,
@@ -38,6 +40,8 @@ __all__ = [
     "EmulatorError",
     "FaultRule",
     "GitHubEmulator",
+    "LimitConfig",
+    "LimitHit",
     "Permission",
     "RequestRecord",
 ]

@@ -19,6 +19,7 @@ from .emulator import (
 from .errors import EmulatorError
 from .faults import FaultRule, Faults
 from .hookshot import Delivery, sign
+from .limits import LimitConfig, LimitHit
 from .records import Permission
 
 __all__ = [
@@ -31,6 +32,8 @@ __all__ = [
     "FaultRule",
     "Faults",
     "GitHubEmulator",
+    "LimitConfig",
+    "LimitHit",
     "Permission",
     "RequestRecord",
     "serve_forever",

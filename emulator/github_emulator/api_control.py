@@ -59,3 +59,21 @@ def clear_requests(app: Context, req: Request) -> Response:
     _require_admin(app, req)
     app.clear_request_log()
     return Response(204)
+
+
+@router.route("GET", "/_emulator/limits")
+def list_limit_hits(app: Context, req: Request) -> Response:
+    """Every request refused for a rate limit (secondary or primary), and the limits in force."""
+    _require_admin(app, req)
+    limits = app.limits
+    return Response(200, {"enabled": limits is not None,
+                          "config": asdict(limits.config) if limits else None,
+                          "hits": [hit.as_json() for hit in limits.hits] if limits else []})
+
+
+@router.route("DELETE", "/_emulator/limits")
+def clear_limit_hits(app: Context, req: Request) -> Response:
+    _require_admin(app, req)
+    if app.limits is not None:
+        app.limits.clear_hits()
+    return Response(204)

@@ -20,6 +20,8 @@ from graphql import (
     DocumentNode,
     ExecutionResult,
     GraphQLError,
+    OperationDefinitionNode,
+    OperationType,
     build_schema,
     execute_sync,
     parse,
@@ -109,6 +111,17 @@ def graphql(app: Context, req: Request) -> Response:
     if result.errors:
         body["errors"] = [_format(error) for error in result.errors]
     return Response(200, body)
+
+
+@functools.lru_cache(maxsize=64)
+def count_mutations(query: str) -> int:
+    """Top-level fields of the document's mutation operations: each one content-creating request."""
+    try:
+        document = parse(query)
+    except GraphQLError:
+        return 0
+    return sum(len(op.selection_set.selections) for op in document.definitions
+               if isinstance(op, OperationDefinitionNode) and op.operation == OperationType.MUTATION)
 
 
 @functools.lru_cache(maxsize=64)

@@ -5,6 +5,7 @@ from __future__ import annotations
 from .errors import ResourceNotFound, UnprocessableEntity
 from .records import PERMISSION_ORDER, Permission
 from .routing import Context, Request, Response, Router, body_field, paginate
+from .traffic import rate_bucket
 
 router = Router()
 
@@ -17,15 +18,17 @@ def get_authenticated_user(app: Context, req: Request) -> Response:
 
 @router.route("GET", "/rate_limit")
 def get_rate_limit(app: Context, req: Request) -> Response:
-    core = app.limiter.headers(req.user)
-    bucket = {"limit": int(core["X-RateLimit-Limit"]), "remaining": int(core["X-RateLimit-Remaining"]),
-              "reset": int(core["X-RateLimit-Reset"]), "used": int(core["X-RateLimit-Used"])}
-    # Only the core bucket is enforced; the others are reported as untouched, like an idle account.
-    reset = int(core["X-RateLimit-Reset"])
-    others = {name: {"limit": limit, "remaining": limit, "reset": reset, "used": 0}
-              for name, limit in (("search", 30), ("graphql", 5000), ("code_search", 10),
-                                  ("integration_manifest", 5000))}
-    return Response(200, {"resources": {"core": bucket, **others}, "rate": bucket})
+    who = rate_bucket(req.user, req.installation_id)
+
+    def resource(headers: dict[str, str]) -> dict[str, int]:
+        return {"limit": int(headers["X-RateLimit-Limit"]), "remaining": int(headers["X-RateLimit-Remaining"]),
+                "reset": int(headers["X-RateLimit-Reset"]), "used": int(headers["X-RateLimit-Used"])}
+
+    core, graphql = resource(app.limiter.headers(who)), resource(app.graphql_limiter.headers(who))
+    # core and graphql are enforced; the others are reported as untouched, like an idle account.
+    others = {name: {"limit": limit, "remaining": limit, "reset": core["reset"], "used": 0}
+              for name, limit in (("search", 30), ("code_search", 10), ("integration_manifest", 5000))}
+    return Response(200, {"resources": {"core": core, "graphql": graphql, **others}, "rate": core})
 
 
 @router.route("GET", "/user/repos")

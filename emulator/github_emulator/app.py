@@ -29,14 +29,16 @@ from . import (
     api_repos,
     api_reviews,
 )
+from .api_graphql import count_mutations
 from .backend import Backend
 from .ci import LOG_PREFIX
 from .errors import EmulatorError, Forbidden, Unauthorized
 from .faults import FaultRule, Faults
+from .limits import SECONDARY_DOCS, SECONDARY_MESSAGE, LimitConfig, LimitHit, SecondaryLimits
 from .records import Permission, Repo
 from .routing import Request, Response, Router
 from .store import Principal
-from .traffic import RateLimiter, RequestRecord, loggable_headers, parse_authorization
+from .traffic import RateLimiter, RequestRecord, loggable_headers, parse_authorization, rate_bucket
 
 _log = structlog.get_logger(__name__)
 
@@ -67,10 +69,15 @@ class App:
     faults: Faults = field(default_factory=Faults)
     #: How long an installation access token works (GitHub: one hour).
     token_lifetime: timedelta = timedelta(hours=1)
+    #: GitHub's secondary limits (None: off); their time_scale shortens the primary window too.
+    limit_config: LimitConfig | None = field(default_factory=LimitConfig)
 
     def __post_init__(self) -> None:
         self.router = build_router()
-        self.limiter = RateLimiter(self.rate_limit)
+        scale = self.limit_config.time_scale if self.limit_config else 1.0
+        self.limiter = RateLimiter(self.rate_limit, window=max(1, round(3600 / scale)))
+        self.graphql_limiter = RateLimiter(self.rate_limit, window=max(1, round(3600 / scale)), resource="graphql")
+        self.limits = SecondaryLimits(self.limit_config) if self.limit_config else None
         self._log: list[RequestRecord] = []
         self._log_lock = threading.Lock()
 
@@ -87,11 +94,15 @@ class App:
         with self._log_lock:
             self._log.clear()
 
+    @property
+    def limit_hits(self) -> list[LimitHit]:
+        return self.limits.hits if self.limits else []
+
     def record(self, method: str, path: str, query: str, status: int, user: str | None,
                headers: Mapping[str, str], *, fault: bool = False, git: bool = False,
-               at: float | None = None, acted: bool = False) -> None:
+               at: float | None = None, acted: bool = False, limit: str | None = None) -> None:
         entry = RequestRecord(method, path, query, status, user, loggable_headers(headers), fault, git,
-                              time.time() if at is None else at, acted)
+                              time.time() if at is None else at, acted, limit)
         with self._log_lock:
             self._log.append(entry)
 
@@ -116,6 +127,33 @@ class App:
         principal = self.principal_for(request.headers.get("authorization"))
         request.user = principal.login if principal else None
         request.installation_id = principal.installation_id if principal else None
+        bucket = self._bucket(request)
+        if self.limits is not None and bucket is not None and not request.path.startswith(CONTROL_PREFIX):
+            hit = self.limits.admit(bucket, request.method, request.path, mutations=_mutations(request))
+            if hit is not None:
+                reply = self._limit_reply(hit, bucket)
+                self.record(request.method, request.path, request.query_string, reply.status, request.user,
+                            request.headers, at=arrived, limit=hit.limit)
+                return reply
+            try:
+                return self._handle(request, arrived)
+            finally:
+                self.limits.leave(bucket)
+        return self._handle(request, arrived)
+
+    @staticmethod
+    def _bucket(request: Request) -> str | None:
+        return rate_bucket(request.user, request.installation_id)
+
+    def _limit_reply(self, hit: LimitHit, bucket: str) -> Reply:
+        """403 with the documented message and Retry-After, as GitHub answers a secondary limit."""
+        headers = {**self._common_headers(), "Content-Type": "application/json; charset=utf-8",
+                   **self.limiter.headers(bucket), "Retry-After": str(hit.retry_after)}
+        message = SECONDARY_MESSAGE.format(request_id=headers["X-GitHub-Request-Id"])
+        body = {"message": message, "documentation_url": SECONDARY_DOCS, "status": str(hit.status)}
+        return Reply(hit.status, headers, json.dumps(body).encode())
+
+    def _handle(self, request: Request, arrived: float) -> Reply:
         rule = None
         if not request.path.startswith(CONTROL_PREFIX):
             rule = self.faults.take(request.method, request.path)
@@ -148,8 +186,14 @@ class App:
             if request.user is None:
                 missing = "authorization" not in request.headers
                 raise Unauthorized("Requires authentication" if missing else "Bad credentials")
-            if self.limiter.exhausted(request.user):
-                raise EmulatorError(f"API rate limit exceeded for user {request.user}.", status=403)
+            limiter = self.graphql_limiter if request.path == "/graphql" else self.limiter
+            if limiter.exhausted(self._bucket(request)):
+                who = (f"installation ID {request.installation_id}" if request.installation_id is not None
+                       else f"user {request.user}")
+                if self.limits is not None:
+                    self.limits.note(LimitHit("primary", self._bucket(request) or "", request.method, request.path,
+                                              403, int(limiter.reset_in(self._bucket(request))), time.time()))
+                raise EmulatorError(f"API rate limit exceeded for {who}.", status=403)
             handler = self.router.resolve(request)
             if handler in api_apps.JWT_HANDLERS:
                 raise Unauthorized("A JSON web token could not be decoded")
@@ -176,14 +220,15 @@ class App:
                 # https://docs.github.com/rest/using-the-rest-api/best-practices-for-using-the-rest-api
                 status, body = 304, b""
                 headers.pop("Content-Type", None)
+        limiter = self.graphql_limiter if request.path == "/graphql" else self.limiter
         if status != 304 and request.path not in _UNCOUNTED and not request.path.startswith(CONTROL_PREFIX):
-            self.limiter.charge(request.user)
-        return Reply(status, {**headers, **self.limiter.headers(request.user)}, body)
+            limiter.charge(self._bucket(request))
+        return Reply(status, {**headers, **limiter.headers(self._bucket(request))}, body)
 
     def _fault_reply(self, rule: FaultRule, user: str | None) -> Reply:
         assert rule.status is not None
         headers = {**self._common_headers(), "Content-Type": "application/json; charset=utf-8",
-                   **self.limiter.headers(user)}
+                   **self.limiter.headers(rate_bucket(user, None))}
         if rule.retry_after is not None:
             headers["Retry-After"] = str(int(rule.retry_after))
         if rule.status == 403:
@@ -201,3 +246,14 @@ class App:
             "X-OAuth-Scopes": "repo, workflow",
             "Vary": "Accept, Authorization",
         }
+
+
+def _mutations(request: Request) -> int:
+    """How many mutations a GraphQL request carries: each is one content-creating request."""
+    if request.path != "/graphql" or request.method != "POST":
+        return 0
+    try:
+        document = json.loads(request.body or b"{}").get("query") or ""
+        return count_mutations(document)
+    except (ValueError, AttributeError):
+        return 0

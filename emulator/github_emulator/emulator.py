@@ -10,18 +10,20 @@ from __future__ import annotations
 import signal
 import sys
 import threading
+import weakref
 from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import timedelta
 from pathlib import Path
 from types import FrameType, TracebackType
-from typing import Any, get_args
+from typing import Any, ClassVar, get_args
 
 from .app import App, RequestRecord
 from .backend import Backend, split_full_name
 from .ci import CiRule
 from .faults import FaultRule, Faults
 from .hookshot import Delivery
+from .limits import LimitConfig, LimitHit
 from .records import Permission
 from .server import EmulatorServer
 from .store import Clock
@@ -66,19 +68,30 @@ class GitHubEmulator:
     :meth:`start` begins serving in a background thread.
     """
 
+    #: Every emulator made in this process, so a test suite can check them all for limit hits.
+    made: ClassVar[weakref.WeakSet[GitHubEmulator]] = weakref.WeakSet()
+
     def __init__(
         self, state_dir: Path | str, host: str = "127.0.0.1", port: int = 0, *,
         rate_limit: int = 5000, clock: Clock | None = None,
         token_lifetime: timedelta = timedelta(hours=1),
+        limits: LimitConfig | bool = True, time_scale: float = 1.0,
     ) -> None:
+        """``limits``: GitHub's secondary limits (on by default; False turns them off, a
+        :class:`LimitConfig` changes them); ``time_scale`` runs every limit window that many
+        times faster (benchmarks; the runner's GITHUB_LIMIT_TIME_SCALE must match)."""
         self.state_dir = Path(state_dir)
         self._backend = Backend(self.state_dir, clock=clock)
-        self._app = App(self._backend, rate_limit=rate_limit, token_lifetime=token_lifetime)
+        config = (LimitConfig(time_scale=time_scale) if limits is True else
+                  replace(limits, time_scale=time_scale) if isinstance(limits, LimitConfig) and time_scale != 1.0
+                  else limits or None)
+        self._app = App(self._backend, rate_limit=rate_limit, token_lifetime=token_lifetime, limit_config=config)
         self._server = EmulatorServer((host, port), self._app)
         bound_host, bound_port = self._server.server_address[:2]
         self._backend.base_url = f"http://{bound_host!s}:{bound_port}"
         self._thread: threading.Thread | None = None
         self.add_user(ADMIN_LOGIN, ADMIN_TOKEN, admin=True)
+        GitHubEmulator.made.add(self)
 
     # -- lifecycle -------------------------------------------------------
 
@@ -318,6 +331,15 @@ class GitHubEmulator:
         self._app.clear_request_log()
 
     @property
+    def limit_hits(self) -> list[LimitHit]:
+        """Every request refused for a rate limit, secondary or primary (also ``GET /_emulator/limits``)."""
+        return self._app.limit_hits
+
+    def clear_limit_hits(self) -> None:
+        if self._app.limits is not None:
+            self._app.limits.clear_hits()
+
+    @property
     def faults(self) -> Faults:
         return self._app.faults
 
@@ -336,10 +358,12 @@ class GitHubEmulator:
 
 
 def serve_forever(host: str, port: int, state_dir: Path | str,
-                  print_fn: Callable[[str], None] = print, repos: Iterable[str] = ()) -> None:
+                  print_fn: Callable[[str], None] = print, repos: Iterable[str] = (), *,
+                  limits: bool = True, time_scale: float = 1.0) -> None:
     """Run an emulator until SIGTERM or SIGINT; print one line with the base URL when ready.
 
-    ``repos`` (``owner/name``) are created, owned by octocat with a README, unless they exist."""
+    ``repos`` (``owner/name``) are created, owned by octocat with a README, unless they exist;
+    ``limits`` and ``time_scale`` as for :class:`GitHubEmulator`."""
     stop = threading.Event()
 
     def on_signal(signum: int, frame: FrameType | None) -> None:
@@ -347,10 +371,11 @@ def serve_forever(host: str, port: int, state_dir: Path | str,
 
     previous = {sig: signal.signal(sig, on_signal) for sig in (signal.SIGTERM, signal.SIGINT)}
     try:
-        with GitHubEmulator(state_dir, host, port) as emu:
+        with GitHubEmulator(state_dir, host, port, limits=limits, time_scale=time_scale) as emu:
             for full_name in repos:
                 if not emu.has_repo(full_name):
-                    emu.create_repo(full_name, files={"README.md": f"# {full_name.split('/')[-1]}\n"})
+                    emu.create_repo(full_name, files={"README.md": f"# {full_name.split('/')[-1]}
+"})
                     print_fn(f"Created repository {full_name}")
             print_fn(f"GitHub emulator listening on {emu.base_url} (admin token: {ADMIN_TOKEN})")
             sys.stdout.flush()  # the caller may read this line through a pipe

@@ -19,6 +19,7 @@ from urllib.parse import parse_qs, unquote, urlencode
 from .backend import Backend
 from .errors import EmulatorError, ResourceNotFound, UnprocessableEntity
 from .faults import Faults
+from .limits import SecondaryLimits
 from .records import Permission, Repo
 from .traffic import RateLimiter, RequestRecord
 
@@ -111,6 +112,8 @@ class Context(Protocol):
     backend: Backend
     faults: Faults
     limiter: RateLimiter
+    graphql_limiter: RateLimiter
+    limits: SecondaryLimits | None
     token_lifetime: timedelta
 
     @property

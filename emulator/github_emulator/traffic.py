@@ -36,12 +36,14 @@ class RequestRecord:
     git: bool = False  # git smart HTTP, not the REST API
     at: float = 0.0  # time.time() when the request arrived
     acted: bool = False
+    limit: str | None = None  # the rate limit that refused it (github_emulator.limits), if one did
 
     @property
     def is_write(self) -> bool:
         """A content-creating REST request, as GitHub's secondary limits count them.
 
-        ``POST /graphql`` is a read here: the emulated schema has queries only, no mutations.
+        ``POST /graphql`` is a read here: the emulated schema has queries only, no mutations
+        (a document with mutations still counts against the secondary limits, see limits.py).
         """
         return not self.git and self.method in {"POST", "PATCH", "PUT", "DELETE"} and self.path != "/graphql"
 
@@ -64,6 +66,13 @@ def parse_authorization(value: str | None) -> str | None:
     return None
 
 
+def rate_bucket(user: str | None, installation_id: int | None) -> str | None:
+    """Whose limits a request counts against: the App installation's, else the token's user's (None: anonymous)."""
+    if installation_id is not None:
+        return f"installation:{installation_id}"
+    return f"user:{user.lower()}" if user else None
+
+
 def loggable_headers(headers: Mapping[str, str]) -> dict[str, str]:
     return {k: v for k, v in headers.items() if k.lower() not in ("authorization", "cookie")}
 
@@ -71,8 +80,9 @@ def loggable_headers(headers: Mapping[str, str]) -> dict[str, str]:
 class RateLimiter:
     """Count requests per user in fixed windows, like GitHub's primary rate limit."""
 
-    def __init__(self, limit: int, *, window: int = 3600, clock: Callable[[], float] = time.time) -> None:
-        self.limit, self._window, self._clock = limit, window, clock
+    def __init__(self, limit: int, *, window: int = 3600, clock: Callable[[], float] = time.time,
+                 resource: str = "core") -> None:
+        self.limit, self._window, self._clock, self._resource = limit, window, clock, resource
         self._lock = threading.Lock()
         self._buckets: dict[str | None, tuple[int, int]] = {}  # user -> (window reset, used)
 
@@ -83,6 +93,11 @@ class RateLimiter:
 
     def limit_for(self, user: str | None) -> int:
         return self.limit if user else _ANONYMOUS_LIMIT
+
+    def reset_in(self, user: str | None) -> float:
+        """Seconds until the user's window resets."""
+        with self._lock:
+            return max(0.0, self._bucket(user)[0] - self._clock())
 
     def exhausted(self, user: str | None) -> bool:
         with self._lock:
@@ -100,5 +115,5 @@ class RateLimiter:
         return {
             "X-RateLimit-Limit": str(limit), "X-RateLimit-Remaining": str(max(0, limit - used)),
             "X-RateLimit-Reset": str(reset), "X-RateLimit-Used": str(used),
-            "X-RateLimit-Resource": "core",
+            "X-RateLimit-Resource": self._resource,
         }

@@ -10,11 +10,12 @@ import time
 from collections import Counter
 from pathlib import Path
 
-from github_emulator import RequestRecord
+import pytest
+from github_emulator import GitHubEmulator, LimitConfig, RequestRecord
 
 from runner.ledger import TaskKey, open_ledger
 from tests import chaos
-from tests.conftest import DISPATCH, TARGET, World, dispatch_body
+from tests.conftest import DISPATCH, README, TARGET, World, dispatch_body
 
 #: What a task may cost at most once the short caches are warm. The trust re-check before
 #: the push (issue #8) is inside this budget.
@@ -176,3 +177,25 @@ def test_a_task_makes_three_writes_while_other_work_waits(world: World) -> None:
     posted = app.metrics.registry.get_sample_value(
         "agent_runner_progress_decisions_total", {"decision": "posted", "reason": "spare budget"})
     assert skipped and skipped >= 1 and posted and posted >= 1
+
+
+@pytest.mark.rate_limits
+def test_a_secondary_limit_is_waited_out_and_the_task_finishes(tmp_path: Path) -> None:
+    """GitHub refuses the third write a "minute" (a 403 with Retry-After): the runner waits, then succeeds."""
+    with GitHubEmulator(tmp_path / "github", limits=LimitConfig(content_per_minute=2), time_scale=30) as emu:
+        emu.create_repo(DISPATCH)
+        emu.create_repo(TARGET, files={"README.md": README})
+        world = World(emu=emu, root=tmp_path)
+        number = world.file_issue(dispatch_body("limit001-task"))
+        app = world.app(progress_after_seconds=60)
+        try:
+            assert [o.status for o in app.executor.run_once()] == ["succeeded"]
+        finally:
+            app.close()
+            world.apps.remove(app)
+        assert {"processed"} <= world.labels(number)
+        hits = emu.limit_hits
+        assert hits and {h.limit for h in hits} == {"content_per_minute"}
+        refused = [r for r in emu.request_log if r.limit]
+        assert all(r.status == 403 for r in refused)
+        assert len(world.pulls()) == 1 and len(world.comments(number)) == 1

@@ -10,6 +10,7 @@ from __future__ import annotations
 import itertools
 import os
 import subprocess
+import tempfile
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -19,7 +20,7 @@ from typing import Any
 import httpx
 import jwt
 import pytest
-from github_emulator import ADMIN_TOKEN, GitHubEmulator
+from github_emulator import ADMIN_TOKEN, GitHubEmulator, LimitConfig
 from github_emulator.app import CONTROL_PREFIX, build_router
 from github_emulator.emulator import EmulatedApp
 
@@ -302,6 +303,10 @@ CASES: tuple[Case, ...] = (
         "POST", f"/repos/{{repo}}/issues/{w.issue()}/comments", json={})),
     Case("issues/create-comment", 404,
          lambda w: w.call("POST", "/repos/{repo}/issues/9999/comments", json={"body": "x"})),
+    Case("issues/create-comment", 403, lambda w: _past_a_secondary_limit(
+        "POST", "/repos/{repo}/issues/1/comments", json={"body": "x"}), "secondary-limit"),
+    Case("pulls/create", 403, lambda w: _past_a_secondary_limit(
+        "POST", "/repos/{repo}/pulls", json={"title": "t", "head": "main", "base": "main"}), "secondary-limit"),
     Case("issues/list-comments-for-repo", 200,
          lambda w: w.get("/repos/{repo}/issues/comments?sort=updated&direction=desc")),
     Case("issues/list-comments-for-repo", 422, lambda w: w.get("/repos/{repo}/issues/comments?since=x")),
@@ -397,6 +402,21 @@ CASES: tuple[Case, ...] = (
         "POST", f"/repos/{{repo}}/pulls/comments/{_review_comment(w)}/reactions", json={"content": "eyes"})),
 )
 CASES += ci_cases(Case)  # checks, statuses and Actions (cases_ci.py)
+
+
+def _past_a_secondary_limit(method: str, path: str, **kwargs: Any) -> httpx.Response:
+    """The answer to a content-creating request past GitHub's per-minute limit (one, on an emulator of its own)."""
+    with tempfile.TemporaryDirectory() as state, \
+            GitHubEmulator(Path(state), limits=LimitConfig(content_per_minute=1)) as emu, \
+            httpx.Client(base_url=emu.base_url, timeout=10) as client:
+        emu.create_repo(REPO)
+        emu.create_issue(REPO, "t", "b")
+        headers = {"Authorization": f"token {ADMIN_TOKEN}"}
+        client.post(f"/repos/{REPO}/issues/1/comments", headers=headers, json={"body": "first"})
+        reply = client.request(method, path.replace("{repo}", REPO), headers=headers, **kwargs)
+    assert reply.json()["message"].startswith("You have exceeded a secondary rate limit")
+    assert int(reply.headers["Retry-After"]) >= 1
+    return reply
 
 
 def _create_pull(w: World, branch: str, *, push: bool = True) -> httpx.Response:
