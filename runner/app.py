@@ -119,6 +119,9 @@ def _temporal(built: Built) -> Executor:
     from runner.executors.temporal.executor import TemporalExecutor
 
     assert isinstance(built.ledger, ActivityLedger)
+    if len(built.settings.require_dispatch_repos()) > 1:
+        raise ConfigError("EXECUTOR=temporal serves one dispatch repository; for several (DISPATCH_REPOS) "
+                          "use EXECUTOR=ledger, or run one Temporal deployment per dispatch repository.")
     activities = TaskActivities(pipeline=built.pipeline, ledger=built.ledger, owner=built.owner, clock=built.clock,
                                 metrics=built.metrics, log=built.log)
     return TemporalExecutor(settings=built.settings, forge=built.forge, activities=activities, clock=built.clock,
@@ -146,15 +149,15 @@ def bot_identity(settings: Settings, tokens: TokenSource, forge: GitHubForge) ->
     """Commit as the app's bot (``<id>+<slug>[bot]@users.noreply.github.com``), or as configured."""
     if not isinstance(tokens, AppInstallations):
         return Identity(settings.author_name, settings.git_author_email)
-    dispatch_repo = settings.require_dispatch_repo()
-    try:
-        tokens.installation_id(dispatch_repo)
-    except AppNotInstalled as exc:
-        raise ConfigError(
-            f"The GitHub App is not installed on the dispatch repository {dispatch_repo}. "
-            f"Install it there first: {exc.install_url}"
-        ) from None
-    bot = tokens.identity(dispatch_repo, forge.user_id)
+    for dispatch_repo in settings.require_dispatch_repos():
+        try:
+            tokens.installation_id(dispatch_repo)
+        except AppNotInstalled as exc:
+            raise ConfigError(
+                f"The GitHub App is not installed on the dispatch repository {dispatch_repo}. "
+                f"Install it there first: {exc.install_url}"
+            ) from None
+    bot = tokens.identity(settings.require_dispatch_repo(), forge.user_id)
     return Identity(bot.name, bot.email)
 
 
@@ -174,7 +177,7 @@ def describe_sandbox(sandbox: Sandbox, log: Any) -> str:
 
 def build_app(settings: Settings, *, clock: Callable[[], datetime] = utc_now, log: Any = None) -> App:
     """Build everything a command needs, once; raises ConfigError on bad settings."""
-    dispatch_repo = settings.require_dispatch_repo()
+    dispatch_repos = settings.require_dispatch_repos()
     kind = EXECUTORS[settings.executor]
     REDACTOR.add(settings.secrets())
     tokens = token_source(settings, clock=clock)
@@ -204,7 +207,8 @@ def build_app(settings: Settings, *, clock: Callable[[], datetime] = utc_now, lo
                         inbox=cast(FeedbackInbox, ledger), metrics=metrics)  # both kinds record feedback rounds too
     metrics.readiness_check = pipeline.hook_commands.health_problem  # the health_check hook feeds /readyz
     executor = kind.make(Built(settings=settings, forge=forge, ledger=ledger, pipeline=pipeline, clock=clock,
-                               owner=worker_id(), log=log.bind(dispatch=dispatch_repo), metrics=metrics))
+                               owner=worker_id(), log=log.bind(dispatch=",".join(dispatch_repos)),
+                               metrics=metrics))
     return App(settings, forge, ledger, workspace, pipeline, executor, metrics, tokens, slots=slots, live=live)
 
 

@@ -372,7 +372,7 @@ def _serve(app: Any, stop: threading.Event, *, poll: bool = True) -> int:
 
         webhooks = serve_webhooks(app)
     app.workspace.cleanup()
-    log.info("runner started", dispatch=settings.dispatch_repo, workers=settings.workers,
+    log.info("runner started", dispatch=",".join(settings.require_dispatch_repos()), workers=settings.workers,
              generators=",".join(settings.generators), health_port=health.port, owner=app.executor.owner,
              auth=settings.auth_mode, webhook_port=webhooks.port if webhooks else None,
              poll_interval=settings.effective_poll_interval, executor=settings.executor, polling=poll,

@@ -65,7 +65,9 @@ class Settings(BaseSettings):
     github_api_url: str = "https://api.github.com"
     """API root. Use `https://HOST/api/v3` for GitHub Enterprise Server."""
     dispatch_repo: str | None = None
-    """The repository whose issues carry the tasks, as `owner/name` (required)."""
+    """The repository whose issues carry the tasks, as `owner/name` (this or DISPATCH_REPOS is required)."""
+    dispatch_repos: CsvList = ()
+    """Several dispatch repositories, comma-separated, for a fleet: each may be in its own GitHub App installation with its own write budget (docs/scaling.md). DISPATCH_REPO is the one-repository form; both may be set."""
     trigger_label: str = "copilot-agent"
     """The label that asks the runner to act on an issue."""
     processed_label: str = "processed"
@@ -305,7 +307,7 @@ class Settings(BaseSettings):
     """Run the setup/validate commands of a target's `.agent-runner.yml`: empty (never), `allow` (every target), or patterns such as `octo-org/*,octo-org/tools`."""
 
     _split = field_validator(
-        "allowed_target_repos", "generators", "command_env_allowlist", "validate_commands", "hooks",
+        "dispatch_repos", "allowed_target_repos", "generators", "command_env_allowlist", "validate_commands", "hooks",
         "sandbox_ro_paths", "repo_commands", "command_gateway", "gateway_models", "sandbox_egress_allow",
         mode="before",
     )(_split_csv)
@@ -372,6 +374,19 @@ class Settings(BaseSettings):
             return normalize_repo(value)
         except TaskSpecError as exc:
             raise ValueError(f"must be `owner/name`, got `{value}`") from exc
+
+    @field_validator("dispatch_repos")
+    @classmethod
+    def _check_dispatch_repos(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        found: list[str] = []
+        for item in value:
+            try:
+                repo = normalize_repo(item)
+            except TaskSpecError as exc:
+                raise ValueError(f"each must be `owner/name`, got `{item}`") from exc
+            if repo.lower() not in {r.lower() for r in found}:
+                found.append(repo)
+        return tuple(found)
 
     @field_validator("allowed_target_repos")
     @classmethod
@@ -483,12 +498,20 @@ class Settings(BaseSettings):
         return self.github_token.get_secret_value()
 
     def require_dispatch_repo(self) -> str:
-        if not self.dispatch_repo:
+        """The (first) dispatch repository: DISPATCH_REPO, else the first of DISPATCH_REPOS."""
+        return self.require_dispatch_repos()[0]
+
+    def require_dispatch_repos(self) -> tuple[str, ...]:
+        """Every dispatch repository, DISPATCH_REPO first; raises ConfigError when there is none."""
+        repos = [self.dispatch_repo] if self.dispatch_repo else []
+        repos += [r for r in self.dispatch_repos if r.lower() not in {x.lower() for x in repos}]
+        if not repos:
             raise ConfigError(
                 "DISPATCH_REPO is not set. Set it to the repository that holds dispatch "
-                "issues, for example `DISPATCH_REPO=octo-org/dispatch`."
+                "issues, for example `DISPATCH_REPO=octo-org/dispatch` (or several, "
+                "comma-separated, in DISPATCH_REPOS)."
             )
-        return self.dispatch_repo
+        return tuple(repos)
 
     def repo_commands_allowed(self, target_repo: str) -> bool:
         """Whether `.agent-runner.yml` setup and validate commands may run for this repository."""
@@ -498,11 +521,16 @@ class Settings(BaseSettings):
         target = target_repo.lower()
         return any(fnmatch.fnmatchcase(target, p) for p in items if "/" in p)
 
-    def target_allowed(self, target_repo: str) -> bool:
-        """Whether the runner may act on this repository (case-insensitive, `org/*` globs)."""
+    def target_allowed(self, target_repo: str, dispatch_repo: str | None = None) -> bool:
+        """Whether the runner may act on this repository (case-insensitive, `org/*` globs).
+
+        Without ALLOWED_TARGET_REPOS, only repositories of the task's dispatch repository's
+        owner (``dispatch_repo``; by default the first dispatch repository): in a fleet a
+        task filed in one organisation's dispatch repository never reaches another's."""
         patterns = self.allowed_target_repos
         if not patterns:
-            owner = (self.dispatch_repo or "").split("/")[0]
+            dispatch = dispatch_repo or self.dispatch_repo or next(iter(self.dispatch_repos), "")
+            owner = dispatch.split("/")[0]
             patterns = (f"{owner}/*",) if owner else ()
         target = target_repo.lower()
         return any(fnmatch.fnmatchcase(target, p.lower()) for p in patterns)

@@ -56,7 +56,9 @@ class ThreadExecutor:
         self.owner = owner
         self.log = log
         self.metrics = metrics or Metrics()
-        self.repo = settings.require_dispatch_repo()
+        #: Every dispatch repository (DISPATCH_REPO, DISPATCH_REPOS); ``repo`` is the first.
+        self.repos = settings.require_dispatch_repos()
+        self.repo = self.repos[0]
         self.labels = policy.Labels(settings.trigger_label, settings.processed_label, settings.failed_label)
         self._slots = threading.BoundedSemaphore(settings.workers)
         self._active: dict[TaskKey, Job] = {}
@@ -64,31 +66,53 @@ class ThreadExecutor:
         self._wake = threading.Event()  # set when work was queued or a job finished: claim now
         self._poller: threading.Thread | None = None
         self._interrupt = interrupt or (lambda: None)  # cuts every wait on GitHub short
-        self.feedback = FeedbackPoll(settings=settings, forge=forge, repo=self.repo, clock=clock, log=log)
+        self.feedbacks = {repo: FeedbackPoll(settings=settings, forge=forge, repo=repo, clock=clock, log=log)
+                          for repo in self.repos}
+        self.feedback = self.feedbacks[self.repo]
 
     # -- intake ------------------------------------------------------------------
 
     def poll(self) -> int:
-        """Queue every eligible issue; re-queue finished ones whose result label was removed."""
+        """Queue every eligible issue of every dispatch repository; re-queue finished ones whose
+        result label was removed.
+
+        In a fleet (DISPATCH_REPOS) one repository that GitHub refuses (an outage, a rate
+        limit, an app uninstalled) is logged and skipped; the others are polled all the same.
+        The poll fails only when every repository failed."""
         started = time.monotonic()
-        issues = self.forge.list_dispatch_issues(self.repo, self.labels.trigger)
-        queued = 0
-        for issue in issues:
+        queued, seen, failed = 0, 0, []
+        for repo in self.repos:
             try:
-                queued += self.offer(issue)
-            except LedgerUnavailable:
-                raise  # the whole poll is retried; no issue is at fault
-            except Exception as exc:  # one issue must never stop the others (DESIGN: trust boundaries)
-                self.log.exception("could not queue issue; the others go on", issue=issue.number,
-                                   error_type=type(exc).__name__)
+                issues = self.forge.list_dispatch_issues(repo, self.labels.trigger)
+            except RunnerError as exc:
+                if len(self.repos) == 1:
+                    raise
+                failed.append(exc)
+                self.log.warning("could not poll a dispatch repository; the others go on", repo=repo,
+                                 error=str(exc), error_type=type(exc).__name__)
+                continue
+            seen += len(issues)
+            for issue in issues:
+                try:
+                    queued += self.offer(issue)
+                except LedgerUnavailable:
+                    raise  # the whole poll is retried; no issue is at fault
+                except Exception as exc:  # one issue must never stop the others (DESIGN: trust boundaries)
+                    self.log.exception("could not queue issue; the others go on", issue=issue.number,
+                                       error_type=type(exc).__name__)
+        if failed and len(failed) == len(self.repos):
+            raise failed[0]
         queued += self.poll_feedback()
-        self.metrics.poll_done(time.monotonic() - started, len(issues))
+        self.metrics.poll_done(time.monotonic() - started, seen)
         return queued
 
     def poll_feedback(self) -> int:
         """Find new `/agent` comments and review comments (see :class:`FeedbackPoll`), record them once."""
         pulls = self.ledger.pull_tasks()
-        offered = sum(self._record_feedback(key, item) for key, item in self.feedback.poll(pulls))
+        offered = 0
+        for repo, feedback in self.feedbacks.items():
+            mine = [(key, url) for key, url in pulls if key.dispatch_repo.lower() == repo.lower()]
+            offered += sum(self._record_feedback(key, item) for key, item in feedback.poll(mine))
         self.ledger.wake_for_feedback(now=self.clock())  # a crash between recording and queueing
         return offered
 
@@ -98,8 +122,13 @@ class ThreadExecutor:
         Records it once in the ledger when it is a trigger on a task's issue or PR; the
         author's write access is checked when its round runs, so a non-writer's item
         gets no reaction and no run."""
-        routed = self.feedback.route(item, (lambda: pulls) if pulls is not None else self.ledger.pull_tasks)
+        feedback = self._feedback_for(item)
+        routed = feedback.route(item, (lambda: pulls) if pulls is not None else self.ledger.pull_tasks)
         return self._record_feedback(*routed) if routed is not None else 0
+
+    def _feedback_for(self, item: FeedbackItem) -> FeedbackPoll:
+        """The feedback intake of the item's dispatch repository (the first one for a PR's comment)."""
+        return next((f for repo, f in self.feedbacks.items() if repo.lower() == item.repo.lower()), self.feedback)
 
     def _record_feedback(self, key: TaskKey, item: FeedbackItem) -> int:
         if not self.ledger.add_feedback(key, item.key, item.to_json(), now=self.clock()):
@@ -124,13 +153,13 @@ class ThreadExecutor:
         return queued
 
     def _enqueue(self, issue: Issue) -> int:
-        key = TaskKey(self.repo, issue.number)
+        key = TaskKey(self._dispatch_repo_of(issue), issue.number)
         now = self.clock()
         if self.ledger.enqueue(key, task_id=task_id_of(issue.body), body_hash=body_hash(issue.body), now=now):
             self.log.info("task queued", issue=issue.number)
             return 1
         record = self.ledger.get(key)
-        if record is None or record.status not in TERMINAL or not self._rerun_requested(issue.number):
+        if record is None or record.status not in TERMINAL or not self._rerun_requested(key.dispatch_repo, issue.number):
             return 0
         # Fenced on the attempt we saw finish: another replica may have re-run it meanwhile.
         if self.ledger.requeue(key, now=now, attempt=record.attempt):
@@ -138,7 +167,11 @@ class ThreadExecutor:
             return 1
         return 0
 
-    def _rerun_requested(self, number: int) -> bool:
+    def _dispatch_repo_of(self, issue: Issue) -> str:
+        """The configured spelling of the issue's dispatch repository (ledger keys must agree)."""
+        return next((r for r in self.repos if r.lower() == issue.repo.lower()), self.repo)
+
+    def _rerun_requested(self, repo: str, number: int) -> bool:
         """Whether a person removed the result label of a finished task, asked after it finished.
 
         The listing may predate the finish: taken while the job ran, it shows
@@ -147,7 +180,7 @@ class ThreadExecutor:
         it records the finish, and the record was read before this request, so
         a result label missing now was removed after the task finished.
         """
-        issue = self.forge.get_issue(self.repo, number)
+        issue = self.forge.get_issue(repo, number)
         return policy.should_process(issue, self.labels)[0]
 
     # -- running -----------------------------------------------------------------

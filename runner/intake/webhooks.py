@@ -27,7 +27,7 @@ import hashlib
 import hmac
 import json
 import threading
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -143,8 +143,9 @@ def event_time(delivery: Delivery) -> datetime | None:
         return None
 
 
-def route(delivery: Delivery, *, dispatch_repo: str, bot_login: str | None, labels: policy.Labels) -> Intent:
-    """Decide, purely, what a verified delivery asks of the runner."""
+def route(delivery: Delivery, *, dispatch_repo: str | Sequence[str], bot_login: str | None,
+          labels: policy.Labels) -> Intent:
+    """Decide, purely, what a verified delivery asks of the runner (``dispatch_repo``: one, or a fleet's)."""
     if delivery.event == "ping":
         return Intent("ignored", "ping")
     if delivery.event in CI_EVENTS:  # the runner's own push is what starts CI: its sender is often the runner
@@ -155,10 +156,13 @@ def route(delivery: Delivery, *, dispatch_repo: str, bot_login: str | None, labe
     sender = (delivery.sender or "").lower()
     if bot_login and bot_login.lower().endswith("[bot]") and sender == bot_login.lower():
         return Intent("ignored", "the runner's own action")
+    repos = (dispatch_repo,) if isinstance(dispatch_repo, str) else tuple(dispatch_repo)
+    mine = next((r for r in repos if r.lower() == (delivery.repo or "").lower()), None)
     if delivery.event in FEEDBACK_EVENTS:
-        return _feedback(delivery, dispatch_repo)
-    if (delivery.repo or "").lower() != dispatch_repo.lower():
+        return _feedback(delivery, mine)
+    if mine is None:
         return Intent("ignored", "not the dispatch repository")
+    dispatch_repo = mine
     if delivery.event != "issues" or delivery.action not in ISSUE_ACTIONS:
         return Intent("ignored", f"{delivery.event}.{delivery.action} is not a trigger")
     raw = delivery.payload.get("issue")
@@ -171,7 +175,7 @@ def route(delivery: Delivery, *, dispatch_repo: str, bot_login: str | None, labe
     return Intent("queued", "eligible", issue=issue, issue_number=issue.number)
 
 
-def _feedback(delivery: Delivery, dispatch_repo: str) -> Intent:
+def _feedback(delivery: Delivery, dispatch_repo: str | None) -> Intent:
     """Keep what a person said (on a dispatch issue, or on a PR) for the feedback rounds.
 
     Only new comments and submitted reviews count: an edit never starts a round."""
@@ -184,7 +188,7 @@ def _feedback(delivery: Delivery, dispatch_repo: str) -> Intent:
         issue = p.get("issue") or {}
         number, item = issue.get("number"), p.get("comment") or {}
         kind = "pr_comment" if issue.get("pull_request") else "issue_comment"
-        if kind == "issue_comment" and repo.lower() != dispatch_repo.lower():
+        if kind == "issue_comment" and dispatch_repo is None:
             return Intent("ignored", "a comment on an issue outside the dispatch repository")
     else:
         number = (p.get("pull_request") or {}).get("number")
@@ -275,7 +279,8 @@ class WebhookIntake:
             self._metrics.webhook_delivery("unverified", rejected.outcome)
             self._log.warning("webhook rejected", outcome=rejected.outcome, reason=rejected.reason)
             return rejected.status, rejected.reason
-        intent = route(delivery, dispatch_repo=self._runner.repo, bot_login=self._bot_login(),
+        intent = route(delivery, dispatch_repo=getattr(self._runner, "repos", None) or self._runner.repo,
+                       bot_login=self._bot_login(),
                        labels=self._runner.labels)
         record = DeliveryRecord(
             delivery_id=delivery.delivery_id, event=delivery.event, action=delivery.action,

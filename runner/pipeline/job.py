@@ -120,7 +120,7 @@ def resume(run: JobRun, plan: Plan, names: TaskNames | None = None) -> DispatchT
 
 def check_trust(d: Deps, task: DispatchTask, issue: Issue, *, while_running: bool = False) -> None:
     """Writers must have approved the text: one history read plus cached permission lookups."""
-    policy.check_target(task.target_repo, d.settings.target_allowed(task.target_repo),
+    policy.check_target(task.target_repo, d.settings.target_allowed(task.target_repo, task.dispatch_repo),
                         d.settings.allowed_target_repos, task.dispatch_repo.split("/")[0])
     if not d.settings.require_labeler_permission:
         return
