@@ -94,7 +94,9 @@ def _credentials(settings: Settings) -> Check:
 
         token_source(settings)  # reads and parses the private key
         auth = f"GitHub App {settings.github_app_id}, private key readable"
-    return Check("settings", True, f"{auth}, DISPATCH_REPO {settings.require_dispatch_repo()}")
+    repos = settings.require_dispatch_repos()
+    where = f"DISPATCH_REPO {repos[0]}" if len(repos) == 1 else f"{len(repos)} dispatch repositories: {', '.join(repos)}"
+    return Check("settings", True, f"{auth}, {where}")
 
 
 def _directories(settings: Settings) -> Check:
@@ -141,6 +143,8 @@ def write_pacing(settings: Settings) -> str:
               f"{settings.github_writes_per_hour}/h per token")
     if not settings.github_throttle:
         return "off (GITHUB_THROTTLE=false): GitHub's write limits are not kept"
+    if settings.github_limit_time_scale != 1:
+        limits += f", TIME COMPRESSED x{settings.github_limit_time_scale:g} (benchmarks only)"
     if shared_ledger(settings):
         return f"shared by every replica through the PostgreSQL ledger ({limits})"
     if settings.executor == "temporal":

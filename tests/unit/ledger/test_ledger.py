@@ -450,3 +450,17 @@ def test_feedback_on_a_finished_task_queues_it_and_finishing_is_fenced(ledger: L
         ledger.finish_feedback(job, "k1", status="done", round_no=1, outcome={}, now=at(3))
     assert ledger.usage_of(key(1)) == {"input_tokens": 5, "output_tokens": 2}
     assert ledger.wake_for_feedback(now=at(4)) == []  # already queued
+
+
+def test_the_workload_counts_what_will_need_writes(ledger: Ledger) -> None:
+    """Queued tasks and retries due later, running ones and pending rounds (the progress decision's input)."""
+    from runner.ledger.base import Workload, WorkloadSource
+
+    assert isinstance(ledger, WorkloadSource)
+    assert ledger.workload() == Workload(0, 0, 0)
+    enqueue(ledger, 1, 2, 3, 4)
+    ledger.fail(claim(ledger), now=at(1), error="GitHub said 502", retry_at=at(60))  # 1: a retry due later
+    ledger.complete(claim(ledger), now=at(2), pr_url="https://example/pull/1", stage_seconds={})  # 2: done
+    claim(ledger)  # 3: running
+    ledger.add_feedback(key(2), "r:issue_comment:7", {"body": "/agent again"}, now=at(3))
+    assert ledger.workload() == Workload(queued=2 + 1, running=1, pending_rounds=1)  # 4 queued, 1 retrying, 2 woken
