@@ -30,6 +30,8 @@ from runner.pipeline import Outcome, Pipeline
 IDLE_TICK_S = 1.0
 #: Of SHUTDOWN_GRACE_SECONDS, what is kept for releasing leases and exiting.
 DRAIN_MARGIN_S = 2.0
+#: A fleet does not claim tasks of an installation whose next write would wait longer than this.
+FLEET_SKIP_WAIT_S = 30.0
 
 
 class ThreadExecutor:
@@ -66,6 +68,7 @@ class ThreadExecutor:
         self._wake = threading.Event()  # set when work was queued or a job finished: claim now
         self._poller: threading.Thread | None = None
         self._interrupt = interrupt or (lambda: None)  # cuts every wait on GitHub short
+        self._turn = 0  # a fleet claims round its dispatch repositories, from this one
         self.feedbacks = {repo: FeedbackPoll(settings=settings, forge=forge, repo=repo, clock=clock, log=log)
                           for repo in self.repos}
         self.feedback = self.feedbacks[self.repo]
@@ -254,7 +257,7 @@ class ThreadExecutor:
     def _claim_while_free(self, stop: threading.Event) -> None:
         while not stop.is_set() and self._slots.acquire(blocking=False):
             try:
-                job = self.ledger.claim(self.owner, now=self.clock(), lease_seconds=self.settings.lease_seconds)
+                job = self._claim_next()
             except RunnerError as exc:
                 self._slots.release()
                 self.log.warning("claim failed; will try again", error=str(exc))
@@ -263,6 +266,32 @@ class ThreadExecutor:
                 self._slots.release()
                 return
             self._start(job, lambda _outcome: None)
+
+    def _claim_next(self) -> Job | None:
+        """The next job: the oldest due one, or in a fleet the oldest of the next repository in turn.
+
+        A fleet (DISPATCH_REPOS) claims round its dispatch repositories, and skips one whose
+        installation cannot write for a while (its hourly write budget spent, or GitHub said
+        Retry-After): a worker that took its task would only wait, and one installation out of
+        budget must not take every worker from the others.
+        """
+        lease = self.settings.lease_seconds
+        if len(self.repos) == 1:
+            return self.ledger.claim(self.owner, now=self.clock(), lease_seconds=lease)
+        start = self._turn
+        for offset in range(len(self.repos)):
+            repo = self.repos[(start + offset) % len(self.repos)]
+            try:
+                waiting = self.forge.write_wait(repo)
+            except RunnerError:
+                waiting = 0.0  # the task will say what is wrong with its repository
+            if waiting > FLEET_SKIP_WAIT_S:
+                continue
+            job = self.ledger.claim(self.owner, now=self.clock(), lease_seconds=lease, repo=repo)
+            if job is not None:
+                self._turn = (start + offset + 1) % len(self.repos)
+                return job
+        return None
 
     def _drain(self) -> None:
         """Stop claiming, let running jobs finish for the grace period, then release the rest.

@@ -245,8 +245,8 @@ class Ledger(FeedbackInbox, Protocol):
         False, changing nothing, for unknown, queued or running tasks."""
         ...
 
-    def claim(self, owner: str, *, now: datetime, lease_seconds: float) -> Job | None:
-        """Atomically take the runnable task that has been due the longest.
+    def claim(self, owner: str, *, now: datetime, lease_seconds: float, repo: str | None = None) -> Job | None:
+        """Atomically take the runnable task that has been due the longest (of dispatch ``repo``, if given).
 
         Runnable: ``queued`` or ``failed`` with ``next_attempt_at`` null or
         <= now, or ``running`` with ``lease_expires_at`` <= now (taking over an

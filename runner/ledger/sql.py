@@ -187,6 +187,7 @@ class Statements:
     enqueue: str
     requeue: str
     claim: str
+    claim_in: str
     claim_key: str
     heartbeat: str
     complete: str
@@ -230,6 +231,15 @@ def statements(dialect: Dialect) -> Statements:
             WHERE (dispatch_repo, issue_number) = (
                 SELECT dispatch_repo, issue_number FROM {TABLE}
                 WHERE {_DUE} OR {_EXPIRED}
+                ORDER BY {_DUE_AT}, created_at, dispatch_repo, issue_number
+                LIMIT 1 {dialect.claim_lock})
+            RETURNING {JOB_COLUMNS}""",
+        # The same, within one dispatch repository: a fleet claims round the repositories, so one
+        # installation out of write budget does not take every worker (runner/executors/threads.py).
+        claim_in=f"""UPDATE {TABLE} SET {_TAKE}
+            WHERE (dispatch_repo, issue_number) = (
+                SELECT dispatch_repo, issue_number FROM {TABLE}
+                WHERE dispatch_repo = :repo AND ({_DUE} OR {_EXPIRED})
                 ORDER BY {_DUE_AT}, created_at, dispatch_repo, issue_number
                 LIMIT 1 {dialect.claim_lock})
             RETURNING {JOB_COLUMNS}""",

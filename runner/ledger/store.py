@@ -177,7 +177,9 @@ class SqlLedger(ABC):
                   "attempt": attempt}
         return bool(self._watched(self._write, self._sql.requeue, params))
 
-    def claim(self, owner: str, *, now: datetime, lease_seconds: float) -> Job | None:
+    def claim(self, owner: str, *, now: datetime, lease_seconds: float, repo: str | None = None) -> Job | None:
+        if repo is not None:
+            return self._take(self._sql.claim_in, {"repo": repo}, owner, now, lease_seconds)
         return self._take(self._sql.claim, {}, owner, now, lease_seconds)
 
     def claim_key(self, key: TaskKey, owner: str, *, now: datetime, lease_seconds: float) -> Job | None:

@@ -12,6 +12,7 @@ from runner.errors import ShuttingDown
 from runner.forge.pacer import (
     GITHUB_LIMITS,
     SHARED_MARGIN_S,
+    WINDOW_MARGIN_S,
     LedgerSlots,
     LocalSlots,
     Pacer,
@@ -182,8 +183,9 @@ def test_next_slot_is_pure() -> None:
     limits = WriteLimits(min_interval_s=1.0, per_minute=2, per_hour=3)
     assert next_slot([], 10.0, limits) == 10.0
     assert next_slot([10.0], 10.0, limits) == 11.0
-    assert next_slot([10.0, 11.0], 11.0, limits) == 70.0
-    assert next_slot([10.0, 11.0, 70.0], 70.0, limits) == 3610.0
+    # The windows keep a margin (WINDOW_MARGIN_S) for a write that reaches GitHub late.
+    assert next_slot([10.0, 11.0], 11.0, limits) == 70.0 + WINDOW_MARGIN_S
+    assert next_slot([10.0, 11.0, 71.0], 71.0, limits) == 3610.0 + WINDOW_MARGIN_S
 
 
 @pytest.mark.postgres

@@ -464,3 +464,13 @@ def test_the_workload_counts_what_will_need_writes(ledger: Ledger) -> None:
     claim(ledger)  # 3: running
     ledger.add_feedback(key(2), "r:issue_comment:7", {"body": "/agent again"}, now=at(3))
     assert ledger.workload() == Workload(queued=2 + 1, running=1, pending_rounds=1)  # 4 queued, 1 retrying, 2 woken
+
+
+def test_a_claim_within_one_dispatch_repository_takes_only_its_tasks(ledger: Ledger) -> None:
+    """A fleet claims round its dispatch repositories (runner/executors/threads.py)."""
+    enqueue(ledger, 1, 2)
+    assert ledger.enqueue(TaskKey("octo/other", 3), task_id="task-3", body_hash="h3", now=T0)
+    job = ledger.claim("w1", now=at(1), lease_seconds=LEASE, repo="octo/other")
+    assert job is not None and job.key == TaskKey("octo/other", 3)
+    assert ledger.claim("w1", now=at(1), lease_seconds=LEASE, repo="octo/other") is None
+    assert claim(ledger, now=at(1)).key == key(1)
