@@ -374,8 +374,7 @@ def serve_forever(host: str, port: int, state_dir: Path | str,
         with GitHubEmulator(state_dir, host, port, limits=limits, time_scale=time_scale) as emu:
             for full_name in repos:
                 if not emu.has_repo(full_name):
-                    emu.create_repo(full_name, files={"README.md": f"# {full_name.split('/')[-1]}
-"})
+                    emu.create_repo(full_name, files={"README.md": f"# {full_name.split('/')[-1]}\n"})
                     print_fn(f"Created repository {full_name}")
             print_fn(f"GitHub emulator listening on {emu.base_url} (admin token: {ADMIN_TOKEN})")
             sys.stdout.flush()  # the caller may read this line through a pipe
