@@ -9,7 +9,7 @@ PostgreSQL ledger; the generator is a stand-in agent that takes 2 s a task.
 
 **Time is compressed**: the emulator and the runners run every limit window
 ``--time-scale`` times faster (GITHUB_LIMIT_TIME_SCALE), so "an hour" lasts
-3600 / scale seconds (900 s at the default 4) and the minute 60 / scale. The
+3600 / scale seconds (600 s at the default 6) and the minute 60 / scale. The
 emulator enforces GitHub's limits on that clock, per installation. Figures,
 from the emulator's request log:
 
@@ -19,7 +19,7 @@ from the emulator's request log:
   the limit hits (goal 0);
 - writes per task.
 
-    .venv/bin/python bench/fleet.py                   # ~17 minutes
+    .venv/bin/python bench/fleet.py                   # ~12 minutes
     .venv/bin/python bench/fleet.py --time-scale 12   # "an hour" in 5 minutes, if the machine keeps up
 """
 
@@ -47,7 +47,7 @@ def main() -> int:
     parser.add_argument("--installations", type=int, default=4)
     parser.add_argument("--replicas", type=int, default=3)
     parser.add_argument("--workers", type=int, default=4)
-    parser.add_argument("--time-scale", type=float, default=4.0, help="limit windows run this much faster")
+    parser.add_argument("--time-scale", type=float, default=6.0, help="limit windows run this much faster")
     parser.add_argument("--agent-seconds", type=float, default=2.0)
     parser.add_argument("--per-installation", type=int, default=0,
                         help="issues per installation (default: 115 %% of its share of the ceiling)")
