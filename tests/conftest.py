@@ -11,7 +11,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from github_emulator import GitHubEmulator
+from github_emulator import GitHubEmulator, LimitHit
+from github_emulator.limits import HIT_OBSERVERS
 
 from runner.app import App, build_app
 from runner.config import Settings, load_settings
@@ -125,20 +126,25 @@ class World:
         return self.emu.pulls(repo)
 
 
+#: Every rate-limit hit of every emulator in this process, and how many a test has answered for.
+_LIMIT_HITS: list[LimitHit] = []
+HIT_OBSERVERS.append(_LIMIT_HITS.append)
+_HITS_CHECKED = [0]
+
+
 @pytest.fixture(autouse=True)
 def _no_rate_limit_hits(request: pytest.FixtureRequest) -> Iterator[None]:
     """A request GitHub would refuse for a rate limit fails the test, unless the test is about limits.
 
     The emulators enforce GitHub's secondary limits (80 content-creating requests a
     minute, 500 an hour, 900 REST points a minute, 100 at once) and the primary one;
-    mark a test ``@pytest.mark.rate_limits`` when hitting them is what it checks.
+    mark a test ``@pytest.mark.rate_limits`` when hitting them is what it checks. A hit
+    in a module's shared set-up fails the first test after it.
     """
-    before = {id(emu): len(emu.limit_hits) for emu in GitHubEmulator.made}
     yield
-    if request.node.get_closest_marker("rate_limits") is not None:
-        return
-    hits = [hit for emu in list(GitHubEmulator.made) for hit in emu.limit_hits[before.get(id(emu), 0):]]
-    if hits:
+    hits = _LIMIT_HITS[_HITS_CHECKED[0]:]
+    _HITS_CHECKED[0] = len(_LIMIT_HITS)
+    if hits and request.node.get_closest_marker("rate_limits") is None:
         pytest.fail(f"GitHub's rate limits refused {len(hits)} request(s) in this test: "
                     + "; ".join(f"{h.limit} on {h.method} {h.path} ({h.bucket})" for h in hits[:5]), pytrace=False)
 

@@ -10,13 +10,12 @@ from __future__ import annotations
 import signal
 import sys
 import threading
-import weakref
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, replace
 from datetime import timedelta
 from pathlib import Path
 from types import FrameType, TracebackType
-from typing import Any, ClassVar, get_args
+from typing import Any, get_args
 
 from .app import App, RequestRecord
 from .backend import Backend, split_full_name
@@ -68,9 +67,6 @@ class GitHubEmulator:
     :meth:`start` begins serving in a background thread.
     """
 
-    #: Every emulator made in this process, so a test suite can check them all for limit hits.
-    made: ClassVar[weakref.WeakSet[GitHubEmulator]] = weakref.WeakSet()
-
     def __init__(
         self, state_dir: Path | str, host: str = "127.0.0.1", port: int = 0, *,
         rate_limit: int = 5000, clock: Clock | None = None,
@@ -91,7 +87,6 @@ class GitHubEmulator:
         self._backend.base_url = f"http://{bound_host!s}:{bound_port}"
         self._thread: threading.Thread | None = None
         self.add_user(ADMIN_LOGIN, ADMIN_TOKEN, admin=True)
-        GitHubEmulator.made.add(self)
 
     # -- lifecycle -------------------------------------------------------
 

@@ -33,6 +33,9 @@ SECONDARY_MESSAGE = ("You have exceeded a secondary rate limit. Please wait a fe
 SECONDARY_DOCS = ("https://docs.github.com/rest/using-the-rest-api/rate-limits-for-the-rest-api"
                   "#about-secondary-rate-limits")
 WRITE_METHODS = frozenset({"POST", "PATCH", "PUT", "DELETE"})
+#: Called with every hit of every emulator in this process, so a test suite can fail the test
+#: that caused one (agent-runner's tests/conftest.py), however short-lived its emulator was.
+HIT_OBSERVERS: list[Callable[[LimitHit], None]] = []
 
 
 @dataclass(frozen=True)
@@ -102,6 +105,7 @@ class SecondaryLimits:
         """Record a hit decided elsewhere (the primary limit)."""
         with self._lock:
             self._hits.append(hit)
+        _tell(hit)
 
     def admit(self, bucket: str, method: str, path: str, *, mutations: int = 0) -> LimitHit | None:
         """Count one request that starts now; None when it may go (then call :meth:`leave`), else the hit."""
@@ -130,14 +134,17 @@ class SecondaryLimits:
                 if used + points > cap:
                     name = "graphql_points_per_minute" if graphql else "rest_points_per_minute"
                     wait = (name, window[0][0] + c.minute_s - now)
+            hit = None
             if wait is not None:
                 hit = LimitHit(wait[0], bucket, method, path, 403, max(1, math.ceil(wait[1])), time.time())
                 self._hits.append(hit)
-                return hit
-            b.in_flight += 1
-            b.content.extend([now] * content)
-            (b.graphql_points if graphql else b.rest_points).append((now, points))
-            return None
+            else:
+                b.in_flight += 1
+                b.content.extend([now] * content)
+                (b.graphql_points if graphql else b.rest_points).append((now, points))
+        if hit is not None:
+            _tell(hit)
+        return hit
 
     def leave(self, bucket: str) -> None:
         with self._lock:
@@ -155,3 +162,8 @@ class SecondaryLimits:
     @staticmethod
     def _in(times: deque[float], since: float) -> int:
         return sum(1 for t in times if t > since)
+
+
+def _tell(hit: LimitHit) -> None:
+    for observer in list(HIT_OBSERVERS):
+        observer(hit)
