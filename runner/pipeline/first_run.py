@@ -14,12 +14,17 @@ from pathlib import Path
 
 from runner.core import policy
 from runner.core.render import PullView, commit_message, pull_title, render_pull_body
+from runner.errors import NoChangeMade
 from runner.generators.base import Changes
 from runner.pipeline import change, outcome
 from runner.pipeline.job import Deps, JobRun, check_trust, names_for, resume
-from runner.pipeline.values import Outcome, Plan, Pushed
+from runner.pipeline.values import Outcome, Plan, Pushed, Validated
 from runner.steps import retry
 from runner.steps.publish import push_change, upsert_pull
+
+#: The summary when an earlier attempt's push is what this attempt publishes.
+ALREADY_PUSHED = ("An earlier attempt of this task pushed its change to this branch and could not finish; "
+                  "this attempt found nothing further to change, so it publishes that change.")
 
 
 def make_change(d: Deps, run: JobRun, plan: Plan) -> Pushed | Outcome:
@@ -36,7 +41,15 @@ def make_change(d: Deps, run: JobRun, plan: Plan) -> Pushed | Outcome:
 
     job_tag = f"{run.job.key.issue_number}-a{run.job.attempt}"
     with d.workspace.checkout(mirror, branch=names.branch, base_branch=plan.base, job=job_tag) as tree:
-        made = change.make(d, run, task, tree, names)
+        try:
+            made = change.make(d, run, task, tree, names)
+        except NoChangeMade:
+            if tree.remote_sha is None or tree.remote_sha == tree.base_sha:
+                raise
+            # An earlier attempt pushed this task's change, then could not finish (its lease ran out
+            # in an outage, its worker died): the branch holds the change, so publish it.
+            run.log.info("the branch already holds this task's change; publishing it", head=tree.remote_sha)
+            made = Validated(Changes(summary=ALREADY_PUSHED))
         d.hooks.call("on_generated", task=task, changes=made.changes)
 
         run.lease.check()

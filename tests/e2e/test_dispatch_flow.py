@@ -95,6 +95,31 @@ def test_crash_windows_converge_to_one_of_everything(world: World, crash_at: str
     assert readme is not None and readme.count("Patched by the runner.") == 1
 
 
+
+def test_an_agent_whose_push_outlived_its_attempt_is_published_not_failed(world: World, tmp_path) -> None:
+    """An agent CLI writes the same file on every run: after a crash right after the push (or a lease
+    lost in a ledger outage), the next attempt finds the change on the branch and publishes it."""
+    number = world.file_issue(dispatch_body(instruction="Write hello.txt."))
+    agent = tmp_path / "agent.py"
+    agent.write_text("from pathlib import Path\nPath('hello.txt').write_text('hello\\n')\n")
+    command = {"GENERATORS": "command", "COMMAND_TEMPLATE": f"python3 {agent} {{instruction_file}}", "SANDBOX_RO_PATHS": str(tmp_path)}
+    crashed = world.cli("once", env=world.env(HOOKS="crash_hook:CrashAt", CRASH_AT="on_pushed", LEASE_SECONDS="1",
+                                              **command))
+    assert crashed.returncode == 137, crashed.stderr[-2000:]
+    pushed = world.emu.branch_sha(TARGET, "agent-task-test-tas")
+    assert pushed is not None and world.pulls() == []
+    time.sleep(1.2)  # the dead process's lease expires
+
+    done = world.cli("once", env=world.env(LEASE_SECONDS="1", **command))
+
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert world.labels(number) == {"copilot-agent", "processed"}
+    assert world.emu.branch_sha(TARGET, "agent-task-test-tas") == pushed  # nothing pushed twice
+    [pull] = world.pulls()
+    assert "earlier attempt of this task pushed its change" in pull["body"]
+    assert world.emu.file_at(TARGET, "agent-task-test-tas", "hello.txt") == "hello\n"
+    assert len(result_comments(world, number)) == 1
+
 BAD_BODIES = {
     "no metadata": ("## Instruction\nDo it.\nTarget Repository: octocat/target", "no `agent_task_metadata`"),
     "broken json": ("<!-- agent_task_metadata {task_id: 1} -->\n## Instruction\nDo.\nTarget Repository: octocat/target",
