@@ -17,7 +17,7 @@ from pathlib import Path
 
 from runner.sandbox.bwrap import Sandbox, detect_backend
 from runner.sandbox.procs import run_bounded
-from runner.steps.workspace import run_git
+from runner.steps.git import run_git
 
 ENV = {"PATH": "/usr/local/bin:/usr/bin:/bin", "LC_ALL": "C"}
 

@@ -71,7 +71,7 @@ from runner.sandbox.procs import (
     strip_ansi,
     tail_text,
 )
-from runner.steps.workspace import run_git
+from runner.steps.git import run_git
 
 PLACEHOLDERS = ("instruction", "instruction_file", "worktree", "model", "task_id", "repo")
 EXAMPLE = "COMMAND_TEMPLATE='aider --yes --no-auto-commits --message-file {instruction_file}'"

@@ -15,8 +15,8 @@ from typing import Any
 
 from runner.errors import GeneratorError, WorkspaceError
 from runner.generators.base import Changes, GenerationContext
+from runner.steps.git import run_git
 from runner.steps.guard import check_patch_modes
-from runner.steps.workspace import run_git
 
 _FENCE_RE = re.compile(
     r"^(?P<fence>`{3,}|~{3,})[ \t]*(?P<lang>diff|patch|udiff)[^\n]*\n(?P<body>.*?)^(?P=fence)[ \t]*$",

@@ -20,7 +20,7 @@ from runner.config import Settings, load_settings
 from runner.errors import ConfigError, SandboxUnavailable
 from runner.log import configure_logging
 from runner.sandbox import Sandbox
-from runner.steps.workspace import run_git
+from runner.steps.git import run_git
 
 DISPATCH = "octocat/dispatch"
 TARGET = "octocat/hello-world"

@@ -21,8 +21,8 @@ from runner.errors import HumanCommitsOnBranch, NotFound, RunnerError
 from runner.forge.base import Check, CommitChecks
 from runner.pipeline.job import Deps, JobRun
 from runner.pipeline.values import Round, RoundPushed, Rounds
+from runner.steps.git import CommittedFiles
 from runner.steps.repo_config import load_repo_config
-from runner.steps.workspace import CommittedFiles
 
 #: Whole logs kept for an agent CLI's scratch space, per failing job.
 FULL_LOG_BYTES = 2_000_000

@@ -37,7 +37,7 @@ def target_file(world: World, path: str, branch: str = "agent-task-test-tas") ->
 
 
 def changed_paths(world: World, branch: str = "agent-task-test-tas") -> set[str]:
-    from runner.steps.workspace import run_git
+    from runner.steps.git import run_git
 
     out = run_git(world.emu.bare_repo_path(TARGET), "diff", "--name-only", f"main...{branch}")
     return set(out.split())

@@ -27,7 +27,7 @@ import pytest
 import structlog
 
 from runner.errors import WorkspaceError
-from runner.steps.workspace import run_git
+from runner.steps.git import run_git
 from tests.conftest import DISPATCH, World, dispatch_body
 
 TOKEN = "ghs_SandboxCanaryToken0123456789abcdefXYZ"

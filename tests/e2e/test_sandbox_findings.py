@@ -13,7 +13,8 @@ import pytest
 
 from runner.errors import SandboxUnavailable
 from runner.sandbox.bwrap import Sandbox, SandboxLimits
-from runner.steps.workspace import Identity, Workspace, run_git
+from runner.steps.git import run_git
+from runner.steps.workspace import Identity, Workspace
 from tests.conftest import README_PATCH, REPO_ROOT, TARGET, TOKEN, World, dispatch_body
 
 NOBODY = ["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups"]
