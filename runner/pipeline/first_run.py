@@ -21,6 +21,7 @@ from runner.pipeline.job import Deps, JobRun, check_trust, names_for, resume
 from runner.pipeline.values import Outcome, Plan, Pushed, Validated
 from runner.steps import retry
 from runner.steps.publish import push_change, upsert_pull
+from runner.steps.workspace import Worktree
 
 #: The summary when an earlier attempt's push is what this attempt publishes.
 ALREADY_PUSHED = ("An earlier attempt of this task pushed its change to this branch and could not finish; "
@@ -44,10 +45,10 @@ def make_change(d: Deps, run: JobRun, plan: Plan) -> Pushed | Outcome:
         try:
             made = change.make(d, run, task, tree, names)
         except NoChangeMade:
-            if tree.remote_sha is None or tree.remote_sha == tree.base_sha:
+            if not _takeover_of_a_push(run, tree):
                 raise
-            # An earlier attempt pushed this task's change, then could not finish (its lease ran out
-            # in an outage, its worker died): the branch holds the change, so publish it.
+            # An earlier attempt of this run pushed the task's change, then could not finish (its lease
+            # ran out in an outage, its worker died): the branch holds the change, so publish it.
             run.log.info("the branch already holds this task's change; publishing it", head=tree.remote_sha)
             made = Validated(Changes(summary=ALREADY_PUSHED))
         d.hooks.call("on_generated", task=task, changes=made.changes)
@@ -86,3 +87,13 @@ def publish(d: Deps, run: JobRun, plan: Plan, pushed: Pushed) -> Outcome:
     run.log.info("pull request ready", pr=pull.html_url, action=action, head=pushed.head, draft=pushed.draft)
     d.hooks.call("on_pull_request", task=task, pull=pull)
     return outcome.succeed(d, run, pull, changes, notes=changes.notes + pushed.notes)
+
+
+def _takeover_of_a_push(run: JobRun, tree: Worktree) -> bool:
+    """Whether this attempt took over from one that had already pushed the task's change.
+
+    Only a takeover (an earlier attempt since the last requeue ended badly or waited) counts: a
+    person's re-run that changes nothing must still say so, not take credit for the old commit."""
+    job = run.job
+    pushed = tree.remote_sha is not None and tree.remote_sha != tree.base_sha
+    return pushed and (job.failures > 0 or job.waits > 0)
