@@ -19,7 +19,7 @@ import os
 import socket
 import socketserver
 import threading
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -183,9 +183,9 @@ class _Handler(socketserver.StreamRequestHandler):
             self._splice(upstream)
 
     def _splice(self, upstream: socket.socket) -> None:
-        back = threading.Thread(target=_pipe, args=(upstream, self.connection), daemon=True)
+        back = threading.Thread(target=_pipe, args=(upstream.recv, self.connection), daemon=True)
         back.start()
-        _pipe_file(self.rfile, upstream)  # read1 hands over what the head's reads buffered first
+        _pipe(self.rfile.read1, upstream)  # read1 hands over what the head's reads buffered first
         back.join()
 
     def _answer(self, status: int, message: str) -> None:
@@ -195,22 +195,10 @@ class _Handler(socketserver.StreamRequestHandler):
                          f"Content-Length: {len(body)}\r\nConnection: close\r\n\r\n".encode() + body)
 
 
-def _pipe(source: socket.socket, sink: socket.socket) -> None:
+def _pipe(read: Callable[[int], bytes], sink: socket.socket) -> None:
+    """Copy until end of stream, then half-close ``sink``; ``read`` is a socket's recv or a file's read1."""
     try:
-        while data := source.recv(_CHUNK):
-            sink.sendall(data)
-    except OSError:
-        pass
-    finally:
-        try:
-            sink.shutdown(socket.SHUT_WR)
-        except OSError:
-            pass
-
-
-def _pipe_file(source: Any, sink: socket.socket) -> None:
-    try:
-        while data := source.read1(_CHUNK):
+        while data := read(_CHUNK):
             sink.sendall(data)
     except OSError:
         pass
