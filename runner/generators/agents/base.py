@@ -298,6 +298,22 @@ def _is_json(text: str) -> bool:
         return False
 
 
+def json_objects(stdout: str) -> list[dict[str, Any]]:
+    """The JSON objects a CLI printed, one a line, in order; other lines (logs, banners) are skipped."""
+    found = []
+    for line in stdout.splitlines():
+        line = line.strip()
+        if not line.startswith("{"):
+            continue
+        try:
+            value = json.loads(line)
+        except json.JSONDecodeError:
+            continue
+        if isinstance(value, dict):
+            found.append(value)
+    return found
+
+
 def mapping(value: Any) -> dict[str, Any]:
     """A JSON object from a CLI's output, or an empty one when it is anything else."""
     return value if isinstance(value, dict) else {}

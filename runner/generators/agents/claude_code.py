@@ -12,13 +12,13 @@ final answer, our summary), ``num_turns``, ``permission_denials`` and usage.
 
 from __future__ import annotations
 
-import json
 from typing import Any
 
 from runner.generators.agents.base import (
     AgentPreset,
     AgentRun,
     Outcome,
+    json_objects,
     mapping,
     number,
     summary_text,
@@ -97,17 +97,7 @@ class ClaudeCodePreset(AgentPreset):
 
 def result_object(stdout: str) -> dict[str, Any] | None:
     """The last ``{"type": "result", ...}`` object Claude Code printed."""
-    for line in reversed(stdout.strip().splitlines()):
-        line = line.strip()
-        if not line.startswith("{"):
-            continue
-        try:
-            value = json.loads(line)
-        except json.JSONDecodeError:
-            continue
-        if isinstance(value, dict) and value.get("type") == "result":
-            return value
-    return None
+    return next((v for v in reversed(json_objects(stdout)) if v.get("type") == "result"), None)
 
 
 def build(settings: Any) -> Generator:

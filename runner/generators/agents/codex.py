@@ -18,13 +18,14 @@ usage, or ``turn.failed`` / ``error`` with a message.
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator, Mapping
+from collections.abc import Mapping
 from typing import Any
 
 from runner.generators.agents.base import (
     AgentPreset,
     AgentRun,
     Outcome,
+    json_objects,
     mapping,
     number,
     summary_text,
@@ -64,7 +65,7 @@ class CodexPreset(AgentPreset):
         return {".codex/config.toml": config_toml(run.model, f"{run.base_url}/v1")}
 
     def parse(self, result: ProcResult, run: AgentRun) -> Outcome:
-        events = list(_events(result.output))
+        events = json_objects(result.output)
         if not events:
             said = tail_text(result.stderr or result.output, max_lines=8, max_chars=800)
             return Outcome(summary=f"{self.label} printed no events.", ok=False, problem=said or "it printed nothing",
@@ -126,19 +127,6 @@ def config_toml(model: str, base_url: str) -> str:
         "stream_max_retries = 0",
         "",
     ])
-
-
-def _events(stdout: str) -> Iterator[dict[str, Any]]:
-    for line in stdout.splitlines():
-        line = line.strip()
-        if not line.startswith("{"):
-            continue
-        try:
-            value = json.loads(line)
-        except json.JSONDecodeError:
-            continue
-        if isinstance(value, dict):
-            yield value
 
 
 def _describe(item: Mapping[str, Any]) -> list[str]:
