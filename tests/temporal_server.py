@@ -66,25 +66,27 @@ def temporal_dev_server(binary: str | None = None, *, dynamic_config: Mapping[st
     ``dynamic_config`` sets the server's own limits (``--dynamic-config-value``),
     e.g. ``limit.historyCount.suggestContinueAsNew``: the server then tells
     workflows to continue as new after that many events, as a busy one would."""
-    port = _free_port()
     extra = [arg for key, value in (dynamic_config or {}).items()
              for arg in ("--dynamic-config-value", f"{key}={value}")]
-    proc = subprocess.Popen(
-        [binary or temporal_binary(), "server", "start-dev", "--headless", "--ip", "127.0.0.1",
-         "--port", str(port), "--log-level", "error", *extra],
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-    )
-    address = f"127.0.0.1:{port}"
-    try:
+    for tries_left in (2, 1, 0):  # start-dev also binds ports derived from --port; another server may hold one
+        port = _free_port()
+        proc = subprocess.Popen(
+            [binary or temporal_binary(), "server", "start-dev", "--headless", "--ip", "127.0.0.1",
+             "--port", str(port), "--log-level", "error", *extra],
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        )
+        address = f"127.0.0.1:{port}"
         deadline = time.monotonic() + STARTUP_TIMEOUT_S
-        while True:
-            if proc.poll() is not None:
-                raise RuntimeError(f"temporal server start-dev exited with {proc.returncode}")
-            if _healthy(address):  # listening is not enough: the frontend says "not healthy yet" for a while
-                break
+        while proc.poll() is None and not _healthy(address):
             if time.monotonic() > deadline:
+                proc.kill()
                 raise RuntimeError(f"temporal server on {address} did not become healthy")
             time.sleep(0.1)
+        if proc.poll() is None:
+            break
+        if not tries_left:
+            raise RuntimeError(f"temporal server start-dev exited with {proc.returncode}")
+    try:
         yield address
     finally:
         proc.kill()  # in-memory: nothing to flush
