@@ -1,4 +1,4 @@
-"""Scripted OpenAI- and Anthropic-compatible servers, for testing generators end to end.
+"""Scripted OpenAI-, Anthropic- and Gemini-compatible servers, for testing generators end to end.
 
 Like ``moto`` for AWS: a plugin author starts an emulator, queues what the
 model says, points the official SDK (or a generator) at ``emu.base_url`` and
@@ -17,8 +17,9 @@ Everything listens on 127.0.0.1 only.
 from __future__ import annotations
 
 from github_emulator.llm.anthropic_wire import AnthropicEmulator
+from github_emulator.llm.gemini_wire import GeminiEmulator
 from github_emulator.llm.openai_wire import OpenAIEmulator
 from github_emulator.llm.script import Reply, ToolCall
 from github_emulator.llm.server import LLMEmulator, RecordedRequest
 
-__all__ = ["AnthropicEmulator", "LLMEmulator", "OpenAIEmulator", "RecordedRequest", "Reply", "ToolCall"]
+__all__ = ["AnthropicEmulator", "GeminiEmulator", "LLMEmulator", "OpenAIEmulator", "RecordedRequest", "Reply", "ToolCall"]

@@ -1,7 +1,8 @@
 """Describe what a scripted model says next, once, for every provider's wire format.
 
 A test queues :class:`Reply` values on an emulator; the emulator renders each
-one as an OpenAI chat completion or an Anthropic message, streamed or not.
+one as an OpenAI chat completion or Responses object, an Anthropic message or a
+Gemini ``GenerateContentResponse``, streamed or not.
 """
 
 from __future__ import annotations
@@ -59,6 +60,10 @@ class Reply:
     input_tokens: int = 10
     output_tokens: int = 5
     truncated: bool = False
+    #: A body sent as is with HTTP 200 instead of a rendered reply (a malformed answer).
+    raw: str | None = None
+    #: Why the model refused to answer (Gemini's ``finishReason``, such as ``SAFETY``), or None.
+    blocked: str | None = None
 
     @classmethod
     def text(cls, content: str, *, input_tokens: int = 10, output_tokens: int = 5, truncated: bool = False) -> Reply:
@@ -95,6 +100,16 @@ class Reply:
         if status < 400:
             raise ValueError("an error reply needs a status of 400 or more")
         return cls(status=status, error_message=message, retry_after=retry_after)
+
+    @classmethod
+    def malformed(cls, raw: str = '{"candidates": [{"content": {"parts": [{"text": "cut sh') -> Reply:
+        """HTTP 200 with a body that is not the wire's JSON (cut short, by default); streamed, one bad event."""
+        return cls(raw=raw)
+
+    @classmethod
+    def refusal(cls, reason: str = "SAFETY", *, input_tokens: int = 10) -> Reply:
+        """The model declines to answer: no content, and ``reason`` as why (Gemini's blocked candidate)."""
+        return cls(blocked=reason, input_tokens=input_tokens, output_tokens=0)
 
     @classmethod
     def slow(cls, seconds: float, then: Reply | None = None) -> Reply:
@@ -136,6 +151,16 @@ class Reply:
     def mini_submit(cls, *, text: str = "The task is done.") -> Reply:
         """mini-swe-agent's end: a command whose first output line is its completion marker."""
         return cls.mini_bash(f"echo {MINI_SUBMIT_MARKER}", text=text)
+
+    @classmethod
+    def gemini_write(cls, file_path: str, content: str, *, text: str = "") -> Reply:
+        """The Gemini CLI's ``write_file`` tool: create or replace a file."""
+        return cls.tool_call("write_file", {"file_path": file_path, "content": content}, text=text)
+
+    @classmethod
+    def gemini_shell(cls, command: str, *, text: str = "", description: str = "Run a command") -> Reply:
+        """The Gemini CLI's ``run_shell_command`` tool."""
+        return cls.tool_call("run_shell_command", {"command": command, "description": description}, text=text)
 
     @property
     def is_error(self) -> bool:

@@ -34,13 +34,15 @@ class RecordedRequest:
 
     @property
     def stream(self) -> bool:
-        return bool(self.body and self.body.get("stream"))
+        return bool(self.body and self.body.get("stream")) or ":streamGenerateContent" in self.path
 
     @property
     def tool_results(self) -> list[str]:
         """The tool results this request sends back (those after the model's last turn)."""
         if isinstance((self.body or {}).get("input"), list):  # OpenAI Responses
             return function_call_outputs(self.body or {})
+        if isinstance((self.body or {}).get("contents"), list):  # Gemini
+            return function_responses(self.body or {})
         messages = list((self.body or {}).get("messages") or [])
         if self.provider == "openai":
             results: list[str] = []
@@ -124,8 +126,7 @@ class LLMEmulator:
     @property
     def completions(self) -> list[RecordedRequest]:
         """Only the completion requests, in order."""
-        paths = self.completion_paths or (self.completion_path,)
-        return [r for r in self.requests if r.path.split("?")[0].rstrip("/") in paths]
+        return [r for r in self.requests if self.is_completion(r.path.split("?")[0].rstrip("/"))]
 
     def reset(self) -> None:
         with self._lock:
@@ -138,6 +139,30 @@ class LLMEmulator:
 
     # Provider-specific rendering, overridden by subclasses.
 
+    def is_completion(self, path: str) -> bool:
+        """Whether ``path`` (no query) takes a scripted reply."""
+        return path in (self.completion_paths or (self.completion_path,))
+
+    def is_stream(self, path: str, body: Mapping[str, Any]) -> bool:
+        """Whether the request at ``path`` asks for server-sent events."""
+        return body.get("stream") is True
+
+    def error_for(self, reply: Reply, message: str) -> dict[str, Any]:
+        """The error body of a scripted error reply (a wire may add retry details)."""
+        return self.error_body(reply.status, message)
+
+    def auth_failure(self, key: str | None) -> tuple[int, dict[str, Any]]:
+        """The answer to a request without the right key: status and body."""
+        return 401, self.error_body(401, "Invalid or missing API key.")
+
+    def request_key(self, headers: Mapping[str, str], target: str) -> str | None:
+        """The API key a request carries (in a header; a wire may also take it from the query)."""
+        return self.api_key_from(headers)
+
+    def logged_target(self, target: str) -> str:
+        """The request target as recorded: a wire whose key may ride in the query drops it here."""
+        return target
+
     def error_body(self, status: int, message: str) -> dict[str, Any]:
         raise NotImplementedError
 
@@ -149,7 +174,7 @@ class LLMEmulator:
 
     def render_at(self, path: str, reply: Reply, body: Mapping[str, Any]) -> Mapping[str, Any] | Iterator[bytes]:
         """The reply in the wire format of ``path`` (one of ``completion_paths``): a body, or SSE events."""
-        return self.render_stream(reply, body) if body.get("stream") else self.render(reply, body)
+        return self.render_stream(reply, body) if self.is_stream(path, body) else self.render(reply, body)
 
     def answer(self, method: str, path: str, body: Any) -> tuple[int, Mapping[str, Any]] | None:
         """A fixed answer for an unscripted route (token counting, say), or None."""
@@ -189,8 +214,8 @@ class _Handler(BaseHTTPRequestHandler):
         emu = self.emulator
         headers = {k.lower(): v for k, v in self.headers.items()}
         kept = {k: v for k, v in headers.items() if k not in emu.auth_headers}
-        emu.requests.append(RecordedRequest("HEAD", self.path, None, "", emu.api_key_from(headers) is not None,
-                                            kept, emu.provider))
+        emu.requests.append(RecordedRequest("HEAD", emu.logged_target(self.path), None, "",
+                                            emu.request_key(headers, self.path) is not None, kept, emu.provider))
         self.send_response(200 if self.path.split("?")[0] in ("", "/") else 404)
         self.send_header("Content-Length", "0")
         self.end_headers()
@@ -202,24 +227,25 @@ class _Handler(BaseHTTPRequestHandler):
     def _handle(self, raw: bytes | None) -> None:
         emu = self.emulator
         headers = {k.lower(): v for k, v in self.headers.items()}
-        key = emu.api_key_from(headers)
+        key = emu.request_key(headers, self.path)
         text = (raw or b"").decode("utf-8", "replace")
         try:
             body = json.loads(text) if text else None
         except json.JSONDecodeError:
             body = None
         kept = {k: v for k, v in headers.items() if k not in emu.auth_headers}
-        emu.requests.append(RecordedRequest(self.command, self.path, body, text, key is not None, kept, emu.provider))
+        emu.requests.append(RecordedRequest(self.command, emu.logged_target(self.path), body, text, key is not None,
+                                            kept, emu.provider))
 
         if key is None or (emu.expected_key is not None and key != emu.expected_key):
-            return self._json(401, emu.error_body(401, "Invalid or missing API key."))
+            return self._json(*emu.auth_failure(key))
         path = self.path.split("?")[0].rstrip("/")
         if self.command == "GET" and path == "/v1/models":
             return self._json(200, emu.models())
         fixed = emu.answer(self.command, path, body)
         if fixed is not None:
             return self._json(*fixed)
-        if self.command != "POST" or path not in (emu.completion_paths or (emu.completion_path,)):
+        if self.command != "POST" or not emu.is_completion(path):
             return self._json(404, emu.error_body(404, f"Unknown endpoint {self.command} {path}."))
         if not isinstance(body, dict):
             return self._json(400, emu.error_body(400, "The request body is not a JSON object."))
@@ -240,7 +266,11 @@ class _Handler(BaseHTTPRequestHandler):
                 extra = {"retry-after": str(max(1, round(reply.retry_after))),
                          "retry-after-ms": str(int(reply.retry_after * 1000))}
             message = reply.error_message or f"Emulated error {reply.status}."
-            return self._json(reply.status, emu.error_body(reply.status, message), extra)
+            return self._json(reply.status, emu.error_for(reply, message), extra)
+        if reply.raw is not None:  # a malformed answer: what a broken proxy or a cut connection leaves
+            if emu.is_stream(path, body):
+                return self._stream(iter([f"data: {reply.raw}".encode()]))
+            return self._send_bytes(200, reply.raw.encode(), "application/json")
         reply = emu.shape(reply, body)
         rendered = emu.render_at(path, reply, body)
         if isinstance(rendered, Mapping):
@@ -248,10 +278,13 @@ class _Handler(BaseHTTPRequestHandler):
         return self._stream(rendered)
 
     def _json(self, status: int, payload: Mapping[str, Any], extra: Mapping[str, str] | None = None) -> None:
-        data = json.dumps(payload).encode("utf-8")
+        self._send_bytes(status, json.dumps(payload).encode("utf-8"), "application/json", extra)
+
+    def _send_bytes(self, status: int, data: bytes, content_type: str,
+                    extra: Mapping[str, str] | None = None) -> None:
         try:
             self.send_response(status)
-            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Type", content_type)
             self.send_header("Content-Length", str(len(data)))
             for name, value in (extra or {}).items():
                 self.send_header(name, value)
@@ -295,6 +328,22 @@ def function_call_outputs(body: Mapping[str, Any]) -> list[str]:
         if isinstance(output, list):  # content parts
             output = "".join(str(p.get("text", "")) for p in output if isinstance(p, Mapping))
         results.insert(0, "" if output is None else str(output))
+    return results
+
+
+def function_responses(body: Mapping[str, Any]) -> list[str]:
+    """The tool results a Gemini request sends back: the ``functionResponse`` parts of its last turn."""
+    contents = body.get("contents")
+    last = contents[-1] if isinstance(contents, list) and contents else {}
+    parts = last.get("parts") if isinstance(last, Mapping) and last.get("role", "user") == "user" else None
+    results: list[str] = []
+    for part in parts or []:
+        answer = part.get("functionResponse") if isinstance(part, Mapping) else None
+        if not isinstance(answer, Mapping):
+            continue
+        response = answer.get("response")
+        value = response.get("output", response.get("error")) if isinstance(response, Mapping) else response
+        results.append(value if isinstance(value, str) else json.dumps(value))
     return results
 
 
