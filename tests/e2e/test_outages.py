@@ -139,13 +139,29 @@ def test_six_tasks_sharing_their_first_8_characters_get_six_branches_through_an_
         world: World, tmp_path: Path, replicas: list[chaos.Replica]) -> None:
     """Each branch is decided once and recorded in the ledger before the first push, so an outage
     in the middle (GitHub 503 for 8 s) cannot make two tasks pick the same name."""
+    ledger_url = f"sqlite:///{tmp_path / 'ledger.db'}"
+    shared_prefixes(world, tmp_path, replicas, ledger_url=ledger_url, LEDGER_URL=ledger_url)
+
+
+def test_six_tasks_sharing_their_first_8_characters_get_six_branches_under_temporal(
+        world: World, tmp_path: Path, replicas: list[chaos.Replica]) -> None:
+    """Under EXECUTOR=temporal the name is recorded in Temporal before the first push (a claim
+    workflow whose id is the branch: only one task can start it), so the same outage gives six
+    branches, six PRs, and no push refused for a branch another task took."""
+    from tests.temporal_server import temporal_dev_server
+
+    with temporal_dev_server() as address:
+        shared_prefixes(world, tmp_path, replicas, ledger_url=None, EXECUTOR="temporal", TEMPORAL_ADDRESS=address)
+
+
+def shared_prefixes(world: World, tmp_path: Path, replicas: list[chaos.Replica], *, ledger_url: str | None,
+                    **extra: str) -> None:
     ids = [f"outage-t-{i}" for i in range(1, 7)]  # all share `outage-t`
     issues = chaos.file_issues(world.emu, ids, dispatch=DISPATCH)
     runs = tmp_path / "agent-runs"
     template = chaos.slow_agent_template(tmp_path / "agent", seconds=1.5, record_dir=runs)
-    ledger_url = f"sqlite:///{tmp_path / 'ledger.db'}"
     env = world.env(**{**FAST, "WORKERS": "6"}, GENERATORS="command", COMMAND_TEMPLATE=template,
-                    LEDGER_URL=ledger_url, HEALTH_PORT=str(chaos.free_port()))
+                    HEALTH_PORT=str(chaos.free_port()), **extra)
     runner = chaos.Replica("runner", env, tmp_path / "runner.log", cwd=world.root)
     replicas.append(runner)
     runner.start()
@@ -162,14 +178,20 @@ def test_six_tasks_sharing_their_first_8_characters_get_six_branches_through_an_
     pulls = world.pulls()
     heads = sorted(p["head"]["ref"] for p in pulls)
     assert len(pulls) == 6 and len(set(heads)) == 6, heads
-    ledger = open_ledger(ledger_url)
-    try:
-        records = [ledger.get(TaskKey(DISPATCH, n)) for n in issues]
-    finally:
-        ledger.close()
-    branches = {r.branch for r in records if r is not None}
-    assert len(branches) == 6 and all(b and b.split(":", 1)[1] in heads for b in branches), (branches, heads)
-    assert all(r is not None and r.status == "succeeded" and r.failures == 0 for r in records), records
+    for number in issues:
+        assert len(world.comments(number)) == 1
+    # Each task pushed once, to its own branch: no push was refused for a branch another task took.
+    assert not [e for e in runner.log_events() if "Could not push" in str(e)], runner.log_tail(60)
+    assert len(chaos.agent_runs(runs)) == 6, chaos.agent_runs(runs)  # one generation each: none re-ran
+    if ledger_url is not None:
+        ledger = open_ledger(ledger_url)
+        try:
+            records = [ledger.get(TaskKey(DISPATCH, n)) for n in issues]
+        finally:
+            ledger.close()
+        branches = {r.branch for r in records if r is not None}
+        assert len(branches) == 6 and all(b and b.split(":", 1)[1] in heads for b in branches), (branches, heads)
+        assert all(r is not None and r.status == "succeeded" and r.failures == 0 for r in records), records
     assert not any("agent-failed" in world.labels(n) for n in issues)
 
 

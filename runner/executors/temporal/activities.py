@@ -29,6 +29,7 @@ from temporalio.exceptions import ApplicationError
 
 from runner.core.feedback import FeedbackItem
 from runner.errors import LeaseLost
+from runner.executors.temporal.branches import BranchClaims
 from runner.executors.temporal.types import (
     ROUND_ACTIVITIES,
     STAGE_ACTIVITIES,
@@ -108,6 +109,8 @@ class ActivityLedger:
         self._slots: dict[tuple[TaskKey, int], _Slot] = {}
         self._deliveries: dict[str, None] = {}
         self._lock = threading.Lock()
+        #: The branch claims, through the worker's Temporal client (set while a worker runs).
+        self.claims: BranchClaims | None = None
 
     @contextmanager
     def bind(self, job: Job) -> Iterator[_Slot]:
@@ -154,8 +157,13 @@ class ActivityLedger:
         slot.status, slot.pr_url, slot.stage_seconds = "succeeded", pr_url, dict(stage_seconds)
 
     def own_branch(self, job: Job, branch: str, *, now: datetime) -> bool:
-        """Temporal keeps no table of branches: the name is chosen from what GitHub shows."""
-        return True
+        """Record ``branch`` as the task's for good, in Temporal (a claim workflow whose id is the name).
+
+        Without a worker's client (a stage run bare, in a unit test) every name is free."""
+        claims = self.claims
+        if claims is None:
+            return True
+        return claims.claim(branch, f"{job.key.dispatch_repo.lower()}#{job.key.issue_number}")
 
     def wait(self, job: Job, *, now: datetime, error: str, service: str, retry_at: datetime,
              stage_seconds: Mapping[str, float] | None = None) -> None:

@@ -38,6 +38,7 @@ from runner.core.feedback import FeedbackItem
 from runner.core.task import task_id_of
 from runner.errors import LedgerUnavailable, RunnerError
 from runner.executors.temporal.activities import TaskActivities
+from runner.executors.temporal.branches import BranchClaims
 from runner.executors.temporal.types import (
     FEEDBACK_SIGNAL,
     WORKFLOW_TYPE,
@@ -45,7 +46,7 @@ from runner.executors.temporal.types import (
     TaskResult,
     workflow_id,
 )
-from runner.executors.temporal.workflow import DispatchTaskWorkflow
+from runner.executors.temporal.workflow import BranchClaimWorkflow, DispatchTaskWorkflow
 from runner.forge.base import Forge, Issue
 from runner.intake.feedback_poll import FeedbackPoll
 from runner.ledger.base import Status, TaskKey, TaskRecord
@@ -344,7 +345,10 @@ class TemporalExecutor:
         if self.activities is None:
             raise AssertionError("this TemporalExecutor was built without activities; it cannot host a worker")
         with ThreadPoolExecutor(max_workers=s.workers, thread_name_prefix="activity") as pool:
-            worker = Worker(client, task_queue=s.temporal_task_queue, workflows=[DispatchTaskWorkflow],
+            ledger = self.activities.ledger
+            ledger.claims = BranchClaims(client, asyncio.get_running_loop(), task_queue=s.temporal_task_queue)
+            worker = Worker(client, task_queue=s.temporal_task_queue,
+                            workflows=[DispatchTaskWorkflow, BranchClaimWorkflow],
                             activities=self.activities.all(), activity_executor=pool,
                             max_concurrent_activities=s.workers,
                             graceful_shutdown_timeout=timedelta(seconds=s.shutdown_grace_seconds))
@@ -354,6 +358,7 @@ class TemporalExecutor:
             finally:
                 await worker.shutdown()
                 await asyncio.gather(task, return_exceptions=True)
+                ledger.claims = None
 
 
 async def _memo(description: Any) -> Mapping[str, Any]:

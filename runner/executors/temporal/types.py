@@ -9,6 +9,8 @@ from typing import Any
 
 #: The workflow type and the activity names, fixed so that old histories keep replaying.
 WORKFLOW_TYPE = "DispatchTask"
+#: The workflow type of a branch claim (see runner.executors.temporal.branches): its id is the claimed name.
+CLAIM_TYPE = "BranchClaim"
 #: One activity per pipeline stage (runner.pipeline.STAGES), run in this order.
 STAGE_ACTIVITIES = ("dispatch_intake", "dispatch_change", "dispatch_publish")
 #: One activity per stage of a feedback round (runner.pipeline.ROUND_STAGES), the pipeline's
@@ -34,6 +36,11 @@ def workflow_id(dispatch_repo: str, issue_number: int) -> str:
     repo = dispatch_repo.strip().lower()
     digest = hashlib.sha256(repo.encode()).hexdigest()[:8]
     return f"agent-runner/{_UNSAFE.sub('_', repo)}#{issue_number}-{digest}"
+
+
+def claim_id(branch: str) -> str:
+    """The workflow id that holds a branch (``owner/repo:name``, the target lower-cased) for one task."""
+    return f"agent-runner-branch/{branch}"
 
 
 @dataclass(frozen=True)

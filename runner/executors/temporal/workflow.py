@@ -25,6 +25,7 @@ from temporalio.exceptions import ActivityError
 
 with workflow.unsafe.imports_passed_through():
     from runner.executors.temporal.types import (
+        CLAIM_TYPE,
         FEEDBACK_SIGNAL,
         GENERATING,
         ROUND_ACTIVITIES,
@@ -122,3 +123,12 @@ class DispatchTaskWorkflow:
             return TaskResult(status="dead", error=str(exc.cause or exc))
         stages.update(done.stage_seconds)
         return done.result if done.result is not None else done
+
+
+@workflow.defn(name=CLAIM_TYPE)
+class BranchClaimWorkflow:
+    """A branch's claim: its id is the name, its memo the owning task; it ends at once and holds the id."""
+
+    @workflow.run
+    async def run(self, owner: str) -> str:
+        return owner
