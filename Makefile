@@ -26,7 +26,7 @@ demo: $(STAMP)
 test: $(STAMP)
 	$(PY) -m pytest -n 2 -q $(PYTEST_ARGS)
 
-config-docs: $(STAMP)  ## after changing a setting in runner/config.py
+config-docs: $(STAMP)  ## after changing a setting in runner/config/
 	$(VENV)/bin/agent-runner config-docs
 
 lint: $(STAMP)

@@ -143,7 +143,7 @@ def build_parser() -> argparse.ArgumentParser:
                        help="how long to wait for the runner each time (default 600)")
     docs = sub.add_parser("config-docs", help="regenerate .env.example, docs/configuration.md and the README summary",
                           description="Write the settings reference from the settings model in "
-                          "runner/config.py: .env.example, docs/configuration.md and the settings summary "
+                          "runner/config/: .env.example, docs/configuration.md and the settings summary "
                           "in README.md. Run it after adding or changing a setting; a test fails until you do.")
     docs.add_argument("--root", type=Path, default=None,
                       help="the checkout to write into (default: the one this runner is installed from)")

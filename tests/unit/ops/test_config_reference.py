@@ -14,10 +14,10 @@ from runner.ops import config_reference
 from tests.conftest import REPO_ROOT
 
 REGENERATE_HELP = (
-    "The settings reference drifted from runner/config.py. Regenerate it with\n"
+    "The settings reference drifted from runner/config/. Regenerate it with\n"
     "    .venv/bin/agent-runner config-docs\n"
     "(it rewrites .env.example, docs/configuration.md and the README's settings summary from the\n"
-    "field docstrings in runner/config.py), then commit the result. Stale: {stale}"
+    "field docstrings in runner/config/), then commit the result. Stale: {stale}"
 )
 
 
