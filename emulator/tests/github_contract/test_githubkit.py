@@ -4,7 +4,7 @@ The vendored slice (``github-rest.json``) is npm's ``@octokit/openapi``; githubk
 ``github/rest-api-description`` itself (its ``githubkit-schemas`` packages are regenerated from
 it), so a field GitHub added since (Label's ``archived_at``/``archived_by``) fails here first.
 Every call goes through real HTTP; ``parsed_data`` runs githubkit's pydantic validation.
-The routes are the ones the runner's forge calls (runner/forge/github.py).
+The routes are the ones the runner's forge calls (runner/forge/github/).
 """
 
 from __future__ import annotations

@@ -1,55 +1,30 @@
 """Read a commit's checks from GitHub: check runs, statuses, annotations and Actions job logs.
 
-Part of :class:`runner.forge.github.GitHubForge` (a mixin over its pacer, error
-translation and ETag cache). Everything here is a read, and the two a poll makes
+Part of :class:`runner.forge.github.GitHubForge`, over its session's pacer, error
+translation and ETag cache. Everything here is a read, and the two a poll makes
 for every open task PR (the PR, and its head's check runs and combined status)
 are conditional: while nothing changed GitHub answers 304, which costs no rate limit.
 """
 
 from __future__ import annotations
 
-import contextlib
-import threading
 from collections.abc import Iterator, Sequence
-from typing import Any
 from urllib.parse import quote
 
 import requests
-from github import Github
 
 from runner.errors import ForgeError, NotFound
 from runner.forge import wire
 from runner.forge.base import Annotation, CommitChecks, PullRequest
+from runner.forge.github.session import GitHubSession
 
 #: A log is read in pieces of this size, and only its end is kept.
 _CHUNK = 64 * 1024
 LOG_TIMEOUT_S = 30.0
 
 
-class ChecksReads:
-    """The checks half of the GitHub forge; the host class supplies ``_request`` and the ETag cache."""
-
-    _etags: dict[tuple[str, str], tuple[str, list[Any], bool]]
-    _etag_lock: threading.Lock
-
-    def _request(self, action: str, repo: str, *, write: bool = False) -> contextlib.AbstractContextManager[Github]:
-        raise NotImplementedError
-
-    def _conditional(self, repo: str, url: str, what: str, params: dict[str, Any] | None = None) -> Any:
-        """GET ``url`` with the last ETag; on 304 the last answer again (one request, free when unchanged)."""
-        key = (repo, f"{url}?{sorted((params or {}).items())}")
-        with self._etag_lock:
-            cached = self._etags.get(key)
-        headers = {"If-None-Match": cached[0]} if cached else {}
-        with self._request(f"{what} in {repo}", repo) as gh:
-            resp_headers, data = gh.requester.requestJsonAndCheck("GET", url, parameters=params, headers=headers)
-        if data is None and cached:
-            return cached[1][0]
-        etag = resp_headers.get("etag")
-        if etag:
-            with self._etag_lock:
-                self._etags[key] = (etag, [data], True)
-        return data
+class ChecksReads(GitHubSession):
+    """A commit's checks and statuses, a check run's annotations, a job's log; a pull request, conditionally."""
 
     def get_pull(self, repo: str, number: int) -> PullRequest:
         # https://docs.github.com/rest/pulls/pulls#get-a-pull-request
