@@ -186,6 +186,7 @@ def build_app(settings: Settings, *, clock: Callable[[], datetime] = utc_now, lo
     # half its start-to-close timeout; then it waits as a retried activity (issue #29).
     hold_s = None if settings.executor == "ledger" else TEMPORAL_HOLD_S
     breakers = Breakers.from_settings(settings, hold_s=hold_s, log=log)
+    UPSTREAMS.configure(settings)  # the model upstreams' breakers (API generators and the gateway)
     chain = build_chain(settings.generators, settings)
     # The status page's registry hears every event first, before any plugin hook can hold it up.
     live = LiveTasks(default_generator=",".join(settings.generators), default_model=settings.default_model)

@@ -29,6 +29,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, TypeVar
+from urllib.parse import urlsplit
 
 from runner.errors import DependencyDown, RateLimited, ShuttingDown
 from runner.log import get_logger
@@ -280,6 +281,15 @@ class Breakers:
         self._lock = threading.Lock()
         self._breakers: dict[str, Breaker] = {}
 
+    def configure(self, settings: Any) -> None:
+        """Take BREAKER_THRESHOLD and BREAKER_PROBE_MAX_SECONDS, for the breakers made from now on and those made."""
+        with self._lock:
+            self.threshold, self.probe_cap_s = settings.breaker_threshold, settings.breaker_probe_max_seconds
+            breakers = list(self._breakers.values())
+        for breaker in breakers:
+            with breaker._cond:
+                breaker.threshold, breaker.probe_cap_s = self.threshold, self.probe_cap_s
+
     @classmethod
     def from_settings(cls, settings: Any, *, hold_s: float | None = None, log: Any = None) -> Breakers:
         return cls(threshold=settings.breaker_threshold, probe_cap_s=settings.breaker_probe_max_seconds,
@@ -306,6 +316,11 @@ class Breakers:
             with breaker._cond:
                 breaker._cond.notify_all()
 
+    def clear(self) -> None:
+        """Forget every breaker (a test's upstreams are gone with it)."""
+        with self._lock:
+            self._breakers.clear()
+
     def snapshot(self) -> Sequence[BreakerState]:
         with self._lock:
             breakers = list(self._breakers.values())
@@ -313,3 +328,13 @@ class Breakers:
 
     def down(self) -> list[BreakerState]:
         return [s for s in self.snapshot() if not s.up]
+
+
+#: One breaker per model upstream for the whole process (``model:<provider>:<host>``), shared by the
+#: API generators' turns and the model gateway's forwarding, so both see one outage (issue #29).
+MODEL_UPSTREAMS = Breakers()
+
+
+def model_upstream(provider: str, url: str) -> str:
+    """The name of a model upstream's breaker: the provider and the host (and port) it is reached at."""
+    return f"model:{provider}:{urlsplit(url).netloc or url}"

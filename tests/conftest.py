@@ -150,6 +150,16 @@ def _no_rate_limit_hits(request: pytest.FixtureRequest) -> Iterator[None]:
                     + "; ".join(f"{h.limit} on {h.method} {h.path} ({h.bucket})" for h in hits[:5]), pytrace=False)
 
 
+@pytest.fixture(autouse=True)
+def _fresh_model_breakers() -> Iterator[None]:
+    """Each test starts with no model upstream breaker: a port freed by one test's model emulator may
+    serve the next test's, and a breaker left open by the first would refuse its calls."""
+    from runner.breakers import MODEL_UPSTREAMS
+
+    MODEL_UPSTREAMS.clear()
+    yield
+
+
 @pytest.fixture(scope="session", autouse=True)
 def _logging() -> None:
     configure_logging("INFO", "json", [TOKEN])

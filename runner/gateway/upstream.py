@@ -4,6 +4,14 @@ An :class:`Upstream` is built from the settings only (``ANTHROPIC_BASE_URL`` /
 ``OPENAI_BASE_URL`` and their keys): nothing a client sends can change its
 host, port or scheme. The connection pool keeps idle HTTP(S) connections so a
 task's calls do not pay a new TLS handshake each.
+
+Every call goes through its upstream's circuit breaker (``model:<dialect>:<host>``
+in :data:`runner.breakers.MODEL_UPSTREAMS`, the one the API generators' turns use
+too): after BREAKER_THRESHOLD outage answers in a row (408, 409, 429, 5xx, 529,
+a timeout, a refused connection) it opens, and the pool hands out no connection
+but one probe at a time; the others are refused at once, so the gateway answers
+the CLI with a quick 502 instead of forwarding, and the task waits for the
+upstream (issue #29). The first probe that gets an answer closes it.
 """
 
 from __future__ import annotations
@@ -12,13 +20,17 @@ import http.client
 import ssl
 import threading
 from dataclasses import dataclass, field
+from typing import Any
 from urllib.parse import urlsplit
 
+from runner.breakers import MODEL_UPSTREAMS, Breaker, model_upstream
 from runner.gateway.wire import Dialect
 
 ANTHROPIC_DEFAULT = "https://api.anthropic.com"
 OPENAI_DEFAULT = "https://api.openai.com/v1"
 _POOL_SIZE = 4
+#: Upstream answers that say the model server is down or overloaded, not that the call was wrong.
+OUTAGE_STATUSES = frozenset({408, 409, 429})
 
 
 @dataclass(frozen=True)
@@ -43,6 +55,17 @@ class Upstream:
     @property
     def origin(self) -> str:
         return f"{self.scheme}://{self.host}:{self.port}"
+
+    @property
+    def breaker_name(self) -> str:
+        """Its breaker's name, the one the API generators use for the same server."""
+        default = self.port == (443 if self.scheme == "https" else 80)
+        return model_upstream(self.dialect, f"//{self.host}" if default else f"//{self.host}:{self.port}")
+
+    @property
+    def service(self) -> str:
+        return {"anthropic": "the Anthropic API", "openai": "the OpenAI API"}.get(self.dialect,
+                                                                                f"the {self.dialect} model API")
 
     def target(self, path: str, query: str) -> str:
         """The upstream's request target for a client path such as ``/v1/chat/completions``.
@@ -73,25 +96,38 @@ def missing_keys(upstreams: dict[Dialect, Upstream]) -> list[str]:
 
 
 class Pool:
-    """A few idle connections to one upstream, reused across a task's calls."""
+    """A few idle connections to one upstream, reused across a task's calls, behind the upstream's breaker."""
 
     def __init__(self, upstream: Upstream, *, connect_timeout: float = 10.0) -> None:
         self.upstream = upstream
         self.connect_timeout = connect_timeout
+        self.breaker = MODEL_UPSTREAMS.get(upstream.breaker_name, service=upstream.service)
         self._idle: list[http.client.HTTPConnection] = []
         self._lock = threading.Lock()
         self._context = ssl.create_default_context() if upstream.scheme == "https" else None
 
     def get(self) -> tuple[http.client.HTTPConnection, bool]:
-        """A connection, and whether it was reused (a reused one may have been closed by the server)."""
+        """A connection, and whether it was reused (a reused one may have been closed by the server).
+
+        Raises ConnectionRefusedError, sending nothing, while the upstream's breaker is open and
+        this is not the call that probes it."""
+        breaker = self.breaker
+        if not breaker.admit():
+            raise ConnectionRefusedError(
+                f"the gateway did not forward the call: {breaker.service} failed {breaker.threshold} times "
+                f"in a row and has been unavailable for {breaker.open_seconds():.0f} s; one call at a time "
+                "probes it")
+        if not breaker.up:
+            self.close()  # a probe goes on a fresh connection: the idle ones date from before the outage
         with self._lock:
             if self._idle:
-                return self._idle.pop(), True
+                conn = self._idle.pop()
+                conn.settled = False  # type: ignore[attr-defined]
+                return conn, True
         u = self.upstream
         if self._context is not None:
-            return http.client.HTTPSConnection(u.host, u.port, timeout=self.connect_timeout,
-                                               context=self._context), False
-        return http.client.HTTPConnection(u.host, u.port, timeout=self.connect_timeout), False
+            return _Https(breaker, u.host, u.port, timeout=self.connect_timeout, context=self._context), False
+        return _Http(breaker, u.host, u.port, timeout=self.connect_timeout), False
 
     def put(self, conn: http.client.HTTPConnection) -> None:
         with self._lock:
@@ -105,3 +141,55 @@ class Pool:
             idle, self._idle = self._idle, []
         for conn in idle:
             conn.close()
+
+
+class _Watched(http.client.HTTPConnection):
+    """A connection that tells its upstream's breaker how each call it carries ended.
+
+    An answer settles the call (an outage status counts a failure, any other closes the
+    breaker); so does a connection that cannot be made or an answer that never comes.
+    A call closed before either (a send that broke) lets the next caller probe."""
+
+    def __init__(self, breaker: Breaker, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.breaker = breaker
+        self.settled = False
+
+    def connect(self) -> None:
+        try:
+            super().connect()
+        except OSError:
+            self._settle(failed=True)
+            raise
+
+    def getresponse(self) -> http.client.HTTPResponse:
+        try:
+            response = super().getresponse()
+        except (OSError, http.client.HTTPException):
+            self._settle(failed=True)
+            raise
+        self._settle(failed=response.status in OUTAGE_STATUSES or response.status >= 500)
+        return response
+
+    def close(self) -> None:
+        if not self.settled:
+            self.settled = True
+            self.breaker.release()
+        super().close()
+
+    def _settle(self, *, failed: bool) -> None:
+        if self.settled:
+            return
+        self.settled = True
+        if failed:
+            self.breaker.failure()
+        else:
+            self.breaker.success()
+
+
+class _Http(_Watched):
+    pass
+
+
+class _Https(_Watched, http.client.HTTPSConnection):
+    pass

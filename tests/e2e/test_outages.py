@@ -10,13 +10,16 @@ What is checked is what a user sees on GitHub and what the emulator's request lo
 
 from __future__ import annotations
 
+import json
 import re
+import sys
 import time
 import urllib.request
 from collections.abc import Iterator
 from datetime import datetime
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import pytest
 
@@ -236,6 +239,107 @@ def test_model_down_mid_conversation_retries_the_turn_and_keeps_the_conversation
     assert "4800 in / 320 out tokens" in pull["body"], pull["body"]  # four answered turns of 1200 / 80
     print(f"\n{name} down for 12 requests ({status}): task done in {took:.1f} s, "
           f"{len(completions)} model requests, the turn retried in place")
+
+
+# -- a model upstream down behind the gateway (agent CLIs) ----------------------------------
+
+#: A stand-in for an agent CLI: it calls the Anthropic wire through the gateway, retries an
+#: upstream 5xx twice (not an answer marked x-should-retry: false, as the SDKs do), records
+#: each answer, and writes a file only when the model answered.
+GATEWAY_CLI = """
+import json, os, sys, time, urllib.error, urllib.request
+record = sys.argv[2]
+body = {"model": "claude-haiku-4-5", "max_tokens": 50, "messages": [{"role": "user", "content": "hi"}]}
+for _ in range(3):
+    request = urllib.request.Request(os.environ["ANTHROPIC_BASE_URL"] + "/v1/messages", method="POST",
+        data=json.dumps(body).encode(), headers={"content-type": "application/json", "anthropic-version": "2023-06-01",
+                                                 "x-api-key": os.environ["ANTHROPIC_API_KEY"]})
+    try:
+        with urllib.request.urlopen(request, timeout=30) as response:
+            status, retry, text = response.status, "", response.read().decode()
+    except urllib.error.HTTPError as exc:
+        status, retry, text = exc.code, exc.headers.get("x-should-retry") or "", exc.read().decode()
+    with open(record, "a") as out:
+        out.write(json.dumps({"status": status, "text": text[:300]}) + "\\n")
+    if status == 200:
+        open("answer.txt", "w").write("the model answered\\n")
+        sys.exit(0)
+    if retry == "false":
+        break
+    time.sleep(0.2)
+sys.exit(1)
+"""
+
+
+def test_a_model_upstream_down_behind_the_gateway_opens_its_breaker_and_tasks_wait(
+        world: World, tmp_path: Path, replicas: list[chaos.Replica]) -> None:
+    """Three agent CLIs reach the Anthropic wire through the model gateway; it answers 529 for
+    15 s. After BREAKER_THRESHOLD (3) failed calls the upstream's breaker opens: the gateway
+    answers the CLIs 502 at once without forwarding, one call at a time probes the upstream
+    (compressed time: BREAKER_PROBE_MAX_SECONDS=2), /metrics shows the upstream down, and the
+    tasks wait (no attempt spent, no `agent-failed`). Once it answers, every task finishes with
+    one PR and one comment, and the model server saw only the probes while the breaker was open."""
+    from github_emulator.llm import AnthropicEmulator, Reply
+
+    key = "sk-ant-api03-RealAnthropicKey0123456789abcdefABCDEF"
+    agent = tmp_path / "cli" / "agent.py"
+    agent.parent.mkdir()
+    agent.write_text(GATEWAY_CLI)
+    answers = tmp_path / "answers.jsonl"
+    issues = chaos.file_issues(world.emu, chaos.task_ids(3, "gw"), dispatch=DISPATCH)
+    ledger_url = f"sqlite:///{tmp_path / 'ledger.db'}"
+    with AnthropicEmulator(api_key=key) as model:
+        model.script([Reply.text("Done.", input_tokens=100, output_tokens=10)] * 3)
+        model.go_down(529)
+        down_at = time.time()
+        env = world.env(**FAST, GENERATORS="command", COMMAND_GATEWAY="anthropic", LEDGER_URL=ledger_url,
+                        COMMAND_TEMPLATE=f"{sys.executable} {agent} {{instruction_file}} {answers}",
+                        ANTHROPIC_API_KEY=key, ANTHROPIC_BASE_URL=model.base_url,
+                        HEALTH_PORT=str(chaos.free_port()))
+        runner = chaos.Replica("runner", env, tmp_path / "runner.log", cwd=world.root)
+        replicas.append(runner)
+        runner.start()
+        name = f"model:anthropic:{urlsplit(model.base_url).netloc}"
+        assert chaos.wait_until(lambda: events_like(runner, "the Anthropic API unavailable since"),
+                                time.monotonic() + 60, 0.1), runner.log_tail(40)
+        time.sleep(6)
+        exported = urllib.request.urlopen(f"http://127.0.0.1:{env['HEALTH_PORT']}/metrics", timeout=5).read().decode()
+        assert f'agent_runner_dependency_up{{dependency="{name}"}} 0.0' in exported, exported
+        assert not any("agent-failed" in world.labels(n) for n in issues)
+        time.sleep(max(0.0, down_at + 15 - time.time()))
+        model.come_back()
+        up_at = time.time()
+
+        def done() -> bool:
+            return all("processed" in world.labels(n) for n in issues)
+        assert chaos.wait_until(done, time.monotonic() + 60, 0.25), runner.log_tail(60)
+        finished_at = time.time()
+        requests = list(model.completions)
+
+    for number in issues:
+        assert world.labels(number) == {"copilot-agent", "processed"}
+        assert len(world.comments(number)) == 1
+    assert len(world.pulls()) == 3
+    ledger = open_ledger(ledger_url)
+    try:
+        records = [ledger.get(TaskKey(DISPATCH, n)) for n in issues]
+    finally:
+        ledger.close()
+    assert all(r is not None and (r.status, r.failures) == ("succeeded", 0) and r.waits >= 1 for r in records), records
+
+    # The CLIs were answered by the gateway itself while the breaker was open.
+    said = [json.loads(line) for line in answers.read_text().splitlines()]
+    refused = [a for a in said if a["status"] == 502 and "did not forward" in a["text"]]
+    assert refused, said
+    # While it was open, the model server saw only the probes, one at a time.
+    [opened] = events_like(runner, "the Anthropic API unavailable since")
+    [back] = events_like(runner, "the Anthropic API back after")
+    during = [r for r in requests if when(opened) + 0.2 <= r.at < when(back)]
+    assert 0 < len(during) <= int(back["probes"]), (len(during), back)
+    in_outage = [r for r in requests if down_at <= r.at < up_at]
+    print(f"\nmodel upstream down {up_at - down_at:.1f} s: {len(in_outage)} model requests in the outage "
+          f"({len(during)} while the breaker was open, {back['probes']} probes), {len(refused)} CLI calls "
+          f"answered by the gateway; last task done {finished_at - up_at:.1f} s after recovery")
 
 
 # -- a full disk ----------------------------------------------------------------------------

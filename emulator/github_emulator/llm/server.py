@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import threading
+import time
 from collections import deque
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
@@ -31,6 +32,8 @@ class RecordedRequest:
     auth_present: bool
     headers: Mapping[str, str] = field(default_factory=dict)
     provider: str = "llm"
+    #: When it arrived (time.time()), so a test can count what reached the server during an outage.
+    at: float = field(default_factory=time.time)
 
     @property
     def stream(self) -> bool:
@@ -73,6 +76,8 @@ class LLMEmulator:
         self.reject_tools = reject_tools
         self.requests: list[RecordedRequest] = []
         self._queue: deque[Reply] = deque()
+        #: While set, every completion gets this error reply and the script waits (see :meth:`go_down`).
+        self.down: Reply | None = None
         self._lock = threading.Lock()
         self._stopping = threading.Event()
         self._host = host
@@ -118,6 +123,13 @@ class LLMEmulator:
         """Queue replies; each completion request takes the next one."""
         with self._lock:
             self._queue.extend(replies)
+
+    def go_down(self, status: int = 529, message: str | None = None) -> None:
+        """A model outage: answer every completion ``status`` until :meth:`come_back`; the script keeps its place."""
+        self.down = Reply.error(status, message or ("Overloaded" if status == 529 else "Service Unavailable"))
+
+    def come_back(self) -> None:
+        self.down = None
 
     @property
     def remaining(self) -> int:
@@ -254,7 +266,7 @@ class _Handler(BaseHTTPRequestHandler):
         refusal = emu.refuse(body)
         if refusal is not None:
             return self._json(refusal[0], emu.error_body(*refusal))
-        reply = emu._next_reply()
+        reply = emu.down or emu._next_reply()
         if reply is None:
             message = f"The {emu.provider} emulator has no scripted reply left ({len(emu.requests)} requests served)."
             return self._json(500, emu.error_body(500, message), {"x-should-retry": "false"})

@@ -11,11 +11,10 @@ import re
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from typing import Any
-from urllib.parse import urlsplit
 
 from pydantic import SecretStr
 
-from runner.breakers import Breakers
+from runner.breakers import MODEL_UPSTREAMS, model_upstream
 from runner.core.pricing import display_model, price_for
 from runner.errors import (
     ConfigError,
@@ -194,10 +193,11 @@ def resolve_api_key(key: SecretStr | None, base_url: str | None, *, generator: s
     )
 
 
-#: One breaker per model upstream, for the whole process: every task's turns go through it (issue #29).
-UPSTREAMS = Breakers()
+#: One breaker per model upstream, for the whole process: every task's turns go through it, and the
+#: model gateway's forwarding too (issue #29).
+UPSTREAMS = MODEL_UPSTREAMS
 
 
 def upstream_of(provider: str, base_url: str | None, default: str) -> str:
-    """The name of a model upstream's breaker: the provider and the host it is reached at."""
-    return f"{provider}:{urlsplit(base_url or default).netloc or default}"
+    """The name of a model upstream's breaker (without its ``model:``): the provider and its host."""
+    return model_upstream(provider, base_url or default).removeprefix("model:")
