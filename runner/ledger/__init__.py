@@ -19,7 +19,7 @@ from runner.ledger.base import (
     TaskRecord,
     lease_expiry,
 )
-from runner.ledger.store import URL_FORMATS, redact_url
+from runner.ledger.database import URL_FORMATS, redact_url
 
 __all__ = [
     "STATUSES",

@@ -27,7 +27,8 @@ from psycopg.types.json import Jsonb
 
 from runner.errors import ConfigError, LedgerUnavailable
 from runner.ledger import sql
-from runner.ledger.store import URL_FORMATS, Executor, Params, PerThread, Row, SqlLedger, redact_url
+from runner.ledger.database import URL_FORMATS, Executor, Params, PerThread, Row, redact_url
+from runner.ledger.store import SqlLedger
 
 CONNECT_TIMEOUT_SECONDS = 10
 APPLICATION_NAME = "agent-runner"  # what operators see in pg_stat_activity

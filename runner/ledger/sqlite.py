@@ -11,7 +11,7 @@ the file safely:
   SQLITE_BUSY_SNAPSHOT instead of waiting; IMMEDIATE keeps the migration and
   any future multi-statement write safe);
 - ``busy_timeout`` makes a writer wait for the lock instead of failing;
-- one connection per thread (:class:`runner.ledger.store.PerThread`).
+- one connection per thread (:class:`runner.ledger.database.PerThread`).
 
 Times are stored as fixed-width ISO-8601 UTC text (``2024-05-01T12:00:00.000000Z``)
 so that SQL compares them correctly as strings, and a person can read them
@@ -30,7 +30,8 @@ from typing import Any
 
 from runner.errors import ConfigError, LedgerUnavailable
 from runner.ledger import sql
-from runner.ledger.store import URL_FORMATS, Executor, Params, PerThread, Row, SqlLedger
+from runner.ledger.database import URL_FORMATS, Executor, Params, PerThread, Row
+from runner.ledger.store import SqlLedger
 
 MIN_VERSION = (3, 35, 0)
 _TIME_FORMAT = "%Y-%m-%dT%H:%M:%S.%fZ"

@@ -111,7 +111,7 @@ def _directories(settings: Settings) -> Check:
 
 def _ledger(settings: Settings) -> Check:
     from runner.ledger import open_existing_ledger
-    from runner.ledger.store import redact_url
+    from runner.ledger.database import redact_url
 
     url = settings.ledger_location
     shown = redact_url(url)
