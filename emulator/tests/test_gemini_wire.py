@@ -143,7 +143,7 @@ def test_the_key_is_taken_from_the_header_or_the_query_and_never_recorded(gem: G
     assert raw(gem, GENERATE)[0] == 200
     assert raw(gem, f"{STREAM}&key={KEY}", headers={})[0] == 200
     assert all(r.auth_present for r in gem.requests)
-    assert gem.requests[1].path == STREAM  # the key is dropped from the recorded target
+    assert gem.requests[1].path == f"{STREAM}&key=***"  # the key's value is masked in the recorded target
     assert KEY not in json.dumps([[r.path, dict(r.headers)] for r in gem.requests])
 
 
@@ -203,3 +203,21 @@ def test_cli_tool_helpers() -> None:
     write = Reply.gemini_write("/w/a.py", "x = 1\n")
     assert write.calls[0] == ToolCall("write_file", {"file_path": "/w/a.py", "content": "x = 1\n"})
     assert Reply.gemini_shell("ls").calls[0].arguments_object()["command"] == "ls"
+
+
+def test_a_gated_stream_holds_its_rest_until_the_gate_opens(gem: GeminiEmulator) -> None:
+    import threading
+
+    gate = threading.Event()
+    gem.script([Reply.gated(gate, Reply.text("first piece, then the rest of it", input_tokens=5))])
+    conn = http.client.HTTPConnection(urlsplit(gem.base_url).netloc, timeout=20)
+    conn.request("POST", STREAM, json.dumps(USER), {"x-goog-api-key": KEY})
+    response = conn.getresponse()
+    first = b""
+    while b"\r\n\r\n" not in first:  # the first event arrives while the gate is shut
+        first += response.read1(65536)
+    assert first.count(b"\r\n\r\n") == 1 and not gate.is_set()
+    gate.set()
+    rest = response.read()
+    conn.close()
+    assert len(events(first + rest)) == 2 and gem.gate_timeouts == 0

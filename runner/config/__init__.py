@@ -79,7 +79,7 @@ class Settings(
 
     def secrets(self) -> list[str]:
         """Every configured secret value (and the git auth header made from the token)."""
-        values = [self.github_token, self.openai_api_key, self.anthropic_api_key,
+        values = [self.github_token, self.openai_api_key, self.anthropic_api_key, self.gemini_api_key,
                   self.github_app_private_key, self.webhook_secret,
                   self.temporal_api_key, self.status_token]
         found = [v.get_secret_value() for v in values if v is not None and v.get_secret_value()]

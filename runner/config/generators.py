@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import Field, SecretStr, field_validator
+from pydantic import AliasChoices, Field, SecretStr, field_validator
 
 from runner.config.base import CsvList, Group, check_url, parse_json_map
 
@@ -31,6 +31,13 @@ class GeneratorSettings(Group):
     """An Anthropic-compatible server. Empty: Anthropic."""
     anthropic_model: str = "claude-sonnet-4-6"
     """Model for the `anthropic` generator when the task names none."""
+    gemini_api_key: SecretStr | None = Field(
+        default=None, validation_alias=AliasChoices("gemini_api_key", "google_gemini_api_key"))
+    """Gemini API key (Google AI Studio), for the `gemini` generator and the gateway's Gemini calls. The old runner's `GOOGLE_GEMINI_API_KEY` is accepted too. A local GEMINI_BASE_URL needs none."""
+    gemini_base_url: str | None = None
+    """A Gemini-API-compatible server (it serves `/v1beta/models/{model}:generateContent`). Empty: Google's."""
+    gemini_model: str = "gemini-2.5-flash"
+    """Model for the `gemini` generator when the task names none."""
     default_model: str | None = None
     """Model used when a task names none, before OPENAI_MODEL / ANTHROPIC_MODEL."""
     seniority_models: dict[str, str] = Field(default_factory=dict)
@@ -50,13 +57,13 @@ class GeneratorSettings(Group):
     command_env_allowlist: CsvList = ("PATH", "HOME", "LANG", "LC_ALL", "TERM", "TMPDIR")
     """Environment variables the `command` generator's CLI receives. It never gets the GitHub token."""
     command_gateway: CsvList = ()
-    """Serve the model gateway to the `command` generator's CLI for these wire dialects, comma-separated: `anthropic`, `openai`. The CLI then gets `ANTHROPIC_BASE_URL` / `OPENAI_BASE_URL` (and `OPENAI_API_BASE`) on 127.0.0.1 and a per-task placeholder in `ANTHROPIC_API_KEY` / `OPENAI_API_KEY`; the real keys stay in the runner (see docs/security.md, "Model gateway"). Empty: no gateway (the agent presets turn it on themselves)."""
+    """Serve the model gateway to the `command` generator's CLI for these wire dialects, comma-separated: `anthropic`, `openai`, `gemini`. The CLI then gets `ANTHROPIC_BASE_URL` / `OPENAI_BASE_URL` (and `OPENAI_API_BASE`) / `GOOGLE_GEMINI_BASE_URL` on 127.0.0.1 and a per-task placeholder in `ANTHROPIC_API_KEY` / `OPENAI_API_KEY` / `GEMINI_API_KEY`; the real keys stay in the runner (see docs/security.md, "Model gateway"). Empty: no gateway (the agent presets turn it on themselves)."""
     gateway_models: CsvList = ()
     """Models the gateway forwards calls for, comma-separated. Empty: any model."""
     gateway_timeout_seconds: float = Field(default=300.0, gt=0)
     """How long the gateway waits for the model server between two bytes of an answer before it answers the CLI 504."""
 
-    _base_urls = field_validator("openai_base_url", "anthropic_base_url")(check_url)
+    _base_urls = field_validator("openai_base_url", "anthropic_base_url", "gemini_base_url")(check_url)
     _model_json = field_validator("seniority_models", "model_prices", mode="before")(parse_json_map)
 
     @field_validator("generators")
@@ -70,8 +77,9 @@ class GeneratorSettings(Group):
     @classmethod
     def _check_gateway_dialects(cls, value: tuple[str, ...]) -> tuple[str, ...]:
         for item in value:
-            if item not in ("anthropic", "openai"):
-                raise ValueError(f"`{item}` is not a dialect the gateway speaks; use `anthropic` and/or `openai`")
+            if item not in ("anthropic", "openai", "gemini"):
+                raise ValueError(f"`{item}` is not a dialect the gateway speaks; use `anthropic`, `openai` "
+                                 "and/or `gemini`")
         return value
 
 

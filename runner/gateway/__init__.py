@@ -15,6 +15,7 @@ Generators use it through :class:`GatewaySession` (see
 
 from __future__ import annotations
 
+from runner.gateway.dialects import Dialect
 from runner.gateway.meter import Meter, Refusal, Spend
 from runner.gateway.session import (
     EgressSession,
@@ -25,7 +26,6 @@ from runner.gateway.session import (
     SandboxWiring,
     egress_note,
 )
-from runner.gateway.wire import Dialect
 
 __all__ = ["Dialect", "EgressSession", "Endpoint", "GatewayReport", "GatewaySession", "GatewaySpec", "Meter", "Refusal",
            "SandboxWiring", "Spend", "egress_note"]

@@ -20,12 +20,12 @@ from collections.abc import Callable, Mapping
 from http.server import BaseHTTPRequestHandler
 from typing import Any
 
-from runner.gateway import wire
+from runner.gateway import dialects, wire
+from runner.gateway.body import BadBody, discard_body, read_body
+from runner.gateway.dialects import Dialect, Route
 from runner.gateway.meter import Refusal
 from runner.gateway.upstream import Upstream
-from runner.gateway.wire import Dialect
 
-MAX_BODY_BYTES = 64 * 1024 * 1024
 _CHUNK = 65536
 
 
@@ -69,36 +69,38 @@ class Handler(BaseHTTPRequestHandler):
         path, query = wire.route_of(method, self.path)
         if (method, path) in wire.PROBES:
             return self._reply(200, b"", "text/plain")
-        offered = tuple(gw.upstreams)
-        dialect = wire.dialect_for(method, path, dict(self.headers.items()), offered)
-        if not wire.is_model_route(method, path):
-            self._discard_body()
-            gw.note_denied(f"{method} {path} (403)")
-            return self._error(dialect, 403, f"The model gateway serves only model API routes; {method} {path} "
-                                             "is not one.")
-        token = wire.client_token(dict(self.headers.items()))
-        if token is None or not hmac.compare_digest(token.encode(), gw.token.encode()):
-            self._discard_body()
-            gw.note_denied(f"{method} {path} (401)")
-            return self._error(dialect, 401, "The model gateway did not accept this API key; use the one the "
-                                             "runner set in this task's environment.")
-        if dialect not in gw.upstreams:
-            self._discard_body()
-            gw.note_denied(f"{method} {path} (403, {dialect} not served)")
-            return self._error(dialect, 403, f"This task's gateway serves only {', '.join(offered)} calls.")
-        body = self._read_body()
-        if body is None:
-            return None
-        self._forward(dialect, method, path, query, body)
+        headers = dict(self.headers.items())
+        found = dialects.route(method, path)
+        dialect = dialects.dialect_of(found, headers, gw.upstreams)
+        token = wire.client_token(headers, query)
+        if found is None:
+            refusal = (403, f"The model gateway serves only model API routes; {method} {path} is not one.", "403")
+        elif token is None or not hmac.compare_digest(token.encode(), gw.token.encode()):
+            refusal = (401, "The model gateway did not accept this API key; use the one the runner set in this "
+                            "task's environment.", "401")
+        elif dialect not in gw.upstreams:
+            refusal = (403, f"This task's gateway serves only {', '.join(gw.upstreams)} calls.",
+                       f"403, {dialect} not served")
+        else:
+            body = read_body(self.rfile, self.headers)
+            if isinstance(body, BadBody):
+                self.close_connection = True
+                return self._error(dialect, body.status, body.message)
+            return self._forward(found, dialect, method, path, dialects.forward_query(query), body)
+        if not discard_body(self.rfile, self.headers):
+            self.close_connection = True
+        gw.note_denied(f"{method} {path} ({refusal[2]})")
+        return self._error(dialect, refusal[0], refusal[1])
 
-    def _forward(self, dialect: Dialect, method: str, path: str, query: str, body: bytes) -> None:
+    def _forward(self, found: Route, dialect: Dialect, method: str, path: str, query: str, body: bytes) -> None:
         call = self.gateway.next_call()
         try:
-            self._exchange(call, dialect, method, path, query, body)
+            self._exchange(call, found, dialect, method, path, query, body)
         finally:
             self.gateway.call_done()
 
-    def _exchange(self, call: int, dialect: Dialect, method: str, path: str, query: str, body: bytes) -> None:
+    def _exchange(self, call: int, found: Route, dialect: Dialect, method: str, path: str, query: str,
+                  body: bytes) -> None:
         gw = self.gateway
         parsed: Any = None
         if method == "POST":
@@ -106,16 +108,16 @@ class Handler(BaseHTTPRequestHandler):
                 parsed = json.loads(body) if body else None
             except (json.JSONDecodeError, UnicodeDecodeError):
                 return self._error(dialect, 400, "The request body is not JSON.")
-        facts = wire.request_facts(parsed)
+        facts = wire.request_facts(parsed, found)
         gw.recorder.request(call, method=method, path=path, dialect=dialect, headers=self.headers.items(),
                             body=body)
-        if gw.models and path != "/v1/models" and facts.model not in gw.models:
+        if gw.models and not (found.listing and found.model is None) and facts.model not in gw.models:
             reason = f"The model `{facts.model}` is not on this runner's allowlist ({', '.join(sorted(gw.models))})."
             gw.note_denied(f"{method} {path} (403, model {facts.model})")
             gw.recorder.refused(call, method=method, path=path, status=403, reason=reason)
             return self._error(dialect, 403, reason)
         ticket = None
-        if path in wire.METERED:
+        if found.metered:
             admitted = gw.meter.admit(facts.model, len(body), facts.max_output)
             if isinstance(admitted, Refusal):
                 gw.emit("warning", "gateway_refused_budget", kind=admitted.kind, model=facts.model)
@@ -131,10 +133,10 @@ class Handler(BaseHTTPRequestHandler):
             response, conn = self._send(upstream, method, upstream.target(path, query), body, dialect)
         except TimeoutError:
             return self._fail(ticket, dialect, 504, f"The model server at {upstream.origin} did not answer "
-                                                    f"within {gw.read_timeout_s:g} s.", call)
+                                                    f"within {gw.read_timeout_s:g} s.", call, path)
         except (OSError, http.client.HTTPException) as exc:
             return self._fail(ticket, dialect, 502, f"The model server at {upstream.origin} could not be "
-                                                    f"reached ({type(exc).__name__}: {exc}).", call)
+                                                    f"reached ({type(exc).__name__}: {exc}).", call, path)
         streamed = "text/event-stream" in (response.getheader("content-type") or "")
         reader = wire.UsageReader() if streamed else None
         kept = bytearray()
@@ -237,7 +239,7 @@ class Handler(BaseHTTPRequestHandler):
             except (OSError, http.client.HTTPException) as exc:
                 self.gateway.note_upstream_failure(f"the model server broke off its answer ({type(exc).__name__})")
                 if chunked and reader is not None:
-                    self._write_chunk(wire.stream_error_event(dialect, "The model server broke off its answer."))
+                    self._write_chunk(dialects.stream_error_event(dialect, "The model server broke off its answer."))
                 self.close_connection = True
                 return False
             if not data:
@@ -273,15 +275,15 @@ class Handler(BaseHTTPRequestHandler):
 
     # Answers the gateway gives itself ----------------------------------------
 
-    def _fail(self, ticket: Any, dialect: Dialect, status: int, message: str, call: int) -> None:
+    def _fail(self, ticket: Any, dialect: Dialect, status: int, message: str, call: int, path: str) -> None:
         if ticket is not None:
             self.gateway.meter.release(ticket)
         self.gateway.note_upstream_failure(message)
-        self.gateway.recorder.refused(call, method=self.command, path=self.path, status=status, reason=message)
+        self.gateway.recorder.refused(call, method=self.command, path=path, status=status, reason=message)
         self._error(dialect, status, message)
 
     def _error(self, dialect: Dialect, status: int, message: str, code: str | None = None) -> None:
-        payload = json.dumps(wire.error_body(dialect, status, message, code)).encode()
+        payload = json.dumps(dialects.error_body(dialect, status, message, code)).encode()
         self._reply(status, payload, "application/json", {"x-should-retry": "false"})
 
     def _reply(self, status: int, payload: bytes, content_type: str, extra: Mapping[str, str] | None = None) -> None:
@@ -296,50 +298,4 @@ class Handler(BaseHTTPRequestHandler):
                 self.wfile.write(payload)
             self.wfile.flush()
         except OSError:
-            self.close_connection = True
-
-    def _read_body(self) -> bytes | None:
-        """The request body (Content-Length or chunked), or None after answering 413/400."""
-        if "chunked" in (self.headers.get("transfer-encoding") or "").lower():
-            return self._read_chunked()
-        try:
-            length = int(self.headers.get("content-length") or 0)
-        except ValueError:
-            length = -1
-        if length < 0 or length > MAX_BODY_BYTES:
-            self.close_connection = True
-            self._error("openai", 413, "The request body is too large for the model gateway.")
-            return None
-        return self.rfile.read(length) if length else b""
-
-    def _read_chunked(self) -> bytes | None:
-        body = bytearray()
-        while True:
-            line = self.rfile.readline(1024)
-            try:
-                size = int(line.split(b";")[0].strip() or b"x", 16)
-            except ValueError:
-                self.close_connection = True
-                self._error("openai", 400, "The request's chunked body is malformed.")
-                return None
-            if size == 0:
-                while self.rfile.readline(1024) not in (b"\r\n", b"\n", b""):
-                    pass
-                return bytes(body)
-            if len(body) + size > MAX_BODY_BYTES:
-                self.close_connection = True
-                self._error("openai", 413, "The request body is too large for the model gateway.")
-                return None
-            body += self.rfile.read(size)
-            self.rfile.readline(1024)
-
-    def _discard_body(self) -> None:
-        """A refused request's body is read off the wire (bounded) so the connection stays usable."""
-        try:
-            length = int(self.headers.get("content-length") or 0)
-        except ValueError:
-            length = 0
-        if 0 < length <= 1024 * 1024:
-            self.rfile.read(length)
-        elif length or self.headers.get("transfer-encoding"):
             self.close_connection = True

@@ -20,11 +20,11 @@ from http.server import ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
+from runner.gateway.dialects import Dialect
 from runner.gateway.handler import Handler
 from runner.gateway.meter import Meter, Spend
 from runner.gateway.record import Recorder
 from runner.gateway.upstream import Pool, Upstream
-from runner.gateway.wire import Dialect
 
 
 @dataclass

@@ -17,12 +17,12 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
+from runner.gateway.dialects import DIALECTS, Dialect
 from runner.gateway.egress import Attempt, EgressProxy
 from runner.gateway.meter import Meter, Refusal, Spend
 from runner.gateway.record import Recorder
 from runner.gateway.server import Gateway
 from runner.gateway.upstream import upstreams_from
-from runner.gateway.wire import DIALECTS, Dialect
 
 #: Where the sockets and the relay appear inside the sandbox.
 MOUNT_DIR = "/run/agent-runner/gateway"
@@ -36,7 +36,10 @@ TOKEN_PREFIX = "agent-runner-gateway-"
 ANTHROPIC_ENV: Mapping[str, str] = {"ANTHROPIC_BASE_URL": "{base_url}", "ANTHROPIC_API_KEY": "{token}"}
 OPENAI_ENV: Mapping[str, str] = {"OPENAI_BASE_URL": "{base_url}/v1", "OPENAI_API_BASE": "{base_url}/v1",
                                  "OPENAI_API_KEY": "{token}"}
-_DIALECT_ENV = {"anthropic": ANTHROPIC_ENV, "openai": OPENAI_ENV}
+#: The Gemini CLI reads both (it sends the key as ``x-goog-api-key``); the google-genai SDK takes a base URL
+#: only in code (``http_options``).
+GEMINI_ENV: Mapping[str, str] = {"GOOGLE_GEMINI_BASE_URL": "{base_url}", "GEMINI_API_KEY": "{token}"}
+_DIALECT_ENV = {"anthropic": ANTHROPIC_ENV, "openai": OPENAI_ENV, "gemini": GEMINI_ENV}
 
 
 @dataclass(frozen=True)

@@ -1,7 +1,7 @@
 """Hold where each dialect's calls go and the real key they carry, with a few kept-alive connections.
 
-An :class:`Upstream` is built from the settings only (``ANTHROPIC_BASE_URL`` /
-``OPENAI_BASE_URL`` and their keys): nothing a client sends can change its
+An :class:`Upstream` is built from the settings only (``ANTHROPIC_BASE_URL``,
+``OPENAI_BASE_URL``, ``GEMINI_BASE_URL`` and their keys): nothing a client sends can change its
 host, port or scheme. The connection pool keeps idle HTTP(S) connections so a
 task's calls do not pay a new TLS handshake each.
 
@@ -24,10 +24,10 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from runner.breakers import MODEL_UPSTREAMS, Breaker, model_upstream
-from runner.gateway.wire import Dialect
+from runner.gateway.dialects import TABLE, Dialect
 
-ANTHROPIC_DEFAULT = "https://api.anthropic.com"
-OPENAI_DEFAULT = "https://api.openai.com/v1"
+ANTHROPIC_DEFAULT = TABLE["anthropic"].default_url
+OPENAI_DEFAULT = TABLE["openai"].default_url
 _POOL_SIZE = 4
 #: Upstream answers that say the model server is down or overloaded, not that the call was wrong.
 OUTAGE_STATUSES = frozenset({408, 409, 429})
@@ -41,7 +41,7 @@ class Upstream:
     scheme: str
     host: str
     port: int
-    base_path: str  # "/v1" for OPENAI_BASE_URL's usual form, "" for Anthropic's
+    base_path: str  # "/v1" for OPENAI_BASE_URL's usual form, "" for Anthropic's and Gemini's
     key: str | None = field(default=None, repr=False)
 
     @classmethod
@@ -71,9 +71,10 @@ class Upstream:
         """The upstream's request target for a client path such as ``/v1/chat/completions``.
 
         OpenAI base URLs end in ``/v1`` (the SDKs append ``/chat/completions``);
-        Anthropic ones do not (the SDK appends ``/v1/messages``).
+        Anthropic and Gemini ones do not (the SDKs append ``/v1/messages``, ``/v1beta/models/…``).
         """
-        tail = path.removeprefix("/v1") if self.dialect == "openai" else path
+        prefix = TABLE[self.dialect].strip_prefix
+        tail = path.removeprefix(prefix) if prefix else path
         return f"{self.base_path}{tail}" + (f"?{query}" if query else "")
 
 
@@ -81,8 +82,7 @@ def upstreams_from(settings: object, dialects: tuple[Dialect, ...]) -> dict[Dial
     """The upstream of each dialect the CLI needs, from the settings."""
     found: dict[Dialect, Upstream] = {}
     for dialect in dialects:
-        url = getattr(settings, f"{dialect}_base_url", None) or (
-            ANTHROPIC_DEFAULT if dialect == "anthropic" else OPENAI_DEFAULT)
+        url = getattr(settings, f"{dialect}_base_url", None) or TABLE[dialect].default_url
         secret = getattr(settings, f"{dialect}_api_key", None)
         key = secret.get_secret_value() if secret is not None else None
         found[dialect] = Upstream.from_url(dialect, url, key or None)
@@ -91,7 +91,7 @@ def upstreams_from(settings: object, dialects: tuple[Dialect, ...]) -> dict[Dial
 
 def missing_keys(upstreams: dict[Dialect, Upstream]) -> list[str]:
     """The key settings a hosted provider needs but that are not set (a local server needs none)."""
-    hosted = {"api.anthropic.com", "api.openai.com"}
+    hosted = {urlsplit(spec.default_url).hostname for spec in TABLE.values()}
     return [f"{d.upper()}_API_KEY" for d, u in upstreams.items() if u.host in hosted and not u.key]
 
 

@@ -1,9 +1,10 @@
 """Read and shape the model APIs' wire format, so the gateway can route, meter and refuse without I/O.
 
-Pure functions over bytes, headers and JSON: which route a request is, which
-dialect it speaks, the placeholder token it carries, the headers that may go
-upstream, the error body a CLI understands, and the token usage in a response,
-whole or streamed (:class:`UsageReader` is fed the SSE bytes as they pass).
+Pure functions over bytes, headers and JSON: the request's path, the
+placeholder token it carries, the headers that may go upstream, what the
+request asks for, and the token usage in a response, whole or streamed
+(:class:`UsageReader` is fed the SSE bytes as they pass). What differs by
+dialect (routes, key headers, error shapes) is in :mod:`.dialects`.
 """
 
 from __future__ import annotations
@@ -11,22 +12,11 @@ from __future__ import annotations
 import json
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Any
 from urllib.parse import urlsplit
 
-Dialect = Literal["anthropic", "openai"]
-DIALECTS: tuple[Dialect, ...] = ("anthropic", "openai")
+from runner.gateway.dialects import TABLE, Dialect, Route, max_output, query_key
 
-#: (method, path) → dialect; ``None`` means "either: decided by the client's headers".
-ROUTES: Mapping[tuple[str, str], Dialect | None] = {
-    ("POST", "/v1/messages"): "anthropic",
-    ("POST", "/v1/messages/count_tokens"): "anthropic",
-    ("POST", "/v1/chat/completions"): "openai",
-    ("POST", "/v1/responses"): "openai",
-    ("GET", "/v1/models"): None,
-}
-#: Routes that produce a model answer, so they are metered and capped.
-METERED = frozenset({"/v1/messages", "/v1/chat/completions", "/v1/responses"})
 #: Probes answered by the gateway itself (Claude Code's ``HEAD /`` before its first call).
 PROBES = frozenset({("HEAD", "/"), ("GET", "/")})
 
@@ -37,13 +27,6 @@ AUTH_HEADERS = frozenset({"authorization", "x-api-key", "x-goog-api-key", "api-k
 HOP_HEADERS = frozenset({"connection", "keep-alive", "te", "trailer", "transfer-encoding", "upgrade",
                          "host", "content-length", "accept-encoding", "expect"})
 _RESPONSE_DROP = HOP_HEADERS | {"set-cookie", "content-encoding"}
-
-_ANTHROPIC_ERRORS = {400: "invalid_request_error", 401: "authentication_error", 403: "permission_error",
-                     404: "not_found_error", 413: "request_too_large", 429: "rate_limit_error",
-                     502: "api_error", 504: "timeout_error"}
-_OPENAI_ERRORS = {400: "invalid_request_error", 401: "invalid_request_error", 403: "permission_error",
-                  404: "invalid_request_error", 413: "invalid_request_error", 502: "server_error",
-                  504: "server_error"}
 
 
 def route_of(method: str, target: str) -> tuple[str, str]:
@@ -67,24 +50,8 @@ def route_of(method: str, target: str) -> tuple[str, str]:
     return path, query
 
 
-def is_model_route(method: str, path: str) -> bool:
-    return (method, path) in ROUTES
-
-
-def dialect_for(method: str, path: str, headers: Mapping[str, str], offered: Iterable[Dialect]) -> Dialect:
-    """The dialect a request speaks: from its route, else from its headers, else the only one offered."""
-    offered = tuple(offered) or DIALECTS
-    fixed = ROUTES.get((method, path))
-    if fixed is not None:
-        return fixed
-    if len(offered) == 1:
-        return offered[0]
-    lowered = {k.lower() for k in headers}
-    return "anthropic" if {"anthropic-version", "x-api-key"} & lowered else "openai"
-
-
-def client_token(headers: Mapping[str, str]) -> str | None:
-    """The placeholder the client presents, from ``x-api-key``, ``authorization: Bearer`` or ``x-goog-api-key``."""
+def client_token(headers: Mapping[str, str], query: str = "") -> str | None:
+    """The placeholder the client presents: ``x-api-key``, ``authorization: Bearer``, ``x-goog-api-key`` or ``?key=``."""
     lowered = {k.lower(): v for k, v in headers.items()}
     for name in ("x-api-key", "x-goog-api-key"):
         if lowered.get(name):
@@ -93,7 +60,7 @@ def client_token(headers: Mapping[str, str]) -> str | None:
     scheme, _, value = auth.partition(" ")
     if scheme.lower() == "bearer" and value.strip():
         return value.strip()
-    return None
+    return query_key(query) if query else None
 
 
 def upstream_headers(headers: Iterable[tuple[str, str]], dialect: Dialect, key: str | None) -> list[tuple[str, str]]:
@@ -103,30 +70,13 @@ def upstream_headers(headers: Iterable[tuple[str, str]], dialect: Dialect, key: 
             and not low.startswith("proxy-")]
     kept.append(("Accept-Encoding", "identity"))  # plain bytes, so usage can be read as they pass
     if key:
-        kept.append(("x-api-key", key) if dialect == "anthropic" else ("Authorization", f"Bearer {key}"))
+        kept.append(TABLE[dialect].key_header(key))
     return kept
 
 
 def client_headers(headers: Iterable[tuple[str, str]]) -> list[tuple[str, str]]:
     """The upstream's response headers that may reach the client (framing is the gateway's own)."""
     return [(n, v) for n, v in headers if n.lower() not in _RESPONSE_DROP]
-
-
-def error_body(dialect: Dialect, status: int, message: str, code: str | None = None) -> dict[str, Any]:
-    """An error in the dialect's own JSON shape, so the CLI shows ``message``."""
-    if dialect == "anthropic":
-        kind = _ANTHROPIC_ERRORS.get(status, "api_error")
-        return {"type": "error", "error": {"type": kind, "message": message}}
-    kind = _OPENAI_ERRORS.get(status, "server_error" if status >= 500 else "invalid_request_error")
-    return {"error": {"message": message, "type": kind, "param": None, "code": code}}
-
-
-def stream_error_event(dialect: Dialect, message: str) -> bytes:
-    """An SSE error event, for an upstream failure after the stream's headers went out."""
-    if dialect == "anthropic":
-        data = {"type": "error", "error": {"type": "api_error", "message": message}}
-        return b"event: error\ndata: " + json.dumps(data).encode() + b"\n\n"
-    return b"data: " + json.dumps(error_body("openai", 502, message)).encode() + b"\n\n"
 
 
 @dataclass(frozen=True)
@@ -138,16 +88,13 @@ class RequestFacts:
     stream: bool
 
 
-def request_facts(body: Any) -> RequestFacts:
+def request_facts(body: Any, found: Route | None = None) -> RequestFacts:
+    """The model (from the path when the route names it, else the body), the output limit, streaming."""
+    in_path = found.model if found is not None else None
     if not isinstance(body, Mapping):
-        return RequestFacts(None, None, False)
-    model = body.get("model")
-    limit = None
-    for name in ("max_tokens", "max_output_tokens", "max_completion_tokens"):
-        value = body.get(name)
-        if isinstance(value, int) and not isinstance(value, bool) and value > 0:
-            limit = value if limit is None else max(limit, value)
-    return RequestFacts(str(model) if isinstance(model, str) else None, limit, body.get("stream") is True)
+        return RequestFacts(in_path, None, False)
+    model = in_path or body.get("model")
+    return RequestFacts(str(model) if isinstance(model, str) else None, max_output(body), body.get("stream") is True)
 
 
 def with_stream_usage(body: dict[str, Any], path: str) -> dict[str, Any] | None:
@@ -171,9 +118,17 @@ class TokenCount:
 
 
 def usage_from_json(body: Any) -> TokenCount | None:
-    """Usage in a whole (non-streamed) response of any dialect, or None when it carries none."""
+    """Usage in a whole (non-streamed) response of any dialect, or None when it carries none.
+
+    Gemini's ``usageMetadata``; a Gemini stream asked for as one JSON array
+    (no ``alt=sse``) counts at its last element that carries usage.
+    """
+    if isinstance(body, list):
+        return next((c for item in reversed(body) if (c := usage_from_json(item)) is not None), None)
     if not isinstance(body, Mapping):
         return None
+    if isinstance(body.get("usageMetadata"), Mapping):
+        return _google_count(body["usageMetadata"])
     usage = body.get("usage")
     if not isinstance(usage, Mapping):
         response = body.get("response")  # a Responses stream event wraps the response
@@ -192,13 +147,23 @@ def _count(usage: Mapping[str, Any]) -> TokenCount:
     return TokenCount(inputs, num("output_tokens", "completion_tokens"))
 
 
+def _google_count(usage: Mapping[str, Any]) -> TokenCount:
+    """Gemini's counts: tool-use prompt tokens are input; thinking tokens are billed as output."""
+    def num(*names: str) -> int:
+        return sum(int(v) for n in names if isinstance(v := usage.get(n), int | float) and not isinstance(v, bool))
+
+    return TokenCount(num("promptTokenCount", "toolUsePromptTokenCount"),
+                      num("candidatesTokenCount", "thoughtsTokenCount"))
+
+
 class UsageReader:
     """Find the usage in a streamed (SSE) response, fed chunk by chunk as it passes to the client.
 
     Anthropic: ``message_start`` carries the input tokens, ``message_delta`` the
     (cumulative) output tokens. OpenAI chat: the chunk with ``usage`` (sent with
     ``stream_options.include_usage``). Responses: ``response.completed`` (or
-    ``.incomplete`` / ``.failed``) carries ``response.usage``.
+    ``.incomplete`` / ``.failed``) carries ``response.usage``. Gemini: every
+    event may carry ``usageMetadata``; the last one's counts are the call's.
     """
 
     def __init__(self) -> None:
@@ -233,6 +198,11 @@ class UsageReader:
         except (json.JSONDecodeError, UnicodeDecodeError):
             return
         if not isinstance(payload, Mapping):
+            return
+        if isinstance(payload.get("usageMetadata"), Mapping):  # Gemini: the last event's counts stand
+            count = _google_count(payload["usageMetadata"])
+            self.seen = True
+            self.input_tokens, self.output_tokens = count.input_tokens, count.output_tokens
             return
         usage: Any = payload.get("usage")
         for holder in ("message", "response"):  # Anthropic's message_start, the Responses API's events

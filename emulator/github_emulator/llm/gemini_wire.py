@@ -69,9 +69,10 @@ class GeminiEmulator(LLMEmulator):
         return next((v for k, v in parse_qsl(query) if k == "key" and v), None)
 
     def logged_target(self, target: str) -> str:
+        """The target with a ``key`` parameter's value masked: that one was sent, but not what it was."""
         path, _, query = target.partition("?")
-        kept = [(k, v) for k, v in parse_qsl(query, keep_blank_values=True) if k != "key"]
-        return path + (f"?{urlencode(kept)}" if kept else "")
+        kept = [(k, "***" if k == "key" else v) for k, v in parse_qsl(query, keep_blank_values=True)]
+        return path + (f"?{urlencode(kept, safe='*')}" if kept else "")
 
     def auth_failure(self, key: str | None) -> tuple[int, dict[str, Any]]:
         if key is None:

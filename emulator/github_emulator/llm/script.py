@@ -9,8 +9,9 @@ from __future__ import annotations
 
 import itertools
 import json
+import threading
 from collections.abc import Mapping
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 _ids = itertools.count(1)
@@ -64,6 +65,8 @@ class Reply:
     raw: str | None = None
     #: Why the model refused to answer (Gemini's ``finishReason``, such as ``SAFETY``), or None.
     blocked: str | None = None
+    #: A streamed reply sends its first event, then waits for this to be set before the rest.
+    gate: threading.Event | None = field(default=None, compare=False)
 
     @classmethod
     def text(cls, content: str, *, input_tokens: int = 10, output_tokens: int = 5, truncated: bool = False) -> Reply:
@@ -110,6 +113,12 @@ class Reply:
     def refusal(cls, reason: str = "SAFETY", *, input_tokens: int = 10) -> Reply:
         """The model declines to answer: no content, and ``reason`` as why (Gemini's blocked candidate)."""
         return cls(blocked=reason, input_tokens=input_tokens, output_tokens=0)
+
+    @classmethod
+    def gated(cls, gate: threading.Event, then: Reply) -> Reply:
+        """Stream ``then``'s first event, then hold the rest until ``gate`` is set (a proxy that buffers
+        would hold the first event back too: the emulator counts a gate that timed out in ``gate_timeouts``)."""
+        return replace(then, gate=gate)
 
     @classmethod
     def slow(cls, seconds: float, then: Reply | None = None) -> Reply:

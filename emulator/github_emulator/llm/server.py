@@ -71,10 +71,14 @@ class LLMEmulator:
     completion_paths: tuple[str, ...] = ()
     default_model = "emulated-model"
 
+    #: How long a gated stream waits for its gate (:meth:`Reply.gated`) before it sends the rest anyway.
+    gate_timeout_s = 10.0
+
     def __init__(self, *, api_key: str | None = None, reject_tools: bool = False, host: str = "127.0.0.1") -> None:
         self.expected_key = api_key
         self.reject_tools = reject_tools
         self.requests: list[RecordedRequest] = []
+        self.gate_timeouts = 0
         self._queue: deque[Reply] = deque()
         #: While set, every completion gets this error reply and the script waits (see :meth:`go_down`).
         self.down: Reply | None = None
@@ -287,7 +291,7 @@ class _Handler(BaseHTTPRequestHandler):
         rendered = emu.render_at(path, reply, body)
         if isinstance(rendered, Mapping):
             return self._json(200, rendered)
-        return self._stream(rendered)
+        return self._stream(_gated(rendered, reply.gate, emu) if reply.gate is not None else rendered)
 
     def _json(self, status: int, payload: Mapping[str, Any], extra: Mapping[str, str] | None = None) -> None:
         self._send_bytes(status, json.dumps(payload).encode("utf-8"), "application/json", extra)
@@ -318,6 +322,14 @@ class _Handler(BaseHTTPRequestHandler):
         except (BrokenPipeError, ConnectionResetError):
             pass
         self.close_connection = True
+
+
+def _gated(events: Iterator[bytes], gate: threading.Event, emu: LLMEmulator) -> Iterator[bytes]:
+    """The first event, then the rest once ``gate`` is set (or its wait timed out, which is counted)."""
+    for index, event in enumerate(events):
+        if index == 1 and not gate.wait(emu.gate_timeout_s):
+            emu.gate_timeouts += 1
+        yield event
 
 
 def _text(content: Any) -> str:

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from runner.gateway import wire
+from runner.gateway import dialects, wire
 
 ANTHROPIC_STREAM = (
     b'event: message_start\ndata: {"type":"message_start","message":{"id":"msg_1","type":"message",'
@@ -39,12 +39,22 @@ RESPONSES_STREAM = (
     b'"output_tokens":40,"total_tokens":940}}}\n\n'
 )
 
+#: Every event carries usageMetadata; the last one's counts (thinking billed as output) are the call's.
+GEMINI_STREAM = (
+    b'data: {"candidates":[{"content":{"role":"model","parts":[{"text":"the word usage"}]},"index":0}],'
+    b'"usageMetadata":{"promptTokenCount":1200,"totalTokenCount":1200},"modelVersion":"gemini-2.5-flash"}\r\n\r\n'
+    b'data: {"candidates":[{"content":{"role":"model","parts":[{"functionCall":{"name":"f","args":{}}}]},'
+    b'"finishReason":"STOP","index":0}],"usageMetadata":{"promptTokenCount":1200,"candidatesTokenCount":40,'
+    b'"thoughtsTokenCount":56,"toolUsePromptTokenCount":50,"totalTokenCount":1346}}\r\n\r\n'
+)
+
 
 @pytest.mark.parametrize(("stream", "expected"), [
     (ANTHROPIC_STREAM, (1300, 87)),
     (CHAT_STREAM, (321, 12)),
     (RESPONSES_STREAM, (900, 40)),
     (ANTHROPIC_STREAM.replace(b"\n", b"\r\n"), (1300, 87)),
+    (GEMINI_STREAM, (1250, 96)),
 ])
 @pytest.mark.parametrize("size", [1, 7, 64, 100_000])
 def test_usage_is_read_from_a_stream_cut_anywhere(stream: bytes, expected: tuple[int, int], size: int) -> None:
@@ -68,6 +78,10 @@ def test_a_stream_without_usage_says_so() -> None:
     ({"usage": {"prompt_tokens": 10, "completion_tokens": 3, "total_tokens": 13}}, (10, 3)),
     ({"object": "response", "usage": {"input_tokens": 7, "output_tokens": 2}}, (7, 2)),
     ({"usage": {"input_tokens": 5, "cache_read_input_tokens": 95, "output_tokens": 1}}, (100, 1)),
+    ({"candidates": [], "usageMetadata": {"promptTokenCount": 70, "cachedContentTokenCount": 50,
+                                          "candidatesTokenCount": 9, "thoughtsTokenCount": 11}}, (70, 20)),
+    ([{"usageMetadata": {"promptTokenCount": 70}}, {"usageMetadata": {"promptTokenCount": 70,
+                                                                       "candidatesTokenCount": 4}}, {}], (70, 4)),
 ])
 def test_usage_is_read_from_whole_answers(body: dict, expected: tuple[int, int]) -> None:
     usage = wire.usage_from_json(body)
@@ -118,16 +132,47 @@ def test_an_absolute_target_keeps_only_its_path(target: str, path: str) -> None:
 
 
 def test_only_model_routes_are_routes() -> None:
-    assert wire.is_model_route("POST", "/v1/messages")
-    assert wire.is_model_route("GET", "/v1/models")
-    assert not wire.is_model_route("GET", "/v1/messages")
-    assert not wire.is_model_route("POST", "/repos/octocat/target/pulls")
+    assert dialects.route("POST", "/v1/messages") == dialects.Route("anthropic", metered=True)
+    assert dialects.route("GET", "/v1/models") == dialects.Route(None, listing=True)
+    assert dialects.route("GET", "/v1/messages") is None
+    assert dialects.route("POST", "/repos/octocat/target/pulls") is None
+
+
+@pytest.mark.parametrize(("method", "path", "expected"), [
+    ("POST", "/v1beta/models/gemini-2.5-flash:generateContent", dialects.Route("gemini", True, "gemini-2.5-flash")),
+    ("POST", "/v1beta/models/gemini-2.5-pro:streamGenerateContent", dialects.Route("gemini", True, "gemini-2.5-pro")),
+    ("POST", "/v1/models/gemini-2.5-flash:countTokens", dialects.Route("gemini", False, "gemini-2.5-flash")),
+    ("GET", "/v1beta/models", dialects.Route("gemini", listing=True)),
+    ("GET", "/v1beta/models/gemini-2.5-flash", dialects.Route("gemini", model="gemini-2.5-flash", listing=True)),
+    ("POST", "/v1beta/models/gemini-2.5-flash:embedContent", None),
+    ("POST", "/v1beta/models/../x:generateContent", None),
+    ("GET", "/v1beta/models/gemini-2.5-flash:generateContent", None),
+    ("POST", "/v1beta/files", None),
+])
+def test_gemini_routes_take_the_model_from_the_path(method: str, path: str, expected: dialects.Route | None) -> None:
+    assert dialects.route(method, path) == expected
+
+
+def test_a_query_key_is_a_placeholder_and_never_goes_upstream() -> None:
+    assert wire.client_token({}, "alt=sse&key=tok") == "tok"
+    assert wire.client_token({"x-goog-api-key": "hdr"}, "key=tok") == "hdr"
+    assert wire.client_token({}, "alt=sse") is None
+    assert dialects.forward_query("alt=sse&key=tok") == "alt=sse"
+    assert dialects.forward_query("key=tok") == "" and dialects.forward_query("beta=true") == "beta=true"
+    sent = [("x-goog-api-key", "placeholder"), ("x-goog-api-client", "genai-js/1.0")]
+    assert wire.upstream_headers(sent, "gemini", "AIza-real") == [
+        ("x-goog-api-client", "genai-js/1.0"), ("Accept-Encoding", "identity"), ("x-goog-api-key", "AIza-real")]
 
 
 def test_errors_come_in_each_dialects_shape() -> None:
-    assert wire.error_body("anthropic", 400, "no")["error"] == {"type": "invalid_request_error", "message": "no"}
-    assert wire.error_body("openai", 502, "down") == {
+    assert dialects.error_body("anthropic", 400, "no")["error"] == {"type": "invalid_request_error", "message": "no"}
+    assert dialects.error_body("openai", 502, "down") == {
         "error": {"message": "down", "type": "server_error", "param": None, "code": None}}
+    assert dialects.error_body("gemini", 401, "who") == {"error": {"code": 401, "message": "who",
+                                                                  "status": "UNAUTHENTICATED"}}
+    capped = dialects.error_body("gemini", 400, "over", "budget_exceeded")["error"]
+    assert capped["status"] == "INVALID_ARGUMENT" and capped["details"][0]["reason"] == "BUDGET_EXCEEDED"
+    assert dialects.stream_error_event("gemini", "cut").startswith(b'data: {"error": {"code": 502')
 
 
 def test_a_streamed_chat_request_is_made_to_report_usage() -> None:
@@ -142,6 +187,9 @@ def test_request_facts_take_the_largest_output_limit() -> None:
     facts = wire.request_facts({"model": "gpt-4o", "max_tokens": 100, "max_completion_tokens": 300, "stream": True})
     assert (facts.model, facts.max_output, facts.stream) == ("gpt-4o", 300, True)
     assert wire.request_facts({"max_output_tokens": True}).max_output is None
+    gemini = dialects.route("POST", "/v1beta/models/gemini-2.5-pro:generateContent")
+    facts = wire.request_facts({"model": "spoofed", "generationConfig": {"maxOutputTokens": 8192}}, gemini)
+    assert (facts.model, facts.max_output) == ("gemini-2.5-pro", 8192)  # the path names the model
 
 
 def test_a_long_body_keeps_its_head_and_its_newest_turns() -> None:
