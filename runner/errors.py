@@ -46,6 +46,7 @@ The tree::
     ├── ShuttingDown                 SIGTERM cut a wait on GitHub short (transient)
     ├── HookFailed                   a gating plugin hook refused the task
     ├── LedgerUnavailable            the ledger database is unreachable (outage: the ledger)
+    │   └── LedgerHeld               its breaker is open; the write was not sent (outage: the ledger)
     ├── DiskFull                     WORKSPACE_DIR or DATA_DIR is full  (outage: disk space)
     ├── DependencyDown               a breaker is open; nothing was sent (outage: its dependency)
     ├── OutageTooLong                an outage outlasted TRANSIENT_RETRY_HOURS (permanent)
@@ -362,6 +363,10 @@ class LedgerUnavailable(RunnerError):
     transient = True
     service = "the ledger database"
     hint = "The runner retries this by itself; check the ledger database if it keeps failing."
+
+
+class LedgerHeld(LedgerUnavailable):
+    """The ledger's breaker is open, so the write was not sent: one probe at a time checks the database."""
 
 
 class DiskFull(RunnerError):

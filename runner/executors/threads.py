@@ -19,7 +19,7 @@ from runner.config import Settings
 from runner.core import policy
 from runner.core.feedback import FeedbackItem
 from runner.core.task import body_hash, task_id_of
-from runner.errors import LedgerUnavailable, PermissionDenied, RunnerError
+from runner.errors import LedgerHeld, LedgerUnavailable, PermissionDenied, RunnerError
 from runner.forge.base import Forge, Issue
 from runner.intake.feedback_poll import FeedbackPoll
 from runner.ledger.base import TERMINAL, Job, Ledger, TaskKey
@@ -69,6 +69,7 @@ class ThreadExecutor:
         self._poller: threading.Thread | None = None
         self._interrupt = interrupt or (lambda: None)  # cuts every wait on GitHub short
         self._turn = 0  # a fleet claims round its dispatch repositories, from this one
+        self._paused = False  # intake paused while the ledger is down (logged once each way)
         self.feedbacks = {repo: FeedbackPoll(settings=settings, forge=forge, repo=repo, clock=clock, log=log)
                           for repo in self.repos}
         self.feedback = self.feedbacks[self.repo]
@@ -82,6 +83,8 @@ class ThreadExecutor:
         In a fleet (DISPATCH_REPOS) one repository that GitHub refuses (an outage, a rate
         limit, an app uninstalled) is logged and skipped; the others are polled all the same.
         The poll fails only when every repository failed."""
+        if self._intake_paused():
+            return 0
         started = time.monotonic()
         queued, seen, failed = 0, 0, []
         for repo in self.repos:
@@ -254,10 +257,27 @@ class ThreadExecutor:
                 self.log.warning("poll failed; will try again", error=str(exc))
             stop.wait(self.settings.effective_poll_interval)
 
+    def _intake_paused(self) -> bool:
+        """While the ledger's breaker is open, intake pauses: no poll lists GitHub or queues anything
+        (issue #29). Claims go on as the breaker's probes (see :meth:`_claim_while_free`)."""
+        breaker = getattr(self.ledger, "breaker", None)
+        paused = breaker is not None and not breaker.up
+        if paused != self._paused:
+            self._paused = paused
+            if paused:
+                self.log.warning("intake paused: the ledger database is unavailable; tasks in flight go on")
+            else:
+                self.log.info("intake resumed: the ledger database is back")
+        return paused
+
     def _claim_while_free(self, stop: threading.Event) -> None:
         while not stop.is_set() and self._slots.acquire(blocking=False):
             try:
                 job = self._claim_next()
+            except LedgerHeld:  # the ledger is down and this was not the probe's turn: nothing was sent
+                self._slots.release()
+                self._intake_paused()
+                return
             except RunnerError as exc:
                 self._slots.release()
                 self.log.warning("claim failed; will try again", error=str(exc))

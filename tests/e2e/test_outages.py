@@ -505,3 +505,54 @@ def test_the_ledger_stopped_and_started_again_loses_no_task(
     assert runner.alive
     print(f"\nledger down {started_at - stopped_at:.1f} s; last task done "
           f"{time.monotonic() - started_at:.1f} s after it came back")
+
+
+def test_while_the_ledger_is_down_intake_pauses_and_tasks_in_flight_go_on(
+        world: World, tmp_path: Path, private_postgres: tuple[str, Any], replicas: list[chaos.Replica]) -> None:
+    """PostgreSQL is stopped for 12 s with two tasks in flight, and two more issues are filed meanwhile.
+
+    The ledger's breaker opens: intake pauses (no poll lists the dispatch issues, nothing new is
+    claimed: the agent never starts for the new issues while it is down), /metrics shows the
+    ledger down, and the tasks in flight keep their state (no `agent-failed`). After the restart
+    intake resumes and all four tasks finish with one of everything. Time is compressed as in
+    FAST, with LEASE_SECONDS=30 so that the tasks in flight outlive the outage on their lease."""
+    dsn, pg_ctl = private_postgres
+    first = chaos.file_issues(world.emu, chaos.task_ids(2, "lp"), dispatch=DISPATCH)
+    runs = tmp_path / "agent-runs"
+    template = chaos.slow_agent_template(tmp_path / "agent", seconds=3, record_dir=runs)
+    env = world.env(**{**FAST, "LEASE_SECONDS": "30"}, GENERATORS="command", COMMAND_TEMPLATE=template,
+                    LEDGER_URL=dsn, HEALTH_PORT=str(chaos.free_port()))
+    runner = chaos.Replica("runner", env, tmp_path / "runner.log", cwd=world.root)
+    replicas.append(runner)
+    runner.start()
+    assert chaos.wait_until(lambda: len(chaos.agent_runs(runs)) >= 2, time.monotonic() + 60, 0.05), \
+        runner.log_tail(40)
+    pg_ctl("stop")
+    stopped_at = time.time()
+    assert chaos.wait_until(lambda: events_like(runner, "intake paused"), time.monotonic() + 30, 0.1), \
+        runner.log_tail(40)
+    paused_at = when(events_like(runner, "intake paused")[0])
+    later = chaos.file_issues(world.emu, chaos.task_ids(2, "lq"), dispatch=DISPATCH)
+    time.sleep(max(0.0, stopped_at + 12 - time.time()))
+    exported = urllib.request.urlopen(f"http://127.0.0.1:{env['HEALTH_PORT']}/metrics", timeout=5).read().decode()
+    assert 'agent_runner_dependency_up{dependency="ledger:postgresql"} 0.0' in exported, exported
+    assert not {r.task_id for r in chaos.agent_runs(runs)} & set(later.values())  # nothing new was claimed
+    listed_while_down = [r for r in world.emu.request_log if r.at >= paused_at + 0.5 and r.method == "GET"
+                         and r.path == f"/repos/{DISPATCH}/issues"]
+    assert not listed_while_down, [(r.at, r.path) for r in listed_while_down]
+    pg_ctl("start")
+    started_at = time.time()
+    issues = {**first, **later}
+
+    def done() -> bool:
+        return all("processed" in world.labels(n) for n in issues)
+    assert chaos.wait_until(done, time.monotonic() + 90, 0.25), runner.log_tail(60)
+    for number, task_id in issues.items():
+        assert world.labels(number) == {"copilot-agent", "processed"}
+        assert len(world.comments(number)) == 1
+        assert [p["head"]["ref"] for p in world.pulls()].count(chaos.branch_for(task_id)) == 1
+    assert len(events_like(runner, "intake paused")) == 1 and events_like(runner, "intake resumed")
+    assert all(r.start >= started_at for r in chaos.agent_runs(runs) if r.task_id in later.values())
+    assert runner.alive
+    print(f"\nledger down {started_at - stopped_at:.1f} s: intake paused {paused_at - stopped_at:.1f} s after it "
+          f"stopped; last task done {time.time() - started_at:.1f} s after it came back")
