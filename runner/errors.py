@@ -263,7 +263,7 @@ class GeneratorUnreachable(GeneratorUnavailable):
 
     hint = (
         "Check that the model server is running and that its URL (`OPENAI_BASE_URL` / "
-        "`ANTHROPIC_BASE_URL`) is right, then remove the `agent-failed` label."
+        "`ANTHROPIC_BASE_URL` / `GEMINI_BASE_URL`) is right, then remove the `agent-failed` label."
     )
 
 

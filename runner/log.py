@@ -150,7 +150,8 @@ def configure_logging(level: str = "INFO", fmt: str = "auto", secrets: Iterable[
     root.addHandler(handler)
     root.setLevel(numeric)
     # Libraries below WARNING are noise at INFO; at DEBUG they are what you asked for.
-    for name in ("urllib3", "github", "git", "httpx", "httpcore", "openai", "anthropic"):
+    for name in ("urllib3", "github", "git", "httpx", "httpcore", "openai", "anthropic",
+                 "google_genai", "httpx2"):
         logging.getLogger(name).setLevel(max(logging.WARNING, numeric) if numeric > logging.DEBUG else numeric)
 
 

@@ -14,7 +14,7 @@ class GeneratorSettings(Group):
     """GENERATORS, the model APIs, model choice and budgets, the `command` generator and the gateway."""
 
     generators: CsvList = ("patch",)
-    """The generator fallback chain, tried in order: `patch`, `trace`, `openai`, `anthropic`, `command`, an agent preset (`claude-code`, `codex`, `aider`, `mini-swe-agent`) or a plugin's name. `agent-runner generators` lists what is installed."""
+    """The generator fallback chain, tried in order: `patch`, `trace`, `openai`, `anthropic`, `gemini`, `command`, an agent preset (`claude-code`, `codex`, `aider`, `mini-swe-agent`) or a plugin's name. `agent-runner generators` lists what is installed."""
     generator_timeout_seconds: float = Field(default=900.0, gt=0)
     """Wall-clock limit for generation."""
     openai_api_key: SecretStr | None = None
@@ -39,7 +39,7 @@ class GeneratorSettings(Group):
     gemini_model: str = "gemini-2.5-flash"
     """Model for the `gemini` generator when the task names none."""
     default_model: str | None = None
-    """Model used when a task names none, before OPENAI_MODEL / ANTHROPIC_MODEL."""
+    """Model used when a task names none, before OPENAI_MODEL / ANTHROPIC_MODEL / GEMINI_MODEL."""
     seniority_models: dict[str, str] = Field(default_factory=dict)
     """JSON object mapping a task's `seniority` to a model, for example `{"junior": "gpt-4o-mini", "senior": "gpt-4o"}`."""
     model_prices: dict[str, tuple[float, float]] = Field(default_factory=dict)

@@ -1,7 +1,7 @@
 """Turn token counts into dollars, so a task can be stopped before it costs too much.
 
 Prices are US dollars per one million tokens, ``(input, output)``. The table
-holds list prices of common OpenAI and Anthropic models; operators override or
+holds list prices of common OpenAI, Anthropic and Gemini models; operators override or
 extend it with ``MODEL_PRICES='{"my-model": [0.5, 1.5]}'``. A dated or
 provider-prefixed id (``gpt-4o-2024-08-06``, ``openrouter/anthropic/claude-sonnet-4-5``)
 matches the longest known name it starts with. An unknown model costs ``None``:
@@ -46,6 +46,15 @@ DEFAULT_PRICES: Mapping[str, Price] = {
     "claude-3-5-haiku": (0.80, 4.00),
     "claude-3-opus": (15.00, 75.00),
     "claude-3-haiku": (0.25, 1.25),
+    # Google (Gemini API; the Pro models' prices are for prompts up to 200k tokens)
+    "gemini-3.1-pro": (2.00, 12.00),
+    "gemini-3-pro": (2.00, 12.00),
+    "gemini-3-flash": (0.50, 3.00),
+    "gemini-2.5-pro": (1.25, 10.00),
+    "gemini-2.5-flash": (0.30, 2.50),
+    "gemini-2.5-flash-lite": (0.10, 0.40),
+    "gemini-2.0-flash": (0.10, 0.40),
+    "gemini-2.0-flash-lite": (0.075, 0.30),
 }
 
 _SEPARATORS = ("-", ":", "@")

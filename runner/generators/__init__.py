@@ -46,6 +46,7 @@ BUILTINS: dict[str, GeneratorFactory] = {
     "patch": _lazy("runner.generators.patch"),
     "openai": _lazy("runner.generators.llm.openai"),
     "anthropic": _lazy("runner.generators.llm.anthropic"),
+    "gemini": _lazy("runner.generators.llm.gemini"),
     "command": _lazy("runner.generators.command"),
     # Agent CLIs on top of `command`, each reaching its model through the gateway (docs/generators.md).
     "claude-code": _lazy("runner.generators.agents.claude_code"),

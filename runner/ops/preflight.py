@@ -262,7 +262,7 @@ def _gateway(settings: Settings) -> Check:
     try:
         upstreams = upstreams_from(settings, dialects)  # type: ignore[arg-type]
     except ValueError as exc:
-        return Check("model gateway", False, str(exc), "Fix ANTHROPIC_BASE_URL / OPENAI_BASE_URL.")
+        return Check("model gateway", False, str(exc), "Fix ANTHROPIC_BASE_URL / OPENAI_BASE_URL / GEMINI_BASE_URL.")
     parts = [f"{dialect} → {upstream.origin}{upstream.base_path} ({'key set' if upstream.key else 'no key'})"
              for dialect, upstream in upstreams.items()]
     missing = missing_keys(upstreams)

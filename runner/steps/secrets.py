@@ -54,6 +54,7 @@ _SELF_EXEMPTING_FILTERS = ("detect_secrets.filters.allowlist.is_line_allowlisted
 _OWN_RULES: tuple[tuple[str, re.Pattern[str]], ...] = (
     ("Anthropic API Key", re.compile(r"sk-ant-[A-Za-z0-9]{2,12}-[A-Za-z0-9_-]{20,}")),
     ("OpenAI Project Key", re.compile(r"sk-(?:proj|svcacct|admin)-[A-Za-z0-9_-]{20,}")),
+    ("Google API Key", re.compile(r"AIza[0-9A-Za-z_-]{35}")),  # Gemini API keys are Google API keys
     ("GitHub Fine-grained Token", re.compile(r"github_pat_[A-Za-z0-9_]{22,}")),
     ("GitHub Token", re.compile(r"gh[pousr]_[A-Za-z0-9]{36,}")),
 )

@@ -6,7 +6,13 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
-from github_emulator.llm import AnthropicEmulator, LLMEmulator, OpenAIEmulator, Reply
+from github_emulator.llm import (
+    AnthropicEmulator,
+    GeminiEmulator,
+    LLMEmulator,
+    OpenAIEmulator,
+    Reply,
+)
 
 from tests.conftest import DISPATCH, README_PATCH, TARGET, World, dispatch_body
 
@@ -16,15 +22,21 @@ KEY = "sk-emulated-key-0000"
 def llm_settings(name: str, emu: LLMEmulator, **extra: Any) -> dict[str, Any]:
     if name == "openai":
         values = {"openai_api_key": KEY, "openai_base_url": f"{emu.base_url}/v1", "openai_model": "gpt-4o-mini"}
+    elif name == "gemini":
+        values = {"gemini_api_key": KEY, "gemini_base_url": emu.base_url, "gemini_model": "gemini-2.5-flash"}
     else:
         values = {"anthropic_api_key": KEY, "anthropic_base_url": emu.base_url, "anthropic_model": "claude-haiku-4-5"}
     return {"generators": name, **values, **extra}
 
 
-@pytest.fixture(params=["openai", "anthropic"])
+#: The model server each LLM generator talks to.
+EMULATORS: dict[str, type[LLMEmulator]] = {"openai": OpenAIEmulator, "anthropic": AnthropicEmulator,
+                                           "gemini": GeminiEmulator}
+
+
+@pytest.fixture(params=["openai", "anthropic", "gemini"])
 def provider(request: pytest.FixtureRequest) -> Iterator[tuple[str, LLMEmulator]]:
-    server_type = OpenAIEmulator if request.param == "openai" else AnthropicEmulator
-    with server_type() as emu:
+    with EMULATORS[request.param]() as emu:
         yield request.param, emu
 
 

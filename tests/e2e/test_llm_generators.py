@@ -1,4 +1,4 @@
-"""Both LLM generators, over real HTTP to the emulators through the official SDKs, on real git worktrees."""
+"""The LLM generators (OpenAI, Anthropic, Gemini), over real HTTP to the emulators through the official SDKs, on real git worktrees."""
 
 from __future__ import annotations
 
@@ -12,7 +12,13 @@ from typing import Any
 
 import pytest
 import structlog
-from github_emulator.llm import AnthropicEmulator, LLMEmulator, OpenAIEmulator, Reply
+from github_emulator.llm import (
+    AnthropicEmulator,
+    GeminiEmulator,
+    LLMEmulator,
+    OpenAIEmulator,
+    Reply,
+)
 
 from runner.config import Settings, load_settings
 from runner.core.pricing import cost_usd
@@ -28,6 +34,7 @@ from runner.errors import (
 )
 from runner.generators.base import Budget, Changes, GenerationContext, Generator
 from runner.generators.llm.anthropic import AnthropicGenerator
+from runner.generators.llm.gemini import GeminiGenerator
 from runner.generators.llm.loop import JSON_FALLBACK_NOTE
 from runner.generators.llm.openai import OpenAIGenerator
 
@@ -52,16 +59,18 @@ class Provider:
             values.update(openai_api_key=API_KEY, openai_model=self.model,
                           openai_base_url=f"{emu.base_url}/v1" if emu else None)
         else:
-            values.update(anthropic_api_key=API_KEY, anthropic_model=self.model,
-                          anthropic_base_url=emu.base_url if emu else None)
+            values.update({f"{self.name}_api_key": API_KEY, f"{self.name}_model": self.model,
+                           f"{self.name}_base_url": emu.base_url if emu else None})
         values.update(overrides)
         return load_settings(env_file=None, **values)
 
     def generator(self, settings: Settings) -> Generator:
-        return OpenAIGenerator(settings) if self.name == "openai" else AnthropicGenerator(settings)
+        kinds = {"openai": OpenAIGenerator, "anthropic": AnthropicGenerator, "gemini": GeminiGenerator}
+        return kinds[self.name](settings)  # type: ignore[no-any-return]
 
 
-PROVIDERS = [Provider("openai", OpenAIEmulator, "gpt-4o-mini"), Provider("anthropic", AnthropicEmulator, "claude-haiku-4-5")]
+PROVIDERS = [Provider("openai", OpenAIEmulator, "gpt-4o-mini"), Provider("anthropic", AnthropicEmulator, "claude-haiku-4-5"),
+             Provider("gemini", GeminiEmulator, "gemini-2.5-flash")]
 
 
 @pytest.fixture(params=PROVIDERS, ids=lambda p: p.name)
@@ -138,7 +147,7 @@ def test_scripted_session_edits_exactly_two_files(provider: Provider, emu: LLMEm
     requests = emu.completions
     assert len(requests) == 5 and all(r.auth_present for r in requests)
     assert requests[0].contains(INSTRUCTION) and requests[0].contains("Use four spaces.")
-    assert requests[0].body and requests[0].body["model"] == provider.model and requests[0].body["tools"]
+    assert requests[0].body and requests[0].model == provider.model and requests[0].body["tools"]
     assert requests[1].tool_results == ["README.md\nsrc/app.py"]  # the listing came back
     assert requests[2].tool_results == ["     1\tdef main():\n     2\t    print('hello')"]
     assert requests[3].tool_results == ["Edited src/app.py (38 bytes)."]

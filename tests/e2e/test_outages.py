@@ -201,20 +201,19 @@ def shared_prefixes(world: World, tmp_path: Path, replicas: list[chaos.Replica],
 # -- a model upstream down in the middle of a conversation --------------------------------
 
 
-@pytest.mark.parametrize("name,status", [("anthropic", 529), ("openai", 503)])
+@pytest.mark.parametrize("name,status", [("anthropic", 529), ("openai", 503), ("gemini", 503)])
 def test_model_down_mid_conversation_retries_the_turn_and_keeps_the_conversation(
         world: World, name: str, status: int) -> None:
     """Two turns answer, then the upstream fails 12 requests in a row (529 "overloaded" on the
-    Anthropic wire, 503 on the OpenAI wire): more than the old backoff's five attempts could
+    Anthropic wire, 503 on the OpenAI and Gemini wires): more than the old backoff's five attempts could
     absorb (time compressed: the SDK retries twice per turn, the breaker opens after 3 failed
     turns and probes with the turn itself). The task finishes on its first attempt; the two turns
     before the outage were sent once; the cost is counted once."""
-    from github_emulator.llm import AnthropicEmulator, OpenAIEmulator, Reply
+    from github_emulator.llm import Reply
 
-    from tests.e2e.test_llm_flow import call, llm_settings
+    from tests.e2e.test_llm_flow import EMULATORS, call, llm_settings
 
-    server_type = AnthropicEmulator if name == "anthropic" else OpenAIEmulator
-    with server_type() as emu:
+    with EMULATORS[name]() as emu:
         emu.script([
             call("list_files", {}),
             call("read_file", {"path": "src/app.py"}),
@@ -231,7 +230,7 @@ def test_model_down_mid_conversation_retries_the_turn_and_keeps_the_conversation
 
     assert [o.status for o in outcomes] == ["succeeded"], outcomes
     assert "processed" in world.labels(number) and "agent-failed" not in world.labels(number)
-    sizes = [len((r.body or {}).get("messages") or []) for r in completions]
+    sizes = [len((r.body or {}).get("messages") or (r.body or {}).get("contents") or []) for r in completions]
     # Turn 1 (the task alone) and turn 2 (after list_files) went out once each; only turn 3 was repeated.
     assert sizes.count(sizes[0]) == 1 and sizes.count(sizes[1]) == 1, sizes
     assert len(completions) == 2 + 12 + 2, sizes

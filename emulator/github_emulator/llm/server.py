@@ -40,6 +40,15 @@ class RecordedRequest:
         return bool(self.body and self.body.get("stream")) or ":streamGenerateContent" in self.path
 
     @property
+    def model(self) -> str | None:
+        """The model asked for: in the body, or in the path (Gemini's ``/models/{model}:generateContent``)."""
+        named = (self.body or {}).get("model")
+        if isinstance(named, str):
+            return named
+        path = self.path.split("?")[0]
+        return path.rsplit("/models/", 1)[1].split(":", 1)[0] if "/models/" in path else None
+
+    @property
     def tool_results(self) -> list[str]:
         """The tool results this request sends back (those after the model's last turn)."""
         if isinstance((self.body or {}).get("input"), list):  # OpenAI Responses

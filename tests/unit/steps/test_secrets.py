@@ -55,6 +55,11 @@ def test_the_runner_token_is_found_and_redacted_in_every_encoding(encoded: str) 
     assert "***" in redacted
 
 
+def test_a_gemini_key_is_flagged_as_a_google_api_key() -> None:
+    key = "AIza" + "SyD3xAmPl3-k3y_0123456789abcdefGHIJK"
+    assert "Google API Key" in [f.rule for f in scan_lines("config.js", [(3, f'const key = "{key}";')], [])]
+
+
 def test_mask_removes_flagged_values_from_text_for_the_trace() -> None:
     text = mask(f"keep this\nrotate {AWS} and {TOKEN}", [TOKEN])
     assert AWS not in text and TOKEN not in text
