@@ -43,11 +43,6 @@ from runner.steps.workspace import Identity, Workspace
 __all__ = ["EXECUTORS", "App", "ExecutorKind", "build_app", "dashboard", "status_page", "utc_now", "worker_id"]
 
 
-#: Under Temporal, how long one stage holds for a dependency that is down before it becomes a retried
-#: activity: well inside ACTIVITY_SLACK_S, the start-to-close timeout of the GitHub-only stages.
-TEMPORAL_HOLD_S = 300.0
-
-
 def worker_id() -> str:
     """A lease owner that names the machine and process, unique across restarts."""
     return f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:6]}"
@@ -183,8 +178,9 @@ def build_app(settings: Settings, *, clock: Callable[[], datetime] = utc_now, lo
     tokens = token_source(settings, clock=clock)
     log = log or get_logger(agent=settings.agent_name)
     # One breaker per dependency, shared by every worker. Under Temporal a stage holds at most
-    # half its start-to-close timeout; then it waits as a retried activity (issue #29).
-    hold_s = None if settings.executor == "ledger" else TEMPORAL_HOLD_S
+    # TEMPORAL_STAGE_HOLD_SECONDS (within the start-to-close timeout of the GitHub-only stages);
+    # then it waits as a retried activity (issue #29).
+    hold_s = None if settings.executor == "ledger" else settings.temporal_stage_hold_seconds
     breakers = Breakers.from_settings(settings, hold_s=hold_s, log=log)
     UPSTREAMS.configure(settings)  # the model upstreams' breakers (API generators and the gateway)
     chain = build_chain(settings.generators, settings)

@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Literal, Self
 
-from pydantic import SecretStr, field_validator, model_validator
+from pydantic import Field, SecretStr, field_validator, model_validator
 
 from runner.config.base import Group, empty_is_unset
 
@@ -21,6 +21,8 @@ class ExecutorSettings(Group):
     """The Temporal namespace."""
     temporal_task_queue: str = "agent-runner"
     """The Temporal task queue the workers listen on."""
+    temporal_stage_hold_seconds: float = Field(default=300.0, gt=0, le=540)
+    """With EXECUTOR=temporal, how long one stage holds in its activity (heartbeating) for a dependency that is down; then the attempt ends as a wait and Temporal retries it, spending no attempt. At most 540: the GitHub-only stages have 600 s to finish."""
     temporal_tls: bool = False
     """Connect to Temporal over TLS (implied by TEMPORAL_API_KEY)."""
     temporal_tls_client_cert_file: Path | None = None

@@ -70,8 +70,52 @@ def test_github_down_under_temporal_loses_no_task(
         github_down(world, tmp_path, replicas, ledger_url=None, EXECUTOR="temporal", TEMPORAL_ADDRESS=address)
 
 
+def test_github_down_past_the_stage_hold_under_temporal_waits_as_retried_activities(
+        world: World, tmp_path: Path, replicas: list[chaos.Replica]) -> None:
+    """The same 25 s outage under EXECUTOR=temporal with a stage hold of 4 s (time compressed:
+    TEMPORAL_STAGE_HOLD_SECONDS=4 instead of 300): each stage holds 4 s in its activity, then the
+    attempt ends as a wait (TaskWaiting) and Temporal retries it, again and again, spending no
+    attempt. Every task finishes after the recovery with one of everything and no `agent-failed`,
+    and no activity attempt of any task failed as a task failure."""
+    from tests.temporal_server import temporal_dev_server
+
+    with temporal_dev_server() as address:
+        issues = github_down(world, tmp_path, replicas, ledger_url=None, EXECUTOR="temporal",
+                             TEMPORAL_ADDRESS=address, TEMPORAL_STAGE_HOLD_SECONDS="4")
+        failures = {n: activity_failures(address, n) for n in issues}
+    assert any(failures.values()), failures  # the outage outlasted the hold: some attempts ended waiting
+    assert all(kind == "TaskWaiting" for kinds in failures.values() for kind in kinds), failures
+
+
+def activity_failures(address: str, number: int) -> list[str]:
+    """For each activity that took more than one attempt (every run of the issue's workflow), the error
+    type of the attempt before its last."""
+    import asyncio
+
+    from temporalio.client import Client
+
+    from runner.executors.temporal.types import workflow_id
+
+    async def go() -> list[str]:
+        client = await Client.connect(address)
+        wid = workflow_id(DISPATCH, number)
+        kinds = []
+        async for execution in client.list_workflows(f'WorkflowId = "{wid}"'):
+            handle = client.get_workflow_handle(wid, run_id=execution.run_id)
+            async for event in handle.fetch_history_events():
+                # Temporal retries server-side: a retried activity's started event carries its last
+                # attempt number and the failure of the attempt before it.
+                if event.HasField("activity_task_started_event_attributes"):
+                    started = event.activity_task_started_event_attributes
+                    if started.attempt > 1:
+                        failure = started.last_failure
+                        kinds.append(failure.application_failure_info.type or failure.message)
+        return kinds
+    return asyncio.run(go())
+
+
 def github_down(world: World, tmp_path: Path, replicas: list[chaos.Replica], *, ledger_url: str | None,
-                **extra: str) -> None:
+                **extra: str) -> dict[int, str]:
     ids = chaos.task_ids(3, "gh")  # distinct first 8 characters (shared ones: below)
     issues = chaos.file_issues(world.emu, ids, dispatch=DISPATCH)
     runs = tmp_path / "agent-runs"
@@ -136,6 +180,7 @@ def github_down(world: World, tmp_path: Path, replicas: list[chaos.Replica], *, 
           f"({len(during)} API probes while open, {len(git_during)} git requests while git's breaker was open); "
           f"last task done {finished_at - up_at:.1f} s after recovery")
     assert not any("agent-failed" in world.labels(n) for n in issues)
+    return issues
 
 
 def test_six_tasks_sharing_their_first_8_characters_get_six_branches_through_an_outage(
