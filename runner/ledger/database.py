@@ -22,7 +22,7 @@ from datetime import UTC, datetime
 from typing import Any, Generic, Self, TypeVar, cast
 
 from runner.breakers import Breaker
-from runner.errors import ConfigError, LeaseLost, LedgerHeld, LedgerUnavailable
+from runner.errors import ConfigError, DiskFull, LeaseLost, LedgerHeld, LedgerUnavailable
 from runner.ledger import sql
 from runner.ledger.base import Job, TaskKey, TaskRecord, require_utc
 
@@ -103,26 +103,29 @@ class SqlDatabase(ABC):
 
     def __init__(self) -> None:
         self._sql = sql.statements(self.dialect)
-        #: The database's breaker (up or down, logged once each way, on /metrics). While it is open
-        #: no write is sent but one probe at a time (a claim, a heartbeat, a final write): the
-        #: others fail at once with LedgerHeld, so the loop claims nothing new (issue #29) and a
-        #: task in flight keeps its lease by the runner's clock. Reads (the status page) still go.
-        #: Only the database's own outage counts: a full disk is DiskFull, the disk's outage.
+        #: The ledger's breaker (up or down, logged once each way, on /metrics). The ledger is up when
+        #: it takes a write: the database unreachable or locked, or its disk full (SQLite in DATA_DIR),
+        #: counts; a read that answers proves nothing about writes. While it is open no write is sent
+        #: but one probe at a time (a claim, a heartbeat, a final write): the others fail at once
+        #: with LedgerHeld, so the loop claims nothing new (issue #29) and a task in flight keeps its
+        #: lease by the runner's clock. Reads (the status page) still go.
         self.breaker = Breaker(f"ledger:{self.dialect.name}", service="the ledger database",
-                               is_outage=lambda exc: isinstance(exc, LedgerUnavailable)
+                               is_outage=lambda exc: isinstance(exc, LedgerUnavailable | DiskFull)
                                and not isinstance(exc, LedgerHeld))
 
     def _watched(self, run: Callable[[str, Params], list[Row]], statement: str, params: Params) -> list[Row]:
-        breaker = self.breaker
-        if run == self._write and not breaker.admit():
+        breaker, write = self.breaker, run == self._write
+        if write and not breaker.admit():
             raise LedgerHeld(f"The ledger database has been unavailable for {breaker.open_seconds():.0f} s; "
                              "the runner did not send the write (one probe at a time checks it).")
         try:
             rows = run(statement, params)
         except BaseException as exc:
-            breaker.settle(exc)
+            if write or breaker._is_outage(exc):
+                breaker.settle(exc)
             raise
-        breaker.settle(None)
+        if write:
+            breaker.settle(None)
         return rows
 
     # -- what a backend supplies ------------------------------------------------

@@ -15,21 +15,29 @@ about a job that simply finished.
 from __future__ import annotations
 
 import threading
+import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from datetime import datetime
-from typing import Any
+from typing import Any, TypeVar
 
-from runner.errors import LeaseLost, RunnerError
+from runner.errors import DiskFull, LeaseLost, LedgerUnavailable, RunnerError
 from runner.ledger.base import Job, JobLedger
+
+T = TypeVar("T")
+
+#: The final write's retries while the ledger is down: 0.5 s, doubling, at most this apart.
+FIRST_FINAL_RETRY_S = 0.5
+FINAL_RETRY_CAP_S = 5.0
 
 
 class LeaseKeeper:
     def __init__(self, ledger: JobLedger, job: Job, *, lease_seconds: float,
-                 clock: Callable[[], datetime], log: Any) -> None:
+                 clock: Callable[[], datetime], log: Any, final_hold_s: float = 0.0) -> None:
         self.job = job
         self._ledger = ledger
         self._lease_seconds = lease_seconds
+        self._final_hold_s = final_hold_s  # how long the final write is retried (TRANSIENT_RETRY_HOURS)
         self._clock = clock
         self._log = log
         self._stop = threading.Event()
@@ -74,6 +82,28 @@ class LeaseKeeper:
                 if self.job.lease_expires_at <= self._clock():
                     self._lost = f"The lease ran out while the ledger was unreachable ({exc})."
                     raise LeaseLost(self._lost) from exc
+
+    def finish(self, write: Callable[[Job], T]) -> T:
+        """The job's own final write (complete, fail, wait), retried in place while the ledger cannot take it.
+
+        The database unreachable, its breaker open, or its disk full (issue #29): the task
+        holds its outcome here instead of ending without one (a takeover would count a
+        failure and do the work again). LeaseLost (another worker took the task over) ends it."""
+        with self._lock:
+            self._stop.set()
+        deadline = time.monotonic() + self._final_hold_s
+        delay, said = FIRST_FINAL_RETRY_S, False
+        while True:
+            try:
+                return write(self.job)
+            except (LedgerUnavailable, DiskFull) as exc:
+                if time.monotonic() >= deadline:
+                    raise
+                if not said:
+                    said = True
+                    self._log.warning("the task's final write waits for the ledger", error=str(exc))
+            time.sleep(delay)
+            delay = min(FINAL_RETRY_CAP_S, delay * 2)
 
     @contextmanager
     def finishing(self) -> Iterator[Job]:

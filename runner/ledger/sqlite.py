@@ -28,7 +28,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from runner.errors import ConfigError, LedgerUnavailable
+from runner.errors import ConfigError, DiskFull, LedgerUnavailable
 from runner.ledger import sql
 from runner.ledger.database import URL_FORMATS, Executor, Params, PerThread, Row
 from runner.ledger.store import SqlLedger
@@ -191,8 +191,11 @@ class SqliteLedger(SqlLedger):
 
 @contextmanager
 def _translated() -> Iterator[None]:
-    """A locked or unreadable database is an outage the loop retries, not a bug."""
+    """A locked or unreadable database is an outage the loop retries, not a bug; a full disk is the disk's."""
     try:
         yield
     except sqlite3.OperationalError as exc:
+        if getattr(exc, "sqlite_errorcode", None) == sqlite3.SQLITE_FULL:  # the transaction rolled back whole
+            raise DiskFull(f"The disk that holds the SQLite ledger (DATA_DIR) is full ({exc}); the runner "
+                           "waits for space.") from exc
         raise LedgerUnavailable(f"The SQLite ledger is unavailable: {exc}.") from exc

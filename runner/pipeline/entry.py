@@ -203,7 +203,8 @@ class Pipeline:
         log = d.log.bind(repo=job.key.dispatch_repo, issue=job.key.issue_number, attempt=job.attempt)
         view = ResultView(status="running", task_id=job.task_id or "?", agent_name=d.settings.agent_name,
                           attempt=job.attempt, notes=outcome.warnings(d))
-        with LeaseKeeper(d.ledger, job, lease_seconds=d.settings.lease_seconds, clock=d.clock, log=log) as lease:
+        with LeaseKeeper(d.ledger, job, lease_seconds=d.settings.lease_seconds, clock=d.clock, log=log,
+                         final_hold_s=d.settings.transient_retry_hours * 3600) as lease:
             run = JobRun(job=job, lease=lease, log=log, view=view)
             run.on_stage = lambda name: self._observe(run, "on_stage", stage=name)
             run.on_progress = lambda message, usage: self._observe(run, "on_progress", message=message,

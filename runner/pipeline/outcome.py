@@ -85,9 +85,8 @@ def progress(d: Deps, run: JobRun, message: str) -> None:
 
 
 def complete(d: Deps, run: JobRun, *, pr_url: str | None, transcript: Path | None = None) -> None:
-    with run.lease.finishing() as job:
-        d.ledger.complete(job, now=d.clock(), pr_url=pr_url, stage_seconds=run.stages,
-                          transcript=str(transcript) if transcript else None)
+    run.lease.finish(lambda job: d.ledger.complete(job, now=d.clock(), pr_url=pr_url, stage_seconds=run.stages,
+                                                   transcript=str(transcript) if transcript else None))
 
 
 def succeed(d: Deps, run: JobRun, pull: PullRequest, changes: Changes, notes: tuple[str, ...] = ()) -> Outcome:
@@ -157,8 +156,8 @@ def fail(d: Deps, run: JobRun, error: RunnerError) -> Outcome:
             decision = "retry"
             retry_at = _retry_at(d, report_error, failures)
     try:
-        with run.lease.finishing() as current:
-            d.ledger.fail(current, now=d.clock(), error=message, retry_at=retry_at, stage_seconds=run.stages)
+        run.lease.finish(lambda current: d.ledger.fail(current, now=d.clock(), error=message, retry_at=retry_at,
+                                                       stage_seconds=run.stages))
     except LeaseLost:
         return Outcome("lost", error=message)
     return Outcome("retrying" if decision == "retry" else "failed", error=message, stage_seconds=dict(run.stages))
@@ -178,9 +177,9 @@ def wait(d: Deps, run: JobRun, error: RunnerError, message: str) -> Outcome:
         except RunnerError as exc:  # best effort: the wait is what matters
             run.log.info("could not show the wait", error=d.redact(str(exc)))
     try:
-        with run.lease.finishing() as current:
-            d.ledger.wait(current, now=d.clock(), error=message, service=error.service, retry_at=retry_at,
-                          stage_seconds=run.stages)
+        service = error.service
+        run.lease.finish(lambda current: d.ledger.wait(current, now=d.clock(), error=message, service=service,
+                                                       retry_at=retry_at, stage_seconds=run.stages))
     except LeaseLost:
         return Outcome("lost", error=message)
     return Outcome("waiting", error=message, stage_seconds=dict(run.stages))
@@ -222,8 +221,8 @@ def record_as_found(d: Deps, run: JobRun, issue: Issue, why: str) -> Outcome:
     if labels.failed in issue.labels and labels.processed not in issue.labels:
         error = (f"The issue is labeled `{labels.failed}`: an earlier attempt failed, and the "
                  "result comment on the issue says why.")
-        with run.lease.finishing() as job:
-            d.ledger.fail(job, now=d.clock(), error=error, retry_at=None, stage_seconds=run.stages)
+        run.lease.finish(lambda job: d.ledger.fail(job, now=d.clock(), error=error, retry_at=None,
+                                                   stage_seconds=run.stages))
         return Outcome("skipped", error=why)
     pull = _find_task_pull(d, issue) if labels.processed in issue.labels else None
     complete(d, run, pr_url=pull.html_url if pull else None)

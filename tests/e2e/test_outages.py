@@ -600,3 +600,97 @@ def test_while_the_ledger_is_down_intake_pauses_and_tasks_in_flight_go_on(
     assert runner.alive
     print(f"\nledger down {started_at - stopped_at:.1f} s: intake paused {paused_at - stopped_at:.1f} s after it "
           f"stopped; last task done {time.time() - started_at:.1f} s after it came back")
+
+
+@pytest.fixture()
+def small_data_dir(tmp_path: Path) -> Iterator[Path]:
+    """A 16 MB tmpfs as DATA_DIR, where the SQLite ledger lives (CI runs as root), unmounted in teardown."""
+    import subprocess
+
+    where = tmp_path / "small-data"
+    where.mkdir()
+    done = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=16m", "tmpfs", str(where)], capture_output=True,
+                          text=True, check=False)
+    if done.returncode != 0:
+        pytest.fail(f"could not mount a tmpfs (the test needs root or a user namespace): {done.stderr}")
+    try:
+        yield where
+    finally:
+        subprocess.run(["umount", "-l", str(where)], check=False)
+
+
+def fill(directory: Path) -> Path:
+    """Fill ``directory``'s file system to its last block; return the filler to delete."""
+    filler = directory / "filler"
+    with filler.open("wb", buffering=0) as out:
+        for size in (65536, 4096, 512):
+            try:
+                while True:
+                    out.write(b"\0" * size)
+            except OSError:
+                pass
+    return filler
+
+
+def integrity(path: Path) -> str:
+    import sqlite3
+
+    conn = sqlite3.connect(f"{path.as_uri()}?mode=ro", uri=True)
+    try:
+        return str(conn.execute("PRAGMA integrity_check").fetchone()[0])
+    finally:
+        conn.close()
+
+
+def test_a_full_data_dir_during_a_ledger_write_makes_the_task_wait_and_keeps_the_ledger_whole(
+        world: World, tmp_path: Path, small_data_dir: Path, replicas: list[chaos.Replica]) -> None:
+    """DATA_DIR (a 16 MB tmpfs holding the SQLite ledger) fills up while a task's agent works:
+    the attempt ends waiting for disk space, and the ledger's writes (a heartbeat, the result
+    comment's id, the task's final write) fail with SQLITE_FULL. The final write is retried in
+    place until there is space; the runner keeps running; `PRAGMA integrity_check` says ok while
+    full and after; once the filler is deleted the task runs again and finishes: one PR, one
+    comment, `processed`, no attempt spent. Time is compressed as in FAST."""
+    number = world.file_issue(chaos.issue_body("data-full-1"))
+    runs = tmp_path / "agent-runs"
+    template = chaos.slow_agent_template(tmp_path / "agent", seconds=3, record_dir=runs)
+    ledger_path = small_data_dir / "ledger.db"
+    env = world.env(**{**FAST, "LEASE_SECONDS": "30"}, GENERATORS="command", COMMAND_TEMPLATE=template,
+                    DATA_DIR=str(small_data_dir), LEDGER_URL=f"sqlite:///{ledger_path}",
+                    HEALTH_PORT=str(chaos.free_port()))
+    runner = chaos.Replica("runner", env, tmp_path / "runner.log", cwd=world.root)
+    replicas.append(runner)
+    runner.start()
+    assert chaos.wait_until(lambda: len(chaos.agent_runs(runs)) >= 1, time.monotonic() + 60, 0.05), \
+        runner.log_tail(40)
+    filler = fill(small_data_dir)
+    full_at = time.time()
+    assert chaos.wait_until(lambda: [e for e in runner.log_events() if "is full" in str(e)],
+                            time.monotonic() + 60, 0.1), runner.log_tail(40)
+    time.sleep(4)  # a few probes while it is full
+    assert runner.alive and "agent-failed" not in world.labels(number)
+    assert integrity(ledger_path) == "ok"
+    assert events_like(runner, "final write waits for the ledger"), runner.log_tail(40)
+
+    filler.unlink()
+    freed_at = time.time()
+
+    def succeeded() -> bool:
+        ledger = open_ledger(f"sqlite:///{ledger_path}")
+        try:
+            record = ledger.get(TaskKey(DISPATCH, number))
+        finally:
+            ledger.close()
+        return record is not None and record.status == "succeeded"
+    assert chaos.wait_until(succeeded, time.monotonic() + 60, 0.25), runner.log_tail(60)
+    assert world.labels(number) == {"copilot-agent", "processed"}
+    assert len(world.comments(number)) == 1 and len(world.pulls()) == 1
+    ledger = open_ledger(f"sqlite:///{ledger_path}")
+    try:
+        record = ledger.get(TaskKey(DISPATCH, number))
+    finally:
+        ledger.close()
+    assert record is not None and record.failures == 0 and record.waits >= 1, record
+    assert integrity(ledger_path) == "ok"
+    assert runner.alive
+    print(f"\nDATA_DIR full {freed_at - full_at:.1f} s: the task succeeded {time.time() - freed_at:.1f} s after "
+          "space returned")
