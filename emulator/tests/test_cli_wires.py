@@ -3,7 +3,7 @@
 No sandbox here: the CLI runs in a temp directory with a throw-away HOME, a
 dummy key and its base URL on 127.0.0.1, with every call home switched off
 (../shared/AGENT-CLIS.md). The CLI is found at CLAUDE_CODE_BIN, CODEX_BIN,
-AIDER_BIN or MINI_SWE_AGENT_BIN, else on PATH (``eval "$(bash .ci/agent-clis)"``
+AIDER_BIN, MINI_SWE_AGENT_BIN or GEMINI_CLI_BIN, else on PATH (``eval "$(bash .ci/agent-clis)"``
 installs them). A missing CLI skips the test, except with CI=true, where it fails.
 """
 
@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-from github_emulator.llm import AnthropicEmulator, OpenAIEmulator, Reply
+from github_emulator.llm import AnthropicEmulator, GeminiEmulator, OpenAIEmulator, Reply
 
 KEY = "dummy-key-for-the-emulator"
 TIMEOUT_S = 180
@@ -183,3 +183,32 @@ def test_mini_swe_agent_runs_bash_and_submits(dirs: tuple[Path, Path]) -> None:
         assert calls[0].body is not None and [t["function"]["name"] for t in calls[0].body["tools"]] == ["bash"]
         assert calls[0].contains("Put a greeting in hello.txt.")
         assert calls[1].tool_results and json.loads(calls[1].tool_results[0])["returncode"] == 0
+
+
+def test_gemini_cli_writes_a_file_over_stream_generate_content(dirs: tuple[Path, Path]) -> None:
+    program = cli("GEMINI_CLI_BIN", "gemini")
+    work, home = dirs
+    (home / ".gemini").mkdir()
+    (home / ".gemini" / "settings.json").write_text(json.dumps({
+        "security": {"auth": {"selectedType": "gemini-api-key"}}, "privacy": {"usageStatisticsEnabled": False},
+        "telemetry": {"enabled": False}, "general": {"disableAutoUpdate": True}}), encoding="utf-8")
+    with GeminiEmulator(api_key=KEY) as emu:
+        emu.script([Reply.gemini_write(str(work / "hello.txt"), "hello from gemini\n", text="Writing the file."),
+                    Reply.text("Created hello.txt.", input_tokens=40, output_tokens=6)])
+        done = run([program, "-p", "Create hello.txt with a greeting.", "--yolo", "--skip-trust",
+                    "-m", "gemini-2.5-flash", "--output-format", "json"], work, home,
+                   {"GOOGLE_GEMINI_BASE_URL": emu.base_url, "GEMINI_API_KEY": KEY})
+        assert done.result.returncode == 0, explain(done)
+        assert (work / "hello.txt").read_text() == "hello from gemini\n"
+        result = json.loads(done.result.stdout)
+        assert result["response"] == "Created hello.txt."
+        assert result["stats"]["tools"]["byName"]["write_file"]["success"] == 1
+        tokens = result["stats"]["models"]["gemini-2.5-flash"]["tokens"]
+        assert (tokens["prompt"], tokens["candidates"]) == (10 + 40, 5 + 6)  # usageMetadata, both turns
+        calls = emu.completions
+        assert [c.path for c in calls] == ["/v1beta/models/gemini-2.5-flash:streamGenerateContent?alt=sse"] * 2
+        assert calls[0].stream and calls[0].body is not None
+        declared = {d["name"] for t in calls[0].body["tools"] for d in t.get("functionDeclarations", [])}
+        assert {"write_file", "run_shell_command", "replace"} <= declared
+        assert calls[1].tool_results and "hello.txt" in calls[1].tool_results[0]
+        assert all(r.auth_present for r in emu.requests) and emu.remaining == 0
