@@ -378,6 +378,43 @@ def shared_ledger(root: Path, dsn: str | None = None, prefix: str = "bench") -> 
     yield f"sqlite:///{root.resolve() / 'ledger.db'}"
 
 
+#: Where Debian's postgresql-15 puts the server binaries (CI installs it).
+PG_BIN = Path("/usr/lib/postgresql/15/bin")
+
+
+@contextmanager
+def private_postgres() -> Iterator[tuple[str, Callable[[str], None]]]:
+    """A PostgreSQL cluster of its own (initdb in a fresh directory, a free port), so stopping it harms
+    no one else; yields its DSN and ``pg_ctl(action)`` (``start``/``stop``). Needs root (runuser postgres)."""
+    import shutil
+    import tempfile
+
+    if not (PG_BIN / "initdb").exists():
+        raise RuntimeError(f"PostgreSQL's server binaries are not at {PG_BIN} (CI installs postgresql-15)")
+    home = Path(tempfile.mkdtemp(prefix="agent-runner-pg-"))  # pytest's tmp_path is root-only (0700)
+    home.chmod(0o755)
+    data = home / "pg"
+    data.mkdir()
+    shutil.chown(data, "postgres", "postgres")
+    port = free_port()
+
+    def as_postgres(*argv: str) -> None:
+        subprocess.run(["runuser", "-u", "postgres", "--", *argv], check=True, capture_output=True, timeout=60)
+
+    def pg_ctl(action: str) -> None:
+        extra = ["-o", f"-p {port} -k {data} -c listen_addresses=127.0.0.1"] if action == "start" else ["-m", "fast"]
+        as_postgres(str(PG_BIN / "pg_ctl"), "-D", str(data), "-w", "-l", str(data / "log"), *extra, action)
+
+    try:
+        as_postgres(str(PG_BIN / "initdb"), "-D", str(data), "-A", "trust", "-U", "runner")
+        pg_ctl("start")
+        yield f"postgresql://runner@127.0.0.1:{port}/postgres", pg_ctl
+    finally:
+        subprocess.run(["runuser", "-u", "postgres", "--", str(PG_BIN / "pg_ctl"), "-D", str(data), "-m",
+                        "immediate", "stop"], capture_output=True, check=False, timeout=60)
+        shutil.rmtree(home, ignore_errors=True)
+
+
 @contextmanager
 def scratch_world(root: Path, dispatch: str = DISPATCH, target: str = TARGET, *,
                   rate_limit: int = 5000) -> Iterator[GitHubEmulator]:

@@ -16,8 +16,8 @@ import json
 import threading
 import urllib.parse
 from abc import ABC, abstractmethod
-from collections.abc import Callable, Mapping, Sequence
-from contextlib import AbstractContextManager
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import AbstractContextManager, contextmanager
 from datetime import UTC, datetime
 from typing import Any, Generic, Self, TypeVar, cast
 
@@ -114,19 +114,25 @@ class SqlDatabase(ABC):
                                and not isinstance(exc, LedgerHeld))
 
     def _watched(self, run: Callable[[str, Params], list[Row]], statement: str, params: Params) -> list[Row]:
-        breaker, write = self.breaker, run == self._write
+        with self._breaker_watch(write=run == self._write):
+            return run(statement, params)
+
+    @contextmanager
+    def _breaker_watch(self, *, write: bool) -> Iterator[None]:
+        """One call to the database through its breaker: a write is held (LedgerHeld) while it is open,
+        unless it is the probe; a read goes, and only its outage counts."""
+        breaker = self.breaker
         if write and not breaker.admit():
             raise LedgerHeld(f"The ledger database has been unavailable for {breaker.open_seconds():.0f} s; "
                              "the runner did not send the write (one probe at a time checks it).")
         try:
-            rows = run(statement, params)
+            yield
         except BaseException as exc:
             if write or breaker._is_outage(exc):
                 breaker.settle(exc)
             raise
         if write:
             breaker.settle(None)
-        return rows
 
     # -- what a backend supplies ------------------------------------------------
 

@@ -107,6 +107,10 @@ class PostgresLedger(SqlLedger):
         hour's slots, let ``choose`` (runner.forge.pacer.next_slot) pick the next
         one, store it. Times are the database's clock, the one every replica shares.
         """
+        with self._breaker_watch(write=True):  # while the database is down, the pacer paces locally
+            return self._reserve_slot(bucket, choose)
+
+    def _reserve_slot(self, bucket: str, choose: Callable[[list[float], float], float]) -> float:
         self._ensure_slots()
         conn = self._conns.get()
         with _translated(), conn.transaction():
@@ -122,6 +126,10 @@ class PostgresLedger(SqlLedger):
 
     def slots_used(self, bucket: str, window_s: float) -> int:
         """How many write slots every replica took (or reserved) for ``bucket`` in the last ``window_s``."""
+        with self._breaker_watch(write=False):
+            return self._slots_used(bucket, window_s)
+
+    def _slots_used(self, bucket: str, window_s: float) -> int:
         self._ensure_slots()
         conn = self._conns.get()
         with _translated(), conn.transaction():

@@ -344,7 +344,7 @@ def test_a_model_upstream_down_behind_the_gateway_opens_its_breaker_and_tasks_wa
         replicas.append(runner)
         runner.start()
         name = f"model:anthropic:{urlsplit(model.base_url).netloc}"
-        assert chaos.wait_until(lambda: events_like(runner, "the Anthropic API unavailable since"),
+        assert chaos.wait_until(lambda: bool(events_like(runner, "the Anthropic API unavailable since")),
                                 time.monotonic() + 60, 0.1), runner.log_tail(40)
         time.sleep(6)
         exported = urllib.request.urlopen(f"http://127.0.0.1:{env['HEALTH_PORT']}/metrics", timeout=5).read().decode()
@@ -479,43 +479,14 @@ def test_permanent_failures_still_fail_fast(world: World) -> None:
 # -- the ledger (PostgreSQL) stopped and started again --------------------------------------
 
 
-PG_BIN = Path("/usr/lib/postgresql/15/bin")
-
-
 @pytest.fixture()
-def private_postgres(tmp_path: Path) -> Iterator[tuple[str, Any]]:
-    """A PostgreSQL of this test's own (initdb in tmp_path, a free port), so stopping it harms no
-    one else's tests; yields its DSN and a function that runs pg_ctl (start/stop)."""
-    import shutil
-    import subprocess
-
-    if not (PG_BIN / "initdb").exists():
-        pytest.fail(f"PostgreSQL's server binaries are not at {PG_BIN} (CI installs postgresql-15)")
-    import tempfile
-
-    home = Path(tempfile.mkdtemp(prefix="agent-runner-pg-"))  # pytest's tmp_path is root-only (0700)
-    home.chmod(0o755)
-    data = home / "pg"
-    data.mkdir()
-    shutil.chown(data, "postgres", "postgres")
-    port = chaos.free_port()
-
-    def as_postgres(*argv: str) -> None:
-        subprocess.run(["runuser", "-u", "postgres", "--", *argv], check=True, capture_output=True, timeout=60)
-
-    as_postgres(str(PG_BIN / "initdb"), "-D", str(data), "-A", "trust", "-U", "runner")
-
-    def pg_ctl(action: str) -> None:
-        extra = ["-o", f"-p {port} -k {data} -c listen_addresses=127.0.0.1"] if action == "start" else ["-m", "fast"]
-        as_postgres(str(PG_BIN / "pg_ctl"), "-D", str(data), "-w", "-l", str(data / "log"), *extra, action)
-
-    pg_ctl("start")
-    try:
-        yield f"postgresql://runner@127.0.0.1:{port}/postgres", pg_ctl
-    finally:
-        subprocess.run(["runuser", "-u", "postgres", "--", str(PG_BIN / "pg_ctl"), "-D", str(data), "-m",
-                        "immediate", "stop"], capture_output=True, check=False, timeout=60)
-        shutil.rmtree(home, ignore_errors=True)
+def private_postgres() -> Iterator[tuple[str, Any]]:
+    """A PostgreSQL of this test's own (tests.chaos.private_postgres), so stopping it harms no one
+    else's tests; yields its DSN and a function that runs pg_ctl (start/stop)."""
+    if not (chaos.PG_BIN / "initdb").exists():
+        pytest.fail(f"PostgreSQL's server binaries are not at {chaos.PG_BIN} (CI installs postgresql-15)")
+    with chaos.private_postgres() as cluster:
+        yield cluster
 
 
 def test_the_ledger_stopped_and_started_again_loses_no_task(
@@ -573,7 +544,7 @@ def test_while_the_ledger_is_down_intake_pauses_and_tasks_in_flight_go_on(
         runner.log_tail(40)
     pg_ctl("stop")
     stopped_at = time.time()
-    assert chaos.wait_until(lambda: events_like(runner, "intake paused"), time.monotonic() + 30, 0.1), \
+    assert chaos.wait_until(lambda: bool(events_like(runner, "intake paused")), time.monotonic() + 30, 0.1), \
         runner.log_tail(40)
     paused_at = when(events_like(runner, "intake paused")[0])
     later = chaos.file_issues(world.emu, chaos.task_ids(2, "lq"), dispatch=DISPATCH)
@@ -664,7 +635,7 @@ def test_a_full_data_dir_during_a_ledger_write_makes_the_task_wait_and_keeps_the
         runner.log_tail(40)
     filler = fill(small_data_dir)
     full_at = time.time()
-    assert chaos.wait_until(lambda: [e for e in runner.log_events() if "is full" in str(e)],
+    assert chaos.wait_until(lambda: any("is full" in str(e) for e in runner.log_events()),
                             time.monotonic() + 60, 0.1), runner.log_tail(40)
     time.sleep(4)  # a few probes while it is full
     assert runner.alive and "agent-failed" not in world.labels(number)
