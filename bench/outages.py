@@ -163,13 +163,16 @@ def github(root: Path, args: argparse.Namespace) -> Figures:
             api = [r for r in during if not r.git]
             api_while_open = [r for r in api if api_open[0] <= r.at < api_open[1]]
             api_probes = [r for r in api_while_open if (r.method, r.path) == ("GET", "/rate_limit")]
+            others = [r for r in api_while_open if r not in api_probes]
             git = [r for r in during if r.git]
             git_while_open = [r for r in git if git_open[0] <= r.at < git_open[1]]
             probes = probes_of(runner, "GitHub") + probes_of(runner, "git transport")
         finally:
             runner.kill()
     detail = (f"API: {len(api) - len(api_while_open)} before its breaker opened, then {len(api_probes)} probes "
-              f"(GET /rate_limit) and {len(api_while_open) - len(api_probes)} other requests while open; git: "
+              f"(GET /rate_limit) and {len(api_while_open) - len(api_probes)} other requests while open"
+              + (f" ({', '.join(sorted({f'{r.method} {r.path} +{r.at - api_open[0]:.2f}s' for r in others}))})"
+                 if others else "") + "; git: "
               f"{len(git) - len(git_while_open)} before its breaker opened, {len(git_while_open)} while open")
     return Figures("GitHub (REST, GraphQL, git)", up_at - down_at, len(during), probes, detail, recovery,
                    recovery is not None and not problems, tuple(problems))

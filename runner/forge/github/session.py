@@ -15,10 +15,11 @@ import contextlib
 import threading
 import time
 from collections.abc import Callable, Iterator
-from typing import Any, TypeVar
+from typing import Any, TypeVar, cast
 
 import requests
 from github import Github, GithubRetry
+from urllib3.exceptions import MaxRetryError, ResponseError
 
 from runner.breakers import Breaker, Breakers, retrying
 from runner.errors import ForgeError, RateLimited
@@ -40,28 +41,47 @@ class PacedRetry(GithubRetry):  # type: ignore[misc]
     """
 
     pacer: Pacer | None = None
+    #: The credential's breaker: once it is open, its probes check GitHub and no request retries here.
+    breaker: Breaker | None = None
 
     def new(self, **kw: Any) -> PacedRetry:
         retry: PacedRetry = super().new(**kw)
-        retry.pacer = self.pacer
+        retry.pacer, retry.breaker = self.pacer, self.breaker
         return retry
+
+    def is_retry(self, method: str, status_code: int, has_retry_after: bool = False) -> bool:
+        if self._held():
+            return False  # the answer goes up as it is (raise_on_status=False) and is counted there
+        return bool(super().is_retry(method, status_code, has_retry_after))
+
+    def increment(self, method: str | None = None, url: str | None = None, *args: Any, **kwargs: Any) -> PacedRetry:
+        error = kwargs.get("error")
+        if error is not None and self._held():  # a connection error while GitHub is known to be down
+            raise MaxRetryError(kwargs.get("_pool"), url or "", error)  # type: ignore[arg-type]
+        return cast(PacedRetry, super().increment(method, url, *args, **kwargs))
+
+    def _held(self) -> bool:
+        """GitHub is down (the breaker opened while this request retried): stop retrying it in place."""
+        return self.breaker is not None and not self.breaker.up
 
     def sleep(self, response: Any = None) -> None:
         pacer = self.pacer
         if pacer is None:
             super().sleep(response)
-            return
-        retry_after = None
-        if response is not None:
-            pacer.observe(dict(response.headers))
-            if self.respect_retry_after_header:
-                retry_after = self.get_retry_after(response)
-        if retry_after is None:
-            pacer.wait(self.get_backoff_time())
-        method = (self.history[-1].method if self.history else None) or ""
+        else:
+            retry_after = None
+            if response is not None:
+                pacer.observe(dict(response.headers))
+                if self.respect_retry_after_header:
+                    retry_after = self.get_retry_after(response)
+            if retry_after is None:
+                pacer.wait(self.get_backoff_time())
         url = (self.history[-1].url if self.history else None) or ""
-        pacer.before(write=method.upper() in wire.WRITE_METHODS, notify=wire.notifies(method, url))
-
+        if self._held():  # GitHub went down while this request waited to retry: its probes check it now
+            raise MaxRetryError(None, url, ResponseError("GitHub is down; the breaker's probes check it"))  # type: ignore[arg-type]
+        if pacer is not None:
+            method = (self.history[-1].method if self.history else None) or ""
+            pacer.before(write=method.upper() in wire.WRITE_METHODS, notify=wire.notifies(method, url))
 
 class GitHubSession:
     """Paced, translated, breaker-guarded requests per credential, and the caches the calls share."""
@@ -134,14 +154,16 @@ class GitHubSession:
                     max_rate_limit_wait=900,
                     raise_on_status=False,  # when retries run out, map the last response, not a RetryError
                 )
-                retry.pacer = pacer
+                retry.pacer, retry.breaker = pacer, self._breaker_of(key)
                 client = Github(auth=SourcedAuth(self._source, key), retry=retry, **self._client_options)
                 found = self._clients[key] = (client, pacer)
             return found
 
     def breaker(self, repo: str) -> Breaker:
         """The breaker of the GitHub API for ``repo``'s credential on this host."""
-        key = self._source.key_for(repo)
+        return self._breaker_of(self._source.key_for(repo))
+
+    def _breaker_of(self, key: Any) -> Breaker:
         bucket = wire.pacer_bucket(key, self._base_url)[:8]
         return self.breakers.get(f"github-api:{wire.host_of(self._base_url)}:{bucket}", service="GitHub",
                                  probe=self._probe)

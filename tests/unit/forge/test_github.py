@@ -112,3 +112,24 @@ def test_a_401_is_bad_credentials() -> None:
     responses.get(f"{API}/repos/o/r/issues/1", status=401, json={"message": "Bad credentials"})
     with pytest.raises(BadCredentials, match="GITHUB_TOKEN"):
         forge().get_issue("o/r", 1)
+
+
+def test_no_http_retry_once_githubs_breaker_is_open() -> None:
+    """A request that began before GitHub went down stops retrying in place when the breaker opens:
+    from then on only the breaker's probes reach GitHub (issue #29)."""
+    from urllib3.exceptions import MaxRetryError, NewConnectionError
+
+    from runner.breakers import Breaker
+    from runner.forge.github.session import PacedRetry
+
+    breaker = Breaker("github-api:test", service="GitHub", threshold=1)
+    retry = PacedRetry(total=5, status_forcelist=[503], allowed_methods=["GET"], backoff_factor=0.5)
+    retry.breaker = breaker
+    assert retry.new().is_retry("GET", 503)  # closed: urllib3 retries a 503 as usual
+    breaker.failure()  # GitHub is down
+    assert not retry.new().is_retry("GET", 503)
+    refused = NewConnectionError(None, "refused")  # type: ignore[arg-type]
+    with pytest.raises(MaxRetryError):
+        retry.new().increment("GET", "/repos/o/r/issues/1", error=refused)
+    with pytest.raises(MaxRetryError):  # it was already waiting to retry when the breaker opened
+        retry.new(total=1).sleep()
