@@ -14,7 +14,7 @@ class GeneratorSettings(Group):
     """GENERATORS, the model APIs, model choice and budgets, the `command` generator and the gateway."""
 
     generators: CsvList = ("patch",)
-    """The generator fallback chain, tried in order: `patch`, `trace`, `openai`, `anthropic`, `gemini`, `command`, an agent preset (`claude-code`, `codex`, `aider`, `mini-swe-agent`) or a plugin's name. `agent-runner generators` lists what is installed."""
+    """The generator fallback chain, tried in order: `patch`, `trace`, `openai`, `anthropic`, `gemini`, `command`, an agent preset (`claude-code`, `codex`, `aider`, `mini-swe-agent`, `gemini-cli`) or a plugin's name. `agent-runner generators` lists what is installed."""
     generator_timeout_seconds: float = Field(default=900.0, gt=0)
     """Wall-clock limit for generation."""
     openai_api_key: SecretStr | None = None
@@ -84,7 +84,7 @@ class GeneratorSettings(Group):
 
 
 class AgentPresetSettings(Group):
-    """Where each agent preset's CLI is installed (`claude-code`, `codex`, `aider`, `mini-swe-agent`; docs/generators.md)."""
+    """Where each agent preset's CLI is installed (`claude-code`, `codex`, `aider`, `mini-swe-agent`, `gemini-cli`; docs/generators.md)."""
 
     claude_code_bin: Path | None = None
     """The `claude` program of Claude Code for the `claude-code` preset (an npm install's `node_modules/.bin/claude`). Empty: `claude` on PATH."""
@@ -94,8 +94,11 @@ class AgentPresetSettings(Group):
     """The `aider` program for the `aider` preset, best in its own venv (`/opt/aider/bin/aider`). Empty: `aider` on PATH."""
     mini_swe_agent_bin: Path | None = None
     """The `mini` program of mini-swe-agent for the `mini-swe-agent` preset, best in its own venv. Empty: `mini` on PATH."""
+    gemini_cli_bin: Path | None = None
+    """The `gemini` program of the Gemini CLI for the `gemini-cli` preset (an npm install's `node_modules/.bin/gemini`). Empty: `gemini` on PATH."""
 
-    @field_validator("claude_code_bin", "codex_bin", "aider_bin", "mini_swe_agent_bin", mode="before")
+    @field_validator("claude_code_bin", "codex_bin", "aider_bin", "mini_swe_agent_bin", "gemini_cli_bin",
+                     mode="before")
     @classmethod
     def _check_bin(cls, value: Any) -> Any:
         if isinstance(value, str) and value.strip() and not value.strip().startswith(("/", "~")):

@@ -53,6 +53,7 @@ BUILTINS: dict[str, GeneratorFactory] = {
     "codex": _lazy("runner.generators.agents.codex"),
     "aider": _lazy("runner.generators.agents.aider"),
     "mini-swe-agent": _lazy("runner.generators.agents.mini_swe_agent"),
+    "gemini-cli": _lazy("runner.generators.agents.gemini_cli"),
 }
 
 

@@ -21,7 +21,13 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 
 import pytest
-from github_emulator.llm import AnthropicEmulator, LLMEmulator, OpenAIEmulator, Reply
+from github_emulator.llm import (
+    AnthropicEmulator,
+    GeminiEmulator,
+    LLMEmulator,
+    OpenAIEmulator,
+    Reply,
+)
 
 from runner.app import utc_now
 from runner.forge.github import GitHubForge
@@ -36,7 +42,7 @@ PLACEHOLDER_PREFIX = "agent-runner-gateway-"
 MODEL = "emulated-coder"  # outside Codex's catalog: it sends plain function tools
 SUMMARY = "Created hello.txt with a greeting."
 INSTRUCTION = "Create hello.txt with a greeting."
-KEY_VARIABLES = ("ANTHROPIC_API_KEY", "OPENAI_API_KEY", "GATEWAY_API_KEY")
+KEY_VARIABLES = ("ANTHROPIC_API_KEY", "OPENAI_API_KEY", "GATEWAY_API_KEY", "GEMINI_API_KEY")
 
 
 def write(preset: str) -> str:
@@ -65,7 +71,18 @@ PRESETS = {p.name: p for p in (
            lambda n: [Reply.aider_whole({"hello.txt": f"hello from {n}\n"}, text=SUMMARY)]),
     Preset("mini-swe-agent", "MINI_SWE_AGENT_BIN", "mini", OpenAIEmulator,
            lambda n: [Reply.mini_bash(write(n)), Reply.mini_submit(text=SUMMARY)]),
+    Preset("gemini-cli", "GEMINI_CLI_BIN", "gemini", GeminiEmulator,
+           lambda n: [Reply.gemini_shell(write(n)), Reply.text(SUMMARY)]),
 )}
+
+
+def endpoint_of(preset: Preset, model: LLMEmulator) -> dict[str, str]:
+    """Where the gateway forwards the preset's dialect: the emulator, with the real key."""
+    if preset.server is AnthropicEmulator:
+        return {"anthropic_base_url": model.base_url, "anthropic_api_key": REAL_KEY}
+    if preset.server is GeminiEmulator:
+        return {"gemini_base_url": model.base_url, "gemini_api_key": REAL_KEY}
+    return {"openai_base_url": f"{model.base_url}/v1", "openai_api_key": REAL_KEY}
 
 
 def cli_path(preset: Preset) -> str:
@@ -160,14 +177,11 @@ def test_preset_makes_the_change_through_the_gateway(world: World, preset: Prese
         model.script([Reply.slow(1.5, _metered(replies[0], 1000, 40)),
                       *(_metered(r, 1500, 20) for r in replies[1:])])
         number = world.file_issue(dispatch_body(instruction=INSTRUCTION, model=MODEL))
-        endpoint = {"anthropic_base_url": model.base_url} if preset.server is AnthropicEmulator \
-            else {"openai_base_url": f"{model.base_url}/v1"}
         recorder = NetworkRecorder(program, tmp_path / "netrecord")
         with recorder, EnvWatcher(str(install.paths[-1])) as watcher, EnvWatcher(RELAY_MOUNT) as relay:
             outcomes = world.run_once(
-                generators=preset.name, **recorder.overrides(preset.variable.lower()), **endpoint,
-                anthropic_api_key=REAL_KEY, openai_api_key=REAL_KEY, generator_timeout_seconds=120,
-                model_prices=json.dumps({MODEL: [3.0, 15.0]}))
+                generators=preset.name, **recorder.overrides(preset.variable.lower()), **endpoint_of(preset, model),
+                generator_timeout_seconds=120, model_prices=json.dumps({MODEL: [3.0, 15.0]}))
 
         assert [o.status for o in outcomes] == ["succeeded"], (outcomes, world.comments(number))
         # The PR has the change and the CLI's own words as its summary, never its raw JSON.
@@ -178,7 +192,7 @@ def test_preset_makes_the_change_through_the_gateway(world: World, preset: Prese
         # and never the placeholder.
         calls = model.completions
         assert len(calls) == len(replies) and model.remaining == 0
-        assert all(c.body is not None and c.body["model"] == MODEL for c in calls)
+        assert all(c.model == MODEL for c in calls)
         assert calls[0].contains(INSTRUCTION)
         for request in model.requests:
             assert PLACEHOLDER_PREFIX not in json.dumps(dict(request.headers)) + request.raw
@@ -216,13 +230,14 @@ def test_preset_makes_the_change_through_the_gateway(world: World, preset: Prese
 def test_doctor_reports_each_preset_cli_version_and_endpoint(world: World, tmp_path: Path) -> None:
     paths = {p.variable.lower(): cli_path(p) for p in PRESETS.values()}
     settings = world.settings(generators=",".join(PRESETS), anthropic_base_url="http://127.0.0.1:9/claude",
-                              openai_base_url="http://127.0.0.1:9/v1", default_model=MODEL, **paths)
+                              openai_base_url="http://127.0.0.1:9/v1", gemini_base_url="http://127.0.0.1:9/gemini",
+                              default_model=MODEL, **paths)
     forge = GitHubForge(TOKEN, base_url=world.emu.base_url, max_retries=0, throttle=False)
     found = {c.name: c for c in run_checks(Doctor(settings, forge, utc_now))}
     agents = found["agent CLIs"]
     assert agents.ok, agents.detail
     for name, version in (("claude-code", "2."), ("codex", "codex-cli "), ("aider", "aider "),
-                          ("mini-swe-agent", "mini-swe-agent version ")):
+                          ("mini-swe-agent", "mini-swe-agent version "), ("gemini-cli", "0.61.")):
         line = next(part for part in agents.detail.split("; ") if part.startswith(f"{name}: "))
         assert version in line and f"model {MODEL} via the gateway to http://127.0.0.1:9/" in line, line
     assert paths["claude_code_bin"] in agents.detail
@@ -235,7 +250,7 @@ def test_doctor_reports_each_preset_cli_version_and_endpoint(world: World, tmp_p
 
 #: Calls each CLI makes to a model that answers 500, with its retry cap (aider has none: it retries for
 #: about 80 s, within the task's deadline, so it is left out here).
-FAILING_CALLS = {"claude-code": 2, "codex": 1, "mini-swe-agent": 3}
+FAILING_CALLS = {"claude-code": 2, "codex": 1, "mini-swe-agent": 3, "gemini-cli": 1}
 
 
 @pytest.mark.parametrize("name", sorted(FAILING_CALLS))
@@ -245,10 +260,8 @@ def test_a_failing_model_ends_the_run_honestly_after_few_calls(world: World, nam
     with preset.server(api_key=REAL_KEY) as model:
         model.script([Reply.error(500, "The model server is down.")] * 10)
         number = world.file_issue(dispatch_body(instruction=INSTRUCTION, model=MODEL))
-        endpoint = {"anthropic_base_url": model.base_url} if preset.server is AnthropicEmulator \
-            else {"openai_base_url": f"{model.base_url}/v1"}
-        outcomes = world.run_once(generators=name, **{preset.variable.lower(): program}, **endpoint,
-                                  anthropic_api_key=REAL_KEY, openai_api_key=REAL_KEY, generator_timeout_seconds=120)
+        outcomes = world.run_once(generators=name, **{preset.variable.lower(): program}, **endpoint_of(preset, model),
+                                  generator_timeout_seconds=120)
 
         # The model server's failure is an outage (#29): the task waits for it, spending no attempt,
         # with the CLI's own words on the issue.
@@ -261,7 +274,8 @@ def test_a_failing_model_ends_the_run_honestly_after_few_calls(world: World, nam
 
 
 def preset_label(name: str) -> str:
-    return {"claude-code": "Claude Code", "codex": "Codex", "mini-swe-agent": "mini-swe-agent"}[name]
+    return {"claude-code": "Claude Code", "codex": "Codex", "mini-swe-agent": "mini-swe-agent",
+            "gemini-cli": "Gemini CLI", "opencode": "opencode", "cline": "Cline"}[name]
 
 
 def test_the_deadline_stops_the_cli_and_everything_it_started(world: World) -> None:

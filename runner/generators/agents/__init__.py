@@ -13,4 +13,5 @@ PRESETS = {
     "codex": "runner.generators.agents.codex",
     "aider": "runner.generators.agents.aider",
     "mini-swe-agent": "runner.generators.agents.mini_swe_agent",
+    "gemini-cli": "runner.generators.agents.gemini_cli",
 }

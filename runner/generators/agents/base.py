@@ -32,6 +32,7 @@ from typing import Any, ClassVar
 from runner.config import Settings
 from runner.errors import ConfigError, GeneratorError, GeneratorTimeout, GeneratorUnavailable
 from runner.gateway import GatewayReport, GatewaySession, GatewaySpec
+from runner.gateway.dialects import TABLE
 from runner.generators.agents.install import Installation, locate, version
 from runner.generators.base import Changes, GenerationContext, Usage
 from runner.generators.command import CommandGenerator, changed_files, compose_prompt, gateway_notes
@@ -82,7 +83,7 @@ class AgentPreset(CommandGenerator):
     label: ClassVar[str]  # "Claude Code"
     setting: ClassVar[str]  # "claude_code_bin"
     install_hint: ClassVar[str]
-    #: The wire dialect its model speaks through the gateway: "anthropic" or "openai".
+    #: The wire dialect its model speaks through the gateway: "anthropic", "openai" or "gemini".
     dialect: ClassVar[str]
     #: Paths the CLI leaves in the worktree, removed after the run unless they were there before.
     litter: ClassVar[tuple[str, ...]] = ()
@@ -183,8 +184,7 @@ class AgentPreset(CommandGenerator):
 
     def check(self) -> str:
         """For doctor: the CLI, its version, and where it sends model calls."""
-        upstream = (self.settings.anthropic_base_url or "https://api.anthropic.com") if self.dialect == "anthropic" \
-            else (self.settings.openai_base_url or "https://api.openai.com/v1")
+        upstream = getattr(self.settings, f"{self.dialect}_base_url", None) or TABLE[self.dialect].default_url  # type: ignore[index]
         return (f"{self.install.program} ({version(self.install)}), model {self.default_model()} via the "
                 f"gateway to {upstream}")
 
@@ -311,6 +311,23 @@ def json_objects(stdout: str) -> list[dict[str, Any]]:
             continue
         if isinstance(value, dict):
             found.append(value)
+    return found
+
+
+def json_document(stdout: str) -> dict[str, Any] | None:
+    """The last JSON object a CLI printed across lines (pretty-printed), after any log lines before it."""
+    decoder = json.JSONDecoder()
+    found = None
+    starts = [0] + [i + 1 for i, ch in enumerate(stdout) if ch == "\n"]
+    for start in starts:
+        if stdout[start:start + 1] != "{":
+            continue
+        try:
+            value, _ = decoder.raw_decode(stdout, start)
+        except json.JSONDecodeError:
+            continue
+        if isinstance(value, dict):
+            found = value
     return found
 
 

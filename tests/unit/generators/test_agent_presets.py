@@ -16,6 +16,7 @@ from runner.generators.agents.aider import AiderPreset, model_metadata
 from runner.generators.agents.base import AgentRun, summary_text
 from runner.generators.agents.claude_code import ClaudeCodePreset, result_object
 from runner.generators.agents.codex import CodexPreset, config_toml
+from runner.generators.agents.gemini_cli import GeminiCliPreset
 from runner.generators.agents.install import Installation, installation, locate
 from runner.generators.agents.mini_swe_agent import TRAJECTORY, MiniSweAgentPreset, read_trajectory
 from runner.sandbox.procs import ProcResult
@@ -36,12 +37,13 @@ def result(stdout: str, stderr: str = "", code: int = 0) -> ProcResult:
 
 def settings(**extra: object):  # noqa: ANN201
     """Settings a preset can be built from: the gateway refuses to start without an upstream key."""
-    return load_settings(env_file=None, **{"openai_api_key": "sk-test", "anthropic_api_key": "sk-ant-test", **extra})
+    return load_settings(env_file=None, **{"openai_api_key": "sk-test", "anthropic_api_key": "sk-ant-test",
+                                           "gemini_api_key": "gm-test", **extra})
 
 
 def test_presets_are_registered_built_ins() -> None:
     known = registry(plugins=[])
-    for name in ("claude-code", "codex", "aider", "mini-swe-agent"):
+    for name in ("claude-code", "codex", "aider", "mini-swe-agent", "gemini-cli"):
         assert known[name][1] == "built-in"
 
 
@@ -168,13 +170,40 @@ def test_mini_trajectory_exit_status_is_the_verdict(tmp_path: Path) -> None:
     assert preset.env(run_of(tmp_path))["MSWEA_MODEL_RETRY_STOP_AFTER_ATTEMPT"] == "1"
 
 
+def test_gemini_cli_json_becomes_summary_usage_and_transcript(tmp_path: Path) -> None:
+    preset = GeminiCliPreset(settings(gemini_model="gemini-x"), install=FAKE)
+    document = {"session_id": "s", "response": "Wrote hello.txt.", "stats": {
+        "models": {"gemini-x": {"api": {"totalRequests": 2}, "tokens": {"prompt": 50, "candidates": 11}}},
+        "tools": {"byName": {"run_shell_command": {"count": 1, "success": 1, "fail": 0}}}}}
+    out = "Loaded cached credentials.\n" + json.dumps(document, indent=2) + "\n"
+    outcome = preset.parse(result(out), run_of(tmp_path))
+    assert outcome.ok and outcome.summary == "Wrote hello.txt."
+    assert (outcome.usage.input_tokens, outcome.usage.output_tokens) == (50, 11)
+    assert "2 model request(s)" in outcome.transcript and "tool run_shell_command: 1 call(s)" in outcome.transcript
+    failed = preset.parse(result(json.dumps({"error": {"type": "Error", "message": "Invalid auth method selected",
+                                                       "code": 41}}, indent=2), code=41), run_of(tmp_path))
+    assert not failed.ok and failed.problem == "Invalid auth method selected"
+    assert preset.parse(result("", "boom", code=1), run_of(tmp_path)).problem == "boom"
+    assert preset.default_model() == "gemini-x"
+    written = json.loads(preset.home_files(run_of(tmp_path))[".gemini/settings.json"])
+    assert written["security"]["auth"]["selectedType"] == "gemini-api-key"
+    assert written["privacy"]["usageStatisticsEnabled"] is False and written["telemetry"]["enabled"] is False
+    assert written["general"]["disableAutoUpdate"] is True and written["general"]["maxAttempts"] == 1
+    argv = preset.argv(run_of(tmp_path))
+    assert {"--yolo", "--skip-trust", "-m", "emulated-coder"} <= set(argv) and "Do it." not in argv
+    env = preset.env(run_of(tmp_path))
+    assert env["GOOGLE_GEMINI_BASE_URL"] == "http://127.0.0.1:4321"
+    assert env["GEMINI_API_KEY"].startswith("agent-runner-gateway-")
+
+
 def test_summaries_are_never_raw_json() -> None:
     assert summary_text('{"type": "result"}', "fallback") == "fallback"
     assert summary_text("[link](x) done", "fallback") == "[link](x) done"
     assert summary_text("x" * 5000, "f").endswith("…")
 
 
-@pytest.mark.parametrize("preset_type", [ClaudeCodePreset, CodexPreset, AiderPreset, MiniSweAgentPreset])
+@pytest.mark.parametrize("preset_type", [ClaudeCodePreset, CodexPreset, AiderPreset, MiniSweAgentPreset,
+                                         GeminiCliPreset])
 def test_the_instruction_never_travels_in_argv(tmp_path: Path, preset_type: type) -> None:
     """Stdin or a read-only file: no argument-size limit, no shell, nothing in /proc/PID/cmdline."""
     prompt = "; rm -rf / $(curl evil) `x` " + "long " * 40_000
