@@ -12,6 +12,7 @@ The tree::
 
     RunnerError
     ├── ConfigError                  bad settings; the CLI exits 2
+    │   └── CliNotInstalled          an agent preset's CLI is missing (a fallback in the chain runs instead)
     ├── TaskSpecError                the issue body cannot be turned into a task
     ├── PolicyRefused                the task is well-formed but not allowed
     │   ├── TargetNotAllowed         target outside ALLOWED_TARGET_REPOS
@@ -96,6 +97,10 @@ class ConfigError(RunnerError):
     """A setting is missing or invalid; the message names the setting."""
 
     hint = "Fix the setting in the environment or in `.env`, then start the runner again."
+
+
+class CliNotInstalled(ConfigError):
+    """An agent preset's CLI is not where its setting (or PATH) says; the message says how to install it."""
 
 
 class TaskSpecError(RunnerError):

@@ -14,7 +14,7 @@ class GeneratorSettings(Group):
     """GENERATORS, the model APIs, model choice and budgets, the `command` generator and the gateway."""
 
     generators: CsvList = ("patch",)
-    """The generator fallback chain, tried in order: `patch`, `trace`, `openai`, `anthropic`, `gemini`, `command`, an agent preset (`claude-code`, `codex`, `aider`, `mini-swe-agent`, `gemini-cli`) or a plugin's name. `agent-runner generators` lists what is installed."""
+    """The generator fallback chain, tried in order: `patch`, `trace`, `openai`, `anthropic`, `gemini`, `command`, an agent preset (`claude-code`, `codex`, `aider`, `mini-swe-agent`, `gemini-cli`, `opencode`, `cline`) or a plugin's name. `agent-runner generators` lists what is installed."""
     generator_timeout_seconds: float = Field(default=900.0, gt=0)
     """Wall-clock limit for generation."""
     openai_api_key: SecretStr | None = None
@@ -84,7 +84,7 @@ class GeneratorSettings(Group):
 
 
 class AgentPresetSettings(Group):
-    """Where each agent preset's CLI is installed (`claude-code`, `codex`, `aider`, `mini-swe-agent`, `gemini-cli`; docs/generators.md)."""
+    """Where each agent preset's CLI is installed (`claude-code`, `codex`, `aider`, `mini-swe-agent`, `gemini-cli`, `opencode`, `cline`; docs/generators.md)."""
 
     claude_code_bin: Path | None = None
     """The `claude` program of Claude Code for the `claude-code` preset (an npm install's `node_modules/.bin/claude`). Empty: `claude` on PATH."""
@@ -96,13 +96,20 @@ class AgentPresetSettings(Group):
     """The `mini` program of mini-swe-agent for the `mini-swe-agent` preset, best in its own venv. Empty: `mini` on PATH."""
     gemini_cli_bin: Path | None = None
     """The `gemini` program of the Gemini CLI for the `gemini-cli` preset (an npm install's `node_modules/.bin/gemini`). Empty: `gemini` on PATH."""
+    opencode_bin: Path | None = None
+    """The `opencode` program for the `opencode` preset (an npm install's `node_modules/.bin/opencode`). Empty: `opencode` on PATH."""
+    cline_bin: Path | None = Field(default=None, validation_alias=AliasChoices("cline_bin", "cline_cmd"))
+    """The `cline` program for the `cline` preset (an npm install's `node_modules/.bin/cline`); the old runner's `CLINE_CMD` is read too. Empty: `cline` on PATH."""
+    cline_enabled: bool = True
+    """`false` takes `cline` out of every generator chain (GENERATORS and a task's own), with one log line that says so; the old runner's switch."""
 
     @field_validator("claude_code_bin", "codex_bin", "aider_bin", "mini_swe_agent_bin", "gemini_cli_bin",
-                     mode="before")
+                     "opencode_bin", "cline_bin", mode="before")
     @classmethod
     def _check_bin(cls, value: Any) -> Any:
-        if isinstance(value, str) and value.strip() and not value.strip().startswith(("/", "~")):
-            raise ValueError(f"`{value}` must be an absolute path")
+        text = value.strip() if isinstance(value, str) else ""
+        if "/" in text and not text.startswith(("/", "~")):  # a bare name (the old runner's CLINE_CMD=cline) is looked up on PATH
+            raise ValueError(f"`{value}` must be an absolute path or a program name on PATH")
         return value
 
 

@@ -13,7 +13,7 @@ from collections.abc import Callable, Iterable, Sequence
 from importlib.metadata import EntryPoint, entry_points
 from typing import Any
 
-from runner.errors import ConfigError, RunnerError
+from runner.errors import CliNotInstalled, ConfigError, GeneratorError, RunnerError
 from runner.generators.base import (
     Budget,
     Changes,
@@ -22,6 +22,7 @@ from runner.generators.base import (
     GeneratorFactory,
     Usage,
 )
+from runner.log import get_logger
 
 ENTRY_POINT_GROUP = "agent_runner.generators"
 
@@ -54,6 +55,8 @@ BUILTINS: dict[str, GeneratorFactory] = {
     "aider": _lazy("runner.generators.agents.aider"),
     "mini-swe-agent": _lazy("runner.generators.agents.mini_swe_agent"),
     "gemini-cli": _lazy("runner.generators.agents.gemini_cli"),
+    "opencode": _lazy("runner.generators.agents.opencode"),
+    "cline": _lazy("runner.generators.agents.cline"),
 }
 
 
@@ -76,17 +79,55 @@ def build_chain(names: Sequence[str], settings: Any) -> list[Generator]:
     """Build the fallback chain, failing at start-up on a name that does not exist."""
     known = registry()
     chain: list[Generator] = []
-    for name in names:
+    names = enabled(names, settings)
+    for index, name in enumerate(names):
         if name not in known:
             raise ConfigError(
                 f"GENERATORS names `{name}`, which is not installed. Known generators: "
                 f"{', '.join(sorted(known))}. Run `agent-runner generators` to list them."
             )
-        generator = known[name][0](settings)
+        try:
+            generator = known[name][0](settings)
+        except CliNotInstalled as exc:
+            if index == len(names) - 1:
+                raise  # nothing would run instead: refuse to start
+            # The old runner's way: a missing Cline falls back to the next generator, and each task says why.
+            get_logger().warning("generator_not_installed", generator=name, fallback=names[index + 1],
+                                 error=str(exc))
+            generator = NotInstalled(name, exc)
         if not isinstance(generator, Generator):
             raise ConfigError(f"The generator `{name}` does not have a `name` and a `generate(ctx)` method.")
         chain.append(generator)
     return chain
+
+
+class NotInstalled:
+    """Stands in for an agent preset whose CLI is missing, so the chain falls back with the reason on the issue."""
+
+    def __init__(self, name: str, error: CliNotInstalled) -> None:
+        self.name = name
+        self.error = error
+
+    def generate(self, ctx: GenerationContext) -> Changes:
+        raise GeneratorError(str(self.error), hint="Ask the runner's operator to install the CLI.")
+
+    def check(self) -> str:
+        raise self.error
+
+
+def enabled(names: Sequence[str], settings: Any) -> list[str]:
+    """The chain without `cline` when CLINE_ENABLED=false (the old runner's switch), saying so in one log line."""
+    names = list(names)
+    if getattr(settings, "cline_enabled", True) or "cline" not in names:
+        return names
+    kept = [name for name in names if name != "cline"]
+    if not kept:
+        raise ConfigError("CLINE_ENABLED=false takes `cline` out of the chain, and no other generator is left. "
+                          "Add one to GENERATORS (for example `GENERATORS=cline,gemini`) or set CLINE_ENABLED=true.")
+    get_logger().info("cline_disabled", chain=",".join(kept),
+                      message=f"CLINE_ENABLED=false: `cline` is left out of the generator chain, which is now "
+                              f"{' → '.join(kept)}.")
+    return kept
 
 
 def _plugin_factory(ep: EntryPoint) -> GeneratorFactory:

@@ -161,10 +161,13 @@ def shared_ledger(settings: Settings) -> bool:
 
 
 def _generators(settings: Settings) -> Check:
-    from runner.generators import build_chain
+    from runner.generators import NotInstalled, build_chain
 
-    build_chain(settings.generators, settings)  # imports plugins, checks each generator's settings
-    return Check("generators", True, "chain " + " → ".join(settings.generators) + " loads")
+    chain = build_chain(settings.generators, settings)  # imports plugins, checks each generator's settings
+    detail = "chain " + " → ".join(g.name for g in chain) + " loads"
+    for missing in (g for g in chain if isinstance(g, NotInstalled)):
+        detail += f"; `{missing.name}` is skipped on every task until it is installed: {missing.error}"
+    return Check("generators", True, detail)
 
 
 def _commands(settings: Settings) -> Check:

@@ -171,6 +171,16 @@ class Reply:
         """The Gemini CLI's ``run_shell_command`` tool."""
         return cls.tool_call("run_shell_command", {"command": command, "description": description}, text=text)
 
+    @classmethod
+    def opencode_bash(cls, command: str, *, text: str = "", description: str = "Run a command") -> Reply:
+        """opencode's ``bash`` tool: one shell command, with a short description."""
+        return cls.tool_call("bash", {"command": command, "description": description}, text=text)
+
+    @classmethod
+    def cline_commands(cls, *commands: str, text: str = "") -> Reply:
+        """Cline's ``run_commands`` tool: shell commands run in order in the working directory."""
+        return cls.tool_call("run_commands", {"commands": list(commands)}, text=text)
+
     @property
     def is_error(self) -> bool:
         return self.status >= 400

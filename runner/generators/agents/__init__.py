@@ -14,4 +14,6 @@ PRESETS = {
     "aider": "runner.generators.agents.aider",
     "mini-swe-agent": "runner.generators.agents.mini_swe_agent",
     "gemini-cli": "runner.generators.agents.gemini_cli",
+    "opencode": "runner.generators.agents.opencode",
+    "cline": "runner.generators.agents.cline",
 }

