@@ -127,6 +127,7 @@ def test_the_old_runners_cline_cmd_is_cline_bin(tmp_path: Path, monkeypatch: pyt
     program = tmp_path / "cline"
     program.write_text("#!/bin/sh\n")
     program.chmod(0o755)
+    monkeypatch.delenv("CLINE_BIN", raising=False)
     monkeypatch.setenv("CLINE_CMD", str(program))
     assert load_settings(env_file=None).cline_bin == program
     monkeypatch.setenv("CLINE_CMD", "cline")  # the old runner's default: a name looked up on PATH
