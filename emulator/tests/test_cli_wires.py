@@ -3,7 +3,7 @@
 No sandbox here: the CLI runs in a temp directory with a throw-away HOME, a
 dummy key and its base URL on 127.0.0.1, with every call home switched off
 (../shared/AGENT-CLIS.md). The CLI is found at CLAUDE_CODE_BIN, CODEX_BIN,
-AIDER_BIN, MINI_SWE_AGENT_BIN or GEMINI_CLI_BIN, else on PATH (``eval "$(bash .ci/agent-clis)"``
+AIDER_BIN, MINI_SWE_AGENT_BIN, GEMINI_CLI_BIN, OPENCODE_BIN or CLINE_BIN, else on PATH (``eval "$(bash .ci/agent-clis)"``
 installs them). A missing CLI skips the test, except with CI=true, where it fails.
 """
 
@@ -13,6 +13,7 @@ import json
 import os
 import shutil
 import subprocess
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -212,3 +213,69 @@ def test_gemini_cli_writes_a_file_over_stream_generate_content(dirs: tuple[Path,
         assert {"write_file", "run_shell_command", "replace"} <= declared
         assert calls[1].tool_results and "hello.txt" in calls[1].tool_results[0]
         assert all(r.auth_present for r in emu.requests) and emu.remaining == 0
+
+
+def test_opencode_runs_bash_over_streamed_chat_completions(dirs: tuple[Path, Path]) -> None:
+    program = cli("OPENCODE_BIN", "opencode")
+    work, home = dirs
+    config = home / ".config" / "opencode"
+    (config / "node_modules").mkdir(parents=True)  # with a lock naming the plugin: no npm install
+    (config / "package-lock.json").write_text(json.dumps(
+        {"lockfileVersion": 3, "packages": {"": {"dependencies": {"@opencode-ai/plugin": "*"}}}}))
+    with OpenAIEmulator(api_key=KEY) as emu:
+        (config / "opencode.json").write_text(json.dumps({
+            "provider": {"gateway": {"npm": "@ai-sdk/openai-compatible", "options": {
+                "baseURL": emu.base_url + "/v1", "apiKey": "{env:GATEWAY_API_KEY}"},
+                "models": {"emulated-coder": {}}}},
+            "model": "gateway/emulated-coder", "small_model": "gateway/emulated-coder",
+            "permission": {"edit": "allow", "bash": "allow"}}))
+        emu.script([Reply.opencode_bash("printf 'hello from opencode\\n' > hello.txt"),
+                    Reply.text("Created hello.txt.", input_tokens=300, output_tokens=7)])
+        done = run([program, "run", "--format", "json", "--title", "a task"], work, home,
+                   {"GATEWAY_API_KEY": KEY, "OPENCODE_DISABLE_MODELS_FETCH": "1", "OPENCODE_DISABLE_AUTOUPDATE": "1",
+                    "OPENCODE_DISABLE_SHARE": "1", "OPENCODE_DISABLE_DEFAULT_PLUGINS": "1"},
+                   stdin="Put a greeting in hello.txt.")
+        assert done.result.returncode == 0, explain(done)
+        assert (work / "hello.txt").read_text() == "hello from opencode\n"
+        events = [json.loads(line) for line in done.result.stdout.splitlines() if line.startswith("{")]
+        tools = [e["part"] for e in events if e["type"] == "tool_use"]
+        assert tools[0]["tool"] == "bash" and tools[0]["state"]["metadata"]["exit"] == 0
+        finished = [e["part"] for e in events if e["type"] == "step_finish"]
+        assert finished[-1]["reason"] == "stop" and finished[-1]["tokens"]["output"] == 7
+        calls = emu.completions  # --title: no title call on small_model
+        assert len(calls) == 2 and all(c.stream for c in calls)
+        assert calls[0].contains("Put a greeting in hello.txt.")
+        assert {"bash", "edit", "write", "read"} <= {t["function"]["name"] for t in calls[0].body["tools"]}
+
+
+def test_cline_runs_commands_and_ends_with_a_run_result(dirs: tuple[Path, Path]) -> None:
+    program = cli("CLINE_BIN", "cline")
+    work, home = dirs
+    data = home / ".cline" / "data"
+    (data / "settings").mkdir(parents=True)
+    (data / "cache").mkdir()
+    with OpenAIEmulator(api_key=KEY) as emu:
+        (data / "settings" / "providers.json").write_text(json.dumps({
+            "version": 1, "lastUsedProvider": "openai-compatible", "modes": {}, "providers": {"openai-compatible": {
+                "settings": {"provider": "openai-compatible", "model": "emulated-coder",
+                             "baseUrl": emu.base_url + "/v1"},
+                "updatedAt": "2026-01-01T00:00:00.000Z", "tokenSource": "manual"}}}))
+        (data / "settings" / "global-settings.json").write_text('{"telemetryOptOut": true, "autoUpdateEnabled": false}')
+        (data / "cache" / "feature-flags.json").write_text(json.dumps(
+            {"version": 2, "updatedAt": int(time.time() * 1000), "userId": None,
+             "flagsPayload": {"featureFlags": {}, "featureFlagPayloads": {}}}))
+        emu.script([Reply.cline_commands("printf 'hello from cline\\n' > hello.txt"),
+                    Reply.text("Created hello.txt.", input_tokens=300, output_tokens=7)])
+        done = run([program, "--json", "--data-dir", str(data), "Do the task below."], work, home,
+                   {"OPENAI_API_KEY": KEY, "CLINE_SESSION_BACKEND_MODE": "local"},
+                   stdin="Put a greeting in hello.txt.")  # a pipe: Cline appends it to the prompt
+        assert done.result.returncode == 0, explain(done)
+        assert (work / "hello.txt").read_text() == "hello from cline\n"
+        events = [json.loads(line) for line in done.result.stdout.splitlines() if line.startswith("{")]
+        final = events[-1]
+        assert (final["type"], final["finishReason"], final["iterations"]) == ("run_result", "completed", 2)
+        assert final["text"] == "Created hello.txt." and final["usage"]["outputTokens"] == 5 + 7
+        calls = emu.completions
+        assert len(calls) == 2 and all(c.stream for c in calls)
+        assert calls[0].contains("Do the task below.") and calls[0].contains("Put a greeting in hello.txt.")
+        assert {"run_commands", "editor", "read_files"} <= {t["function"]["name"] for t in calls[0].body["tools"]}
