@@ -153,10 +153,13 @@ def commit_message(task: DispatchTask, summary: str) -> str:
 
 def _success_line(view: ResultView, task: str) -> str:
     """Say plainly whether the task was done, done with no change needed, or only recorded after failures."""
+    failed = ", ".join(f"`{_code(name)}`" for name in view.fell_back)
+    if view.no_change is None and view.fell_back:  # a fallback made the change: say which, and that the first did not
+        return (f"✅ **{view.agent_name}** finished task {task} with `{_code(view.generator or '?')}`, "
+                f"after {failed} failed (why is below).")
     if view.no_change is None:
         return f"✅ **{view.agent_name}** finished task {task}."
     if view.fell_back:
-        failed = ", ".join(f"`{_code(name)}`" for name in view.fell_back)
         return (f"⚠️ **{view.agent_name}** did not make the change for task {task}: {failed} failed, "
                 f"and `{_code(view.generator or '?')}` ran instead.")
     return f"✅ **{view.agent_name}** finished task {task} with no code change."
