@@ -1,6 +1,7 @@
 """What each agent preset costs per task: start-up, wall time, and the CLI's peak memory.
 
-Per preset (claude-code, codex, aider, mini-swe-agent), N runs of the same
+Per preset (claude-code, codex, aider, mini-swe-agent, gemini-cli, opencode,
+cline), N runs of the same
 one-file task against the scripted model emulator, through the real sandbox
 and the task's gateway, as the runner runs them (the preset's ``generate``,
 without GitHub). For each run:
@@ -12,7 +13,8 @@ without GitHub). For each run:
   (the CLI and what it started, not bwrap or the relay), sampled every 10 ms.
 
 Prints the median of N runs (and the spread). The CLIs come from
-CLAUDE_CODE_BIN, CODEX_BIN, AIDER_BIN and MINI_SWE_AGENT_BIN, else PATH.
+CLAUDE_CODE_BIN, CODEX_BIN, AIDER_BIN, MINI_SWE_AGENT_BIN, GEMINI_CLI_BIN,
+OPENCODE_BIN and CLINE_BIN, else PATH.
 
     .venv/bin/python bench/agents.py [N] [preset ...]
 """
@@ -29,7 +31,13 @@ import time
 from pathlib import Path
 
 import structlog
-from github_emulator.llm import AnthropicEmulator, LLMEmulator, OpenAIEmulator, Reply
+from github_emulator.llm import (
+    AnthropicEmulator,
+    GeminiEmulator,
+    LLMEmulator,
+    OpenAIEmulator,
+    Reply,
+)
 
 from runner.config import load_settings
 from runner.core.task import parse_task, task_names
@@ -55,6 +63,9 @@ SCRIPTS = {
     "codex": (OpenAIEmulator, lambda: [Reply.codex_exec(WRITE), Reply.text(DONE)]),
     "aider": (OpenAIEmulator, lambda: [Reply.aider_whole({"hello.txt": "hello\n"}, text=DONE)]),
     "mini-swe-agent": (OpenAIEmulator, lambda: [Reply.mini_bash(WRITE), Reply.mini_submit(text=DONE)]),
+    "gemini-cli": (GeminiEmulator, lambda: [Reply.gemini_shell(WRITE), Reply.text(DONE)]),
+    "opencode": (OpenAIEmulator, lambda: [Reply.opencode_bash(WRITE), Reply.text(DONE)]),
+    "cline": (OpenAIEmulator, lambda: [Reply.cline_commands(WRITE), Reply.text(DONE)]),
 }
 
 
@@ -146,8 +157,10 @@ def one_run(name: str, root: Path) -> tuple[float, float, int]:
     with server(api_key=KEY) as emu:
         emu.script(script())
         endpoint = {"anthropic_base_url": emu.base_url} if server is AnthropicEmulator \
+            else {"gemini_base_url": emu.base_url} if server is GeminiEmulator \
             else {"openai_base_url": f"{emu.base_url}/v1"}
         settings = load_settings(env_file=None, generators=name, anthropic_api_key=KEY, openai_api_key=KEY,
+                                 gemini_api_key=KEY,
                                  default_model=MODEL, workspace_dir=str(root / "ws"), data_dir=str(root / "data"),
                                  **endpoint)
         preset = build_chain([name], settings)[0]

@@ -1,7 +1,7 @@
 """Presets for real coding-agent CLIs, one module per CLI, on top of the ``command`` generator.
 
-``GENERATORS=claude-code``, ``codex``, ``aider`` or ``mini-swe-agent`` (chainable
-like any generator). :mod:`.base` holds what they share; each CLI's module
+``GENERATORS=claude-code``, ``codex``, ``aider``, ``mini-swe-agent``,
+``gemini-cli``, ``opencode`` or ``cline`` (chainable like any generator). :mod:`.base` holds what they share; each CLI's module
 holds its command line, its config files and the parsing of its output.
 """
 
