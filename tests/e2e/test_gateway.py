@@ -403,7 +403,9 @@ def test_a_model_server_that_hangs_does_not_outlast_the_task_deadline(
     ''')
     number = world.file_issue(dispatch_body(instruction="Wait."))
 
-    outcomes = world.run_once(**settings(world, agent, models, command_gateway="openai",
+    # The upstream's breaker stays closed here (a high BREAKER_THRESHOLD): three 1 s timeouts inside the 3 s
+    # deadline would otherwise open it, and its quick refusals would fill the log's tail, racing the kill.
+    outcomes = world.run_once(**settings(world, agent, models, command_gateway="openai", breaker_threshold=100,
                                          generator_timeout_seconds=3, gateway_timeout_seconds=1))
 
     assert [o.status for o in outcomes] == ["failed"]
