@@ -25,6 +25,7 @@ untrusted command rewrote is never followed.
 
 from __future__ import annotations
 
+import os
 import re
 import shutil
 import threading
@@ -135,11 +136,18 @@ class Workspace:
         path.parent.mkdir(parents=True, exist_ok=True)
         with self._lock(repo):
             if not (path / "HEAD").exists():
+                # Made whole beside it, then renamed into place: a process killed between `init` and
+                # `config` must not leave a mirror without the fetch refspec, whose fetches would
+                # bring no branch (every task then failing "the base branch does not exist").
                 shutil.rmtree(path, ignore_errors=True)
-                run_git(path.parent, "init", "--quiet", "--bare", str(path))
+                staging = path.with_name(f"{path.name}.new-{os.getpid()}")
+                shutil.rmtree(staging, ignore_errors=True)
+                run_git(path.parent, "init", "--quiet", "--bare", str(staging))
+                self._git(staging, "config", "remote.origin.fetch", "+refs/heads/*:refs/remotes/origin/*")
+                self._git(staging, "config", "gc.auto", "0")
+                os.rename(staging, path)
+            if self._origins.get(path) != clone_url:  # once per process: a mirror an older runner left half-made heals
                 self._git(path, "config", "remote.origin.fetch", "+refs/heads/*:refs/remotes/origin/*")
-                self._git(path, "config", "gc.auto", "0")
-            if self._origins.get(path) != clone_url:
                 self._git(path, "config", "remote.origin.url", clone_url)
                 self._origins[path] = clone_url
             self._transport(clone_url).call(  # a fetch is safe to send again: retried in place

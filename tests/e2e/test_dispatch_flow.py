@@ -254,3 +254,20 @@ def test_github_errors_are_retried_and_the_task_completes(world: World) -> None:
     assert "processed" in world.labels(number)
     statuses = [r.status for r in world.emu.request_log]
     assert 502 in statuses and 429 in statuses
+
+
+def test_a_mirror_left_half_made_by_a_killed_runner_heals(world: World) -> None:
+    """A runner killed between `git init` and `git config` of a new mirror left it without its fetch
+    refspec, so every fetch brought no branch and each task failed with "the base branch `main` does
+    not exist" (seen once in 30 chaos runs, a replica killed -9 and restarted with its workspace).
+    Mirrors are now made whole beside their place and renamed into it, and a process sets the refspec
+    again on its first fetch, so such a mirror heals: the task succeeds."""
+    mirror = world.root / "workspace" / "mirrors" / f"{TARGET}.git"
+    mirror.parent.mkdir(parents=True)
+    subprocess.run(["git", "init", "--quiet", "--bare", str(mirror)], check=True)  # no config after it
+    number = world.file_issue(dispatch_body())
+
+    outcomes = world.run_once()
+
+    assert [o.status for o in outcomes] == ["succeeded"], outcomes
+    assert world.labels(number) == {"copilot-agent", "processed"}
