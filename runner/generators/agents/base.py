@@ -174,6 +174,12 @@ class AgentPreset(CommandGenerator):
     def parse(self, result: ProcResult, run: AgentRun) -> Outcome:
         raise NotImplementedError
 
+    def printed_nothing(self, result: ProcResult, missing: str = "no result") -> Outcome:
+        """The outcome of a CLI that printed no structured output: its last words, in place of a summary."""
+        said = tail_text(strip_ansi(result.stderr or result.output), max_lines=8, max_chars=800)
+        return Outcome(summary=f"{self.label} printed {missing}.", ok=False, problem=said or "it printed nothing",
+                       transcript=said)
+
     def default_model(self) -> str:
         return self.settings.default_model or self.settings.openai_model
 

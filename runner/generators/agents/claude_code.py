@@ -24,7 +24,7 @@ from runner.generators.agents.base import (
     summary_text,
 )
 from runner.generators.base import Generator, Usage
-from runner.sandbox.procs import ProcResult, tail_text
+from runner.sandbox.procs import ProcResult
 
 VERSION_TESTED = "2.1.337"
 
@@ -66,9 +66,7 @@ class ClaudeCodePreset(AgentPreset):
     def parse(self, result: ProcResult, run: AgentRun) -> Outcome:
         found = result_object(result.output)
         if found is None:
-            said = tail_text(result.stderr or result.output, max_lines=8, max_chars=800)
-            return Outcome(summary=f"{self.label} printed no result.", ok=False,
-                           problem=said or "it printed nothing", transcript=said)
+            return self.printed_nothing(result)
         text = found["result"] if isinstance(found.get("result"), str) else ""
         subtype = str(found.get("subtype") or "")
         failed = bool(found.get("is_error")) or subtype != "success"

@@ -34,7 +34,7 @@ from runner.generators.agents.base import (
     summary_text,
 )
 from runner.generators.base import Generator, Usage
-from runner.sandbox.procs import ProcResult, tail_text
+from runner.sandbox.procs import ProcResult
 
 VERSION_TESTED = "0.61.0"
 #: What ``-p`` says after the instruction read from stdin.
@@ -80,9 +80,7 @@ class GeminiCliPreset(AgentPreset):
     def parse(self, result: ProcResult, run: AgentRun) -> Outcome:
         found = json_document(result.output)
         if found is None:
-            said = tail_text(result.stderr or result.output, max_lines=8, max_chars=800)
-            return Outcome(summary=f"{self.label} printed no result.", ok=False,
-                           problem=said or "it printed nothing", transcript=said)
+            return self.printed_nothing(result)
         text = found["response"] if isinstance(found.get("response"), str) else ""
         error = mapping(found.get("error"))
         stats = mapping(found.get("stats"))

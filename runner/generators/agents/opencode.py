@@ -37,7 +37,7 @@ from runner.generators.agents.base import (
     summary_text,
 )
 from runner.generators.base import Generator, Usage
-from runner.sandbox.procs import ProcResult, tail_text
+from runner.sandbox.procs import ProcResult
 
 VERSION_TESTED = "1.18.33"
 PROVIDER = "gateway"
@@ -90,9 +90,7 @@ class OpencodePreset(AgentPreset):
     def parse(self, result: ProcResult, run: AgentRun) -> Outcome:
         events = json_objects(result.output)
         if not events:
-            said = tail_text(result.stderr or result.output, max_lines=8, max_chars=800)
-            return Outcome(summary=f"{self.label} printed no events.", ok=False, problem=said or "it printed nothing",
-                           transcript=said)
+            return self.printed_nothing(result, "no events")
         texts: list[str] = []
         problems: list[str] = []
         lines: list[str] = []
