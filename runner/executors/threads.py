@@ -336,6 +336,13 @@ class ThreadExecutor:
                 self.log.info("released lease on shutdown", issue=job.key.issue_number)
             except RunnerError as exc:
                 self.log.warning("could not release lease", issue=job.key.issue_number, error=str(exc))
+        # The poll thread's GitHub calls were cut short above; let it leave before the caller closes
+        # the ledger, so it never uses a SQLite connection that another thread is closing (a
+        # replica once died of SIGSEGV at exit that way, in the chaos test). A poll stuck on a hung
+        # GitHub past this is still left behind.
+        poller = self._poller
+        if poller is not None:
+            poller.join(timeout=DRAIN_MARGIN_S / 2)
 
     def waiting_on_github(self) -> bool:
         """After serve: whether a job or the poll is still stuck in a call to GitHub."""
