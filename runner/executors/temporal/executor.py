@@ -1,6 +1,6 @@
 """Find work and hand it to Temporal: poll the dispatch repository, start workflows, host workers.
 
-:class:`TemporalExecutor` has the public surface of :class:`runner.executors.threads.Runner`
+:class:`TemporalExecutor` has the public surface of :class:`runner.executors.threads.ThreadExecutor`
 (``poll``, ``run_once``, ``process_issue``, ``serve``), so the CLI and the
 tests drive either one the same way. The differences are Temporal's:
 
