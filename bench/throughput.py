@@ -133,14 +133,18 @@ def run_scenario(scenario: Scenario, *, agent_seconds: float, dsn: str | None, t
             def settled() -> bool:
                 if close:
                     chaos.close_processed(emu, issues, closed)
-                if spaced is not None and len(issues) < len(ids) and chaos.settled(emu, ledger, issues):
-                    if not last_done[0]:
-                        last_done[0] = time.monotonic()
-                    elif time.monotonic() - last_done[0] >= spaced:
-                        issues.update(chaos.file_issues(emu, ids[len(issues):len(issues) + 1]))
-                        last_done[0] = 0.0
+                # Asked once: asking again below could see the task settle in between and end a spaced
+                # run after its first issue.
+                now_settled = chaos.settled(emu, ledger, issues)
+                if spaced is not None and len(issues) < len(ids):
+                    if now_settled:
+                        if not last_done[0]:
+                            last_done[0] = time.monotonic()
+                        elif time.monotonic() - last_done[0] >= spaced:
+                            issues.update(chaos.file_issues(emu, ids[len(issues):len(issues) + 1]))
+                            last_done[0] = 0.0
                     return False
-                return chaos.settled(emu, ledger, issues)
+                return now_settled
 
             try:
                 with chaos.Fleet(env, root / "fleet", scenario.replicas, cwd=root) as fleet:
