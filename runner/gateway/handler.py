@@ -24,7 +24,7 @@ from runner.gateway import dialects, wire
 from runner.gateway.body import BadBody, discard_body, read_body
 from runner.gateway.dialects import Dialect, Route
 from runner.gateway.meter import Refusal
-from runner.gateway.upstream import Upstream
+from runner.gateway.upstream import Upstream, is_outage
 
 _CHUNK = 65536
 
@@ -170,7 +170,7 @@ class Handler(BaseHTTPRequestHandler):
         else:
             conn.close()
         usage, spend = settled[0]
-        if response.status >= 500:
+        if is_outage(response.status):  # a CLI that gives up on it makes the task wait (#29)
             gw.note_upstream_failure(f"{method} {path}: the model server answered {response.status}")
         duration_ms = (time.monotonic() - started) * 1000
         gw.recorder.response(call, status=response.status, body=bytes(kept), streamed=streamed,

@@ -33,6 +33,11 @@ _POOL_SIZE = 4
 OUTAGE_STATUSES = frozenset({408, 409, 429})
 
 
+def is_outage(status: int) -> bool:
+    """Whether an upstream's answer says it is down or overloaded (408, 409, 429, 5xx), not that the call was wrong."""
+    return status in OUTAGE_STATUSES or status >= 500
+
+
 @dataclass(frozen=True)
 class Upstream:
     """One configured model server: where a dialect's calls go, and with which key."""
@@ -168,7 +173,7 @@ class _Watched(http.client.HTTPConnection):
         except (OSError, http.client.HTTPException):
             self._settle(failed=True)
             raise
-        self._settle(failed=response.status in OUTAGE_STATUSES or response.status >= 500)
+        self._settle(failed=is_outage(response.status))
         return response
 
     def close(self) -> None:

@@ -415,6 +415,28 @@ def test_a_model_server_that_hangs_does_not_outlast_the_task_deadline(
     assert "504" in log and "did not answer within 1 s" in log
 
 
+def test_a_cli_that_gives_up_on_a_rate_limited_model_makes_the_task_wait(
+    world: World, models: tuple[AnthropicEmulator, OpenAIEmulator]
+) -> None:
+    # A 429 is the model API's outage, like a 5xx (#29): the gateway notes it, so a CLI that gives up
+    # on it makes the task wait, spending no attempt, instead of failing it.
+    _, gpt = models
+    gpt.script([Reply.error(429, "Rate limit reached for requests.", retry_after=30)])
+    agent = agent_script(world.root, '''
+        status, text = openai({"model": "gpt-4o-mini", "messages": [{"role": "user", "content": "hi"}]})
+        print(status, text[:200], flush=True)
+        sys.exit(0 if status == 200 else 1)
+    ''')
+    number = world.file_issue(dispatch_body(instruction="Edit."))
+
+    outcomes = world.run_once(**settings(world, agent, models, command_gateway="openai"))
+
+    assert [o.status for o in outcomes] == ["waiting"], outcomes
+    comment = world.comments(number)[-1]["body"]
+    assert "The model server failed while it ran" in comment and "answered 429" in comment, comment
+    assert "agent-failed" not in world.labels(number) and world.pulls() == []
+
+
 def test_a_retry_after_failed_validation_gets_only_what_is_left_of_the_budget(
     world: World, models: tuple[AnthropicEmulator, OpenAIEmulator]
 ) -> None:
