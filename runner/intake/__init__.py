@@ -1,4 +1,4 @@
 """Intake: what turns GitHub's news into work for an executor (the feedback poll, webhooks).
 
-It offers issues and feedback items to whatever implements :class:`runner.intake.base.Offers`.
+It offers issues and feedback items to whatever implements :class:`runner.intake.webhooks.Offers`.
 """

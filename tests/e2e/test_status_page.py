@@ -40,7 +40,9 @@ SCRIPT_TITLE = "</script><script>document.title='pwned-script'</script>Broken ta
 HOSTILE_TARGET = "octo/<img src=x onerror=\"document.title='pwned-reason'\">"
 MODEL_KEY = "sk-status-page-model-key-0123456789"
 STATUS_TOKEN = "status-token-for-the-test-0123456789"
-SCREENSHOT = REPO_ROOT / "docs" / "status-page.png"
+#: docs/status-page.png is taken again only on request (UPDATE_DOCS_SCREENSHOT=1): a test run leaves the
+#: checkout as it found it.
+DOCS_SCREENSHOT = REPO_ROOT / "docs" / "status-page.png"
 
 
 def chromium() -> str:
@@ -272,9 +274,10 @@ def test_the_page_shows_each_task_where_it_belongs_and_hostile_text_stays_text(
         assert MODEL_KEY not in body and "emulator-token" not in body
         assert "Create a simple test file" not in body  # no instruction, no prompt
 
-    browse(served.url + "/", f"--screenshot={SCREENSHOT}", "--window-size=1280,900",
+    screenshot = DOCS_SCREENSHOT if os.environ.get("UPDATE_DOCS_SCREENSHOT") == "1" else tmp_path / "page.png"
+    browse(served.url + "/", f"--screenshot={screenshot}", "--window-size=1280,900",
            "--hide-scrollbars", tmp=tmp_path)
-    assert SCREENSHOT.stat().st_size > 10_000
+    assert screenshot.stat().st_size > 10_000
     assert len(world.emu.request_log) == before
 
 
