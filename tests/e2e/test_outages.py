@@ -16,6 +16,7 @@ import sys
 import time
 import urllib.request
 from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -389,14 +390,13 @@ def test_a_model_upstream_down_behind_the_gateway_opens_its_breaker_and_tasks_wa
 # -- a full disk ----------------------------------------------------------------------------
 
 
-@pytest.fixture()
-def small_workspace(tmp_path: Path) -> Iterator[Path]:
-    """A 2 MB tmpfs as WORKSPACE_DIR (CI runs as root), unmounted in teardown."""
+@contextmanager
+def tmpfs(where: Path, size: str) -> Iterator[Path]:
+    """A tmpfs of ``size`` mounted at ``where`` (CI runs as root), unmounted on the way out."""
     import subprocess
 
-    where = tmp_path / "small-workspace"
     where.mkdir()
-    done = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=2m", "tmpfs", str(where)], capture_output=True,
+    done = subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(where)], capture_output=True,
                           text=True, check=False)
     if done.returncode != 0:
         pytest.fail(f"could not mount a tmpfs (the test needs root or a user namespace): {done.stderr}")
@@ -404,6 +404,13 @@ def small_workspace(tmp_path: Path) -> Iterator[Path]:
         yield where
     finally:
         subprocess.run(["umount", "-l", str(where)], check=False)
+
+
+@pytest.fixture()
+def small_workspace(tmp_path: Path) -> Iterator[Path]:
+    """A 2 MB tmpfs as WORKSPACE_DIR."""
+    with tmpfs(tmp_path / "small-workspace", "2m") as where:
+        yield where
 
 
 def test_a_full_workspace_makes_the_task_wait_and_it_finishes_when_space_returns(
@@ -575,19 +582,9 @@ def test_while_the_ledger_is_down_intake_pauses_and_tasks_in_flight_go_on(
 
 @pytest.fixture()
 def small_data_dir(tmp_path: Path) -> Iterator[Path]:
-    """A 16 MB tmpfs as DATA_DIR, where the SQLite ledger lives (CI runs as root), unmounted in teardown."""
-    import subprocess
-
-    where = tmp_path / "small-data"
-    where.mkdir()
-    done = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=16m", "tmpfs", str(where)], capture_output=True,
-                          text=True, check=False)
-    if done.returncode != 0:
-        pytest.fail(f"could not mount a tmpfs (the test needs root or a user namespace): {done.stderr}")
-    try:
+    """A 16 MB tmpfs as DATA_DIR, where the SQLite ledger lives."""
+    with tmpfs(tmp_path / "small-data", "16m") as where:
         yield where
-    finally:
-        subprocess.run(["umount", "-l", str(where)], check=False)
 
 
 def fill(directory: Path) -> Path:
