@@ -496,6 +496,21 @@ def private_postgres() -> Iterator[tuple[str, Any]]:
         yield cluster
 
 
+def runner_on_ledger(world: World, tmp_path: Path, dsn: str, replicas: list[chaos.Replica], runs: Path, *,
+                     agent_seconds: float, in_flight: int) -> chaos.Replica:
+    """A runner on the PostgreSQL ledger at ``dsn`` (FAST, LEASE_SECONDS=30 so that its tasks outlive the
+    outage on their lease), once ``in_flight`` of its slow agents have started."""
+    template = chaos.slow_agent_template(tmp_path / "agent", seconds=agent_seconds, record_dir=runs)
+    env = world.env(**{**FAST, "LEASE_SECONDS": "30"}, GENERATORS="command", COMMAND_TEMPLATE=template,
+                    LEDGER_URL=dsn, HEALTH_PORT=str(chaos.free_port()))
+    runner = chaos.Replica("runner", env, tmp_path / "runner.log", cwd=world.root)
+    replicas.append(runner)
+    runner.start()
+    assert chaos.wait_until(lambda: len(chaos.agent_runs(runs)) >= in_flight, time.monotonic() + 60, 0.05), \
+        runner.log_tail(40)
+    return runner
+
+
 def test_the_ledger_stopped_and_started_again_loses_no_task(
         world: World, tmp_path: Path, private_postgres: tuple[str, Any], replicas: list[chaos.Replica]) -> None:
     """PostgreSQL (the ledger) is stopped for 10 s while three tasks are in flight, then started:
@@ -503,14 +518,7 @@ def test_the_ledger_stopped_and_started_again_loses_no_task(
     dsn, pg_ctl = private_postgres
     issues = chaos.file_issues(world.emu, chaos.task_ids(3, "pg"), dispatch=DISPATCH)
     runs = tmp_path / "agent-runs"
-    template = chaos.slow_agent_template(tmp_path / "agent", seconds=2, record_dir=runs)
-    env = world.env(**{**FAST, "LEASE_SECONDS": "30"}, GENERATORS="command", COMMAND_TEMPLATE=template,
-                    LEDGER_URL=dsn, HEALTH_PORT=str(chaos.free_port()))
-    runner = chaos.Replica("runner", env, tmp_path / "runner.log", cwd=world.root)
-    replicas.append(runner)
-    runner.start()
-    assert chaos.wait_until(lambda: len(chaos.agent_runs(runs)) >= 3, time.monotonic() + 60, 0.05), \
-        runner.log_tail(40)
+    runner = runner_on_ledger(world, tmp_path, dsn, replicas, runs, agent_seconds=2, in_flight=3)
     stopped_at = time.monotonic()
     pg_ctl("stop")
     time.sleep(10)
@@ -541,14 +549,7 @@ def test_while_the_ledger_is_down_intake_pauses_and_tasks_in_flight_go_on(
     dsn, pg_ctl = private_postgres
     first = chaos.file_issues(world.emu, chaos.task_ids(2, "lp"), dispatch=DISPATCH)
     runs = tmp_path / "agent-runs"
-    template = chaos.slow_agent_template(tmp_path / "agent", seconds=3, record_dir=runs)
-    env = world.env(**{**FAST, "LEASE_SECONDS": "30"}, GENERATORS="command", COMMAND_TEMPLATE=template,
-                    LEDGER_URL=dsn, HEALTH_PORT=str(chaos.free_port()))
-    runner = chaos.Replica("runner", env, tmp_path / "runner.log", cwd=world.root)
-    replicas.append(runner)
-    runner.start()
-    assert chaos.wait_until(lambda: len(chaos.agent_runs(runs)) >= 2, time.monotonic() + 60, 0.05), \
-        runner.log_tail(40)
+    runner = runner_on_ledger(world, tmp_path, dsn, replicas, runs, agent_seconds=3, in_flight=2)
     pg_ctl("stop")
     stopped_at = time.time()
     assert chaos.wait_until(lambda: bool(events_like(runner, "intake paused")), time.monotonic() + 30, 0.1), \
@@ -556,7 +557,7 @@ def test_while_the_ledger_is_down_intake_pauses_and_tasks_in_flight_go_on(
     paused_at = when(events_like(runner, "intake paused")[0])
     later = chaos.file_issues(world.emu, chaos.task_ids(2, "lq"), dispatch=DISPATCH)
     time.sleep(max(0.0, stopped_at + 12 - time.time()))
-    exported = urllib.request.urlopen(f"http://127.0.0.1:{env['HEALTH_PORT']}/metrics", timeout=5).read().decode()
+    exported = urllib.request.urlopen(f"http://127.0.0.1:{runner.env['HEALTH_PORT']}/metrics", timeout=5).read().decode()
     assert 'agent_runner_dependency_up{dependency="ledger:postgresql"} 0.0' in exported, exported
     assert not {r.task_id for r in chaos.agent_runs(runs)} & set(later.values())  # nothing new was claimed
     listed_while_down = [r for r in world.emu.request_log if r.at >= paused_at + 0.5 and r.method == "GET"
