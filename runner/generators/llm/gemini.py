@@ -30,6 +30,7 @@ from google.genai import errors as genai_errors
 from google.genai import types
 
 from runner.config import Settings
+from runner.core.policy import backoff_delay
 from runner.errors import (
     GeneratorError,
     GeneratorTimeout,
@@ -51,6 +52,7 @@ from runner.generators.llm.loop import run_agent
 from runner.generators.llm.sdk import (
     MAX_SDK_RETRY_AFTER,
     check_cost_limit,
+    header_wait,
     resolve_api_key,
     status_error,
     upstream_of,
@@ -164,11 +166,11 @@ class GeminiBackend:
                 return self._reply(response)
             except GeneratorUnavailable as exc:  # another try may help: wait what the server asks, if short
                 cause = exc.__cause__
-                wait = (retry_after(cause) if isinstance(cause, genai_errors.APIError) else 0.0) or \
-                    min(0.5 * 2 ** attempt, 8.0)
-                if attempt >= request.max_retries or wait > MAX_SDK_RETRY_AFTER:
-                    raise
                 attempt += 1
+                wait = (retry_after(cause) if isinstance(cause, genai_errors.APIError) else 0.0) or \
+                    backoff_delay(attempt, base=0.5, cap=8.0)
+                if attempt > request.max_retries or wait > MAX_SDK_RETRY_AFTER:
+                    raise
                 time.sleep(wait)
 
     def _reply(self, response: types.GenerateContentResponse) -> ModelReply:
@@ -252,12 +254,9 @@ def gemini_errors(request: ModelRequest) -> Iterator[None]:
 
 def retry_after(exc: genai_errors.APIError) -> float | None:
     """How long the server asks to wait: ``Retry-After(-Ms)``, else a ``RetryInfo`` detail (``"7s"``), else 0."""
-    headers = getattr(getattr(exc, "response", None), "headers", None) or {}
-    for name, divisor in (("retry-after-ms", 1000.0), ("retry-after", 1.0)):
-        try:
-            return float(headers.get(name) or "") / divisor
-        except (TypeError, ValueError):
-            continue
+    wait = header_wait(getattr(getattr(exc, "response", None), "headers", None) or {})
+    if wait is not None:
+        return wait
     details = exc.details.get("error", {}).get("details") if isinstance(exc.details, dict) else None
     for detail in details or []:
         delay = detail.get("retryDelay") if isinstance(detail, dict) else None

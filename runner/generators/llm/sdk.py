@@ -63,6 +63,16 @@ def call_limits(seconds_left: float, max_retries: int) -> tuple[float, int, bool
     return min(seconds_left, MAX_CALL_SECONDS), 0, seconds_left <= MAX_CALL_SECONDS
 
 
+def header_wait(headers: Mapping[str, str]) -> float | None:
+    """How long a reply's ``Retry-After-Ms`` or ``Retry-After`` (seconds) asks to wait, if it says."""
+    for name, divisor in (("retry-after-ms", 1000.0), ("retry-after", 1.0)):
+        try:
+            return float(headers[name]) / divisor
+        except (KeyError, TypeError, ValueError):
+            continue
+    return None
+
+
 def limit_retry_after(response: Any) -> None:
     """An httpx response hook: let the SDK retry only when the server asks for a short wait,
     and never a request the server called invalid.
@@ -73,13 +83,7 @@ def limit_retry_after(response: Any) -> None:
     not to retry (``x-should-retry``, which both SDKs obey).
     """
     headers = response.headers
-    wait: float | None = None
-    for name, divisor in (("retry-after-ms", 1000.0), ("retry-after", 1.0)):
-        try:
-            wait = float(headers[name]) / divisor
-            break
-        except (KeyError, ValueError):
-            continue
+    wait = header_wait(headers)
     if wait is not None and wait > MAX_SDK_RETRY_AFTER:
         headers["x-should-retry"] = "false"
     elif response.status_code >= 500 and "x-should-retry" not in headers:
